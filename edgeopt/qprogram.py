@@ -1,0 +1,114 @@
+"""The lowered int8 program: TFLite builtin ops on NHWC tensors with precomputed integer parameters.
+
+Every backend reads this one structure: the integer reference executor runs it, the TFLite writer
+serialises it, and the cost model prices it. A reader of ``.tflite`` files produces the same structure.
+
+Op kinds, their inputs and ``options`` (TFLite's builtin option names, snake_case; enums as strings):
+
+========================  ==================================  ============================================
+kind                      inputs                              options
+========================  ==================================  ============================================
+CONV_2D                   x[N,H,W,Ci], w[Co,KH,KW,Ci], b[Co]   padding SAME|VALID, stride_h, stride_w,
+                                                              dilation_h_factor, dilation_w_factor,
+                                                              fused_activation_function
+DEPTHWISE_CONV_2D         x, w[1,KH,KW,Co], b[Co]              same as CONV_2D + depth_multiplier
+FULLY_CONNECTED           x[N,Ci], w[Co,Ci], b[Co]             fused_activation_function
+ADD                       a, b (same shape)                    fused_activation_function
+AVERAGE_POOL_2D           x                                    padding, stride_h, stride_w, filter_height,
+                                                              filter_width, fused_activation_function
+RESHAPE                   x, shape (int32 constant)            new_shape
+PAD                       x, paddings (int32 [rank,2])         -
+STRIDED_SLICE             x, begin, end, strides (int32)       begin_mask, end_mask (always 0 here)
+TRANSPOSE                 x, perm (int32)                      -
+========================  ==================================  ============================================
+
+``fused_activation_function`` is one of NONE, RELU, RELU6, RELU_N1_TO_1. Weights are int8 symmetric
+per-channel (axis 0, or 3 for depthwise), biases int32 with scale ``input_scale * weight_scale`` and
+zero point 0, activations int8 asymmetric per-tensor. ``params`` holds what TFLite's Prepare computes
+from those scales (multipliers, shifts, offsets, clamp bounds); see ``runtimes.reference.prepare``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+from edgeopt.ir import QParams, frozen_array
+
+Rounding = Literal["single", "double"]
+FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+
+
+@dataclass(frozen=True, eq=False)
+class QTensor:
+    """A tensor of the program. ``data`` is set for constants (weights, biases, shapes, paddings)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    qparams: QParams | None = None
+    data: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if self.data is not None:
+            object.__setattr__(self, "data", frozen_array(np.asarray(self.data, dtype=self.dtype)))
+
+    @property
+    def is_constant(self) -> bool:
+        return self.data is not None
+
+
+@dataclass(frozen=True)
+class QOp:
+    """One TFLite builtin op. ``source`` names the IR node(s) it came from, for the report."""
+
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+        object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
+
+    def with_params(self, params: Mapping[str, Any]) -> QOp:
+        return replace(self, params=params)
+
+
+@dataclass(frozen=True)
+class QProgram:
+    """An int8 program: tensors by name, ops in execution order, graph inputs/outputs, rounding mode.
+
+    ``input_layouts`` records, per graph input, the permutation that turns the source model's layout
+    into this program's (``(0, 2, 3, 1)`` for an NCHW model whose program input is NHWC), so that
+    callers can feed data prepared for the source model.
+    """
+
+    name: str
+    tensors: Mapping[str, QTensor]
+    ops: tuple[QOp, ...]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    rounding: Rounding = "single"
+    input_layouts: tuple[tuple[int, ...] | None, ...] = ()
+    output_layouts: tuple[tuple[int, ...] | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tensors", MappingProxyType(dict(self.tensors)))
+        object.__setattr__(self, "ops", tuple(self.ops))
+        object.__setattr__(self, "inputs", tuple(self.inputs))
+        object.__setattr__(self, "outputs", tuple(self.outputs))
+
+    def replace(self, **changes: Any) -> QProgram:
+        return replace(self, **changes)
+
+    def tensor(self, name: str) -> QTensor:
+        return self.tensors[name]

@@ -1,0 +1,42 @@
+"""One registry per concept (kernels, emitters, lowerings, passes): a dict filled by a decorator."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+from edgeopt.errors import RegistryError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind. A failed lookup lists what exists."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, T] = {}
+
+    def register(self, *names: str) -> Callable[[T], T]:
+        """Decorator registering the decorated object under each of ``names``."""
+
+        def add(obj: T) -> T:
+            for name in names:
+                if name in self._entries:
+                    raise RegistryError(f"{self.kind} '{name}' registered twice")
+                self._entries[name] = obj
+            return obj
+
+        return add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._entries[name]
+        except KeyError:
+            known = ", ".join(sorted(self._entries)) or "none"
+            raise RegistryError(f"no {self.kind} named '{name}' (known: {known})") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._entries))
