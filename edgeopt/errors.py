@@ -58,3 +58,9 @@ def exit_code(err: BaseException) -> int:
         if cls in EXIT_CODES:
             return EXIT_CODES[cls]
     return 2 if isinstance(err, EdgeoptError) else 70
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of a third-party exception's message, for wrapping it in one of ours."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:limit]

@@ -58,7 +58,8 @@ class Graph:
     """A float model: nodes in topological order, graph inputs/outputs, constant weights, tensor shapes.
 
     ``tensors`` holds the static shape and dtype of every non-constant tensor (inputs, outputs and all
-    intermediates); constants live in ``initializers``.
+    intermediates); constants live in ``initializers``. ``opset`` is the ONNX default-domain opset the
+    node forms follow (e.g. whether Pad takes its pads as an input or an attribute).
     """
 
     name: str
@@ -67,6 +68,7 @@ class Graph:
     outputs: tuple[TensorInfo, ...]
     initializers: Mapping[str, np.ndarray]
     tensors: Mapping[str, TensorInfo]
+    opset: int = 18
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "nodes", tuple(self.nodes))

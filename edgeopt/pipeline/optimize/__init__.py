@@ -1,0 +1,23 @@
+"""Graph → Graph optimization passes, one module per technique, registered by name."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from edgeopt.ir import Graph
+from edgeopt.registry import Registry
+
+Pass = Callable[[Graph], Graph]
+PASSES: Registry[Pass] = Registry("optimization pass")
+
+DEFAULT_PASSES = ("fold_batch_norm", "fuse_activation")
+
+
+def optimize(graph: Graph, passes: Sequence[str] = DEFAULT_PASSES) -> Graph:
+    """Apply the named passes in order; each returns a new Graph."""
+    for name in passes:
+        graph = PASSES.get(name)(graph)
+    return graph
+
+
+# Register the passes (import for the side effect of their decorators).
+from edgeopt.pipeline.optimize import fold_batch_norm, fuse_activation  # noqa: E402,F401

@@ -1,0 +1,45 @@
+"""calibrate: run the float Graph on calibration data and collect per-tensor statistics.
+
+Ranges are the global min/max over the whole calibration set (never a moving average of per-batch
+ranges, which loses accuracy with small batches), accumulated sample by sample so memory stays flat.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeopt.errors import DataError
+from edgeopt.ir import Graph
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.runtimes.onnxruntime import OnnxRuntime
+
+
+@dataclass(frozen=True)
+class TensorStats:
+    """Observed range of one tensor over the calibration set."""
+
+    min: float
+    max: float
+
+
+def calibrate(graph: Graph, x: np.ndarray) -> dict[str, TensorStats]:
+    """Statistics of the graph input and of every node output of ``graph`` over the samples in ``x``.
+
+    Raises:
+        DataError: ``x`` is empty.
+    """
+    if len(x) == 0:
+        raise DataError("the calibration set is empty")
+    session = OnnxRuntime(graph_to_onnx(graph, expose_all=True))
+    names = session.output_names
+    lo = {name: np.inf for name in names}
+    hi = {name: -np.inf for name in names}
+    for outputs in session.iter_run(x):
+        for name, value in zip(names, outputs):
+            lo[name] = min(lo[name], float(value.min()))
+            hi[name] = max(hi[name], float(value.max()))
+    stats = {name: TensorStats(lo[name], hi[name]) for name in names}
+    input_name = graph.inputs[0].name
+    stats[input_name] = TensorStats(float(x.min()), float(x.max()))
+    return stats

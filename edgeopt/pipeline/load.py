@@ -1,0 +1,156 @@
+"""load: a model spec (``.onnx``, ``.pt2``, ``package.module:function``, or none) → float Graph.
+
+Torch models go through ``torch.onnx.export`` (the dynamo exporter) into the one ONNX frontend, so
+every model enters the pipeline the same way.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from edgeopt.errors import ModelLoadError, first_line
+from edgeopt.ir import Graph
+from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+
+log = logging.getLogger(__name__)
+
+EXPORT_OPSET = 18
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model: its float Graph, the float ONNX it came from, and data it ships (the example)."""
+
+    name: str
+    graph: Graph
+    onnx_model: onnx.ModelProto
+    data: tuple[np.ndarray, np.ndarray] | None = None
+    calib: np.ndarray | None = None
+
+
+def load(spec: str | None, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """Load ``spec`` into a float Graph.
+
+    Args:
+        spec: a path to an ``.onnx`` file or a ``.pt2`` ExportedProgram, a ``package.module:function``
+            entry point returning an ``nn.Module`` (or ``(module, example_input)``), or None for the
+            built-in example (a depthwise-separable CNN trained on scikit-learn's digits).
+        input_shape: the input shape for entry points and for ONNX inputs with unknown dimensions.
+
+    Raises:
+        ModelLoadError: missing, corrupt or unreadable model; an entry point that fails.
+    """
+    if spec is None:
+        return _load_example()
+    path = Path(spec)
+    if path.suffix == ".onnx":
+        return _from_onnx(_read_onnx(path), path.stem, input_shape)
+    if path.suffix == ".pt2":
+        return _load_exported_program(path, input_shape)
+    if ":" in spec and not path.exists():
+        return _load_entry_point(spec, input_shape)
+    if not path.exists():
+        raise ModelLoadError(f"model file '{spec}' does not exist")
+    raise ModelLoadError(
+        f"cannot tell what kind of model '{spec}' is: give an .onnx file, a .pt2 ExportedProgram, "
+        "or a package.module:function entry point"
+    )
+
+
+def _from_onnx(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...] | None,
+               **extra: Any) -> LoadedModel:
+    return LoadedModel(name=name, graph=onnx_to_graph(model, name, input_shape), onnx_model=model, **extra)
+
+
+def _read_onnx(path: Path) -> onnx.ModelProto:
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise ModelLoadError(f"'{path}' is not a readable ONNX file (corrupt or truncated?): {exc}") from exc
+    if not model.graph.node:
+        raise ModelLoadError(f"'{path}' holds no ONNX graph (empty or not an ONNX model)")
+    return model
+
+
+def _load_example() -> LoadedModel:
+    from edgeopt.examples import digits
+
+    model = digits.load_example_model()
+    x_test, y_test = digits.example_data("test")
+    x_train, _ = digits.example_data("train")
+    onnx_model = export_torch(model, digits.example_input())
+    return _from_onnx(onnx_model, "digits_dscnn", None, data=(x_test, y_test), calib=x_train)
+
+
+def _load_exported_program(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    import torch
+
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"'{path}' is not a readable torch.export .pt2 file: {first_line(exc)}") from exc
+    example = program.example_inputs[0] if program.example_inputs else None
+    if input_shape is not None:
+        example = (torch.zeros(input_shape),)
+    if not example:
+        raise ModelLoadError(f"'{path}' carries no example inputs; pass --input-shape")
+    return _from_onnx(export_torch(program, *example), path.stem, None)
+
+
+def _load_entry_point(spec: str, input_shape: tuple[int, ...] | None) -> LoadedModel:
+    import torch
+
+    module_name, _, func_name = spec.partition(":")
+    sys.path.insert(0, os.getcwd())
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+        result = func()
+    except Exception as exc:
+        raise ModelLoadError(f"entry point '{spec}' failed: {first_line(exc)}") from exc
+    finally:
+        sys.path.remove(os.getcwd())
+    module, example = (result if isinstance(result, tuple) else (result, None))
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"entry point '{spec}' returned {type(module).__name__}, not an nn.Module")
+    if input_shape is not None:
+        example = torch.zeros(input_shape)
+    if example is None:
+        raise ModelLoadError(f"entry point '{spec}' gave no example input; pass --input-shape, e.g. 1,3,32,32")
+    return _from_onnx(export_torch(module.eval(), example), func_name, None)
+
+
+def export_torch(module: Any, *example: Any) -> onnx.ModelProto:
+    """Export a torch module (or ExportedProgram) to ONNX with the dynamo exporter, quietly.
+
+    Raises:
+        ModelLoadError: the exporter failed; its first line says why.
+    """
+    import torch
+
+    if isinstance(module, torch.export.ExportedProgram):
+        module = module.module()
+    quiet = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch").setLevel(logging.ERROR)
+            program = torch.onnx.export(module, tuple(example), dynamo=True, opset_version=EXPORT_OPSET,
+                                        verbose=False)
+    except Exception as exc:
+        raise ModelLoadError(f"torch.onnx.export failed: {first_line(exc)}") from exc
+    return program.model_proto

@@ -1,0 +1,209 @@
+"""ONNX → Graph: fix the batch to 1, infer static shapes, fold constant subgraphs, keep tensor names.
+
+Constant folding evaluates each node whose inputs are all known with ONNX's own reference evaluator,
+and turns ``Shape`` of a statically shaped tensor into a constant, so that the shape arithmetic
+exporters emit (Shape → Gather → Unsqueeze → Concat → Reshape) collapses into one constant.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
+
+from edgeopt.errors import ModelLoadError, UnsupportedOpError, first_line
+from edgeopt.ir import Graph, Node, TensorInfo, topological_order
+
+log = logging.getLogger(__name__)
+
+MIN_OPSET = 13
+# Ops that only forward their first input at inference time.
+PASSTHROUGH_OPS = {"Identity", "Dropout"}
+
+
+def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...] | None = None) -> Graph:
+    """Convert an ONNX model into a float Graph with static shapes and folded constants.
+
+    Args:
+        model: the ONNX model (not modified).
+        name: the model's name for reports and file names.
+        input_shape: a shape for the (single) graph input, overriding its declared one; needed when the
+            declared shape has unknown dimensions other than the batch.
+
+    Raises:
+        ModelLoadError: the model is invalid, or some tensor's shape cannot be made static.
+    """
+    model = _normalized(model)
+    _fix_input_shapes(model, input_shape)
+    try:
+        model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except Exception as exc:  # onnx raises several unrelated types here
+        raise ModelLoadError(f"ONNX shape inference failed for '{name}': {first_line(exc)}") from exc
+    opset = _default_opset(model)
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    infos = _value_infos(model)
+    nodes: list[Node] = []
+    alias: dict[str, str] = {}
+    for i, proto in enumerate(model.graph.node):
+        node = _node_from_proto(proto, i, alias)
+        if node.op == "Constant":
+            consts[node.outputs[0]] = _constant_value(proto)
+            continue
+        if node.op in PASSTHROUGH_OPS:
+            alias[node.outputs[0]] = node.inputs[0]
+            continue
+        folded = _try_fold(node, consts, infos, opset)
+        if folded is not None:
+            consts.update(folded)
+            continue
+        nodes.append(node)
+
+    graph_inputs = [i for i in model.graph.input if i.name not in consts]
+    outputs = [alias.get(o.name, o.name) for o in model.graph.output]
+    if alias and any(o.name in alias for o in model.graph.output):
+        # An Identity feeding a graph output: keep the output's own name by renaming the producer's.
+        nodes = _rename_outputs(nodes, {alias[o.name]: o.name for o in model.graph.output if o.name in alias})
+        outputs = [o.name for o in model.graph.output]
+    tensors: dict[str, TensorInfo] = {}
+    for tensor in [i.name for i in graph_inputs] + [t for n in nodes for t in n.outputs]:
+        info = infos.get(tensor)
+        if info is None or any(d <= 0 for d in info.shape):
+            producer = next((n.name for n in nodes if tensor in n.outputs), "graph input")
+            raise ModelLoadError(
+                f"cannot infer a static shape for tensor '{tensor}' (node '{producer}'); "
+                "pass --input-shape with every dimension fixed"
+            )
+        tensors[tensor] = info
+    used = {t for n in nodes for t in n.inputs}
+    graph = Graph(
+        name=name,
+        nodes=topological_order(nodes, [i.name for i in graph_inputs] + list(consts)),
+        inputs=tuple(tensors[i.name] for i in graph_inputs),
+        outputs=tuple(tensors[o] for o in outputs),
+        initializers={k: v for k, v in consts.items() if k in used},
+        tensors=tensors,
+        opset=opset,
+    )
+    log.info("loaded %s: %d nodes, %d weights", name, len(graph.nodes), len(graph.initializers))
+    return graph
+
+
+def _normalized(model: onnx.ModelProto) -> onnx.ModelProto:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ModelLoadError(f"invalid ONNX model: {first_line(exc)}") from exc
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if _default_opset(model) < MIN_OPSET:
+        try:
+            model = onnx.version_converter.convert_version(model, MIN_OPSET)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"ONNX opset {_default_opset(model)} could not be upgraded to {MIN_OPSET}: {first_line(exc)}"
+            ) from exc
+    # Initializers listed as graph inputs (old exporters) are constants, not inputs.
+    init_names = {t.name for t in model.graph.initializer}
+    kept = [i for i in model.graph.input if i.name not in init_names]
+    del model.graph.input[:]
+    model.graph.input.extend(kept)
+    return model
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+
+def _fix_input_shapes(model: onnx.ModelProto, input_shape: tuple[int, ...] | None) -> None:
+    """Give every graph input a static shape: ``input_shape`` if given, else its own with batch 1."""
+    if input_shape is not None and len(model.graph.input) != 1:
+        raise ModelLoadError(f"--input-shape needs a model with one input; this one has {len(model.graph.input)}")
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if input_shape is not None:
+            if len(dims) and len(dims) != len(input_shape):
+                raise ModelLoadError(
+                    f"--input-shape {','.join(map(str, input_shape))} has rank {len(input_shape)} "
+                    f"but input '{value.name}' has rank {len(dims)}"
+                )
+            del dims[:]
+            for d in input_shape:
+                dims.add().dim_value = d
+            continue
+        for axis, dim in enumerate(dims):
+            if dim.dim_value <= 0:
+                if axis != 0:
+                    raise ModelLoadError(
+                        f"input '{value.name}' has an unknown dimension {axis} ('{dim.dim_param}'); "
+                        "pass --input-shape"
+                    )
+                dim.Clear()
+                dim.dim_value = 1
+
+
+def _value_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
+    infos = {}
+    for v in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output):
+        t = v.type.tensor_type
+        if not t.HasField("shape"):
+            continue
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "float32"
+        infos[v.name] = TensorInfo(v.name, shape, dtype)
+    return infos
+
+
+def _node_from_proto(proto: onnx.NodeProto, index: int, alias: dict[str, str]) -> Node:
+    if proto.domain not in ("", "ai.onnx"):
+        raise UnsupportedOpError(f"{proto.domain}.{proto.op_type}", proto.name or f"#{index}",
+                                 "custom-domain ops are not supported")
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in proto.attribute}
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
+    return Node(
+        op=proto.op_type,
+        name=proto.name or f"{proto.op_type}_{index}",
+        inputs=tuple(alias.get(t, t) for t in proto.input),
+        outputs=tuple(proto.output),
+        attrs=attrs,
+    )
+
+
+def _constant_value(proto: onnx.NodeProto) -> np.ndarray:
+    return np.asarray(ReferenceEvaluator(_single_node_model(proto, [], [])).run(None, {})[0])
+
+
+def _try_fold(node: Node, consts: dict[str, np.ndarray], infos: dict[str, TensorInfo],
+              opset: int) -> dict[str, np.ndarray] | None:
+    """Values of ``node``'s outputs when they are known before any input arrives, else None."""
+    if node.op == "Shape" and node.inputs[0] in infos and all(d > 0 for d in infos[node.inputs[0]].shape):
+        shape = np.array(infos[node.inputs[0]].shape, dtype=np.int64)
+        start, end = node.attrs.get("start", 0), node.attrs.get("end", None)
+        return {node.outputs[0]: shape[start:end]}
+    if node.op in ("QuantizeLinear", "DequantizeLinear") or not node.inputs:
+        return None
+    if not all(t == "" or t in consts for t in node.inputs):
+        return None
+    proto = onnx.helper.make_node(node.op, list(node.inputs), list(node.outputs), **dict(node.attrs))
+    feeds = {t: consts[t] for t in node.inputs if t}
+    model = _single_node_model(proto, list(feeds.items()), list(node.outputs), opset)
+    values = ReferenceEvaluator(model).run(None, feeds)
+    return dict(zip(node.outputs, (np.asarray(v) for v in values)))
+
+
+def _single_node_model(proto: onnx.NodeProto, feeds: list[tuple[str, np.ndarray]],
+                       outputs: list[str], opset: int = 18) -> onnx.ModelProto:
+    inputs = [
+        onnx.helper.make_tensor_value_info(k, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+        for k, v in feeds
+    ]
+    outs = [onnx.helper.make_empty_tensor_value_info(o) for o in (outputs or list(proto.output))]
+    graph = onnx.helper.make_graph([proto], "fold", inputs, outs)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)])
+
+
+def _rename_outputs(nodes: list[Node], renames: dict[str, str]) -> list[Node]:
+    def fix(ts: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(renames.get(t, t) for t in ts)
+
+    return [n.with_(inputs=fix(n.inputs), outputs=fix(n.outputs)) for n in nodes]

@@ -1,0 +1,51 @@
+"""Min/max post-training quantization: one encoding per tensor from the calibration range.
+
+Ops that only move data (and average pooling, whose TFLite kernel requires it) share their input's
+encoding, so the int8 program runs them without requantizing, as the TFLite spec demands.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from edgeopt.errors import InternalError
+from edgeopt.ir import Graph, QParams, QuantizedGraph
+from edgeopt.pipeline.calibrate import TensorStats
+from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams
+
+SHARED_SCALE_OPS = {
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice",
+    "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
+}
+WEIGHTED_OPS = {"Conv", "Gemm"}
+
+
+def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> QuantizedGraph:
+    """Encodings for every activation, weight and bias of ``graph`` from min/max ``stats``.
+
+    Raises:
+        InternalError: a tensor has no statistics (calibration and graph disagree).
+    """
+    enc: dict[str, QParams] = {}
+    for t in graph.inputs:
+        enc[t.name] = _from_stats(stats, t.name)
+    for node in graph.nodes:
+        if node.op in SHARED_SCALE_OPS and node.inputs[0] in enc:
+            for out in node.outputs:
+                enc[out] = enc[node.inputs[0]]
+        else:
+            for out in node.outputs:
+                enc[out] = _from_stats(stats, out)
+        if node.op in WEIGHTED_OPS and node.inputs[1] in graph.initializers:
+            w_name = node.inputs[1]
+            axis = 1 if node.op == "Gemm" and not node.attrs.get("transB", 0) else 0
+            enc[w_name] = weight_qparams(graph.initializers[w_name], axis)
+            if len(node.inputs) > 2 and node.inputs[2]:
+                enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
+    return QuantizedGraph(graph=graph, encodings=enc)
+
+
+def _from_stats(stats: Mapping[str, TensorStats], name: str) -> QParams:
+    if name not in stats:
+        raise InternalError(f"no calibration statistics for tensor '{name}'")
+    s = stats[name]
+    return activation_qparams(s.min, s.max)

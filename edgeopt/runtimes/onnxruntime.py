@@ -1,0 +1,39 @@
+"""ONNX Runtime on this machine: runs the float model (and the QDQ model) on batches of data."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from edgeopt.errors import ModelLoadError, first_line
+
+
+class OnnxRuntime:
+    """An ONNX Runtime CPU session that accepts a batch larger than the model's own batch of 1."""
+
+    def __init__(self, model: onnx.ModelProto | bytes, num_threads: int = 0) -> None:
+        data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else model
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelLoadError(f"ONNX Runtime cannot load the model: {first_line(exc)}") from exc
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self._model_batch = [i.shape[0] if i.shape else None for i in self.session.get_inputs()]
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on ``inputs`` (first dim = batch); batches the model cannot take at once run sample by sample."""
+        n = inputs[0].shape[0]
+        if all(b != 1 for b in self._model_batch) or n == 1:
+            return self.session.run(None, dict(zip(self.input_names, inputs)))
+        outs = [self.session.run(None, {k: v[i:i + 1] for k, v in zip(self.input_names, inputs)})
+                for i in range(n)]
+        return [np.concatenate([o[j] for o in outs]) for j in range(len(self.output_names))]
+
+    def iter_run(self, x: np.ndarray):
+        """Yield the outputs of each sample of a single-input batch, one sample at a time."""
+        for i in range(x.shape[0]):
+            yield self.session.run(None, {self.input_names[0]: x[i:i + 1]})
