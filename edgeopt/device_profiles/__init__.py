@@ -1,0 +1,120 @@
+"""Device profiles: TOML files (one per device) read with ``tomllib`` and validated into frozen models.
+
+A profile is named by its built-in name (``arm-cortex-a78-xnnpack``, the file's stem in this package) or
+by the path of a user's ``.toml`` file. Every problem with a profile becomes one ``ProfileError`` line
+naming the file, the key and the bad value.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, cast
+
+from pydantic import BaseModel, ValidationError
+
+from edgeopt.device_profiles.schema import DeviceProfile
+from edgeopt.errors import ProfileError
+
+__all__ = ["DeviceProfile", "list_profiles", "load_profile"]
+
+_SUFFIX = ".toml"
+
+
+def list_profiles() -> list[str]:
+    """Names of the built-in profiles, sorted."""
+    return sorted(
+        entry.name.removesuffix(_SUFFIX)
+        for entry in resources.files(__name__).iterdir()
+        if entry.name.endswith(_SUFFIX)
+    )
+
+
+def load_profile(name_or_path: str) -> DeviceProfile:
+    """Read and validate a device profile.
+
+    Args:
+        name_or_path: a built-in profile name (see :func:`list_profiles`), or the path of a ``.toml``
+            file (anything ending in ``.toml`` or containing a path separator is taken as a path).
+
+    Returns:
+        The validated, frozen profile.
+
+    Raises:
+        ProfileError: unknown name, unreadable file, invalid TOML, or a key that is missing, unknown or
+            holds a bad value. The message is one line naming the file, the key and the value.
+    """
+    if name_or_path.endswith(_SUFFIX) or "/" in name_or_path or "\\" in name_or_path:
+        path = Path(name_or_path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except FileNotFoundError:
+            raise ProfileError(f"device profile file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ProfileError(f"cannot read device profile {path}: {err}") from None
+        return parse_profile(text, str(path))
+    if name_or_path not in list_profiles():
+        known = ", ".join(list_profiles()) or "none"
+        raise ProfileError(
+            f"unknown device profile '{name_or_path}' (built-in: {known}); or give the path of a .toml file"
+        )
+    resource = resources.files(__name__).joinpath(name_or_path + _SUFFIX)
+    return parse_profile(resource.read_text(encoding="utf-8"), str(resource))
+
+
+def parse_profile(text: str, source: str) -> DeviceProfile:
+    """Validate the TOML ``text`` of a profile; ``source`` names its file in error messages.
+
+    Raises:
+        ProfileError: invalid TOML, or a key that is missing, unknown or holds a bad value.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ProfileError(f"{source}: invalid TOML: {_toml_error(err, text)}") from None
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as err:
+        raise ProfileError(f"{source}: {_validation_error(err)}") from None
+
+
+def _toml_error(err: tomllib.TOMLDecodeError, text: str) -> str:
+    # Python 3.11's TOMLDecodeError carries the position only in its message: "... (at line 3, column 7)".
+    message = str(err)
+    match = re.search(r"\(at line (\d+), column \d+\)", message)
+    if match is None:
+        return message
+    lines = text.splitlines()
+    number = int(match.group(1))
+    line = lines[number - 1].strip() if 0 < number <= len(lines) else ""
+    return f"{message}: {_shorten(line)}" if line else message
+
+
+def _validation_error(err: ValidationError) -> str:
+    problems = err.errors(include_url=False)
+    first = problems[0]
+    loc = tuple(first["loc"])
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    if first["type"] == "missing":
+        line = f"missing key {key}"
+    elif first["type"] == "extra_forbidden":
+        value = _shorten(repr(first["input"]))
+        line = f"unknown key {key} = {value} (allowed here: {_allowed_keys(loc[:-1])})"
+    else:
+        line = f"{key} = {_shorten(repr(first['input']))}: {first['msg']}"
+    if len(problems) > 1:
+        line += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return line
+
+
+def _allowed_keys(section: tuple[Any, ...]) -> str:
+    # Unknown keys are only reported inside models, so every step of their section path is a model.
+    model: type[BaseModel] = DeviceProfile
+    for part in section:
+        model = cast("type[BaseModel]", model.model_fields[str(part)].annotation)
+    return ", ".join(model.model_fields)
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,214 @@
+"""Latency and energy model: a per-op roofline priced with the device profile's numbers.
+
+For each op of a lowered program (NHWC tensors, see ``edgeopt.qprogram``):
+
+    time   = max(MACs / peak_MAC_rate, bytes / memory_bandwidth) + per_op_overhead
+    energy = MACs * energy_per_MAC + bytes * energy_per_DRAM_byte + static_power * time
+
+``bytes`` is every input (activations and constants: weights, biases, shape tensors) plus every output,
+in their stored dtypes for the int8 program, or at 4 bytes per element when the same program is priced
+as float32. The model assumes every tensor travels to and from DRAM (no cache reuse) and every op runs
+at its roofline: it is an idealised estimate to compare int8 with float and one model with another,
+not a prediction of a measured latency; the ``android`` runtime measures that.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from edgeopt.device_profiles import DeviceProfile
+from edgeopt.errors import RegistryError, UnsupportedOpError
+from edgeopt.qprogram import QOp, QProgram
+from edgeopt.registry import Registry
+
+Precision = Literal["int8", "fp32"]
+MacCounter = Callable[[QOp, QProgram], int]
+
+FLOAT_BYTES = 4
+
+# Multiply-accumulates of one op, by op kind. An op kind missing here cannot be priced, so a new compute
+# op cannot slip through at zero MACs.
+MAC_COUNTERS: Registry[MacCounter] = Registry("cost-model op")
+
+
+def _elements(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+@MAC_COUNTERS.register("CONV_2D")
+def conv_2d_macs(op: QOp, program: QProgram) -> int:
+    """Output elements x KH x KW x Ci, with ``w[Co, KH, KW, Ci]``."""
+    _, kh, kw, ci = program.tensor(op.inputs[1]).shape
+    return _elements(program.tensor(op.outputs[0]).shape) * kh * kw * ci
+
+
+@MAC_COUNTERS.register("DEPTHWISE_CONV_2D")
+def depthwise_conv_2d_macs(op: QOp, program: QProgram) -> int:
+    """Output elements x KH x KW, with ``w[1, KH, KW, Co]``: each output reads one input channel."""
+    _, kh, kw, _ = program.tensor(op.inputs[1]).shape
+    return _elements(program.tensor(op.outputs[0]).shape) * kh * kw
+
+
+@MAC_COUNTERS.register("FULLY_CONNECTED")
+def fully_connected_macs(op: QOp, program: QProgram) -> int:
+    """N x Co x Ci, with ``w[Co, Ci]`` and N the output elements over Co."""
+    co, ci = program.tensor(op.inputs[1]).shape
+    return _elements(program.tensor(op.outputs[0]).shape) // co * co * ci
+
+
+@MAC_COUNTERS.register(
+    "ADD",
+    "AVERAGE_POOL_2D",
+    "MEAN",
+    "RESHAPE",
+    "PAD",
+    "STRIDED_SLICE",
+    "TRANSPOSE",
+    "QUANTIZE",
+    "DEQUANTIZE",
+)
+def no_macs(op: QOp, program: QProgram) -> int:
+    """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move."""
+    return 0
+
+
+# Ops whose constant inputs (weights, biases) are the model's parameters.
+WEIGHTED_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """The price of one op. ``bound`` says which roofline term set its time."""
+
+    kind: str
+    source: str
+    macs: int
+    bytes: int
+    time_s: float
+    energy_j: float
+    bound: Literal["compute", "memory"]
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Estimated cost of one run of a program on one device profile.
+
+    ``ops`` are in execution order; ``latency_ms`` and ``energy_mj`` are the sums of their ``time_s`` and
+    ``energy_j`` (static power included per op); ``fps`` is runs per second at that latency.
+    """
+
+    precision: Precision
+    profile: str
+    ops: tuple[OpCost, ...]
+    macs: int
+    params: int
+    bytes: int
+    latency_ms: float
+    fps: float
+    energy_mj: float
+    formula: str
+
+
+def estimate(program: QProgram, profile: DeviceProfile) -> CostReport:
+    """Price the int8 program: tensors at their stored dtypes, int8 peak rate and energy per MAC.
+
+    Args:
+        program: the lowered program.
+        profile: the device whose roofline and energy numbers to use.
+
+    Returns:
+        Per-op costs and totals.
+
+    Raises:
+        UnsupportedOpError: an op kind the model has no MAC count for.
+    """
+    return _estimate(program, profile, "int8")
+
+
+def estimate_float(program: QProgram, profile: DeviceProfile) -> CostReport:
+    """Price the same program as the float32 model it came from: 4-byte tensors, fp32 rate and energy.
+
+    Args:
+        program: the lowered program (its op list and shapes stand for the float model's).
+        profile: the device whose roofline and energy numbers to use.
+
+    Returns:
+        Per-op costs and totals, comparable with :func:`estimate`'s.
+
+    Raises:
+        UnsupportedOpError: an op kind the model has no MAC count for.
+    """
+    return _estimate(program, profile, "fp32")
+
+
+def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -> CostReport:
+    perf, energy = profile.performance, profile.energy
+    if precision == "int8":
+        peak, mac_j = perf.peak_int8_macs_per_s, energy.int8_mac_j
+    else:
+        peak, mac_j = perf.peak_fp32_macs_per_s, energy.fp32_mac_j
+
+    def tensor_bytes(name: str) -> int:
+        tensor = program.tensor(name)
+        itemsize = FLOAT_BYTES if precision == "fp32" else np.dtype(tensor.dtype).itemsize
+        return _elements(tensor.shape) * itemsize
+
+    rows: list[OpCost] = []
+    weights: dict[str, int] = {}
+    for op in program.ops:
+        macs = _macs(op, program)
+        # TFLite marks an absent optional input (e.g. no bias) with an empty name.
+        moved = sum(tensor_bytes(t) for t in (*op.inputs, *op.outputs) if t)
+        compute_s = macs / peak
+        memory_s = moved / perf.memory_bandwidth_bytes_per_s
+        time_s = max(compute_s, memory_s) + perf.per_op_overhead_s
+        energy_j = macs * mac_j + moved * energy.dram_byte_j + energy.static_power_w * time_s
+        bound: Literal["compute", "memory"] = "compute" if compute_s >= memory_s else "memory"
+        rows.append(OpCost(op.kind, op.source, macs, moved, time_s, energy_j, bound))
+        if op.kind in WEIGHTED_KINDS:
+            for name in op.inputs[1:]:
+                if name and program.tensor(name).is_constant:
+                    weights[name] = _elements(program.tensor(name).shape)
+
+    latency_s = sum(r.time_s for r in rows)
+    return CostReport(
+        precision=precision,
+        profile=profile.name,
+        ops=tuple(rows),
+        macs=sum(r.macs for r in rows),
+        params=sum(weights.values()),
+        bytes=sum(r.bytes for r in rows),
+        latency_ms=latency_s * 1e3,
+        fps=1.0 / latency_s if latency_s > 0 else math.inf,
+        energy_mj=sum(r.energy_j for r in rows) * 1e3,
+        formula=_formula(profile, precision, peak, mac_j),
+    )
+
+
+def _macs(op: QOp, program: QProgram) -> int:
+    try:
+        counter = MAC_COUNTERS.get(op.kind)
+    except RegistryError:
+        known = ", ".join(MAC_COUNTERS)
+        raise UnsupportedOpError(
+            op.kind, op.source or op.outputs[0], f"the cost model cannot price it (it prices: {known})"
+        ) from None
+    return counter(op, program)
+
+
+def _formula(profile: DeviceProfile, precision: Precision, peak: float, mac_j: float) -> str:
+    perf, energy = profile.performance, profile.energy
+    sizes = "stored dtypes (int8 activations and weights, int32 biases)" if precision == "int8" else "4 bytes"
+    return (
+        f"{precision} roofline per op on {profile.name}: "
+        f"time = max(MACs / {peak:.4g} MAC/s, bytes / {perf.memory_bandwidth_bytes_per_s:.4g} B/s)"
+        f" + {perf.per_op_overhead_s:.3g} s; "
+        f"energy = MACs x {mac_j:.3g} J + bytes x {energy.dram_byte_j:.3g} J"
+        f" + {energy.static_power_w:.3g} W x time; "
+        f"bytes = inputs + weights + outputs at {sizes}, all assumed to travel to DRAM; "
+        f"latency and energy are sums over ops."
+    )
