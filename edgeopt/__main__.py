@@ -1,0 +1,3 @@
+from edgeopt.cli import app
+
+app(prog_name="edgeopt")

@@ -1,0 +1,142 @@
+"""deploy: the whole pipeline, model spec → int8 artifacts + report.
+
+load → fold batch norm, fuse activations → calibrate (min/max) → quantize → lower → emit .tflite and
+QDQ .onnx → emulate in the integer reference executor → report. Nothing is written until every stage
+has succeeded, and each artifact is written atomically, so a failed run leaves no partial file.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.device_profiles import load_profile
+from edgeopt.errors import DataError
+from edgeopt.fileio import atomic_write_bytes, atomic_write_text
+from edgeopt.ir import Graph, TensorInfo
+from edgeopt.pipeline import report as report_mod
+from edgeopt.pipeline.calibrate import calibrate
+from edgeopt.pipeline.data import load_npz
+from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
+from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.load import load
+from edgeopt.pipeline.lower import check_lowerable, lower
+from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.qprogram import QProgram
+from edgeopt.runtimes.cost import estimate, estimate_float
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIB_SIZE = 500
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """The report (as written to report.json) and where the artifacts are."""
+
+    report: dict
+    out_dir: Path
+
+
+def deploy(
+    model: str | None,
+    device: str,
+    *,
+    data: str | Path | None = None,
+    calib: str | Path | None = None,
+    out: str | Path | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    calib_size: int = DEFAULT_CALIB_SIZE,
+    progress: Progress | None = None,
+) -> DeployResult:
+    """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
+
+    Args:
+        model: model spec for ``pipeline.load.load`` (None: the built-in example).
+        device: a device profile name or the path of a profile .toml.
+        data: .npz with ``x`` and optionally ``y`` to measure accuracy on.
+        calib: .npz with ``x`` for calibration (default: the first ``calib_size`` samples of ``data``).
+        out: output directory (default ``./edgeopt-out/<model name>``).
+        input_shape: input shape for entry points / ONNX inputs with unknown dimensions.
+        calib_size: at most this many calibration samples are used.
+        progress: called with the name of each stage as it starts.
+    """
+    step = progress or (lambda _: None)
+    profile = load_profile(device)
+    step("load")
+    loaded = load(model, input_shape)
+    graph = optimize(loaded.graph)
+    check_lowerable(graph)
+    model_input = loaded.graph.inputs[0]
+
+    x, y = loaded.data if loaded.data is not None else (None, None)
+    if data is not None:
+        x, y = load_npz(data, model_input, labels=True)
+    calib_x, calib_source = _calibration_set(loaded.calib, calib, x, model_input, calib_size)
+
+    step("calibrate")
+    stats = calibrate(graph, calib_x)
+    step("quantize")
+    qgraph = quantize_minmax(graph, stats)
+    step("lower")
+    program = lower(qgraph, rounding=profile.runtime.requantization_rounding)
+    step("emit")
+    files = {
+        "fp32_onnx": graph_to_onnx(loaded.graph).SerializeToString(),
+        "onnx": quantized_to_onnx(qgraph).SerializeToString(),
+        "tflite": program_to_tflite(program),
+    }
+    step("emulate")
+    accuracy = _accuracy(loaded.graph, program, x, y) if x is not None else None
+    cost_int8, cost_fp32 = estimate(program, profile), estimate_float(program, profile)
+
+    out_dir = Path(out) if out is not None else Path("edgeopt-out") / loaded.name
+    paths = {
+        "fp32_onnx": out_dir / "model.fp32.onnx",
+        "onnx": out_dir / "model.int8.onnx",
+        "tflite": out_dir / "model.int8.tflite",
+        "report": out_dir / "report.json",
+    }
+    report = report_mod.build(
+        model=loaded.name,
+        profile=profile,
+        accuracy=accuracy,
+        calibration={"source": calib_source, "n": int(len(calib_x))},
+        cost_int8=cost_int8,
+        cost_fp32=cost_fp32,
+        sizes={k: len(v) for k, v in files.items()},
+        artifacts={k: str(p) for k, p in paths.items()},
+    )
+    step("write")
+    for key, blob in files.items():
+        atomic_write_bytes(paths[key], blob)
+    atomic_write_text(paths["report"], report_mod.to_json(report))
+    return DeployResult(report=report, out_dir=out_dir)
+
+
+def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,
+                     model_input: TensorInfo, calib_size: int) -> tuple[np.ndarray, str]:
+    if calib is not None:
+        calib_x, _ = load_npz(calib, model_input, labels=False)
+        return calib_x[:calib_size], str(calib)
+    if shipped is not None:
+        return shipped[:calib_size], "the example's training split"
+    if x is None:
+        raise DataError("no calibration data: pass --calib CALIB.npz (or --data DATA.npz to calibrate on a slice of it)")
+    log.warning("no --calib given: calibrating on the first %d samples of --data", min(calib_size, len(x)))
+    return x[:calib_size], f"first {min(calib_size, len(x))} samples of --data"
+
+
+def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None) -> dict:
+    fp32 = run_float(graph, x)
+    int8 = run_int8(program, x)
+    agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)
+    if y is None:
+        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": int(len(x))}
+    return {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agree, "n": int(len(x))}

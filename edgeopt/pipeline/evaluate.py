@@ -1,0 +1,41 @@
+"""Run the float model and the int8 program on float data, and score them against each other."""
+from __future__ import annotations
+
+import numpy as np
+
+from edgeopt.ir import Graph
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.qprogram import QProgram
+from edgeopt.runtimes.onnxruntime import OnnxRuntime
+from edgeopt.runtimes.reference.executor import run_program
+
+
+def run_float(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """The float Graph's first output on ``x`` (ONNX Runtime)."""
+    return OnnxRuntime(graph_to_onnx(graph)).run([x])[0]
+
+
+def quantize_input(program: QProgram, x: np.ndarray) -> np.ndarray:
+    """Float data laid out as the source model expects → the program's int8 input (layout and scale)."""
+    perm = program.input_layouts[0] if program.input_layouts else None
+    if perm:
+        x = x.transpose(perm)
+    return program.tensor(program.inputs[0]).qparams.quantize(x)
+
+
+def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.ndarray:
+    """An int8 output of the program → float, in the source model's layout."""
+    y = program.tensor(program.outputs[index]).qparams.dequantize(q)
+    perm = program.output_layouts[index] if program.output_layouts else None
+    return y.transpose(np.argsort(perm)) if perm else y
+
+
+def run_int8(program: QProgram, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The program's first output, dequantized, on float ``x``, run in the integer reference executor."""
+    outs = [run_program(program, [quantize_input(program, x[i:i + batch])])[0] for i in range(0, len(x), batch)]
+    return dequantize_output(program, np.concatenate(outs))
+
+
+def top1(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy in percent."""
+    return float(np.mean(logits.reshape(len(logits), -1).argmax(1) == labels) * 100.0)

@@ -1,0 +1,44 @@
+"""lower: QuantizedGraph (NCHW, float ops + encodings) → QProgram (NHWC TFLite int8 ops, params set)."""
+from __future__ import annotations
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.ir import Graph, QuantizedGraph
+from edgeopt.pipeline.lower import ops as _ops  # noqa: F401  (registers the op lowerings)
+from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
+from edgeopt.qprogram import QProgram, Rounding
+from edgeopt.runtimes.reference.prepare import prepare_program
+
+
+def check_lowerable(graph: Graph) -> None:
+    """Fail fast, before calibration, on the first node no lowering exists for.
+
+    Raises:
+        UnsupportedOpError: naming the op, the node and what is supported.
+    """
+    for node in graph.nodes:
+        if node.op not in LOWERINGS:
+            raise UnsupportedOpError(node.op, node.name,
+                                     f"no int8 lowering for it yet (supported: {', '.join(LOWERINGS)})")
+
+
+def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
+    """Lower a quantized graph to the int8 program, with multipliers and shifts precomputed."""
+    graph = qgraph.graph
+    check_lowerable(graph)
+    ctx = LowerContext(qgraph)
+    for t in graph.inputs:
+        ctx.activation(t.name, graph.nodes[0])
+    for node in graph.nodes:
+        LOWERINGS.get(node.op)(node, ctx)
+    used = {t for op in ctx.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
+    program = QProgram(
+        name=graph.name,
+        tensors={k: v for k, v in ctx.tensors.items() if k in used},
+        ops=tuple(ctx.ops),
+        inputs=tuple(t.name for t in graph.inputs),
+        outputs=tuple(t.name for t in graph.outputs),
+        rounding=rounding,
+        input_layouts=tuple(program_perm(len(t.shape)) for t in graph.inputs),
+        output_layouts=tuple(program_perm(len(t.shape)) for t in graph.outputs),
+    )
+    return prepare_program(program)

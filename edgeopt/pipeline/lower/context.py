@@ -1,0 +1,87 @@
+"""The lowering context: builds the QProgram's tensors and ops while op lowerings walk the Graph.
+
+Layout: every 4-D activation of the (NCHW) source becomes NHWC in the program, as TFLite kernels
+expect; other ranks keep their order. ``to_program``/``NHWC`` describe that mapping.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from edgeopt.errors import InternalError, UnsupportedOpError
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
+from edgeopt.qprogram import QOp, QTensor
+from edgeopt.registry import Registry
+
+NHWC = (0, 2, 3, 1)  # program axis i holds source axis NHWC[i]
+
+Lowering = Callable[[Node, "LowerContext"], None]
+LOWERINGS: Registry[Lowering] = Registry("int8 lowering")
+
+
+def program_perm(rank: int) -> tuple[int, ...] | None:
+    """The permutation from a source tensor of ``rank`` to its program layout, None if unchanged."""
+    return NHWC if rank == 4 else None
+
+
+class LowerContext:
+    """Collects tensors and ops; knows each source tensor's encoding, shape and program layout."""
+
+    def __init__(self, qgraph: QuantizedGraph) -> None:
+        self.graph: Graph = qgraph.graph
+        self.enc = qgraph.encodings
+        self.tensors: dict[str, QTensor] = {}
+        self.ops: list[QOp] = []
+        self._fresh = 0
+
+    # -- source-side queries -------------------------------------------------------------------
+    def src_shape(self, name: str) -> tuple[int, ...]:
+        return self.graph.shape(name)
+
+    def const(self, name: str) -> np.ndarray:
+        if name not in self.graph.initializers:
+            raise InternalError(f"tensor '{name}' was expected to be a constant")
+        return self.graph.initializers[name]
+
+    def is_const(self, name: str) -> bool:
+        return name in self.graph.initializers
+
+    def encoding(self, name: str, node: Node) -> QParams:
+        if name not in self.enc:
+            raise UnsupportedOpError(node.op, node.name, f"tensor '{name}' has no quantization encoding")
+        return self.enc[name]
+
+    # -- program-side construction -------------------------------------------------------------
+    def activation(self, name: str, node: Node) -> str:
+        """The program tensor for source activation ``name`` (created on first use, NHWC if 4-D)."""
+        if name not in self.tensors:
+            shape = self.src_shape(name)
+            perm = program_perm(len(shape))
+            if perm:
+                shape = tuple(shape[p] for p in perm)
+            self.tensors[name] = QTensor(name, shape, "int8", self.encoding(name, node))
+        return name
+
+    def temp(self, base: str, shape: tuple[int, ...], qparams: QParams) -> str:
+        """A new intermediate activation tensor of the program (no source counterpart)."""
+        self._fresh += 1
+        name = f"{base}__{self._fresh}"
+        self.tensors[name] = QTensor(name, shape, "int8", qparams)
+        return name
+
+    def constant(self, base: str, data: np.ndarray, dtype: str, qparams: QParams | None = None) -> str:
+        """A new constant tensor (weights, biases, shapes, paddings)."""
+        name = base
+        while name in self.tensors:
+            self._fresh += 1
+            name = f"{base}__{self._fresh}"
+        self.tensors[name] = QTensor(name, tuple(np.shape(data)), dtype, qparams, np.asarray(data))
+        return name
+
+    def emit(self, kind: str, inputs: list[str], outputs: list[str], node: Node, **options: Any) -> None:
+        self.ops.append(QOp(kind, tuple(inputs), tuple(outputs), options, source=node.name))
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.tensors[name].shape

@@ -1,0 +1,249 @@
+"""One lowering per ONNX op: source node (NCHW, float + encodings) → TFLite int8 op(s) (NHWC).
+
+Each lowering may emit helper ops a converter would (an explicit PAD when ONNX padding is not
+TFLite's SAME, a TRANSPOSE before a RESHAPE that depends on element order).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.ir import Node, QParams
+from edgeopt.pipeline.lower.context import LOWERINGS, NHWC, LowerContext, program_perm
+from edgeopt.pipeline.quantize.encodings import bias_qparams
+
+ACTIVATIONS = {None: "NONE", "Relu": "RELU", "Relu6": "RELU6"}
+NCHW_FROM_NHWC = (0, 3, 1, 2)
+
+
+def _activation(node: Node) -> str:
+    return ACTIVATIONS[node.attrs.get("fused_activation")]
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """TFLite's SAME padding (before, after) for one spatial dimension (ComputePaddingHeightWidth)."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _spatial_padding(node: Node, ctx: LowerContext, x: str, kernel: tuple[int, int],
+                     strides: tuple[int, int], dilations: tuple[int, int]) -> tuple[str, str]:
+    """Map ONNX pads to TFLite's SAME/VALID, inserting a PAD op when neither matches.
+
+    Returns the (possibly padded) program input and the padding mode.
+    """
+    _, h, w, _ = ctx.shape(x)
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if auto_pad == "VALID":
+        return x, "VALID"
+    same = [_same_padding(s, k, st, d) for s, k, st, d in zip((h, w), kernel, strides, dilations)]
+    if auto_pad == "SAME_UPPER":
+        return x, "SAME"
+    if auto_pad == "SAME_LOWER":
+        pads = [same[0][1], same[1][1], same[0][0], same[1][0]]
+    else:
+        pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    (top, bottom), (left, right) = (pads[0], pads[2]), (pads[1], pads[3])
+    if not any(pads):
+        return x, "VALID"
+    if [(top, bottom), (left, right)] == same:
+        return x, "SAME"
+    paddings = np.array([[0, 0], [top, bottom], [left, right], [0, 0]], dtype=np.int32)
+    n, _, _, c = ctx.shape(x)
+    padded = ctx.temp(f"{node.name}/pad", (n, h + top + bottom, w + left + right, c), ctx.tensors[x].qparams)
+    ctx.emit("PAD", [x, ctx.constant(f"{node.name}/paddings", paddings, "int32")], [padded], node)
+    return padded, "VALID"
+
+
+def _bias(node: Node, ctx: LowerContext, x_q: QParams, w_q: QParams, channels: int) -> str:
+    if len(node.inputs) > 2 and node.inputs[2]:
+        b_name = node.inputs[2]
+        b_q = ctx.encoding(b_name, node)
+        return ctx.constant(b_name, b_q.quantize(ctx.const(b_name)), "int32", b_q)
+    b_q = bias_qparams(x_q, w_q)
+    return ctx.constant(f"{node.name}/bias", np.zeros(channels, np.int32), "int32", b_q)
+
+
+@LOWERINGS.register("Conv")
+def lower_conv(node: Node, ctx: LowerContext) -> None:
+    """Conv → CONV_2D (groups 1) or DEPTHWISE_CONV_2D (groups = input channels)."""
+    if len(ctx.src_shape(node.inputs[0])) != 4:
+        raise UnsupportedOpError("Conv", node.name, "only 2-D convolutions are supported")
+    if not ctx.is_const(node.inputs[1]):
+        raise UnsupportedOpError("Conv", node.name, "weights computed at run time are not supported")
+    x = ctx.activation(node.inputs[0], node)
+    y = ctx.activation(node.outputs[0], node)
+    w_name = node.inputs[1]
+    w_q = ctx.encoding(w_name, node)
+    w_int = w_q.quantize(ctx.const(w_name))  # (O, I/groups, KH, KW)
+    c_out, _, kh, kw = w_int.shape
+    c_in = ctx.src_shape(node.inputs[0])[1]
+    groups = node.attrs.get("group", 1)
+    strides = tuple(node.attrs.get("strides", (1, 1)))
+    dilations = tuple(node.attrs.get("dilations", (1, 1)))
+    x_q = ctx.tensors[x].qparams
+    x, padding = _spatial_padding(node, ctx, x, (kh, kw), strides, dilations)
+    options = dict(padding=padding, stride_h=strides[0], stride_w=strides[1], dilation_h_factor=dilations[0],
+                   dilation_w_factor=dilations[1], fused_activation_function=_activation(node))
+    bias = _bias(node, ctx, x_q, w_q, c_out)
+    if groups == 1:
+        w = ctx.constant(w_name, w_int.transpose(0, 2, 3, 1), "int8", w_q)  # OHWI, per-channel axis 0
+        ctx.emit("CONV_2D", [x, w, bias], [y], node, **options)
+    elif groups == c_in and c_out % c_in == 0:
+        dw_q = QParams(w_q.scale, w_q.zero_point, "int8", axis=3)
+        w = ctx.constant(w_name, w_int.transpose(1, 2, 3, 0), "int8", dw_q)  # 1HWO, per-channel axis 3
+        ctx.emit("DEPTHWISE_CONV_2D", [x, w, bias], [y], node, depth_multiplier=c_out // c_in, **options)
+    else:
+        raise UnsupportedOpError("Conv", node.name, f"grouped convolution (group={groups}) is not supported yet")
+
+
+@LOWERINGS.register("Gemm")
+def lower_gemm(node: Node, ctx: LowerContext) -> None:
+    """Gemm (A · Bᵀ + C, alpha = beta = 1) → FULLY_CONNECTED with per-channel weights."""
+    if node.attrs.get("transA", 0) or node.attrs.get("alpha", 1.0) != 1.0 or node.attrs.get("beta", 1.0) != 1.0:
+        raise UnsupportedOpError("Gemm", node.name, "only Gemm with transA=0, alpha=1, beta=1 is supported")
+    if not ctx.is_const(node.inputs[1]):
+        raise UnsupportedOpError("Gemm", node.name, "weights computed at run time are not supported")
+    x = ctx.activation(node.inputs[0], node)
+    y = ctx.activation(node.outputs[0], node)
+    w_q = ctx.encoding(node.inputs[1], node)
+    w_int = w_q.quantize(ctx.const(node.inputs[1]))
+    if not node.attrs.get("transB", 0):
+        w_int, w_q = w_int.T, QParams(w_q.scale, w_q.zero_point, "int8", axis=0)
+    w = ctx.constant(node.inputs[1], w_int, "int8", w_q)
+    bias = _bias(node, ctx, ctx.tensors[x].qparams, w_q, w_int.shape[0])
+    ctx.emit("FULLY_CONNECTED", [x, w, bias], [y], node, fused_activation_function=_activation(node))
+
+
+@LOWERINGS.register("Add")
+def lower_add(node: Node, ctx: LowerContext) -> None:
+    """Add of two activations of the same shape → ADD (with its fused activation)."""
+    if any(ctx.is_const(t) for t in node.inputs):
+        raise UnsupportedOpError("Add", node.name, "adding a constant is not supported yet")
+    a, b = (ctx.activation(t, node) for t in node.inputs)
+    if ctx.shape(a) != ctx.shape(b):
+        raise UnsupportedOpError("Add", node.name, f"broadcasting {ctx.shape(a)} + {ctx.shape(b)} is not supported yet")
+    y = ctx.activation(node.outputs[0], node)
+    ctx.emit("ADD", [a, b], [y], node, fused_activation_function=_activation(node))
+
+
+def _avg_pool(node: Node, ctx: LowerContext, x: str, y: str, kernel: tuple[int, int],
+              strides: tuple[int, int], padding: str) -> None:
+    ctx.emit("AVERAGE_POOL_2D", [x], [y], node, padding=padding, stride_h=strides[0], stride_w=strides[1],
+             filter_height=kernel[0], filter_width=kernel[1], fused_activation_function="NONE")
+
+
+@LOWERINGS.register("AveragePool")
+def lower_average_pool(node: Node, ctx: LowerContext) -> None:
+    """AveragePool without padding → AVERAGE_POOL_2D (input and output share one encoding)."""
+    if any(node.attrs.get("pads", [0])) or node.attrs.get("ceil_mode", 0) or \
+            node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise UnsupportedOpError("AveragePool", node.name, "padded or ceil-mode average pooling is not supported yet")
+    x = ctx.activation(node.inputs[0], node)
+    y = ctx.activation(node.outputs[0], node)
+    kernel = tuple(node.attrs["kernel_shape"])
+    _avg_pool(node, ctx, x, y, kernel, tuple(node.attrs.get("strides", kernel)), "VALID")
+
+
+@LOWERINGS.register("GlobalAveragePool")
+def lower_global_average_pool(node: Node, ctx: LowerContext) -> None:
+    """GlobalAveragePool → AVERAGE_POOL_2D over the whole feature map."""
+    x = ctx.activation(node.inputs[0], node)
+    y = ctx.activation(node.outputs[0], node)
+    _, h, w, _ = ctx.shape(x)
+    _avg_pool(node, ctx, x, y, (h, w), (h, w), "VALID")
+
+
+@LOWERINGS.register("ReduceMean")
+def lower_reduce_mean(node: Node, ctx: LowerContext) -> None:
+    """ReduceMean over H and W of a 4-D tensor → AVERAGE_POOL_2D (+ RESHAPE when keepdims=0)."""
+    axes = node.attrs.get("axes")
+    if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+        axes = ctx.const(node.inputs[1]).tolist()
+    rank = len(ctx.src_shape(node.inputs[0]))
+    if rank != 4 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
+        raise UnsupportedOpError("ReduceMean", node.name, "only the mean over H and W of NCHW is supported yet")
+    x = ctx.activation(node.inputs[0], node)
+    n, h, w, c = ctx.shape(x)
+    if node.attrs.get("keepdims", 1):
+        _avg_pool(node, ctx, x, ctx.activation(node.outputs[0], node), (h, w), (h, w), "VALID")
+        return
+    pooled = ctx.temp(f"{node.name}/pooled", (n, 1, 1, c), ctx.tensors[x].qparams)
+    _avg_pool(node, ctx, x, pooled, (h, w), (h, w), "VALID")
+    _reshape(node, ctx, pooled, ctx.activation(node.outputs[0], node))
+
+
+def _reshape(node: Node, ctx: LowerContext, x: str, y: str) -> None:
+    shape = np.array(ctx.shape(y), dtype=np.int32)
+    ctx.emit("RESHAPE", [x, ctx.constant(f"{node.name}/shape", shape, "int32")], [y], node,
+             new_shape=shape.tolist())
+
+
+@LOWERINGS.register("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def lower_reshape(node: Node, ctx: LowerContext) -> None:
+    """Reshape-like ops → RESHAPE, with TRANSPOSEs where NHWC and NCHW element orders differ."""
+    x = ctx.activation(node.inputs[0], node)
+    y_src = node.outputs[0]
+    in_perm, out_perm = program_perm(len(ctx.src_shape(node.inputs[0]))), program_perm(len(ctx.src_shape(y_src)))
+    q = ctx.tensors[x].qparams
+    if in_perm and np.prod(ctx.shape(x)[1:3]) > 1:
+        nchw = ctx.temp(f"{node.name}/nchw", ctx.src_shape(node.inputs[0]), q)
+        _transpose(node, ctx, x, nchw, NCHW_FROM_NHWC)
+        x = nchw
+    if out_perm:
+        flat = ctx.temp(f"{node.name}/reshaped", ctx.src_shape(y_src), q)
+        _reshape(node, ctx, x, flat)
+        _transpose(node, ctx, flat, ctx.activation(y_src, node), NHWC)
+    else:
+        _reshape(node, ctx, x, ctx.activation(y_src, node))
+
+
+def _transpose(node: Node, ctx: LowerContext, x: str, y: str, perm: tuple[int, ...]) -> None:
+    ctx.emit("TRANSPOSE", [x, ctx.constant(f"{node.name}/perm", np.array(perm, np.int32), "int32")], [y], node)
+
+
+@LOWERINGS.register("Pad")
+def lower_pad(node: Node, ctx: LowerContext) -> None:
+    """Constant zero Pad → PAD (pads with the zero point, which is exactly real 0)."""
+    pads = node.attrs.get("pads")
+    if pads is None:
+        pads = ctx.const(node.inputs[1]).tolist()
+    value = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else node.attrs.get("value", 0.0)
+    if node.attrs.get("mode", "constant") != "constant" or float(value) != 0.0 or min(pads) < 0:
+        raise UnsupportedOpError("Pad", node.name, "only non-negative constant zero padding is supported yet")
+    if len(node.inputs) > 3 and node.inputs[3]:
+        raise UnsupportedOpError("Pad", node.name, "Pad with an axes input is not supported yet")
+    rank = len(pads) // 2
+    paddings = [(pads[i], pads[i + rank]) for i in range(rank)]
+    perm = program_perm(rank)
+    if perm:
+        paddings = [paddings[p] for p in perm]
+    x, y = ctx.activation(node.inputs[0], node), ctx.activation(node.outputs[0], node)
+    ctx.emit("PAD", [x, ctx.constant(f"{node.name}/paddings", np.array(paddings, np.int32), "int32")], [y], node)
+
+
+@LOWERINGS.register("Slice")
+def lower_slice(node: Node, ctx: LowerContext) -> None:
+    """Slice with constant starts/ends/axes/steps (positive steps) → STRIDED_SLICE."""
+    shape = ctx.src_shape(node.inputs[0])
+    rank = len(shape)
+    args = [ctx.const(t).tolist() if t else None for t in list(node.inputs[1:]) + [""] * (5 - len(node.inputs))]
+    starts, ends, axes, steps = args[0], args[1], args[2] or list(range(len(args[0]))), args[3] or [1] * len(args[0])
+    begin, end, stride = [0] * rank, list(shape), [1] * rank
+    for s, e, a, st in zip(starts, ends, axes, steps):
+        if st <= 0:
+            raise UnsupportedOpError("Slice", node.name, "only positive slice steps are supported yet")
+        a %= rank
+        begin[a] = int(np.clip(s + shape[a] if s < 0 else s, 0, shape[a]))
+        end[a] = int(np.clip(e + shape[a] if e < 0 else e, 0, shape[a]))
+        stride[a] = int(st)
+    perm = program_perm(rank)
+    if perm:
+        begin, end, stride = ([v[p] for p in perm] for v in (begin, end, stride))
+    x, y = ctx.activation(node.inputs[0], node), ctx.activation(node.outputs[0], node)
+    consts = [ctx.constant(f"{node.name}/{k}", np.array(v, np.int32), "int32")
+              for k, v in (("begin", begin), ("end", end), ("strides", stride))]
+    ctx.emit("STRIDED_SLICE", [x, *consts], [y], node, begin_mask=0, end_mask=0)

@@ -1,0 +1,117 @@
+"""The integer reference executor: runs a QProgram on a batch of int8 inputs, bit-exact with LiteRT.
+
+Every op goes through the kernel registered for its kind (``registry.KERNELS``). Values carry a
+leading run axis of length N in front of each tensor's program shape (whose own batch is usually 1),
+so one call runs a batch of N program-sized inputs vectorised.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from edgeopt.errors import DataError, InternalError, UnsupportedOpError
+from edgeopt.qprogram import QProgram
+from edgeopt.runtimes.reference import (  # noqa: F401  (importing a kernel module registers it)
+    add,
+    conv,
+    depthwise_conv,
+    fully_connected,
+    pad,
+    pooling,
+    reshape,
+    strided_slice,
+    transpose,
+)
+from edgeopt.runtimes.reference.prepare import needs_prepare, prepare_program
+from edgeopt.runtimes.reference.registry import KERNELS
+
+
+def run_program(program: QProgram, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Run ``program`` on a batch.
+
+    Args:
+        program: the int8 program; prepared here if some op still lacks its params.
+        inputs: one int8 array per program input, in the program's layout, shaped ``(N * B,) +
+            shape[1:]`` where ``shape`` is the input's program shape and ``B = shape[0]`` its batch
+            (usually 1): N program-sized chunks stacked along the first axis, N any size.
+
+    Returns:
+        One int8 array per program output, its N chunks stacked the same way: ``(N * B,) +
+        shape[1:]`` for an output of program shape ``shape``.
+
+    Raises:
+        DataError: the inputs do not fit the program.
+        UnsupportedOpError: an op kind without an integer kernel.
+    """
+    values = _execute(program, inputs, keep_all=False)
+    return [values[name] for name in program.outputs]
+
+
+def run_intermediates(program: QProgram, inputs: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Like ``run_program``, but returns every non-constant tensor by name (inputs, intermediates and
+    outputs, in execution order), each with its N chunks stacked as ``run_program`` stacks outputs."""
+    return _execute(program, inputs, keep_all=True)
+
+
+def _execute(program: QProgram, inputs: Sequence[np.ndarray], keep_all: bool) -> dict[str, np.ndarray]:
+    if needs_prepare(program):
+        program = prepare_program(program)
+    n = _check_inputs(program, inputs)
+    env: dict[str, np.ndarray] = {}
+    for name, x in zip(program.inputs, inputs, strict=True):
+        env[name] = np.asarray(x).reshape((n,) + program.tensor(name).shape)
+    last_use = {name: i for i, op in enumerate(program.ops) for name in op.inputs}
+    kept = dict(env) if keep_all else {}
+    for i, op in enumerate(program.ops):
+        if op.kind not in KERNELS:
+            raise UnsupportedOpError(op.kind, op.source, "no integer kernel")
+        args = [_value(program, env, name) for name in op.inputs if name]
+        out = KERNELS.get(op.kind)(op, args, program)
+        expected = (n,) + program.tensor(op.outputs[0]).shape
+        if out.shape != expected or out.dtype != np.int8:
+            raise InternalError(
+                f"{op.kind} kernel made {out.dtype}{out.shape} for '{op.outputs[0]}', expected int8{expected}"
+            )
+        env[op.outputs[0]] = out
+        if keep_all:
+            kept[op.outputs[0]] = out
+        for name in op.inputs:
+            if last_use.get(name) == i and name not in program.outputs and name in env:
+                del env[name]
+    source = kept if keep_all else env
+    return {name: _user_shape(program, name, value) for name, value in source.items()}
+
+
+def _value(program: QProgram, env: dict[str, np.ndarray], name: str) -> np.ndarray:
+    if name in env:
+        return env[name]
+    tensor = program.tensor(name)
+    if tensor.data is None:
+        raise InternalError(f"tensor '{name}' is read before any op writes it")
+    return tensor.data[np.newaxis]
+
+
+def _check_inputs(program: QProgram, inputs: Sequence[np.ndarray]) -> int:
+    """The number N of program-sized chunks in ``inputs``, after checking them against the program."""
+    if len(inputs) != len(program.inputs):
+        raise DataError(f"program '{program.name}' takes {len(program.inputs)} input(s), got {len(inputs)}")
+    counts = set()
+    for name, x in zip(program.inputs, inputs, strict=True):
+        shape = program.tensor(name).shape
+        x = np.asarray(x)
+        if x.dtype != np.int8 or not shape or x.shape[1:] != shape[1:] or x.shape[0] % shape[0]:
+            raise DataError(
+                f"input '{name}' must be int8 of shape (N * {shape[0]}, {', '.join(map(str, shape[1:]))}),"
+                f" got {x.dtype}{tuple(x.shape)}"
+            )
+        counts.add(x.shape[0] // shape[0])
+    if len(counts) > 1:
+        raise DataError(f"inputs of program '{program.name}' hold different batch sizes")
+    return counts.pop() if counts else 1
+
+
+def _user_shape(program: QProgram, name: str, value: np.ndarray) -> np.ndarray:
+    """``(N,) + shape`` -> ``(N * shape[0],) + shape[1:]``: the run axis merged into the batch axis."""
+    shape = program.tensor(name).shape
+    return value.reshape((-1,) + shape[1:]) if shape else value

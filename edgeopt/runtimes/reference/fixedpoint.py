@@ -1,0 +1,178 @@
+"""Fixed-point requantization: TFLite's ``QuantizeMultiplier`` and ``MultiplyByQuantizedMultiplier``.
+
+A real multiplier ``M`` is stored as an int32 ``multiplier`` in Q0.31 and a power-of-two ``shift``
+(positive = left shift, negative = right shift, as in TFLite): ``M ~= multiplier * 2**(shift - 31)``.
+Two roundings of ``x * M`` exist in TFLite builds (``tensorflow/lite/kernels/internal/common.cc``):
+
+* ``"single"`` (builds defining ``TFLITE_SINGLE_ROUNDING``): one 64-bit product, rounded once, half
+  up (towards +inf): ``(x * multiplier + 2**(30 - shift)) >> (31 - shift)``.
+* ``"double"`` (gemmlowp, the default): ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(
+  x << left, m), right)``: the high half of ``2 * x * m`` rounded half up, then a right shift rounded
+  half away from zero. The reference kernels of ai-edge-litert 2.3.0 and of tflite-runtime 2.14 both
+  round this way (measured by ``tests/test_bitexact_litert.py``).
+
+Everything here is vectorised numpy on int64; ``multiplier`` and ``shift`` broadcast against ``x``
+(per-channel values broadcast along the channel axis).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgeopt.errors import InternalError
+from edgeopt.qprogram import Rounding
+
+INT32_MIN = -(1 << 31)
+INT32_MAX = (1 << 31) - 1
+# Largest |w * (x - zp)| of int8 operands: |w| <= 128 and |x - zp| <= 255.
+MAX_PRODUCT = 128 * 255
+
+
+def quantize_multiplier(real: float, rounding: Rounding = "single") -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier`` (``kernels/internal/quantization_util.cc``).
+
+    ``q, shift = frexp(real)`` (``0.5 <= |q| < 1``), ``multiplier = round(q * 2**31)`` half away from
+    zero; a rounding up to ``2**31`` becomes ``2**30`` with ``shift + 1``; ``shift < -31`` flushes to
+    ``(0, 0)``; single rounding saturates ``shift > 30`` to ``(2**31 - 1, 30)``.
+
+    Args:
+        real: the real multiplier, computed in double precision by the caller as TFLite does.
+        rounding: the build's rounding; only the saturation of huge multipliers depends on it.
+
+    Returns:
+        ``(multiplier, shift)``: an int32 value (in ``[0, 2**31 - 1]`` for ``real >= 0``) and an
+        exponent.
+    """
+    if real == 0.0:
+        return 0, 0
+    q, shift = math.frexp(real)
+    # q * 2**31 is exact; it has at most 22 fraction bits, so adding 0.5 is exact too.
+    scaled = abs(q) * (1 << 31)
+    q_fixed = int(math.floor(scaled + 0.5))
+    q_fixed = q_fixed if q >= 0 else -q_fixed
+    if abs(q_fixed) == 1 << 31:
+        q_fixed //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if rounding == "single" and shift > 30:
+        return INT32_MAX, 30
+    return q_fixed, shift
+
+
+def wrap_int32(x: np.ndarray) -> np.ndarray:
+    """``static_cast<int32_t>`` of int64 values (two's complement wrap), returned as int64."""
+    return x.astype(np.int32).astype(np.int64)
+
+
+def multiply_by_quantized_multiplier(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int, rounding: Rounding
+) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift)``.
+
+    single: ``(x * multiplier + 2**(30 - shift)) >> (31 - shift)``, narrowed to int32 as the C++
+    ``static_cast<int32_t>`` does (only a positive shift can leave the int32 range).
+
+    double: ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x * 2**left, multiplier),
+    right)`` with ``left = max(shift, 0)``, ``right = max(-shift, 0)`` and ``x * 2**left`` wrapping in
+    int32 as the C++ does. Computed with fewer passes through two identities (literal ports of the
+    gemmlowp functions live in the golden tests, which check the identities against them):
+
+    * ``SaturatingRoundingDoublingHighMul(a, b) == (a * b + 2**30) >> 31`` for ``b >= 0``. For
+      ``ab >= 0`` gemmlowp adds ``2**30`` and truncates, the same as flooring. For ``ab < 0`` it
+      truncates ``(ab + 1 - 2**30) / 2**31``, i.e. ``-floor((|ab| + 2**30 - 1) / 2**31)``, and
+      ``floor((ab + 2**30) / 2**31) = -ceil((|ab| - 2**30) / 2**31)``, equal by
+      ``ceil(k / n) = floor((k + n - 1) / n)``. It saturates only for ``a == b == INT32_MIN``,
+      impossible with ``b >= 0``.
+    * ``RoundingDivideByPOT(v, e) == sign(v) * ((|v| + (2**e >> 1)) >> e)``: gemmlowp rounds half
+      away from zero (the threshold ``(mask >> 1) + (v < 0)`` sends negative ties down), and so does
+      rounding ``|v|`` half up and restoring the sign; ``e = 0`` gives ``v`` in both.
+
+    Args:
+        x: int32 values (any integer dtype).
+        multiplier: Q0.31 multipliers in ``[0, 2**31 - 1]``, broadcastable to ``x``.
+        shift: exponents in ``[-31, 30]``, broadcastable to ``x``.
+        rounding: ``"single"`` or ``"double"``.
+
+    Returns:
+        int64 array holding the int32 results.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    m = np.asarray(multiplier, dtype=np.int64)
+    s = np.asarray(shift, dtype=np.int64)
+    if rounding == "single":
+        total = 31 - s
+        # |x * m| < 2**31 * 2**31 = 2**62 and the rounding term is <= 2**61: no int64 overflow.
+        result = x * m
+        result += np.left_shift(np.int64(1), total - 1)
+        result >>= total
+        return wrap_int32(result) if np.any(s > 0) else result
+    if np.any(s > 0):
+        x = wrap_int32(x << np.maximum(s, 0))
+    result = x * m
+    result += 1 << 30
+    result >>= 31
+    right = np.maximum(-s, 0)
+    if np.any(right > 0):
+        negative = result < 0
+        np.abs(result, out=result)
+        result += np.left_shift(np.int64(1), right) >> 1
+        result >>= right
+        np.negative(result, out=result, where=negative)
+    return result
+
+
+def multiply_by_quantized_multiplier_smaller_than_one_exp(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int, rounding: Rounding
+) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplierSmallerThanOneExp`` (``common.h``), used by ADD.
+
+    For ``shift <= 0`` both builds compute exactly ``multiply_by_quantized_multiplier`` (double:
+    ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, m), -shift)``; single: the one-rounding
+    formula), so this is that function restricted to non-positive shifts.
+    """
+    if np.any(np.asarray(shift) > 0):
+        raise InternalError("MultiplyByQuantizedMultiplierSmallerThanOneExp needs shift <= 0")
+    return multiply_by_quantized_multiplier(x, multiplier, shift, rounding)
+
+
+def round_half_away_from_zero(v: np.ndarray) -> np.ndarray:
+    """C ``round(double)``: float64 to the nearest integer, ties away from zero (still float64).
+
+    Computed as ``floor(|v|)`` plus one when ``|v| - floor(|v|) >= 0.5`` (that difference is exact),
+    never as ``floor(v + 0.5)``, which rounds 0.49999999999999994 up.
+    """
+    a = np.abs(v)
+    whole = np.floor(a)
+    return np.copysign(whole + (a - whole >= 0.5), v)
+
+
+def requantize(
+    acc: np.ndarray,
+    multiplier: np.ndarray,
+    shift: np.ndarray,
+    output_offset: int,
+    activation_min: int,
+    activation_max: int,
+    rounding: Rounding,
+) -> np.ndarray:
+    """The int8 tail of TFLite's conv/depthwise kernels: scale, add the zero point, clamp, narrow.
+
+    ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``
+    (``reference/integer_ops/conv.h``), where ``acc`` holds the int32 accumulator (bias included) and
+    ``m``/``s`` broadcast along the channel axis. The offset is added in int64: the C++ int32 addition
+    overflows (undefined behaviour) only for a scaled value within 128 of the int32 limits, which this
+    saturates instead.
+    """
+    scaled = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding)
+    scaled += output_offset
+    np.clip(scaled, activation_min, activation_max, out=scaled)
+    return scaled.astype(np.int8)
+
+
+def int32_accumulator(acc: np.ndarray, bound: int) -> np.ndarray:
+    """The value a C++ int32 accumulator holds for the exact sums ``acc`` (int64), given
+    ``bound >= max |acc|``: the sums themselves when they fit, else wrapped as two's complement
+    arithmetic (modular, whatever the order of the additions) leaves them."""
+    return acc if bound < 1 << 31 else wrap_int32(acc)
