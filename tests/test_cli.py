@@ -126,3 +126,61 @@ def test_debug_shows_traceback(tmp_path: Path):
 def test_bad_input_shape_is_a_usage_error():
     result = _invoke("deploy", "--input-shape", "1,x,3")
     assert result.exit_code == 2 and "1,3,32,32" in result.output
+
+
+TORCH_MODULE = '''
+import torch
+
+
+class Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.fc = torch.nn.Linear(4, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv(x)))
+        return self.fc(x.mean((2, 3)))
+
+
+def build():
+    torch.manual_seed(0)
+    return Tiny().eval()
+
+
+def build_with_example():
+    return build(), torch.zeros(1, 3, 8, 8)
+'''
+
+
+@pytest.fixture
+def torch_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "tinymodel.py").write_text(TORCH_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_entry_point_with_input_shape_and_with_example(torch_entry: Path, data_npz: Path):
+    result = _invoke("deploy", "tinymodel:build", "--input-shape", "1,3,8,8", "--data", str(data_npz))
+    assert result.exit_code == 0, result.output
+    report = json.loads((torch_entry / "edgeopt-out" / "build" / "report.json").read_text())
+    assert report["model"] == "build" and report["accuracy"]["n"] == 64
+    result = _invoke("deploy", "tinymodel:build_with_example", "--data", str(data_npz), "--out", "o2")
+    assert result.exit_code == 0, result.output
+    missing = _invoke("deploy", "tinymodel:build", "--data", str(data_npz))
+    _assert_one_line_error(missing, 3, "--input-shape")
+    broken = _invoke("deploy", "tinymodel:nothing", "--input-shape", "1,3,8,8")
+    _assert_one_line_error(broken, 3, "tinymodel:nothing")
+
+
+def test_exported_program_pt2(torch_entry: Path, data_npz: Path):
+    import torch
+
+    from tinymodel import build  # type: ignore[import-not-found]
+
+    torch.export.save(torch.export.export(build(), (torch.zeros(1, 3, 8, 8),)), torch_entry / "tiny.pt2")
+    result = _invoke("deploy", "tiny.pt2", "--data", str(data_npz))
+    assert result.exit_code == 0, result.output
+    assert (torch_entry / "edgeopt-out" / "tiny" / "model.int8.tflite").is_file()
