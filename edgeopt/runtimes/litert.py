@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-from edgeopt.errors import DataError, ModelLoadError
+from edgeopt.errors import DataError, ModelLoadError, first_line
 
 Kernels = Literal["reference", "default"]
 _RESOLVERS: dict[str, OpResolverType] = {
@@ -61,7 +61,7 @@ class LiteRT:
             )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as err:
-            raise ModelLoadError(f"LiteRT cannot load {label}: {_first_line(err)}") from err
+            raise ModelLoadError(f"LiteRT cannot load {label}: {first_line(err)}") from err
         self.kernels = kernels
         self._inputs = [_spec(d) for d in self._interpreter.get_input_details()]
         self._outputs = [_spec(d) for d in self._interpreter.get_output_details()]
@@ -146,10 +146,6 @@ def _read_model(model: bytes | str | os.PathLike[str]) -> tuple[bytes, str]:
     except OSError as err:
         raise ModelLoadError(f"cannot read model '{path}': {err.strerror or err}") from err
 
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def _spec(details: dict[str, Any]) -> TensorSpec:
