@@ -1,6 +1,8 @@
 """One registry per concept (kernels, emitters, lowerings, passes): a dict filled by a decorator."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -40,3 +42,13 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
+
+
+def import_submodules(package: str) -> None:
+    """Import every module of ``package``, so that the decorators in them fill their registries.
+
+    A new kernel, writer or lowering is then one new module: no list elsewhere to keep in step.
+    """
+    pkg = importlib.import_module(package)
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{package}.{info.name}")

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
-from edgeopt.pipeline.lower import ops as _ops  # noqa: F401  (registers the op lowerings)
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.qprogram import QProgram, Rounding
+from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
+
+import_submodules("edgeopt.pipeline.lower")  # each module registers the lowerings of its ops
 
 
 def check_lowerable(graph: Graph) -> None:

@@ -1,7 +1,8 @@
 """Min/max post-training quantization: one encoding per tensor from the calibration range.
 
 Ops that only move data (and average pooling, whose TFLite kernel requires it) share their input's
-encoding, so the int8 program runs them without requantizing, as the TFLite spec demands.
+encoding, so the int8 program runs them without requantizing, as the TFLite spec demands. Ops whose
+TFLite kernels fix the output encoding (softmax, logistic, tanh) take it from ``FIXED_OUTPUT``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ SHARED_SCALE_OPS = {
     "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
 }
 WEIGHTED_OPS = {"Conv", "Gemm"}
+# ONNX op → the output encoding its TFLite int8 kernel requires, whatever the calibration saw.
+FIXED_OUTPUT: dict[str, QParams] = {}
 
 
 def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> QuantizedGraph:
@@ -32,6 +35,9 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> Quantized
         if node.op in SHARED_SCALE_OPS and node.inputs[0] in enc:
             for out in node.outputs:
                 enc[out] = enc[node.inputs[0]]
+        elif node.op in FIXED_OUTPUT:
+            for out in node.outputs:
+                enc[out] = FIXED_OUTPUT[node.op]
         else:
             for out in node.outputs:
                 enc[out] = _from_stats(stats, out)

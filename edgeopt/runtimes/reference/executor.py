@@ -12,17 +12,6 @@ import numpy as np
 
 from edgeopt.errors import DataError, InternalError, UnsupportedOpError
 from edgeopt.qprogram import QProgram
-from edgeopt.runtimes.reference import (  # noqa: F401  (importing a kernel module registers it)
-    add,
-    conv,
-    depthwise_conv,
-    fully_connected,
-    pad,
-    pooling,
-    reshape,
-    strided_slice,
-    transpose,
-)
 from edgeopt.runtimes.reference.prepare import needs_prepare, prepare_program
 from edgeopt.runtimes.reference.registry import KERNELS
 
