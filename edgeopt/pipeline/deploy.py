@@ -38,10 +38,11 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class DeployResult:
-    """The report (as written to report.json) and where the artifacts are."""
+    """The report (as written to report.json), where the artifacts are, and the int8 program they hold."""
 
     report: dict
     out_dir: Path
+    program: QProgram
 
 
 def deploy(
@@ -117,7 +118,7 @@ def deploy(
     for key, blob in files.items():
         atomic_write_bytes(paths[key], blob)
     atomic_write_text(paths["report"], report_mod.to_json(report))
-    return DeployResult(report=report, out_dir=out_dir)
+    return DeployResult(report=report, out_dir=out_dir, program=program)
 
 
 def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,
