@@ -12,14 +12,31 @@ CONV_2D                   x[N,H,W,Ci], w[Co,KH,KW,Ci], b[Co]   padding SAME|VALI
                                                               dilation_h_factor, dilation_w_factor,
                                                               fused_activation_function
 DEPTHWISE_CONV_2D         x, w[1,KH,KW,Co], b[Co]              same as CONV_2D + depth_multiplier
-FULLY_CONNECTED           x[N,Ci], w[Co,Ci], b[Co]             fused_activation_function
-ADD                       a, b (same shape)                    fused_activation_function
+CONV_2D (grouped)         x[..,Ci], w[Co,KH,KW,Ci/groups], b   as CONV_2D (op version 6)
+TRANSPOSE_CONV            out_shape (int32 [4]), w[Co,KH,KW,   padding SAME|VALID (of the output size),
+                          Ci], x[N,H,W,Ci], b[Co]             stride_h, stride_w, fused_activation_function
+FULLY_CONNECTED           x[N,Ci] (or [B,S,Ci]), w[Co,Ci],     fused_activation_function, keep_num_dims
+                          b[Co]
+BATCH_MATMUL              a[..,M,K], b[..,K,N] (activations)   adj_x, adj_y (always False here)
+SOFTMAX                   x (last axis; output 1/256 zp -128)  beta
+ADD, SUB, MUL             a, b (numpy broadcasting; either     fused_activation_function
+                          may be an int8 constant)
+RELU, RELU6, RELU_N1_TO_1 x (requantized to the output)      -
+HARD_SWISH                x                                  -
+LOGISTIC, TANH            x (output 1/256 zp -128; 1/128 0)  -
 AVERAGE_POOL_2D           x                                    padding, stride_h, stride_w, filter_height,
                                                               filter_width, fused_activation_function
 RESHAPE                   x, shape (int32 constant)            new_shape
 PAD                       x, paddings (int32 [rank,2])         -
 STRIDED_SLICE             x, begin, end, strides (int32)       begin_mask, end_mask (always 0 here)
 TRANSPOSE                 x, perm (int32)                      -
+CONCATENATION             x1, x2, ... (one shared encoding)    axis (program layout),
+                                                              fused_activation_function (NONE)
+MAX_POOL_2D               x                                    same as AVERAGE_POOL_2D
+RESIZE_NEAREST_NEIGHBOR   x, size (int32 [2]: H, W)            align_corners, half_pixel_centers
+RESIZE_BILINEAR           x, size (int32 [2]: H, W)            align_corners, half_pixel_centers
+PADV2                     x, paddings, value (int8 scalar)     -
+MIRROR_PAD                x, paddings                          mode REFLECT|SYMMETRIC
 ========================  ==================================  ============================================
 
 ``fused_activation_function`` is one of NONE, RELU, RELU6, RELU_N1_TO_1. Weights are int8 symmetric

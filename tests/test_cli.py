@@ -96,13 +96,13 @@ def test_unknown_profile(tmp_path: Path):
 
 def test_unsupported_op_names_op_and_node(tmp_path: Path, data_npz: Path):
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv0", pads=[1, 1, 1, 1]),
-             helper.make_node("Sigmoid", ["c"], ["s"], name="gate"),
+             helper.make_node("Hardmax", ["c"], ["s"], name="gate"),
              helper.make_node("GlobalAveragePool", ["s"], ["y"], name="gap")]
     m = model(nodes, {"w": np.ones((4, 3, 3, 3), np.float32)}, [1, 3, 8, 8], [1, 4, 1, 1])
     path = tmp_path / "sig.onnx"
     path.write_bytes(m.SerializeToString())
     result = _invoke("deploy", str(path), "--data", str(data_npz), "--out", str(tmp_path / "out"))
-    _assert_one_line_error(result, 4, "Sigmoid", "gate")
+    _assert_one_line_error(result, 4, "Hardmax", "gate")
     assert not (tmp_path / "out").exists()
 
 

@@ -175,6 +175,6 @@ def test_formula_names_the_profile_numbers() -> None:
 
 def test_unpriced_op_kind_is_an_unsupported_op_error() -> None:
     program = _small_program()
-    program = program.replace(ops=(QOp("SOFTMAX", ("y",), ("y",), source="softmax"),))
-    with pytest.raises(UnsupportedOpError, match="SOFTMAX.*softmax.*CONV_2D"):
+    program = program.replace(ops=(QOp("SVDF", ("y",), ("y",), source="svdf"),))
+    with pytest.raises(UnsupportedOpError, match="SVDF.*svdf.*CONV_2D"):
         estimate(program, A78)

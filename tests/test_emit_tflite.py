@@ -218,10 +218,10 @@ def with_op(program: QProgram, op: QOp) -> QProgram:
 
 def test_unknown_op_kind_is_unsupported() -> None:
     program, _ = case("reshape")
-    softmax = QOp("SOFTMAX", program.outputs, program.outputs, source="probs")
+    svdf = QOp("SVDF", program.outputs, program.outputs, source="probs")
     with pytest.raises(UnsupportedOpError) as err:
-        program_to_tflite(with_op(program, softmax))
-    assert (err.value.op, err.value.node) == ("SOFTMAX", "probs")
+        program_to_tflite(with_op(program, svdf))
+    assert (err.value.op, err.value.node) == ("SVDF", "probs")
     assert "no TFLite writer" in str(err.value)
 
 
@@ -252,7 +252,7 @@ def test_write_tflite_writes_the_bytes(tmp_path) -> None:
 
 def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path) -> None:
     program, data = case("reshape")
-    broken = with_op(program, QOp("SOFTMAX", program.outputs, program.outputs, source="probs"))
+    broken = with_op(program, QOp("SVDF", program.outputs, program.outputs, source="probs"))
     with pytest.raises(UnsupportedOpError):
         write_tflite(broken, tmp_path / "new.tflite")
     assert list(tmp_path.iterdir()) == []

@@ -559,6 +559,6 @@ def test_executor_rejects_bad_inputs_and_unknown_ops() -> None:
         run_program(program, [np.zeros((2, 4, 5, 1), np.int8)])
     with pytest.raises(DataError, match="input"):
         run_program(program, [])
-    odd = program.replace(ops=(QOp("TANH", ("x",), ("y",), params={"a": 1}, source="t"),))
+    odd = program.replace(ops=(QOp("UNIDIRECTIONAL_SEQUENCE_LSTM", ("x",), ("y",), params={"a": 1}, source="t"),))
     with pytest.raises(UnsupportedOpError, match="no integer kernel"):
         run_program(odd, [np.zeros((1, 5, 5, 1), np.int8)])

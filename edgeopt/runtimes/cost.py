@@ -62,12 +62,26 @@ def fully_connected_macs(op: QOp, program: QProgram) -> int:
 
 @MAC_COUNTERS.register(
     "ADD",
+    "SUB",
+    "MUL",
+    "RELU",
+    "RELU6",
+    "RELU_N1_TO_1",
+    "HARD_SWISH",
+    "LOGISTIC",
+    "TANH",
     "AVERAGE_POOL_2D",
     "MEAN",
     "RESHAPE",
     "PAD",
     "STRIDED_SLICE",
     "TRANSPOSE",
+    "CONCATENATION",
+    "MAX_POOL_2D",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "RESIZE_BILINEAR",
+    "MIRROR_PAD",
+    "PADV2",
     "QUANTIZE",
     "DEQUANTIZE",
 )
@@ -212,3 +226,7 @@ def _formula(profile: DeviceProfile, precision: Precision, peak: float, mac_j: f
         f"bytes = inputs + weights + outputs at {sizes}, all assumed to travel to DRAM; "
         f"latency and energy are sums over ops."
     )
+
+
+# MAC counters of other op families register themselves in MAC_COUNTERS when imported.
+from edgeopt.runtimes import cost_compute  # noqa: E402,F401

@@ -284,8 +284,11 @@ def _conv_2d(op: QOp, program: QProgram) -> OpEncoding:
     opts.dilationHFactor = int(_option(op, "dilation_h_factor", 1))
     opts.dilationWFactor = int(_option(op, "dilation_w_factor", 1))
     opts.fusedActivationFunction = _activation(op)
-    # Version 3 is the int8 kernel (per-channel weights included); float with dilation stays 1.
+    # Version 3 is the int8 kernel (per-channel weights included); float with dilation stays 1;
+    # filters with fewer input channels than the input (a grouped convolution) need version 6.
     version = 3 if _int8(program, op) and _dtype(program, op, 1) == "int8" else 1
+    if program.tensors[op.inputs[1]].shape[3] != program.tensors[op.inputs[0]].shape[3]:
+        version = 6
     return OpEncoding(schema.BuiltinOperator.CONV_2D, version, schema.BuiltinOptions.Conv2DOptions, opts)
 
 
@@ -406,3 +409,9 @@ def _transpose(op: QOp, program: QProgram) -> OpEncoding:
     return OpEncoding(
         schema.BuiltinOperator.TRANSPOSE, version, schema.BuiltinOptions.TransposeOptions, schema.TransposeOptionsT()
     )
+
+
+# Writers of other op families register themselves in OP_WRITERS when imported.
+from edgeopt.pipeline.emit import tflite_movement  # noqa: E402,F401
+from edgeopt.pipeline.emit import tflite_compute  # noqa: E402,F401
+from edgeopt.pipeline.emit import tflite_elementwise  # noqa: E402,F401

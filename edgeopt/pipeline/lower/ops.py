@@ -12,6 +12,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node, QParams
 from edgeopt.pipeline.lower.context import LOWERINGS, NHWC, LowerContext, program_perm
+from edgeopt.pipeline.lower.movement import lower_mirror_pad
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 
 ACTIVATIONS = {None: "NONE", "Relu": "RELU", "Relu6": "RELU6"}
@@ -69,7 +70,7 @@ def _bias(node: Node, ctx: LowerContext, x_q: QParams, w_q: QParams, channels: i
 
 @LOWERINGS.register("Conv")
 def lower_conv(node: Node, ctx: LowerContext) -> None:
-    """Conv → CONV_2D (groups 1) or DEPTHWISE_CONV_2D (groups = input channels)."""
+    """Conv → DEPTHWISE_CONV_2D (groups = input channels) or CONV_2D (other groups: grouped, version 6)."""
     if len(ctx.src_shape(node.inputs[0])) != 4:
         raise UnsupportedOpError("Conv", node.name, "only 2-D convolutions are supported")
     if not ctx.is_const(node.inputs[1]):
@@ -89,15 +90,13 @@ def lower_conv(node: Node, ctx: LowerContext) -> None:
     options = dict(padding=padding, stride_h=strides[0], stride_w=strides[1], dilation_h_factor=dilations[0],
                    dilation_w_factor=dilations[1], fused_activation_function=_activation(node))
     bias = _bias(node, ctx, x_q, w_q, c_out)
-    if groups == 1:
-        w = ctx.constant(w_name, w_int.transpose(0, 2, 3, 1), "int8", w_q)  # OHWI, per-channel axis 0
-        ctx.emit("CONV_2D", [x, w, bias], [y], node, **options)
-    elif groups == c_in and c_out % c_in == 0:
+    if groups == c_in and c_in > 1 and c_out % c_in == 0:
         dw_q = QParams(w_q.scale, w_q.zero_point, "int8", axis=3)
         w = ctx.constant(w_name, w_int.transpose(1, 2, 3, 0), "int8", dw_q)  # 1HWO, per-channel axis 3
         ctx.emit("DEPTHWISE_CONV_2D", [x, w, bias], [y], node, depth_multiplier=c_out // c_in, **options)
     else:
-        raise UnsupportedOpError("Conv", node.name, f"grouped convolution (group={groups}) is not supported yet")
+        w = ctx.constant(w_name, w_int.transpose(0, 2, 3, 1), "int8", w_q)  # OHW(I/groups), axis 0
+        ctx.emit("CONV_2D", [x, w, bias], [y], node, **options)
 
 
 @LOWERINGS.register("Gemm")
@@ -116,18 +115,6 @@ def lower_gemm(node: Node, ctx: LowerContext) -> None:
     w = ctx.constant(node.inputs[1], w_int, "int8", w_q)
     bias = _bias(node, ctx, ctx.tensors[x].qparams, w_q, w_int.shape[0])
     ctx.emit("FULLY_CONNECTED", [x, w, bias], [y], node, fused_activation_function=_activation(node))
-
-
-@LOWERINGS.register("Add")
-def lower_add(node: Node, ctx: LowerContext) -> None:
-    """Add of two activations of the same shape → ADD (with its fused activation)."""
-    if any(ctx.is_const(t) for t in node.inputs):
-        raise UnsupportedOpError("Add", node.name, "adding a constant is not supported yet")
-    a, b = (ctx.activation(t, node) for t in node.inputs)
-    if ctx.shape(a) != ctx.shape(b):
-        raise UnsupportedOpError("Add", node.name, f"broadcasting {ctx.shape(a)} + {ctx.shape(b)} is not supported yet")
-    y = ctx.activation(node.outputs[0], node)
-    ctx.emit("ADD", [a, b], [y], node, fused_activation_function=_activation(node))
 
 
 def _avg_pool(node: Node, ctx: LowerContext, x: str, y: str, kernel: tuple[int, int],
@@ -211,8 +198,10 @@ def lower_pad(node: Node, ctx: LowerContext) -> None:
     pads = node.attrs.get("pads")
     if pads is None:
         pads = ctx.const(node.inputs[1]).tolist()
+    if node.attrs.get("mode", "constant") != "constant":
+        return lower_mirror_pad(node, ctx, list(pads))
     value = ctx.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else node.attrs.get("value", 0.0)
-    if node.attrs.get("mode", "constant") != "constant" or float(value) != 0.0 or min(pads) < 0:
+    if float(value) != 0.0 or min(pads) < 0:
         raise UnsupportedOpError("Pad", node.name, "only non-negative constant zero padding is supported yet")
     if len(node.inputs) > 3 and node.inputs[3]:
         raise UnsupportedOpError("Pad", node.name, "Pad with an axes input is not supported yet")

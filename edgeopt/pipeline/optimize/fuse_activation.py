@@ -1,4 +1,4 @@
-"""Fuse Relu and Relu6-like Clip into the op that produces their input (Conv, Gemm, Add).
+"""Fuse Relu and Relu6-like Clip into the op that produces their input (Conv, Gemm, Add, Sub, Mul).
 
 The fused op gets ``attrs["fused_activation"]`` ("Relu" or "Relu6") and writes the activation's output
 tensor, so the quantizer sees one group and quantizes after the activation, however the model wrote it
@@ -11,7 +11,7 @@ import numpy as np
 from edgeopt.ir import Graph, Node
 from edgeopt.pipeline.optimize import PASSES
 
-FUSABLE_PRODUCERS = {"Conv", "Gemm", "Add"}
+FUSABLE_PRODUCERS = {"Conv", "Gemm", "Add", "Sub", "Mul"}
 
 
 def activation_kind(node: Node, graph: Graph) -> str | None:

@@ -12,14 +12,21 @@ from edgeopt.errors import InternalError
 from edgeopt.ir import Graph, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams
+from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
 
 SHARED_SCALE_OPS = {
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice",
     "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
+    "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
 }
-WEIGHTED_OPS = {"Conv", "Gemm"}
+WEIGHTED_OPS = {"Conv", "Gemm", "ConvTranspose", "MatMul"}
 # ONNX op → the output encoding its TFLite int8 kernel requires, whatever the calibration saw.
 FIXED_OUTPUT: dict[str, QParams] = {}
+FIXED_OUTPUT["Softmax"] = QParams(1.0 / 256, -128)  # int8 SOFTMAX (activations.cc SoftmaxPrepare)
+FIXED_OUTPUT["Sigmoid"] = QParams(1.0 / 256, -128)  # int8 LOGISTIC (activations.cc SigmoidPrepare)
+FIXED_OUTPUT["Tanh"] = QParams(1.0 / 128, 0)  # int8 TANH, as TensorFlow's converter fixes it
+# Constant operands of these ops become int8 per-tensor tensors over their own range, as the converter writes.
+CONSTANT_OPERAND_OPS = {"Add", "Sub", "Mul"}
 
 
 def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> QuantizedGraph:
@@ -28,6 +35,7 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> Quantized
     Raises:
         InternalError: a tensor has no statistics (calibration and graph disagree).
     """
+    stats = unify_concat_ranges(graph, stats, SHARED_SCALE_OPS, FIXED_OUTPUT)
     enc: dict[str, QParams] = {}
     for t in graph.inputs:
         enc[t.name] = _from_stats(stats, t.name)
@@ -41,9 +49,14 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> Quantized
         else:
             for out in node.outputs:
                 enc[out] = _from_stats(stats, out)
+        if node.op in CONSTANT_OPERAND_OPS:
+            for name in filter(graph.initializers.__contains__, node.inputs):
+                enc[name] = activation_qparams(graph.initializers[name].min(), graph.initializers[name].max())
         if node.op in WEIGHTED_OPS and node.inputs[1] in graph.initializers:
             w_name = node.inputs[1]
-            axis = 1 if node.op == "Gemm" and not node.attrs.get("transB", 0) else 0
+            # Output channels: axis 1 of ConvTranspose (Ci, Co/g, KH, KW), MatMul (K, N) and Gemm without transB.
+            transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
+            axis = 1 if transposed else 0
             enc[w_name] = weight_qparams(graph.initializers[w_name], axis)
             if len(node.inputs) > 2 and node.inputs[2]:
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])

@@ -15,7 +15,7 @@ from edgeopt.runtimes.reference.registry import KERNELS, constant, fold_run_axis
 def conv_per_channel(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray, p: Mapping[str, Any], rounding: Rounding
 ) -> np.ndarray:
-    """Int8 convolution with per-output-channel requantization (groups = 1).
+    """Int8 convolution with per-output-channel requantization (one group; ``_run_conv`` splits groups).
 
     ``acc[n, y, x, c] = bias[c] + sum over (i, j, k) inside the image of
     w[c, i, j, k] * (in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k] + input_offset)`` in int32, then
@@ -67,6 +67,16 @@ def conv_per_channel(
 
 @KERNELS.register("CONV_2D")
 def _run_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
-    x = args[0]
-    y = conv_per_channel(fold_run_axis(x), constant(args[1]), constant(args[2]), op.params, program.rounding)
-    return y.reshape((x.shape[0],) + output_shape(op, program))
+    x, w, bias = fold_run_axis(args[0]), constant(args[1]), constant(args[2])
+    # Filters with Ci / groups input channels: ConvPerChannel reads input channels
+    # [g * Ci / groups, (g + 1) * Ci / groups) for output channel group g, one convolution per group.
+    ci, groups = w.shape[3], x.shape[3] // w.shape[3]
+    co = w.shape[0] // groups
+    parts = []
+    for g in range(groups):
+        out_c = slice(g * co, (g + 1) * co)
+        p = {**op.params, "output_multiplier": op.params["output_multiplier"][out_c],
+             "output_shift": op.params["output_shift"][out_c]}
+        parts.append(conv_per_channel(x[..., g * ci : (g + 1) * ci], w[out_c], bias[out_c], p, program.rounding))
+    y = parts[0] if groups == 1 else np.concatenate(parts, axis=3)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))

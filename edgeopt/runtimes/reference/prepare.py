@@ -172,8 +172,8 @@ def prepare_conv(op: QOp, program: QProgram) -> Params:
     """``conv.cc`` Prepare: padding, per-channel multipliers, offsets, activation range."""
     in_shape = program.tensor(op.inputs[0]).shape
     co, kh, kw, ci = program.tensor(op.inputs[1]).shape
-    if ci != in_shape[3]:
-        raise UnsupportedOpError(op.kind, op.source, "grouped convolution has no int8 kernel here")
+    if in_shape[3] % ci or co % (in_shape[3] // ci):
+        raise UnsupportedOpError(op.kind, op.source, f"{ci}-channel filters do not group {in_shape[3]} inputs")
     multiplier, shift = _multipliers(_effective_scales(program, op, co), program.rounding)
     return {
         **_window(op, in_shape, kh, kw, dilated=True),

@@ -1,0 +1,60 @@
+"""BATCH_MATMUL, int8: TFLite ``reference/batch_matmul.h`` (``BatchMatMul`` with ``FullyConnectedParams``).
+
+Both operands are activations (per-tensor int8, any zero points); batch dimensions broadcast like numpy.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.qprogram import QOp, QProgram, Rounding
+from edgeopt.runtimes.reference.fixedpoint import int32_accumulator, quantize_multiplier, requantize
+from edgeopt.runtimes.reference.prepare import PREPARERS, Params, _per_tensor
+from edgeopt.runtimes.reference.registry import KERNELS
+
+# Largest |(a - zp_a) * (b - zp_b)| of two int8 activations.
+MAX_ACTIVATION_PRODUCT = 255 * 255
+
+
+@PREPARERS.register("BATCH_MATMUL")
+def prepare_batch_matmul(op: QOp, program: QProgram) -> Params:
+    """``batch_matmul.cc`` Prepare for int8: ``QuantizeMultiplier(double(s_lhs) * double(s_rhs) /
+    double(s_out))``, offsets ``-zp_lhs``, ``-zp_rhs``, ``zp_out``, the full int8 range (no fused
+    activation)."""
+    if op.options.get("adj_x") or op.options.get("adj_y"):
+        raise UnsupportedOpError(op.kind, op.source, "adj_x/adj_y are not supported by this kernel")
+    s_lhs, zp_lhs = _per_tensor(program, op.inputs[0], op)
+    s_rhs, zp_rhs = _per_tensor(program, op.inputs[1], op)
+    s_out, zp_out = _per_tensor(program, op.outputs[0], op)
+    multiplier, shift = quantize_multiplier(float(np.float64(s_lhs) * np.float64(s_rhs) / np.float64(s_out)),
+                                            program.rounding)
+    return {"lhs_offset": -zp_lhs, "rhs_offset": -zp_rhs, "output_offset": zp_out,
+            "output_multiplier": multiplier, "output_shift": shift, "activation_min": -128, "activation_max": 127}
+
+
+def batch_matmul(lhs: np.ndarray, rhs: np.ndarray, p: Mapping[str, Any], rounding: Rounding) -> np.ndarray:
+    """Int8 batched matrix product ``lhs[..., M, K] @ rhs[..., K, N]``.
+
+    ``acc = Σ_k (lhs[.., m, k] + lhs_offset) * (rhs[.., k, n] + rhs_offset)`` in int32, then
+    ``clamp(MultiplyByQuantizedMultiplier(acc, m, s) + output_offset, -128, 127)``. The sum is a float64
+    matmul of integers below ``K * 255**2 < 2**53``: exact, then wrapped as the int32 accumulator would.
+    """
+    a = lhs.astype(np.float64) + p["lhs_offset"]
+    b = rhs.astype(np.float64) + p["rhs_offset"]
+    acc = np.matmul(a, b).astype(np.int64)
+    acc = int32_accumulator(acc, lhs.shape[-1] * MAX_ACTIVATION_PRODUCT)
+    return requantize(acc, p["output_multiplier"], p["output_shift"], p["output_offset"],
+                      p["activation_min"], p["activation_max"], rounding)
+
+
+@KERNELS.register("BATCH_MATMUL")
+def _run_batch_matmul(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    lhs, rhs = args
+    # Align batch dims to the right after the run axis, as numpy broadcasting of the program shapes.
+    rank = max(lhs.ndim, rhs.ndim)
+    lhs = lhs.reshape(lhs.shape[:1] + (1,) * (rank - lhs.ndim) + lhs.shape[1:])
+    rhs = rhs.reshape(rhs.shape[:1] + (1,) * (rank - rhs.ndim) + rhs.shape[1:])
+    return batch_matmul(lhs, rhs, op.params, program.rounding)

@@ -1,0 +1,106 @@
+"""SOFTMAX, int8 in and out: TFLite ``reference/softmax.h`` (the quantized ``Softmax`` template).
+
+LiteRT's reference registration (``activations.cc``, ``kReference``) prepares with
+``PreprocessSoftmaxScaling`` and runs gemmlowp's fixed-point recipe; the optimised kernels use a float
+lookup table instead and may differ by one step. Output encoding is fixed: scale 1/256, zero point -128.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.qprogram import QOp, QProgram
+from edgeopt.runtimes.reference import gemmlowp as gl
+from edgeopt.runtimes.reference.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
+from edgeopt.runtimes.reference.prepare import PREPARERS, Params
+from edgeopt.runtimes.reference.registry import KERNELS
+
+SCALED_DIFF_INTEGER_BITS = 5
+ACCUMULATION_INTEGER_BITS = 12
+OUTPUT_SCALE = 1.0 / 256
+OUTPUT_ZERO_POINT = -128
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
+    """TFLite ``CalculateInputRadius``: the largest input difference whose rescaled value still fits."""
+    max_input_rescaled = (1.0 * ((1 << input_integer_bits) - 1) * (1 << (total_signed_bits - input_integer_bits))
+                          / (1 << input_left_shift))
+    return int(math.floor(max_input_rescaled))
+
+
+@PREPARERS.register("SOFTMAX")
+def prepare_softmax(op: QOp, program: QProgram) -> Params:
+    """``activations.cc`` SoftmaxPrepare (kReference) for int8: ``PreprocessSoftmaxScaling`` and ``diff_min``.
+
+    ``input_multiplier``/``input_left_shift`` come from ``QuantizeMultiplierGreaterThanOne(min(beta *
+    s_in * 2**26, 2**31 - 1))`` (beta and s_in widened from float32 to double), ``diff_min`` is
+    ``-CalculateInputRadius(5, input_left_shift)``.
+    """
+    x_q = program.tensor(op.inputs[0]).qparams
+    y_q = program.tensor(op.outputs[0]).qparams
+    if x_q is None or y_q is None or program.tensor(op.inputs[0]).dtype != "int8":
+        raise UnsupportedOpError(op.kind, op.source, "only int8 softmax has an integer kernel here")
+    if int(y_q.zero_point[0]) != OUTPUT_ZERO_POINT or abs(float(y_q.scale[0]) - OUTPUT_SCALE) > 0.001 * OUTPUT_SCALE:
+        raise UnsupportedOpError(op.kind, op.source, "int8 softmax output must have scale 1/256 and zero point -128")
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    real = min(beta * float(x_q.scale[0]) * (1 << (31 - SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
+    if real <= 1.0:
+        raise UnsupportedOpError(op.kind, op.source, f"input scale x beta = {real / 2**26:g} is too small for TFLite")
+    multiplier, shift = quantize_multiplier(real, program.rounding)
+    return {
+        "input_multiplier": multiplier,
+        "input_left_shift": shift,
+        "diff_min": -calculate_input_radius(SCALED_DIFF_INTEGER_BITS, shift),
+    }
+
+
+def softmax_int8(x: np.ndarray, p: Mapping[str, Any], rounding: str) -> np.ndarray:
+    """Int8 softmax over the last axis, as TFLite ``reference_ops::Softmax<int8_t, int8_t>``.
+
+    Per row: ``d = x - max(row)``; entries with ``d < diff_min`` output -128 and add nothing. Others:
+    ``e = exp_on_negative_values(MultiplyByQuantizedMultiplierGreaterThanOne(d, m, shift))`` (Q5.26 in,
+    Q0.31 out), ``sum = Σ RoundingDivideByPOT(e, 12)`` (Q12.19, int32 wrap), ``r, k =
+    GetReciprocal(sum)`` (``k = 12 - clz(sum)``, ``r = one_over_one_plus_x(sum << clz - 1)``),
+    ``out = clamp(RoundingDivideByPOT(SRDHM(r, e), k + 23) - 128, -128, 127)``.
+
+    ``e`` depends only on ``d`` (256 possible values), so it is tabulated once.
+
+    Args:
+        x: int8 input, any rank; softmax runs over the last axis.
+        p: params from ``prepare_softmax``.
+        rounding: the build's rounding (equal results for both in ``MultiplyByQuantizedMultiplier``
+            with a left shift and no overflow, which ``diff_min`` guarantees).
+
+    Returns:
+        int8 probabilities, same shape as ``x``.
+    """
+    diffs = -np.arange(256, dtype=np.int64)  # d = 0, -1, ..., -255
+    valid_diff = diffs >= p["diff_min"]
+    rescaled = multiply_by_quantized_multiplier(np.where(valid_diff, diffs, 0), p["input_multiplier"],
+                                                p["input_left_shift"], rounding)
+    exp_table = np.where(valid_diff, gl.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS), 0)
+
+    xi = x.astype(np.int64)
+    d = xi - xi.max(axis=-1, keepdims=True)
+    valid = d >= p["diff_min"]
+    e = exp_table[-d]
+    terms = np.where(valid, gl.rescale(e, 0, ACCUMULATION_INTEGER_BITS), 0)
+    sum_of_exps = wrap_int32(terms.sum(axis=-1, keepdims=True))
+    headroom_plus_one = gl.count_leading_zeros_u32(sum_of_exps)
+    num_bits_over_unit = ACCUMULATION_INTEGER_BITS - headroom_plus_one
+    shifted = ((sum_of_exps & 0xFFFFFFFF) << headroom_plus_one) & 0xFFFFFFFF
+    shifted_sum_minus_one = wrap_int32(shifted - (1 << 31))
+    shifted_scale = gl.one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one)
+    exponent = num_bits_over_unit + 31 - 8
+    unsat = gl.rounding_divide_by_pot(gl.saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
+    out = np.clip(unsat - 128, -128, 127)
+    return np.where(valid, out, -128).astype(np.int8)
+
+
+@KERNELS.register("SOFTMAX")
+def _run_softmax(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    return softmax_int8(args[0], op.params, program.rounding)
