@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +23,11 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
+TargetOpt = Annotated[str, typer.Option(help="emulate (estimates only), or adb[:SERIAL] to also measure on an "
+                                             "Android device (SERIAL: USB serial or HOST:PORT).")]
+KeepOpt = Annotated[bool, typer.Option(help="Leave the pushed files on the device.")]
+BinaryOpt = Annotated[Path | None, typer.Option(help="A benchmark_model binary to push (default: "
+                                                     "/data/local/tmp/benchmark_model on the device).")]
 
 
 def _guard(debug: bool, fn: Callable[[], T]) -> T:
@@ -72,9 +78,12 @@ def deploy(
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape, e.g. 1,3,32,32.")] = None,
     calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
+    target: TargetOpt = "emulate",
+    keep: KeepOpt = False,
+    benchmark_binary: BinaryOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate it, and report."""
+    """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
     from edgeopt.pipeline import report
     from edgeopt.pipeline.deploy import deploy as run_deploy
 
@@ -83,10 +92,59 @@ def deploy(
     def work() -> Any:
         with err_console.status("deploying") as status:
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
-                              calib_size=calib_size, progress=lambda s: status.update(f"deploy: {s}"))
+                              calib_size=calib_size, target=target, keep=keep, benchmark_binary=benchmark_binary,
+                              progress=lambda s: status.update(f"deploy: {s}"))
 
     result = _guard(debug, work)
     report.render(result.report, console)
+
+
+DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
+
+
+class RoundingChoice(str, Enum):
+    single = "single"
+    double = "double"
+
+
+@app.command()
+def emulate(
+    model: Annotated[Path, typer.Argument(help="An int8 .tflite file, made by edgeopt or any converter.")],
+    data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize) and "
+                                            "optional labels y.")],
+    save_outputs: Annotated[Path | None, typer.Option(help="Write the raw outputs to this .npz.")] = None,
+    rounding: Annotated[RoundingChoice | None, typer.Option(help="Requantization rounding (default: the "
+                                                                 "profile's).")] = None,
+    device: DeviceOpt = "arm-cortex-a78-xnnpack",
+    debug: DebugOpt = False,
+) -> None:
+    """Run an int8 .tflite in the integer reference executor on DATA; print top-1 and the cost estimate."""
+    from edgeopt.pipeline.emulate import emulate as run_emulate
+
+    result = _guard(debug, lambda: run_emulate(model, data, device=device, save_outputs=save_outputs,
+                                               rounding=rounding.value if rounding else None))
+    console.print(f"{result.program.name}: {result.n} samples, {len(result.program.ops)} ops, "
+                  f"{result.program.rounding} rounding", highlight=False)
+    if result.top1 is not None:
+        console.print(f"top-1: {result.top1:.2f} % (n={result.n})", highlight=False)
+    console.print(f"estimate on {result.profile}: {result.cost.latency_ms:.3f} ms, {result.cost.fps:.1f} fps, "
+                  f"{result.cost.energy_mj:.4f} mJ/inference, {result.cost.macs} MACs", highlight=False)
+    if save_outputs is not None:
+        console.print(f"outputs written to {save_outputs}", highlight=False)
+
+
+@app.command()
+def convert(
+    model: Annotated[Path, typer.Argument(help="A QDQ .onnx (e.g. from ONNX Runtime's quantize_static).")],
+    out: Annotated[Path, typer.Option(help="The int8 .tflite to write.")],
+    device: DeviceOpt = "arm-cortex-a78-xnnpack",
+    debug: DebugOpt = False,
+) -> None:
+    """Convert a quantized (QDQ) .onnx to an int8 .tflite, taking the encodings from the file."""
+    from edgeopt.pipeline.convert import convert as run_convert
+
+    program = _guard(debug, lambda: run_convert(model, out, device=device))
+    console.print(f"{out}: {len(program.ops)} int8 ops ({program.rounding} rounding)", highlight=False)
 
 
 @profiles_app.command("list")
@@ -107,3 +165,44 @@ def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path
 
     profile = _guard(debug, lambda: load_profile(name))
     console.print_json(profile.model_dump_json())
+
+
+@app.command()
+def compare(
+    models: Annotated[list[str], typer.Argument(help="Two or more models (as for deploy), e.g. the "
+                                                     "uncompressed one first.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
+    = "arm-cortex-a78-xnnpack",
+    data: Annotated[Path | None, typer.Option(help=".npz with x and y, shared by all models.")] = None,
+    calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Parent output folder (default ./edgeopt-out/compare).")] = None,
+    target: TargetOpt = "emulate",
+    keep: KeepOpt = False,
+    benchmark_binary: BinaryOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Deploy several models to one device and compare accuracy, latency, fps, energy and size."""
+    from edgeopt.pipeline import report
+    from edgeopt.pipeline.compare import compare as run_compare
+
+    if len(models) < 2:
+        raise typer.BadParameter("give at least two models to compare")
+    results = _guard(debug, lambda: run_compare(models, device, out=out, data=data, calib=calib, target=target,
+                                                keep=keep, benchmark_binary=benchmark_binary))
+    report.render_comparison([r.report for r in results], console)
+
+
+@app.command()
+def devices(
+    serials: Annotated[list[str] | None, typer.Argument(help="TCP devices to probe (HOST:PORT), besides USB.")]
+    = None,
+    debug: DebugOpt = False,
+) -> None:
+    """List the Android devices edgeopt can reach over adb, with their state."""
+    from edgeopt.runtimes.android import list_devices
+
+    found = _guard(debug, lambda: list_devices(serials or ()))
+    if not found:
+        console.print("no devices found (pass HOST:PORT for devices in adb tcpip mode)")
+    for d in found:
+        console.print(f"{d.serial:24s} {d.transport:4s} {d.state:12s} {d.detail}", highlight=False)

@@ -28,7 +28,8 @@ AVERAGE_POOL_2D           x                                    padding, stride_h
                                                               filter_width, fused_activation_function
 RESHAPE                   x, shape (int32 constant)            new_shape
 PAD                       x, paddings (int32 [rank,2])         -
-STRIDED_SLICE             x, begin, end, strides (int32)       begin_mask, end_mask (always 0 here)
+STRIDED_SLICE             x, begin, end, strides (int32)       begin_mask (0 here), end_mask (set for a
+                                                              negative stride running through index 0)
 TRANSPOSE                 x, perm (int32)                      -
 CONCATENATION             x1, x2, ... (one shared encoding)    axis (program layout),
                                                               fused_activation_function (NONE)
@@ -36,8 +37,19 @@ MAX_POOL_2D               x                                    same as AVERAGE_P
 RESIZE_NEAREST_NEIGHBOR   x, size (int32 [2]: H, W)            align_corners, half_pixel_centers
 RESIZE_BILINEAR           x, size (int32 [2]: H, W)            align_corners, half_pixel_centers
 PADV2                     x, paddings, value (int8 scalar)     -
+SPLIT                     axis (int32 scalar), x → y1..yn      num_splits (equal pieces)
+SPLIT_V                   x, size_splits, axis → y1..yn        num_splits
+MEAN                      x, axis (int32 [k])                  keep_dims
 MIRROR_PAD                x, paddings                          mode REFLECT|SYMMETRIC
+DEQUANTIZE                x int8 → float32 (enters an island)  -
+QUANTIZE                  x float32 → int8 (leaves an island)  -
+GELU (float32)            x                                    approximate (bool)
+SQUARED_DIFFERENCE (f32)  a, b                                 -
+RSQRT (float32)           x                                    -
 ========================  ==================================  ============================================
+
+Float islands: an op whose output tensor is float32 (ADD, SUB, MUL, MEAN, GELU, SQUARED_DIFFERENCE,
+RSQRT, DEQUANTIZE) computes in float32 (``runtimes.reference.float_ops``) and has no ``params``.
 
 ``fused_activation_function`` is one of NONE, RELU, RELU6, RELU_N1_TO_1. Weights are int8 symmetric
 per-channel (axis 0, or 3 for depthwise), biases int32 with scale ``input_scale * weight_scale`` and
@@ -56,6 +68,7 @@ import numpy as np
 from edgeopt.ir import QParams, frozen_array
 
 Rounding = Literal["single", "double"]
+FullyConnectedRequantization = Literal["double_precision", "fixed_point"]
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 
 
@@ -107,6 +120,11 @@ class QProgram:
     ``input_layouts`` records, per graph input, the permutation that turns the source model's layout
     into this program's (``(0, 2, 3, 1)`` for an NCHW model whose program input is NHWC), so that
     callers can feed data prepared for the source model.
+
+    ``fully_connected_requantization`` says how the emulated runtime's FULLY_CONNECTED scales its
+    accumulator, which varies by runtime version rather than by rounding mode: ``"double_precision"``
+    (``round(double(acc) * scale)``, ai-edge-litert 2.3's reference kernel) or ``"fixed_point"``
+    (``MultiplyByQuantizedMultiplier`` with ``rounding``, as tflite-runtime 2.14's reference kernel).
     """
 
     name: str
@@ -117,6 +135,7 @@ class QProgram:
     rounding: Rounding = "single"
     input_layouts: tuple[tuple[int, ...] | None, ...] = ()
     output_layouts: tuple[tuple[int, ...] | None, ...] = ()
+    fully_connected_requantization: FullyConnectedRequantization = "double_precision"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tensors", MappingProxyType(dict(self.tensors)))

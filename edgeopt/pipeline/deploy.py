@@ -25,6 +25,7 @@ from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.load import load
 from edgeopt.pipeline.lower import check_lowerable, lower
+from edgeopt.pipeline.measure import measure_on_android, parse_target
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize import quantize_minmax
 from edgeopt.qprogram import QProgram
@@ -54,6 +55,9 @@ def deploy(
     out: str | Path | None = None,
     input_shape: tuple[int, ...] | None = None,
     calib_size: int = DEFAULT_CALIB_SIZE,
+    target: str = "emulate",
+    keep: bool = False,
+    benchmark_binary: str | Path | None = None,
     progress: Progress | None = None,
 ) -> DeployResult:
     """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
@@ -66,10 +70,17 @@ def deploy(
         out: output directory (default ``./edgeopt-out/<model name>``).
         input_shape: input shape for entry points / ONNX inputs with unknown dimensions.
         calib_size: at most this many calibration samples are used.
+        target: "emulate" (estimates only), or "adb[:SERIAL]" to also measure on an Android device.
+        keep: leave the pushed files on the device.
+        benchmark_binary: a benchmark_model binary to push (default: the one in /data/local/tmp).
         progress: called with the name of each stage as it starts.
+
+    Raises:
+        DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
     """
     step = progress or (lambda _: None)
     profile = load_profile(device)
+    where = parse_target(target)
     step("load")
     loaded = load(model, input_shape)
     graph = optimize(loaded.graph)
@@ -113,11 +124,17 @@ def deploy(
         cost_fp32=cost_fp32,
         sizes={k: len(v) for k, v in files.items()},
         artifacts={k: str(p) for k, p in paths.items()},
+        program=program,
     )
     step("write")
     for key, blob in files.items():
         atomic_write_bytes(paths[key], blob)
     atomic_write_text(paths["report"], report_mod.to_json(report))
+    if where.kind == "adb":
+        step(f"measure on {where}")
+        report["measured"] = measure_on_android(where, paths["tflite"], profile, keep=keep,
+                                                benchmark_binary=Path(benchmark_binary) if benchmark_binary else None)
+        atomic_write_text(paths["report"], report_mod.to_json(report))
     return DeployResult(report=report, out_dir=out_dir, program=program)
 
 

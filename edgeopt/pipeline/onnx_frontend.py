@@ -42,7 +42,10 @@ def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...
     except Exception as exc:  # onnx raises several unrelated types here
         raise ModelLoadError(f"ONNX shape inference failed for '{name}': {first_line(exc)}") from exc
     opset = _default_opset(model)
-    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    try:
+        consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    except (ValueError, KeyError, TypeError) as exc:  # a corrupt initializer: wrong size or unknown type
+        raise ModelLoadError(f"'{name}' has an unreadable initializer (corrupt file?): {first_line(exc)}") from exc
     infos = _value_infos(model)
     nodes: list[Node] = []
     alias: dict[str, str] = {}
@@ -93,7 +96,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...
 def _normalized(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         onnx.checker.check_model(model)
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:  # the latter: a corrupt name
         raise ModelLoadError(f"invalid ONNX model: {first_line(exc)}") from exc
     model = onnx.ModelProto.FromString(model.SerializeToString())
     if _default_opset(model) < MIN_OPSET:

@@ -2,19 +2,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import CostReport
+from edgeopt.runtimes.reference.float_ops import runs_in_float
 
 SCHEMA_VERSION = 1
 
 
 def build(*, model: str, profile: Any, accuracy: dict | None, calibration: dict, cost_int8: CostReport,
-          cost_fp32: CostReport, sizes: dict[str, int], artifacts: dict[str, str]) -> dict:
-    """The report dict written to report.json (see README "The report" for each key)."""
+          cost_fp32: CostReport, sizes: dict[str, int], artifacts: dict[str, str],
+          program: QProgram | None = None) -> dict:
+    """The report dict written to report.json (see README "The report" for each key); ``float_nodes``
+    names the model's nodes that ``program`` runs in float islands."""
     def estimate(field: str) -> dict:
         return {"int8": round(getattr(cost_int8, field), 6), "fp32": round(getattr(cost_fp32, field), 6),
                 "source": "estimate"}
@@ -35,7 +40,13 @@ def build(*, model: str, profile: Any, accuracy: dict | None, calibration: dict,
         "size_bytes": {"fp32_onnx": sizes["fp32_onnx"], "int8_tflite": sizes["tflite"],
                        "int8_onnx": sizes["onnx"]},
         "artifacts": artifacts,
+        "float_nodes": float_nodes(program) if program is not None else [],
     }
+
+
+def float_nodes(program: QProgram) -> list[str]:
+    """Source nodes of the ops with float32 outputs (float islands), each once, in program order."""
+    return list(dict.fromkeys(op.source for op in program.ops if runs_in_float(op, program)))
 
 
 def to_json(report: dict) -> str:
@@ -55,6 +66,14 @@ def render(report: dict, console: Console) -> None:
     for key, label, fmt in (("latency_ms", "latency ms (estimate)", "{:.3f}"), ("fps", "fps (estimate)", "{:.1f}"),
                             ("energy_mj", "energy mJ/inference (estimate)", "{:.4f}")):
         table.add_row(label, fmt.format(report[key]["fp32"]), fmt.format(report[key]["int8"]))
+    measured = report.get("measured")
+    if measured:
+        where = measured["target"]
+        table.add_row(f"latency ms (measured, {where})", "-", f"{measured['latency_ms']['int8']:.3f}")
+        table.add_row(f"fps (measured, {where})", "-", f"{measured['fps']['int8']:.1f}")
+        if "energy_mj" in measured:
+            energy = measured["energy_mj"]
+            table.add_row("energy mJ/inference (fuel gauge)", "-", f"{energy['int8']:.4f} ± {energy['uncertainty']:.4f}")
     sizes = report["size_bytes"]
     table.add_row("file size KiB", f"{sizes['fp32_onnx'] / 1024:.1f}", f"{sizes['int8_tflite'] / 1024:.1f}")
     console.print(table)
@@ -63,5 +82,42 @@ def render(report: dict, console: Console) -> None:
     if acc is not None and acc["metric"] == "top1":
         console.print(f"int8 - fp32 top-1: {acc['int8'] - acc['fp32']:+.2f} points; "
                       f"int8 agrees with fp32 on {acc['agreement']:.2f} % of samples")
+    if measured:
+        for d in measured["delegates"]:
+            console.print(f"delegate {d['name']}: {d['replaced']} of {d['total'] or '?'} nodes on the accelerator")
+        for warning in measured.get("energy_mj", {}).get("warnings", []):
+            console.print(f"[yellow]energy warning:[/] {warning}")
     for key, path in report["artifacts"].items():
         console.print(f"  {key:10s} {path}")
+
+
+def render_comparison(reports: list[dict], console: Console) -> None:
+    """Print deployed models side by side (int8 figures; measured ones where a target measured them)."""
+    table = Table(title=f"edgeopt compare on {reports[0]['device']}")
+    table.add_column("")
+    for r in reports:
+        table.add_column(r["model"], justify="right")
+
+    def row(label: str, get: Callable[[dict], float | None], fmt: str) -> None:
+        values = [get(r) for r in reports]
+        if any(v is not None for v in values):
+            table.add_row(label, *("-" if v is None else fmt.format(v) for v in values))
+
+    row("top-1 % fp32", lambda r: (r["accuracy"] or {}).get("fp32"), "{:.2f}")
+    row("top-1 % int8", lambda r: (r["accuracy"] or {}).get("int8"), "{:.2f}")
+    row("latency ms int8 (estimate)", lambda r: r["latency_ms"]["int8"], "{:.3f}")
+    row("fps int8 (estimate)", lambda r: r["fps"]["int8"], "{:.1f}")
+    row("energy mJ int8 (estimate)", lambda r: r["energy_mj"]["int8"], "{:.4f}")
+    row("latency ms int8 (measured)", lambda r: r.get("measured", {}).get("latency_ms", {}).get("int8"), "{:.3f}")
+    row("fps int8 (measured)", lambda r: r.get("measured", {}).get("fps", {}).get("int8"), "{:.1f}")
+    row("energy mJ int8 (measured)", lambda r: r.get("measured", {}).get("energy_mj", {}).get("int8"), "{:.4f}")
+    row("MACs", lambda r: r["macs"], "{:,}")
+    row("params", lambda r: r["params"], "{:,}")
+    row(".tflite KiB", lambda r: r["size_bytes"]["int8_tflite"] / 1024, "{:.1f}")
+    console.print(table)
+    base = reports[0]
+    for other in reports[1:]:
+        key = "measured" if "measured" in base and "measured" in other else None
+        fps = (base[key] if key else base)["fps"]["int8"], (other[key] if key else other)["fps"]["int8"]
+        console.print(f"{other['model']} runs {fps[1] / fps[0]:.2f}x the fps of {base['model']} "
+                      f"({'measured' if key else 'estimated'})")

@@ -24,6 +24,7 @@ from edgeopt.device_profiles import DeviceProfile
 from edgeopt.errors import RegistryError, UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.registry import Registry
+from edgeopt.runtimes.reference.float_ops import runs_in_float
 
 Precision = Literal["int8", "fp32"]
 MacCounter = Callable[[QOp, QProgram], int]
@@ -75,6 +76,8 @@ def fully_connected_macs(op: QOp, program: QProgram) -> int:
     "RESHAPE",
     "PAD",
     "STRIDED_SLICE",
+    "SPLIT",
+    "SPLIT_V",
     "TRANSPOSE",
     "CONCATENATION",
     "MAX_POOL_2D",
@@ -175,12 +178,15 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
     weights: dict[str, int] = {}
     for op in program.ops:
         macs = _macs(op, program)
+        # A float island's ops run at the fp32 rate inside the int8 program too.
+        op_peak, op_mac_j = (perf.peak_fp32_macs_per_s, energy.fp32_mac_j) if runs_in_float(op, program) \
+            else (peak, mac_j)
         # TFLite marks an absent optional input (e.g. no bias) with an empty name.
         moved = sum(tensor_bytes(t) for t in (*op.inputs, *op.outputs) if t)
-        compute_s = macs / peak
+        compute_s = macs / op_peak
         memory_s = moved / perf.memory_bandwidth_bytes_per_s
         time_s = max(compute_s, memory_s) + perf.per_op_overhead_s
-        energy_j = macs * mac_j + moved * energy.dram_byte_j + energy.static_power_w * time_s
+        energy_j = macs * op_mac_j + moved * energy.dram_byte_j + energy.static_power_w * time_s
         bound: Literal["compute", "memory"] = "compute" if compute_s >= memory_s else "memory"
         rows.append(OpCost(op.kind, op.source, macs, moved, time_s, energy_j, bound))
         if op.kind in WEIGHTED_KINDS:
@@ -230,3 +236,4 @@ def _formula(profile: DeviceProfile, precision: Precision, peak: float, mac_j: f
 
 # MAC counters of other op families register themselves in MAC_COUNTERS when imported.
 from edgeopt.runtimes import cost_compute  # noqa: E402,F401
+from edgeopt.runtimes import cost_float  # noqa: E402,F401

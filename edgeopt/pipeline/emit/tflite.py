@@ -415,3 +415,5 @@ def _transpose(op: QOp, program: QProgram) -> OpEncoding:
 from edgeopt.pipeline.emit import tflite_movement  # noqa: E402,F401
 from edgeopt.pipeline.emit import tflite_compute  # noqa: E402,F401
 from edgeopt.pipeline.emit import tflite_elementwise  # noqa: E402,F401
+from edgeopt.pipeline.emit import tflite_reduce_split  # noqa: E402,F401
+from edgeopt.pipeline.emit import tflite_float  # noqa: E402,F401

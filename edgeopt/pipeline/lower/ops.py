@@ -13,6 +13,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node, QParams
 from edgeopt.pipeline.lower.context import LOWERINGS, NHWC, LowerContext, program_perm
 from edgeopt.pipeline.lower.movement import lower_mirror_pad
+from edgeopt.pipeline.lower.split_reduce import lower_mean
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 
 ACTIVATIONS = {None: "NONE", "Relu": "RELU", "Relu6": "RELU6"}
@@ -146,13 +147,15 @@ def lower_global_average_pool(node: Node, ctx: LowerContext) -> None:
 
 @LOWERINGS.register("ReduceMean")
 def lower_reduce_mean(node: Node, ctx: LowerContext) -> None:
-    """ReduceMean over H and W of a 4-D tensor → AVERAGE_POOL_2D (+ RESHAPE when keepdims=0)."""
+    """ReduceMean over H and W of a 4-D tensor → AVERAGE_POOL_2D (+ RESHAPE when keepdims=0); other axes → MEAN."""
     axes = node.attrs.get("axes")
     if axes is None and len(node.inputs) > 1 and node.inputs[1]:
         axes = ctx.const(node.inputs[1]).tolist()
     rank = len(ctx.src_shape(node.inputs[0]))
     if rank != 4 or sorted(a % 4 for a in (axes or [])) != [2, 3]:
-        raise UnsupportedOpError("ReduceMean", node.name, "only the mean over H and W of NCHW is supported yet")
+        if not axes and node.attrs.get("noop_with_empty_axes", 0):
+            raise UnsupportedOpError("ReduceMean", node.name, "noop_with_empty_axes is not supported")
+        return lower_mean(node, ctx, list(range(rank)) if not axes else axes)  # other axes → MEAN
     x = ctx.activation(node.inputs[0], node)
     n, h, w, c = ctx.shape(x)
     if node.attrs.get("keepdims", 1):
@@ -216,23 +219,28 @@ def lower_pad(node: Node, ctx: LowerContext) -> None:
 
 @LOWERINGS.register("Slice")
 def lower_slice(node: Node, ctx: LowerContext) -> None:
-    """Slice with constant starts/ends/axes/steps (positive steps) → STRIDED_SLICE."""
+    """Slice with constant starts/ends/axes/steps → STRIDED_SLICE.
+
+    ONNX clamps a negative step's start into [0, dim-1] and its end into [-1, dim-1], -1 meaning
+    "through index 0"; TFLite would read an end of -1 as dim-1, so that end is set by ``end_mask``.
+    """
     shape = ctx.src_shape(node.inputs[0])
     rank = len(shape)
     args = [ctx.const(t).tolist() if t else None for t in list(node.inputs[1:]) + [""] * (5 - len(node.inputs))]
     starts, ends, axes, steps = args[0], args[1], args[2] or list(range(len(args[0]))), args[3] or [1] * len(args[0])
     begin, end, stride = [0] * rank, list(shape), [1] * rank
     for s, e, a, st in zip(starts, ends, axes, steps):
-        if st <= 0:
-            raise UnsupportedOpError("Slice", node.name, "only positive slice steps are supported yet")
+        if st == 0:
+            raise UnsupportedOpError("Slice", node.name, "a slice step of 0")
         a %= rank
-        begin[a] = int(np.clip(s + shape[a] if s < 0 else s, 0, shape[a]))
-        end[a] = int(np.clip(e + shape[a] if e < 0 else e, 0, shape[a]))
+        begin[a] = int(np.clip(s + shape[a] if s < 0 else s, 0, shape[a] - (st < 0)))
+        end[a] = int(np.clip(e + shape[a] if e < 0 else e, -(st < 0), shape[a] - (st < 0)))
         stride[a] = int(st)
     perm = program_perm(rank)
     if perm:
         begin, end, stride = ([v[p] for p in perm] for v in (begin, end, stride))
+    end_mask = sum(1 << i for i in range(rank) if end[i] == -1)
     x, y = ctx.activation(node.inputs[0], node), ctx.activation(node.outputs[0], node)
     consts = [ctx.constant(f"{node.name}/{k}", np.array(v, np.int32), "int32")
               for k, v in (("begin", begin), ("end", end), ("strides", stride))]
-    ctx.emit("STRIDED_SLICE", [x, *consts], [y], node, begin_mask=0, end_mask=0)
+    ctx.emit("STRIDED_SLICE", [x, *consts], [y], node, begin_mask=0, end_mask=end_mask)

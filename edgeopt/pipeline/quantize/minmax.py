@@ -15,7 +15,7 @@ from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
 
 SHARED_SCALE_OPS = {
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice",
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split",
     "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
     "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
 }

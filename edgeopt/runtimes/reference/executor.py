@@ -12,6 +12,7 @@ import numpy as np
 
 from edgeopt.errors import DataError, InternalError, UnsupportedOpError
 from edgeopt.qprogram import QProgram
+from edgeopt.runtimes.reference.float_ops import FLOAT_KERNELS, runs_in_float
 from edgeopt.runtimes.reference.prepare import needs_prepare, prepare_program
 from edgeopt.runtimes.reference.registry import KERNELS
 
@@ -53,18 +54,21 @@ def _execute(program: QProgram, inputs: Sequence[np.ndarray], keep_all: bool) ->
     last_use = {name: i for i, op in enumerate(program.ops) for name in op.inputs}
     kept = dict(env) if keep_all else {}
     for i, op in enumerate(program.ops):
-        if op.kind not in KERNELS:
-            raise UnsupportedOpError(op.kind, op.source, "no integer kernel")
+        kernels = FLOAT_KERNELS if runs_in_float(op, program) else KERNELS  # float islands
+        if op.kind not in kernels:
+            raise UnsupportedOpError(op.kind, op.source, f"no {kernels.kind}")
         args = [_value(program, env, name) for name in op.inputs if name]
-        out = KERNELS.get(op.kind)(op, args, program)
-        expected = (n,) + program.tensor(op.outputs[0]).shape
-        if out.shape != expected or out.dtype != np.int8:
-            raise InternalError(
-                f"{op.kind} kernel made {out.dtype}{out.shape} for '{op.outputs[0]}', expected int8{expected}"
-            )
-        env[op.outputs[0]] = out
-        if keep_all:
-            kept[op.outputs[0]] = out
+        result = kernels.get(op.kind)(op, args, program)
+        outs = result if isinstance(result, tuple) else (result,)  # multi-output ops return a tuple
+        for name, out in zip(op.outputs, outs, strict=True):
+            expected, dtype = (n,) + program.tensor(name).shape, np.dtype(program.tensor(name).dtype)
+            if out.shape != expected or out.dtype != dtype:
+                raise InternalError(
+                    f"{op.kind} kernel made {out.dtype}{out.shape} for '{name}', expected {dtype}{expected}"
+                )
+            env[name] = out
+            if keep_all:
+                kept[name] = out
         for name in op.inputs:
             if last_use.get(name) == i and name not in program.outputs and name in env:
                 del env[name]

@@ -11,9 +11,10 @@ computed in double precision exactly as LiteRT does (``kernels/kernel_util.cc``,
   double(s_w[c]) / double(s_out))``), ``activation_min``, ``activation_max``; depthwise adds
   ``depth_multiplier``.
 * FULLY_CONNECTED: ``input_offset``, ``output_offset``, ``effective_scale`` (float64 per output
-  channel, ``double(s_in) * double(s_w[c]) / double(s_out)``: LiteRT's reference kernel requantizes
-  with it in double precision, not with a fixed-point multiplier), ``activation_min``,
-  ``activation_max``.
+  channel, ``double(s_in) * double(s_w[c]) / double(s_out)``: LiteRT 2.3's reference kernel requantizes
+  with it in double precision), ``activation_min``, ``activation_max``; with the program's
+  ``fully_connected_requantization == "fixed_point"`` (tflite-runtime 2.14), ``output_multiplier`` and
+  ``output_shift`` from those scales instead, as for CONV_2D.
 * ADD: ``input1_offset``, ``input2_offset``, ``output_offset``, ``left_shift`` (20),
   ``input1_multiplier``/``input1_shift``, ``input2_multiplier``/``input2_shift`` (from
   ``s_i / (2 * max(s_1, s_2))``), ``output_multiplier``/``output_shift`` (from ``2 * max(s_1, s_2) /
@@ -22,7 +23,9 @@ computed in double precision exactly as LiteRT does (``kernels/kernel_util.cc``,
   ``pad_height``, ``pad_width``, ``output_height``, ``output_width``, ``activation_min``,
   ``activation_max``.
 * PAD: ``pad_value`` (the output zero point).
-* RESHAPE, STRIDED_SLICE, TRANSPOSE: nothing (they move bytes).
+* MEAN: ``axes``, ``num_elements``, ``output_multiplier``/``output_shift`` (``1 / n`` folded in),
+  zero points; registered by ``mean.prepare_mean``.
+* RESHAPE, STRIDED_SLICE, TRANSPOSE, SPLIT, SPLIT_V: nothing (they move bytes).
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ Params = dict[str, Any]
 Preparer = Callable[[QOp, QProgram], Params]
 
 PREPARERS: Registry[Preparer] = Registry("integer prepare")
-PARAMETERLESS = frozenset({"RESHAPE", "STRIDED_SLICE", "TRANSPOSE"})
+PARAMETERLESS = frozenset({"RESHAPE", "STRIDED_SLICE", "TRANSPOSE", "SPLIT", "SPLIT_V"})
 
 
 def prepare_program(program: QProgram) -> QProgram:
@@ -59,7 +62,7 @@ def prepare_program(program: QProgram) -> QProgram:
     """
     ops = []
     for op in program.ops:
-        if op.kind in PARAMETERLESS:
+        if op.kind in PARAMETERLESS or _in_float_island(op, program):
             ops.append(op.with_params({}))
         elif op.kind in PREPARERS:
             ops.append(op.with_params(PREPARERS.get(op.kind)(op, program)))
@@ -70,7 +73,13 @@ def prepare_program(program: QProgram) -> QProgram:
 
 def needs_prepare(program: QProgram) -> bool:
     """True when some op that takes parameters has none yet."""
-    return any(op.kind not in PARAMETERLESS and not op.params for op in program.ops)
+    return any(op.kind not in PARAMETERLESS and not _in_float_island(op, program) and not op.params
+               for op in program.ops)
+
+
+def _in_float_island(op: QOp, program: QProgram) -> bool:
+    """A float32-output op (a float island's kernel, ``float_ops``) takes no integer parameters."""
+    return program.tensor(op.outputs[0]).dtype == "float32"
 
 
 def calculate_activation_range_quantized(
@@ -204,13 +213,16 @@ def prepare_depthwise_conv(op: QOp, program: QProgram) -> Params:
 
 @PREPARERS.register("FULLY_CONNECTED")
 def prepare_fully_connected(op: QOp, program: QProgram) -> Params:
-    """``fully_connected.cc`` Prepare, keeping the double effective scales the reference kernel uses."""
+    """``fully_connected.cc`` Prepare: the double effective scales, or their fixed-point multipliers
+    when the program's ``fully_connected_requantization`` is ``"fixed_point"``."""
     co = program.tensor(op.inputs[1]).shape[0]
-    return {
-        **_io_offsets(program, op),
-        "effective_scale": frozen_array(_effective_scales(program, op, co)),
-        **_activation(program, op),
-    }
+    scales = _effective_scales(program, op, co)
+    if program.fully_connected_requantization == "fixed_point":
+        multiplier, shift = _multipliers(scales, program.rounding)
+        requantization: Params = {"output_multiplier": multiplier, "output_shift": shift}
+    else:
+        requantization = {"effective_scale": frozen_array(scales)}
+    return {**_io_offsets(program, op), **requantization, **_activation(program, op)}
 
 
 def _smaller_than_one(real: float, rounding: Rounding, op: QOp) -> tuple[int, int]:

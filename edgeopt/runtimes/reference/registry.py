@@ -3,7 +3,8 @@
 A registered entry adapts a ``QOp`` to its kernel. It receives the op, the values of its inputs and
 the program (for output shapes and the rounding mode). Every value carries a leading *run* axis in
 front of the program's own shape: ``(N,) + shape`` for activations of a batch of N, ``(1,) + shape``
-for constants. It returns the op's output with the same leading run axis.
+for constants. It returns the op's output with the same leading run axis, or a tuple of them, one
+per output in ``QOp.outputs`` order, for an op with several outputs (SPLIT, SPLIT_V).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import numpy as np
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.registry import Registry
 
-Kernel = Callable[[QOp, list[np.ndarray], QProgram], np.ndarray]
+Kernel = Callable[[QOp, list[np.ndarray], QProgram], np.ndarray | tuple[np.ndarray, ...]]
 
 KERNELS: Registry[Kernel] = Registry("integer kernel")
 

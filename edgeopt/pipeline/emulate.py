@@ -1,0 +1,122 @@
+"""emulate: run any int8 ``.tflite`` in the integer reference executor on a data set, and price it.
+
+The file is read into the same QProgram our lowering makes (``tflite_reader``), so the executor runs
+another converter's model exactly as it runs ours: bit-exact with LiteRT's reference kernels for the
+rounding mode chosen (the device profile's unless overridden).
+"""
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.device_profiles import load_profile
+from edgeopt.errors import DataError, ModelLoadError
+from edgeopt.fileio import atomic_write_bytes
+from edgeopt.pipeline.tflite_reader import tflite_to_program
+from edgeopt.qprogram import QProgram, Rounding
+from edgeopt.runtimes.cost import CostReport, estimate
+from edgeopt.runtimes.reference.executor import run_program
+
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class EmulateResult:
+    """The program that ran, its raw outputs (one array per model output, model dtype), top-1 when the
+    data had labels, and the cost model's estimate for the profile."""
+
+    program: QProgram
+    outputs: list[np.ndarray]
+    n: int
+    top1: float | None
+    cost: CostReport
+    profile: str
+
+
+def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Rounding | None = None,
+            save_outputs: str | Path | None = None) -> EmulateResult:
+    """Run the int8 ``.tflite`` ``model`` on the ``x`` of ``data`` in the integer reference executor.
+
+    Args:
+        model: path of an int8 ``.tflite`` file (made by any converter).
+        data: ``.npz`` with ``x`` (in the model input's own dtype, used as is, or real values, quantized
+            with the input tensor's scale and zero point) and optional integer labels ``y``.
+        device: device profile name or path: its rounding (unless ``rounding`` is given) and cost model.
+        rounding: ``"single"`` or ``"double"`` requantization rounding, overriding the profile's.
+        save_outputs: where to write the raw outputs as ``.npz`` (``output_0``, ... in output order, and
+            each under its tensor name), atomically.
+
+    Raises:
+        ModelLoadError: missing, corrupt or float model.
+        UnsupportedOpError: an op without an integer kernel.
+        DataError: the data do not fit the model.
+    """
+    profile = load_profile(device)
+    path = Path(model)
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    program = tflite_to_program(path.read_bytes(), path.name, rounding or profile.runtime.requantization_rounding)
+    cost = estimate(program, profile)
+    x, y = _load_data(Path(data), program)
+    outputs = _run(program, x)
+    top1 = None
+    if y is not None:
+        top1 = float(np.mean(outputs[0].reshape(len(y), -1).argmax(1) == y) * 100.0)
+    if save_outputs is not None:
+        atomic_write_bytes(save_outputs, _npz_bytes(program, outputs))
+    return EmulateResult(program, outputs, len(x), top1, cost, profile.name)
+
+
+def _load_data(path: Path, program: QProgram) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model-dtype input batch and labels from ``path``."""
+    if len(program.inputs) != 1:
+        raise DataError(f"'{program.name}' takes {len(program.inputs)} inputs; --data holds one x")
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
+    if "x" not in arrays:
+        raise DataError(f"'{path}' has no array 'x' (found: {', '.join(arrays) or 'none'}); "
+                        "save the model inputs as x, e.g. np.savez(path, x=x, y=y)")
+    tensor = program.tensor(program.inputs[0])
+    x = arrays["x"]
+    if x.ndim != len(tensor.shape) or tuple(x.shape[1:]) != tensor.shape[1:] or len(x) == 0 \
+            or not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"'{path}': x is {x.dtype}{tuple(x.shape)} but the model input '{tensor.name}' needs "
+                        f"numbers shaped [N, {', '.join(map(str, tensor.shape[1:]))}] (the model's own layout)")
+    if x.dtype != np.dtype(tensor.dtype):
+        if tensor.qparams is None:
+            raise DataError(f"'{path}': x is {x.dtype} but the model input '{tensor.name}' is {tensor.dtype} without "
+                            f"quantization parameters; give x as {tensor.dtype}")
+        # Anything else holds real values (float, or e.g. uint8 pixels): quantize them as the converter
+        # told the model's user to.
+        x = tensor.qparams.quantize(x.astype(np.float64))
+    y = arrays.get("y")
+    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
+        raise DataError(f"'{path}': y must hold {len(x)} integer class labels, got {y.dtype} {tuple(y.shape)}")
+    return x, y
+
+
+def _run(program: QProgram, x: np.ndarray) -> list[np.ndarray]:
+    batch = program.tensor(program.inputs[0]).shape[0] or 1
+    if len(x) % batch:
+        raise DataError(f"'{program.name}' takes batches of {batch}; x holds {len(x)} samples")
+    step = max(BATCH // batch, 1) * batch
+    chunks = [run_program(program, [x[i:i + step]]) for i in range(0, len(x), step)]
+    return [np.concatenate([c[k] for c in chunks]) for k in range(len(program.outputs))]
+
+
+def _npz_bytes(program: QProgram, outputs: list[np.ndarray]) -> bytes:
+    arrays = {f"output_{i}": out for i, out in enumerate(outputs)}
+    for name, out in zip(program.outputs, outputs, strict=True):
+        arrays.setdefault(name, out)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()

@@ -1,0 +1,132 @@
+"""Float islands: LayerNormalization and Gelu run in float32 inside the int8 program.
+
+A float node reads DEQUANTIZE(int8 input) and its output is QUANTIZE'd back to int8 with the
+encoding calibration gave it; consecutive float nodes share one island (the float tensor passes
+straight from one to the next, with no QUANTIZE/DEQUANTIZE between them). Tensors inside an island
+are float32 with no quantization parameters; the executor runs them with ``float_ops``.
+
+LayerNormalization has no TFLite builtin. TensorFlow's converter writes Keras's LayerNormalization as
+``tf.nn.batch_normalization`` of ``tf.nn.moments``: MEAN, SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT,
+MUL gamma, then ``x * inv + (beta - mean * inv)`` (MUL, MUL, SUB, ADD). The same builtins here follow
+ONNX's own definition instead, ``(x - mean) * rsqrt(var + eps) * gamma + beta``: MEAN,
+SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT, SUB, MUL, MUL gamma, ADD beta, which avoids the
+cancellation in ``x * inv - mean * inv`` and so stays closer to the float model. Gelu → GELU with
+``approximate`` for ``approximate="tanh"``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.ir import Node
+from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
+from edgeopt.qprogram import QTensor
+
+FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu"})
+
+
+def _float_tensor(ctx: LowerContext, base: str, shape: tuple[int, ...]) -> str:
+    """A new float32 activation tensor of the program (no quantization parameters)."""
+    name, k = base, 0
+    while name in ctx.tensors:
+        k += 1
+        name = f"{base}__{k}"
+    ctx.tensors[name] = QTensor(name, shape, "float32")
+    return name
+
+
+def _float_input(name: str, node: Node, ctx: LowerContext) -> str:
+    """The float32 program tensor holding source activation ``name``: the island's own tensor when a
+    float node wrote it, else one DEQUANTIZE of its int8 tensor (shared by all float readers)."""
+    producer = ctx.graph.producer(name)
+    if producer is not None and producer.op in FLOAT_ISLAND_OPS:
+        return f"{name}/float"
+    dequantized = f"{name}/dequantized"
+    if dequantized not in ctx.tensors:
+        x = ctx.activation(name, node)
+        ctx.tensors[dequantized] = QTensor(dequantized, ctx.shape(x), "float32")
+        ctx.emit("DEQUANTIZE", [x], [dequantized], node)
+    return dequantized
+
+
+def _float_output(name: str, ctx: LowerContext, shape: tuple[int, ...]) -> str:
+    """The float32 tensor a float node writes for its source output ``name``."""
+    ctx.tensors[f"{name}/float"] = QTensor(f"{name}/float", shape, "float32")
+    return f"{name}/float"
+
+
+def _leave_island(name: str, node: Node, ctx: LowerContext) -> None:
+    """QUANTIZE the float output ``name`` to its calibrated int8 encoding when an int8 op reads it or
+    it is a graph output; float readers use the float tensor directly."""
+    readers = ctx.graph.consumers(name)
+    if ctx.graph.is_output(name) or any(r.op not in FLOAT_ISLAND_OPS for r in readers):
+        ctx.emit("QUANTIZE", [f"{name}/float"], [ctx.activation(name, node)], node)
+
+
+def _float_constant(ctx: LowerContext, base: str, value: np.ndarray) -> str:
+    return ctx.constant(base, np.asarray(value, dtype=np.float32), "float32")
+
+
+@LOWERINGS.register("Gelu")
+def lower_gelu(node: Node, ctx: LowerContext) -> None:
+    """Gelu (opset 20) → GELU in float32, ``approximate`` true for the tanh form."""
+    approximate = node.attrs.get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise UnsupportedOpError("Gelu", node.name, f"approximate={approximate!r} is not 'none' or 'tanh'")
+    x = _float_input(node.inputs[0], node, ctx)
+    y = _float_output(node.outputs[0], ctx, ctx.shape(x))
+    ctx.emit("GELU", [x], [y], node, approximate=approximate == "tanh")
+    _leave_island(node.outputs[0], node, ctx)
+
+
+@LOWERINGS.register("LayerNormalization")
+def lower_layer_normalization(node: Node, ctx: LowerContext) -> None:
+    """LayerNormalization (opset 17) over axes ``axis..rank-1`` → the float32 ops of the module docstring.
+
+    Raises:
+        UnsupportedOpError: scale or bias computed at run time, or the Mean/InvStdDev outputs used.
+    """
+    if any(node.outputs[1:]):
+        raise UnsupportedOpError("LayerNormalization", node.name, "its Mean and InvStdDev outputs are not supported")
+    params = [t for t in node.inputs[1:] if t]
+    if not all(ctx.is_const(t) for t in params):
+        raise UnsupportedOpError("LayerNormalization", node.name, "scale and bias must be constants")
+    src_shape = ctx.src_shape(node.inputs[0])
+    rank = len(src_shape)
+    axis = int(node.attrs.get("axis", -1)) % rank
+    perm = program_perm(rank) or tuple(range(rank))
+    axes = np.array(sorted(perm.index(a) for a in range(axis, rank)), dtype=np.int32)
+
+    def program_constant(stem: str, value: np.ndarray) -> str:
+        """A scale or bias of shape ``src_shape[axis:]``, broadcast to the program's rank and layout."""
+        full = np.asarray(value, dtype=np.float32).reshape((1,) * axis + src_shape[axis:])
+        return _float_constant(ctx, f"{node.name}/{stem}", full.transpose(perm))
+
+    x = _float_input(node.inputs[0], node, ctx)
+    shape = ctx.shape(x)
+    reduced = tuple(1 if i in axes else d for i, d in enumerate(shape))
+    axes_name = ctx.constant(f"{node.name}/axes", axes, "int32")
+    stem = f"{node.name}/"
+    mean = _float_tensor(ctx, stem + "mean", reduced)
+    ctx.emit("MEAN", [x, axes_name], [mean], node, keep_dims=True)
+    squared = _float_tensor(ctx, stem + "squared_difference", shape)
+    ctx.emit("SQUARED_DIFFERENCE", [x, mean], [squared], node)
+    variance = _float_tensor(ctx, stem + "variance", reduced)
+    ctx.emit("MEAN", [squared, axes_name], [variance], node, keep_dims=True)
+    eps = _float_constant(ctx, stem + "epsilon", np.full((1,), node.attrs.get("epsilon", 1e-5)))
+    shifted = _float_tensor(ctx, stem + "variance_eps", reduced)
+    ctx.emit("ADD", [variance, eps], [shifted], node, fused_activation_function="NONE")
+    inv_std = _float_tensor(ctx, stem + "rsqrt", reduced)
+    ctx.emit("RSQRT", [shifted], [inv_std], node)
+    centred = _float_tensor(ctx, stem + "centred", shape)
+    ctx.emit("SUB", [x, mean], [centred], node, fused_activation_function="NONE")
+    normalized = _float_tensor(ctx, stem + "normalized", shape)
+    ctx.emit("MUL", [centred, inv_std], [normalized], node, fused_activation_function="NONE")
+    y = _float_output(node.outputs[0], ctx, shape)
+    scaled = y if len(params) < 2 else _float_tensor(ctx, stem + "scaled", shape)
+    ctx.emit("MUL", [normalized, program_constant("scale", ctx.const(node.inputs[1]))], [scaled], node,
+             fused_activation_function="NONE")
+    if len(params) == 2:
+        ctx.emit("ADD", [scaled, program_constant("bias", ctx.const(node.inputs[2]))], [y], node,
+                 fused_activation_function="NONE")
+    _leave_island(node.outputs[0], node, ctx)

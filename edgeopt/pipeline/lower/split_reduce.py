@@ -1,0 +1,77 @@
+"""Split → SPLIT (equal pieces) or SPLIT_V; ReduceMean over axes other than H and W → MEAN.
+
+Both work on program layouts: a 4-D source tensor is NHWC in the program, so source axes are mapped
+with ``movement.program_axis``. Split copies bytes, so its outputs share the input's encoding
+(``quantize.minmax.SHARED_SCALE_OPS``), which TFLite's SPLIT/SPLIT_V kernels assume (they never
+requantize).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.ir import Node
+from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
+from edgeopt.pipeline.lower.movement import program_axis
+
+
+def split_sizes(node: Node, ctx: LowerContext, size: int) -> list[int]:
+    """The ONNX Split piece sizes: the ``split`` input (opset 13+) or attribute (older), else
+    ``num_outputs`` (opset 18) or the output count: pieces of ``ceil(size / n)``, the last one smaller."""
+    if len(node.inputs) > 1 and node.inputs[1]:
+        if not ctx.is_const(node.inputs[1]):
+            raise UnsupportedOpError("Split", node.name, "split sizes computed at run time are not supported")
+        return [int(s) for s in ctx.const(node.inputs[1]).reshape(-1)]
+    if "split" in node.attrs:
+        return [int(s) for s in node.attrs["split"]]
+    n = int(node.attrs.get("num_outputs", len(node.outputs)))
+    piece = -(-size // n)
+    return [min(piece, size - i * piece) for i in range(n)]
+
+
+@LOWERINGS.register("Split")
+def lower_split(node: Node, ctx: LowerContext) -> None:
+    """Split → SPLIT (inputs: axis, x) when every piece has the same size, else SPLIT_V (inputs: x,
+    size_splits, axis), as TensorFlow's converter writes them."""
+    shape = ctx.src_shape(node.inputs[0])
+    rank = len(shape)
+    axis = int(node.attrs.get("axis", 0)) % rank
+    sizes = split_sizes(node, ctx, shape[axis])
+    if len(sizes) != len(node.outputs) or sum(sizes) != shape[axis] or min(sizes) < 1:
+        raise UnsupportedOpError("Split", node.name, f"pieces {sizes} of an axis of {shape[axis]} into "
+                                 f"{len(node.outputs)} outputs (TFLite needs non-empty pieces covering the axis)")
+    x = ctx.activation(node.inputs[0], node)
+    outs = [ctx.activation(t, node) for t in node.outputs]
+    p_axis = ctx.constant(f"{node.name}/axis", np.array(program_axis(axis, rank), np.int32), "int32")
+    if len(set(sizes)) == 1:
+        ctx.emit("SPLIT", [p_axis, x], outs, node, num_splits=len(sizes))
+    else:
+        size_splits = ctx.constant(f"{node.name}/size_splits", np.array(sizes, np.int32), "int32")
+        ctx.emit("SPLIT_V", [x, size_splits, p_axis], outs, node, num_splits=len(sizes))
+
+
+def lower_mean(node: Node, ctx: LowerContext, axes: list[int]) -> None:
+    """ReduceMean over ``axes`` → MEAN on the program layout, ``keep_dims`` as ``keepdims``.
+
+    A keepdims=0 mean of a 4-D tensor leaves a lower-rank source tensor, whose program layout is the
+    source order: when the kept axes are not in that order in NHWC (C kept with H or W), the MEAN
+    keeps dims and a TRANSPOSE-free RESHAPE cannot reorder them, so that case is rejected.
+    """
+    shape = ctx.src_shape(node.inputs[0])
+    rank = len(shape)
+    axes = sorted({int(a) % rank for a in axes})
+    keep = bool(node.attrs.get("keepdims", 1))
+    x = ctx.activation(node.inputs[0], node)
+    y = ctx.activation(node.outputs[0], node)
+    perm = program_perm(rank)
+    if not perm and program_perm(len(ctx.src_shape(node.outputs[0]))):
+        raise UnsupportedOpError("ReduceMean", node.name, f"a rank-{rank} mean with a 4-D result is not supported")
+    p_axes = sorted(program_axis(a, rank) for a in axes)
+    if perm and not keep:
+        kept_program = [perm[i] for i in range(rank) if i not in p_axes]
+        if kept_program != sorted(kept_program):
+            raise UnsupportedOpError("ReduceMean", node.name,
+                                     "the kept axes of this NCHW mean are in another order in NHWC "
+                                     "(it would need a TRANSPOSE)")
+    axis = ctx.constant(f"{node.name}/axis", np.array(p_axes, np.int32), "int32")
+    ctx.emit("MEAN", [x, axis], [y], node, keep_dims=keep)
