@@ -78,9 +78,13 @@ def deploy(
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: Annotated[str | None, typer.Option(help="Input shape, e.g. 1,3,32,32.")] = None,
     calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
+    range_method: Annotated[str, typer.Option(help="Activation ranges: minmax, percentile, mse or sqnr.")]
+    = "minmax",
     target: TargetOpt = "emulate",
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
+    precision: Annotated[str, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where "
+                                                "a 16x8 kernel exists, int8 elsewhere).")] = "w8a8",
     debug: DebugOpt = False,
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
@@ -88,11 +92,14 @@ def deploy(
     from edgeopt.pipeline.deploy import deploy as run_deploy
 
     shape = _parse_shape(input_shape)
+    if precision not in ("w8a8", "w8a16"):
+        raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
 
     def work() -> Any:
         with err_console.status("deploying") as status:
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
-                              calib_size=calib_size, target=target, keep=keep, benchmark_binary=benchmark_binary,
+                              calib_size=calib_size, range_method=range_method, target=target, keep=keep,
+                              benchmark_binary=benchmark_binary, precision=precision,
                               progress=lambda s: status.update(f"deploy: {s}"))
 
     result = _guard(debug, work)
@@ -165,6 +172,42 @@ def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path
 
     profile = _guard(debug, lambda: load_profile(name))
     console.print_json(profile.model_dump_json())
+
+
+@profiles_app.command("validate")
+def profiles_validate(file: Annotated[str, typer.Argument(help="Path to a profile .toml (or a built-in name).")],
+                      debug: DebugOpt = False) -> None:
+    """Check a device profile; print its units, or the one-line ProfileError (file, key, bad value)."""
+    from edgeopt.device_profiles import load_profile
+
+    profile = _guard(debug, lambda: load_profile(file))
+    units = ", ".join(f"{key} ({unit.name})" for key, unit in profile.units().items())
+    console.print(f"{file}: valid profile '{profile.name}'; compute units in fallback order: {units}",
+                  highlight=False)
+
+
+class CalibrateTarget(str, Enum):
+    host = "host"
+
+
+@profiles_app.command("calibrate")
+def profiles_calibrate(
+    target: Annotated[CalibrateTarget, typer.Argument(help="What to measure: host (this machine, LiteRT + "
+                                                           "XNNPACK, 1 thread).")],
+    out: Annotated[Path | None, typer.Option(help="Profile file to write (default: the built-in host profile); "
+                                                  "a new file starts from --template.")] = None,
+    template: Annotated[Path | None, typer.Option(help="Profile a new --out file copies its other keys from "
+                                                       "(default: the built-in host profile).")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Measure this machine's int8/fp32 MAC rates, bandwidth and per-op overhead; write them into a profile."""
+    from edgeopt.runtimes.calibrate_host import calibrate
+
+    with err_console.status("calibrating host (LiteRT micro-benchmarks)"):
+        result = _guard(debug, lambda: calibrate(out=out, template=template))
+    for key, value in result.numbers.performance().items():
+        console.print(f"{key:30s} {value}", highlight=False)
+    console.print(f"measured on {result.cpu}; written to {result.path}", highlight=False)
 
 
 @app.command()

@@ -29,12 +29,17 @@ class TensorInfo:
     dtype: str = "float32"
 
 
+EDGEOPT_ATTRS = frozenset({"fused_activation", "bn_beta", "bn_gamma"})  # not ONNX attributes
+
+
 @dataclass(frozen=True)
 class Node:
     """One operation. ``op`` is an ONNX op name; ``attrs`` holds ONNX attributes plus edgeopt's own.
 
     edgeopt's own attributes:
         ``fused_activation``: ``"Relu"`` or ``"Relu6"``, set by ``fuse_activation`` on the producing op.
+        ``bn_beta``, ``bn_gamma``: per-channel mean and standard deviation (tuples of floats) of the
+        output before its activation, from the batch norm that ``fold_batch_norm`` folded into the op.
     """
 
     op: str

@@ -51,6 +51,11 @@ RSQRT (float32)           x                                    -
 Float islands: an op whose output tensor is float32 (ADD, SUB, MUL, MEAN, GELU, SQUARED_DIFFERENCE,
 RSQRT, DEQUANTIZE) computes in float32 (``runtimes.reference.float_ops``) and has no ``params``.
 
+16x8 mode (``--precision w8a16``, ``pipeline.quantize.precision``): CONV_2D, DEPTHWISE_CONV_2D,
+FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, PAD, RESHAPE, TRANSPOSE and STRIDED_SLICE may instead run on int16
+activations (symmetric, zero point 0) with int64 biases; QUANTIZE int8 <-> int16 joins them to int8 ops.
+Their Prepare and kernels are in ``runtimes.reference.int16_registry`` (``conv_16x8``, ``elementwise_16x8``).
+
 ``fused_activation_function`` is one of NONE, RELU, RELU6, RELU_N1_TO_1. Weights are int8 symmetric
 per-channel (axis 0, or 3 for depthwise), biases int32 with scale ``input_scale * weight_scale`` and
 zero point 0, activations int8 asymmetric per-tensor. ``params`` holds what TFLite's Prepare computes

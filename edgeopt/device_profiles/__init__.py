@@ -10,7 +10,8 @@ import re
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from types import UnionType
+from typing import Annotated, Any, Union, cast, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -95,7 +96,8 @@ def _validation_error(err: ValidationError) -> str:
     problems = err.errors(include_url=False)
     first = problems[0]
     loc = tuple(first["loc"])
-    key = ".".join(str(part) for part in loc) or "(top level)"
+    # A bad dict key is reported at (..., key, "[key]"): name the key itself.
+    key = ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
     if first["type"] == "missing":
         line = f"missing key {key}"
     elif first["type"] == "extra_forbidden":
@@ -109,11 +111,24 @@ def _validation_error(err: ValidationError) -> str:
 
 
 def _allowed_keys(section: tuple[Any, ...]) -> str:
-    # Unknown keys are only reported inside models, so every step of their section path is a model.
-    model: type[BaseModel] = DeviceProfile
+    # Unknown keys are only reported inside models; the path to one steps through model fields, dict keys
+    # and list indices (and X | None), so follow the annotations until the innermost model.
+    annotation: Any = DeviceProfile
     for part in section:
-        model = cast("type[BaseModel]", model.model_fields[str(part)].annotation)
+        annotation = _unwrap(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            annotation = annotation.model_fields[str(part)].annotation
+        else:  # dict[K, V] or list[V]: the step is a key or an index
+            annotation = get_args(annotation)[-1]
+    model = cast("type[BaseModel]", _unwrap(annotation))
     return ", ".join(model.model_fields)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """``X | None`` → ``X``; ``Annotated[X, ...]`` → ``X``."""
+    while get_origin(annotation) in (Union, UnionType, Annotated):
+        annotation = next(a for a in get_args(annotation) if a is not type(None))
+    return annotation
 
 
 def _shorten(text: str, limit: int = 60) -> str:

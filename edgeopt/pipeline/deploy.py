@@ -7,7 +7,7 @@ has succeeded, and each artifact is written atomically, so a failed run leaves n
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,12 @@ from edgeopt.pipeline.load import load
 from edgeopt.pipeline.lower import check_lowerable, lower
 from edgeopt.pipeline.measure import measure_on_android, parse_target
 from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.place import place
 from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision, precision_plan
+from edgeopt.pipeline.report_placement import placement_section
+from edgeopt.pipeline.report_precision import precision_summary
+from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
 
@@ -55,10 +60,13 @@ def deploy(
     out: str | Path | None = None,
     input_shape: tuple[int, ...] | None = None,
     calib_size: int = DEFAULT_CALIB_SIZE,
+    range_method: str = "minmax",
     target: str = "emulate",
     keep: bool = False,
     benchmark_binary: str | Path | None = None,
     progress: Progress | None = None,
+    precision: Precision = "w8a8",
+    precision_overrides: Mapping[str, ActivationDtype] | None = None,
 ) -> DeployResult:
     """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
 
@@ -70,10 +78,14 @@ def deploy(
         out: output directory (default ``./edgeopt-out/<model name>``).
         input_shape: input shape for entry points / ONNX inputs with unknown dimensions.
         calib_size: at most this many calibration samples are used.
+        range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
         target: "emulate" (estimates only), or "adb[:SERIAL]" to also measure on an Android device.
         keep: leave the pushed files on the device.
         benchmark_binary: a benchmark_model binary to push (default: the one in /data/local/tmp).
         progress: called with the name of each stage as it starts.
+        precision: ``"w8a8"`` (int8 activations) or ``"w8a16"`` (int16 activations wherever a 16x8
+            kernel exists; see ``quantize.precision``).
+        precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``, applied on top.
 
     Raises:
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
@@ -85,6 +97,7 @@ def deploy(
     loaded = load(model, input_shape)
     graph = optimize(loaded.graph)
     check_lowerable(graph)
+    plan = precision_plan(graph, precision, precision_overrides)  # fails fast on a bad override
     model_input = loaded.graph.inputs[0]
 
     x, y = loaded.data if loaded.data is not None else (None, None)
@@ -93,9 +106,9 @@ def deploy(
     calib_x, calib_source = _calibration_set(loaded.calib, calib, x, model_input, calib_size)
 
     step("calibrate")
-    stats = calibrate(graph, calib_x)
+    stats = set_ranges(calibrate(graph, calib_x, histograms=range_method != "minmax"), range_method)
     step("quantize")
-    qgraph = quantize_minmax(graph, stats)
+    qgraph = apply_precision(quantize_minmax(graph, stats), stats, plan)
     step("lower")
     program = lower(qgraph, rounding=profile.runtime.requantization_rounding)
     step("emit")
@@ -106,7 +119,8 @@ def deploy(
     }
     step("emulate")
     accuracy = _accuracy(loaded.graph, program, x, y) if x is not None else None
-    cost_int8, cost_fp32 = estimate(program, profile), estimate_float(program, profile)
+    placement = place(program, profile)
+    cost_int8, cost_fp32 = estimate(program, profile, placement), estimate_float(program, profile)
 
     out_dir = Path(out) if out is not None else Path("edgeopt-out") / loaded.name
     paths = {
@@ -126,6 +140,8 @@ def deploy(
         artifacts={k: str(p) for k, p in paths.items()},
         program=program,
     )
+    report["precision"] = precision_summary(program, precision)
+    report["placement"] = placement_section(placement, cost_int8)
     step("write")
     for key, blob in files.items():
         atomic_write_bytes(paths[key], blob)

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from edgeopt.pipeline.report_placement import render_placement
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import CostReport
 from edgeopt.runtimes.reference.float_ops import runs_in_float
@@ -87,6 +88,8 @@ def render(report: dict, console: Console) -> None:
             console.print(f"delegate {d['name']}: {d['replaced']} of {d['total'] or '?'} nodes on the accelerator")
         for warning in measured.get("energy_mj", {}).get("warnings", []):
             console.print(f"[yellow]energy warning:[/] {warning}")
+    if "placement" in report:
+        render_placement(report["placement"], console)
     for key, path in report["artifacts"].items():
         console.print(f"  {key:10s} {path}")
 

@@ -10,13 +10,17 @@ in their stored dtypes for the int8 program, or at 4 bytes per element when the 
 as float32. The model assumes every tensor travels to and from DRAM (no cache reuse) and every op runs
 at its roofline: it is an idealised estimate to compare int8 with float and one model with another,
 not a prediction of a measured latency; the ``android`` runtime measures that.
+
+A profile measured by ``edgeopt profiles calibrate host`` also carries refinements that make it predict
+measured latency (``edgeopt.runtimes.cost_refine``): dense channels rounded up to the kernels' block,
+per-kind MAC rates (DEPTHWISE_CONV_2D), and a roof on output elements per second.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -25,6 +29,10 @@ from edgeopt.errors import RegistryError, UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.float_ops import runs_in_float
+from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
+
+if TYPE_CHECKING:
+    from edgeopt.pipeline.place import Placement
 
 Precision = Literal["int8", "fp32"]
 MacCounter = Callable[[QOp, QProgram], int]
@@ -108,6 +116,11 @@ class OpCost:
     time_s: float
     energy_j: float
     bound: Literal["compute", "memory"]
+    unit: str = ""
+    """Compute unit that runs the op, when priced with a placement (``cost_placed``)."""
+    dtype: str = ""
+    crossing_s: float = 0.0
+    """Part of ``time_s`` spent moving inputs from other units."""
 
 
 @dataclass(frozen=True)
@@ -130,12 +143,14 @@ class CostReport:
     formula: str
 
 
-def estimate(program: QProgram, profile: DeviceProfile) -> CostReport:
+def estimate(program: QProgram, profile: DeviceProfile, placement: Placement | None = None) -> CostReport:
     """Price the int8 program: tensors at their stored dtypes, int8 peak rate and energy per MAC.
 
     Args:
         program: the lowered program.
         profile: the device whose roofline and energy numbers to use.
+        placement: the unit of each op (``pipeline.place``): each op is then priced on its unit, and
+            tensors crossing units add the profile's crossing cost (``cost_placed``).
 
     Returns:
         Per-op costs and totals.
@@ -143,6 +158,10 @@ def estimate(program: QProgram, profile: DeviceProfile) -> CostReport:
     Raises:
         UnsupportedOpError: an op kind the model has no MAC count for.
     """
+    if placement is not None:
+        from edgeopt.runtimes.cost_placed import estimate_placed
+
+        return estimate_placed(program, profile, placement)
     return _estimate(program, profile, "int8")
 
 
@@ -183,8 +202,10 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
             else (peak, mac_j)
         # TFLite marks an absent optional input (e.g. no bias) with an empty name.
         moved = sum(tensor_bytes(t) for t in (*op.inputs, *op.outputs) if t)
-        compute_s = macs / op_peak
-        memory_s = moved / perf.memory_bandwidth_bytes_per_s
+        # Measured refinements (channel blocks, per-kind rates, an output roof) when the profile has them.
+        op_dtype = "fp32" if precision == "fp32" or runs_in_float(op, program) else "int8"
+        compute_s = compute_time_s(op, program, macs, op_peak, perf, op_dtype)
+        memory_s = max(moved / perf.memory_bandwidth_bytes_per_s, output_time_s(op, program, perf, op_dtype))
         time_s = max(compute_s, memory_s) + perf.per_op_overhead_s
         energy_j = macs * op_mac_j + moved * energy.dram_byte_j + energy.static_power_w * time_s
         bound: Literal["compute", "memory"] = "compute" if compute_s >= memory_s else "memory"

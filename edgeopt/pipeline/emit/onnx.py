@@ -16,7 +16,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from edgeopt.fileio import atomic_write_bytes
-from edgeopt.ir import Graph, QParams, QuantizedGraph
+from edgeopt.ir import EDGEOPT_ATTRS, Graph, QParams, QuantizedGraph
 
 PRODUCER = "edgeopt"
 # The newest IR version that ONNX Runtime 1.31 reads; onnx 1.23 would stamp a newer one by default.
@@ -42,6 +42,7 @@ def quantized_to_onnx(qgraph: QuantizedGraph) -> onnx.ModelProto:
     for name, arr in graph.initializers.items():
         if name in enc:
             q = enc[name]
+            q = _int32_bias(q)  # DequantizeLinear takes at most int32: a 16x8 int64 bias saturates to it
             inits.append(numpy_helper.from_array(q.quantize(arr), f"{name}__q"))
             inits += _scale_zp(name, q)
             qdq.append(_dq(f"{name}__q", name, q.axis))
@@ -59,7 +60,14 @@ def quantized_to_onnx(qgraph: QuantizedGraph) -> onnx.ModelProto:
         qdq.append(helper.make_node("QuantizeLinear", [src, f"{tensor}__scale", f"{tensor}__zp"],
                                     [f"{tensor}__q"], name=f"{tensor}__quantize"))
         qdq.append(_dq(f"{tensor}__q", dst, None))
-    return _model(graph, qdq + nodes, inits, [t.name for t in graph.outputs], topo_sort=True)
+    model = _model(graph, qdq + nodes, inits, [t.name for t in graph.outputs], topo_sort=True)
+    if any(q.dtype == "int16" for q in enc.values()):  # int16 Q/DQ needs opset 21
+        model.opset_import[0].version = max(model.opset_import[0].version, 21)
+    return model
+
+
+def _int32_bias(q: QParams) -> QParams:
+    return QParams(q.scale, q.zero_point, "int32", q.axis) if q.dtype == "int64" else q
 
 
 def write_onnx(model: onnx.ModelProto, path: str | Path) -> Path:
@@ -70,7 +78,7 @@ def write_onnx(model: onnx.ModelProto, path: str | Path) -> Path:
 def _float_nodes(graph: Graph) -> list[onnx.NodeProto]:
     protos = []
     for node in graph.nodes:
-        attrs = {k: v for k, v in node.attrs.items() if k != "fused_activation"}
+        attrs = {k: v for k, v in node.attrs.items() if k not in EDGEOPT_ATTRS}
         act = node.attrs.get("fused_activation")
         outs = [f"{node.outputs[0]}__preact", *node.outputs[1:]] if act else list(node.outputs)
         protos.append(helper.make_node(node.op, list(node.inputs), outs, name=node.name, **attrs))

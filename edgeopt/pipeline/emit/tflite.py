@@ -43,6 +43,8 @@ _TENSOR_TYPES: Mapping[str, int] = {
     "float32": schema.TensorType.FLOAT32,
     "int8": schema.TensorType.INT8,
     "int32": schema.TensorType.INT32,
+    "int16": schema.TensorType.INT16,  # 16x8 activations (tflite_int16)
+    "int64": schema.TensorType.INT64,  # 16x8 biases
 }
 
 
@@ -125,7 +127,7 @@ def _encode_op(op: QOp, program: QProgram) -> OpEncoding:
             raise UnsupportedOpError(
                 op.kind, op.source, f"tensor '{name}' is {dtype}; the TFLite writer takes {', '.join(_TENSOR_TYPES)}"
             )
-    return OP_WRITERS.get(op.kind)(op, program)
+    return int16_encoding(op, program, OP_WRITERS.get(op.kind)(op, program))
 
 
 def _used_tensor_names(program: QProgram) -> list[str]:
@@ -417,3 +419,4 @@ from edgeopt.pipeline.emit import tflite_compute  # noqa: E402,F401
 from edgeopt.pipeline.emit import tflite_elementwise  # noqa: E402,F401
 from edgeopt.pipeline.emit import tflite_reduce_split  # noqa: E402,F401
 from edgeopt.pipeline.emit import tflite_float  # noqa: E402,F401
+from edgeopt.pipeline.emit.tflite_int16 import int16_encoding  # noqa: E402

@@ -61,14 +61,15 @@ class LowerContext:
             perm = program_perm(len(shape))
             if perm:
                 shape = tuple(shape[p] for p in perm)
-            self.tensors[name] = QTensor(name, shape, "int8", self.encoding(name, node))
+            q = self.encoding(name, node)
+            self.tensors[name] = QTensor(name, shape, q.dtype, q)  # int8, or int16 (a w8a16 plan)
         return name
 
     def temp(self, base: str, shape: tuple[int, ...], qparams: QParams) -> str:
         """A new intermediate activation tensor of the program (no source counterpart)."""
         self._fresh += 1
         name = f"{base}__{self._fresh}"
-        self.tensors[name] = QTensor(name, shape, "int8", qparams)
+        self.tensors[name] = QTensor(name, shape, qparams.dtype, qparams)
         return name
 
     def constant(self, base: str, data: np.ndarray, dtype: str, qparams: QParams | None = None) -> str:

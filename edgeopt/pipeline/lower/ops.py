@@ -64,9 +64,9 @@ def _bias(node: Node, ctx: LowerContext, x_q: QParams, w_q: QParams, channels: i
     if len(node.inputs) > 2 and node.inputs[2]:
         b_name = node.inputs[2]
         b_q = ctx.encoding(b_name, node)
-        return ctx.constant(b_name, b_q.quantize(ctx.const(b_name)), "int32", b_q)
-    b_q = bias_qparams(x_q, w_q)
-    return ctx.constant(f"{node.name}/bias", np.zeros(channels, np.int32), "int32", b_q)
+        return ctx.constant(b_name, b_q.quantize(ctx.const(b_name)), b_q.dtype, b_q)
+    b_q = bias_qparams(x_q, w_q)  # int64 for an int16 input
+    return ctx.constant(f"{node.name}/bias", np.zeros(channels, b_q.dtype), b_q.dtype, b_q)
 
 
 @LOWERINGS.register("Conv")

@@ -21,3 +21,4 @@ def optimize(graph: Graph, passes: Sequence[str] = DEFAULT_PASSES) -> Graph:
 
 # Register the passes (import for the side effect of their decorators).
 from edgeopt.pipeline.optimize import fold_batch_norm, fuse_activation, fuse_gelu  # noqa: E402,F401
+from edgeopt.pipeline.optimize import cross_layer_equalization  # noqa: E402,F401

@@ -41,7 +41,9 @@ def fold_batch_norm(graph: Graph) -> Graph:
         w_name, b_name = f"{producer.name}.weight_folded", f"{producer.name}.bias_folded"
         inits[w_name] = (weight * scale.reshape(shape)).astype(np.float32)
         inits[b_name] = ((bias - mean) * scale + beta).astype(np.float32)
-        fused = producer.with_(inputs=(producer.inputs[0], w_name, b_name), outputs=bn.outputs)
+        # The statistics of the folded output (beta, |gamma|) feed high-bias absorption and analytical bias correction.
+        stats = {"bn_beta": tuple(map(float, beta)), "bn_gamma": tuple(map(float, np.abs(gamma)))}
+        fused = producer.with_(inputs=(producer.inputs[0], w_name, b_name), outputs=bn.outputs, attrs=stats)
         nodes[nodes.index(producer)] = fused
         nodes.remove(bn)
         del tensors[bn.inputs[0]]

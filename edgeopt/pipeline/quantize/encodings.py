@@ -15,8 +15,12 @@ MIN_RANGE = 1e-8
 
 
 def activation_qparams(lo: float, hi: float, dtype: str = "int8") -> QParams:
-    """Asymmetric per-tensor parameters covering ``[min(lo, 0), max(hi, 0)]``."""
+    """Asymmetric per-tensor parameters covering ``[min(lo, 0), max(hi, 0)]``; for int16 (TFLite's 16x8
+    mode) symmetric instead: zero point 0, scale ``max(|lo|, |hi|) / 32767``."""
     info = np.iinfo(dtype)
+    if dtype == "int16":
+        return QParams(scale=np.float32(max(abs(float(lo)), abs(float(hi)), MIN_RANGE) / info.max), zero_point=0,
+                       dtype=dtype)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     scale = np.float32(max(hi - lo, MIN_RANGE) / (info.max - info.min))
     zero_point = int(np.clip(np.round(info.min - lo / float(scale)), info.min, info.max))
@@ -33,6 +37,8 @@ def weight_qparams(w: np.ndarray, axis: int, bits: int = 8) -> QParams:
 
 
 def bias_qparams(input_q: QParams, weight_q: QParams) -> QParams:
-    """int32 parameters with scale ``input_scale * weight_scale[c]`` (computed in double, stored float32)."""
+    """int32 parameters (int64 for an int16 input, as TFLite's 16x8 kernels take) with scale
+    ``input_scale * weight_scale[c]`` (computed in double, stored float32)."""
     scale = (np.float64(input_q.scale[0]) * weight_q.scale.astype(np.float64)).astype(np.float32)
-    return QParams(scale=scale, zero_point=np.zeros_like(scale, dtype=np.int64), dtype="int32", axis=0)
+    dtype = "int64" if input_q.dtype == "int16" else "int32"
+    return QParams(scale=scale, zero_point=np.zeros_like(scale, dtype=np.int64), dtype=dtype, axis=0)

@@ -29,8 +29,12 @@ FIXED_OUTPUT["Tanh"] = QParams(1.0 / 128, 0)  # int8 TANH, as TensorFlow's conve
 CONSTANT_OPERAND_OPS = {"Add", "Sub", "Mul"}
 
 
-def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> QuantizedGraph:
+def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bits: int = 8,
+                    weight_encodings: Mapping[str, QParams] | None = None) -> QuantizedGraph:
     """Encodings for every activation, weight and bias of ``graph`` from min/max ``stats``.
+
+    ``weight_bits``: bit width of the Conv/Gemm/MatMul weights (stored as int8 either way).
+    ``weight_encodings``: fixed encodings for some weights (AdaRound's, whose weights are already on them).
 
     Raises:
         InternalError: a tensor has no statistics (calibration and graph disagree).
@@ -57,7 +61,8 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats]) -> Quantized
             # Output channels: axis 1 of ConvTranspose (Ci, Co/g, KH, KW), MatMul (K, N) and Gemm without transB.
             transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
             axis = 1 if transposed else 0
-            enc[w_name] = weight_qparams(graph.initializers[w_name], axis)
+            fixed_w = (weight_encodings or {}).get(w_name)
+            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], axis, weight_bits)
             if len(node.inputs) > 2 and node.inputs[2]:
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=graph, encodings=enc)

@@ -16,6 +16,7 @@ from threadpoolctl import threadpool_limits
 from edgeopt.errors import DataError, InternalError, UnsupportedOpError
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.reference.float_ops import FLOAT_KERNELS, runs_in_float
+from edgeopt.runtimes.reference.int16_registry import INT16_KERNELS, runs_in_int16
 from edgeopt.runtimes.reference.prepare import needs_prepare, prepare_program
 from edgeopt.runtimes.reference.registry import KERNELS
 
@@ -73,6 +74,7 @@ def _execute(program: QProgram, inputs: Sequence[np.ndarray], keep_all: bool) ->
     kept = dict(env) if keep_all else {}
     for i, op in enumerate(program.ops):
         kernels = FLOAT_KERNELS if runs_in_float(op, program) else KERNELS  # float islands
+        kernels = INT16_KERNELS if kernels is KERNELS and runs_in_int16(op, program) else kernels  # 16x8
         if op.kind not in kernels:
             raise UnsupportedOpError(op.kind, op.source, f"no {kernels.kind}")
         args = [_value(program, env, name) for name in op.inputs if name]

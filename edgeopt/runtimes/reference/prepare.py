@@ -39,6 +39,7 @@ from edgeopt.ir import QParams, frozen_array
 from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.fixedpoint import quantize_multiplier
+from edgeopt.runtimes.reference.int16_registry import prepare_int16, runs_in_int16
 from edgeopt.runtimes.reference.padding import compute_padding_height_width
 
 Params = dict[str, Any]
@@ -64,6 +65,8 @@ def prepare_program(program: QProgram) -> QProgram:
     for op in program.ops:
         if op.kind in PARAMETERLESS or _in_float_island(op, program):
             ops.append(op.with_params({}))
+        elif runs_in_int16(op, program):  # TFLite's 16x8 kernels (int16_registry)
+            ops.append(op.with_params(prepare_int16(op, program)))
         elif op.kind in PREPARERS:
             ops.append(op.with_params(PREPARERS.get(op.kind)(op, program)))
         else:

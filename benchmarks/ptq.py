@@ -1,0 +1,164 @@
+"""Post-training quantization recipes (range setting, AdaRound) against ONNX Runtime's quantize_static.
+
+    python benchmarks/ptq.py [--models resnet20,efficientnet] [--calib-size 1000] [--adaround-iters 500]
+
+For each model: fp32 top-1, then each recipe's int8 top-1 measured in the integer executor (the
+lowered int8 program that ships), its top-1 agreement with fp32, and its wall time (calibration →
+int8 program, evaluation excluded). Recipes: min/max; percentile (99.99 % per tail); MSE; SQNR
+(AIMET's tf_enhanced-like analyser); MSE + AdaRound at W8, and for ResNet-20 W4A8 with nearest
+rounding and with AdaRound. Peers on the same calibration and test data: ONNX Runtime's quantize_static
+(QDQ, per-channel int8 weights, int8 activations; MinMax, Entropy, Percentile), evaluated in ONNX
+Runtime. ResNet-20: CIFAR-10 test1000, calibration from the training calibration file. EfficientNet-Lite0:
+ImageNet val1300, calibration from calib_samples (200). Skips (exit 0) when ../shared/data is absent.
+The model outputs (logits) keep their min/max under every range method: clipping the top logit
+turns argmax into ties.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_data import cifar10_nchw, require  # noqa: E402
+
+from edgeopt.pipeline.calibrate import calibrate  # noqa: E402
+from edgeopt.pipeline.evaluate import run_float, run_int8, top1  # noqa: E402
+from edgeopt.pipeline.load import export_torch, load  # noqa: E402
+from edgeopt.pipeline.lower import lower  # noqa: E402
+from edgeopt.pipeline.optimize import optimize  # noqa: E402
+from edgeopt.pipeline.quantize import quantize_minmax  # noqa: E402
+from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround  # noqa: E402
+from edgeopt.pipeline.quantize.range_setting import set_ranges  # noqa: E402
+from edgeopt.runtimes.onnxruntime import OnnxRuntime  # noqa: E402
+
+ROUNDING = "double"  # LiteRT 2.3 BUILTIN_REF's arithmetic (the executor is bit-exact with it)
+
+
+def _resnet20():
+    from cifar_resnet import load_checkpoint
+
+    ckpt, test, calib = require("models/resnet_cifar10/resnet20-12fca82f.th", "cifar10/test1000_lossless.npz",
+                                "cifar10/calib_train5000_lossless.npz")
+    return load_checkpoint(ckpt, 20), (1, 3, 32, 32), cifar10_nchw(test), lambda n: cifar10_nchw(calib, n)[0]
+
+
+def _efficientnet():
+    require("imagenet/val1300", "imagenet/calib_samples")
+    from imagenet import calib_samples, efficientnet_lite0, val1300
+
+    return efficientnet_lite0(), (1, 3, 224, 224), val1300(), lambda n: calib_samples(n)
+
+
+MODELS = {"resnet20": ("ResNet-20 CIFAR-10 test1000", _resnet20, True, 0.3),
+          "efficientnet": ("EfficientNet-Lite0 ImageNet val1300", _efficientnet, False, 1.0)}
+
+
+def _ours(graph, calib_x, x, fp32, y, method: str, stats_cache: dict, weight_bits: int = 8,
+          ada: AdaRoundConfig | None = None) -> tuple[float, float, float]:
+    start = time.perf_counter()
+    hist = method != "minmax"
+    if hist not in stats_cache:
+        t0 = time.perf_counter()
+        stats_cache[hist] = (calibrate(graph, calib_x, histograms=hist), time.perf_counter() - t0)
+        start = time.perf_counter()
+    stats, calib_s = stats_cache[hist]
+    ranges = set_ranges(stats, method, keep=frozenset(t.name for t in graph.outputs))
+    qgraph = quantize_minmax(graph, ranges, weight_bits=weight_bits)
+    if ada is not None:
+        result = adaround(qgraph, calib_x, ada)
+        qgraph = quantize_minmax(result.graph, ranges, weight_bits=weight_bits,
+                                 weight_encodings=result.weight_encodings)
+    program = lower(qgraph, rounding=ROUNDING)
+    wall = time.perf_counter() - start + calib_s
+    int8 = run_int8(program, x)
+    return top1(int8, y), _agree(int8, fp32), wall
+
+
+def _agree(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(a.reshape(len(a), -1).argmax(1) == b.reshape(len(b), -1).argmax(1)) * 100)
+
+
+def _ort_peer(onnx_path: Path, calib_x: np.ndarray, x: np.ndarray, fp32, y, method: str, tmp: Path):
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    name = onnx.load(onnx_path).graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(calib_x[i:i + 1] for i in range(len(calib_x)))
+
+        def get_next(self) -> dict | None:
+            batch = next(self.it, None)
+            return None if batch is None else {name: batch}
+
+    out = tmp / f"ort_{method}.onnx"
+    start = time.perf_counter()
+    quantize_static(str(onnx_path), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=getattr(CalibrationMethod, method))
+    wall = time.perf_counter() - start
+    q = OnnxRuntime(onnx.load(out)).run([x])[0]
+    return top1(q, y), _agree(q, fp32), wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="resnet20,efficientnet")
+    parser.add_argument("--calib-size", type=int, default=1000, help="ResNet-20 calibration images")
+    parser.add_argument("--adaround-iters", type=int, default=500)
+    parser.add_argument("--peers", default="MinMax,Entropy,Percentile")
+    args = parser.parse_args()
+    for key in args.models.split(","):
+        title, make, w4, budget = MODELS[key]
+        module, shape, (x, y), calib = make()
+        calib_x = calib(args.calib_size)
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            onnx_path = tmp / "model.onnx"
+            onnx_path.write_bytes(export_torch(module, torch.zeros(shape)).SerializeToString())
+            graph = optimize(load(str(onnx_path)).graph)
+            fp32 = run_float(graph, x)
+            fp32_top1 = top1(fp32, y)
+            print(f"\n{title} (n={len(x)}), calibration {len(calib_x)} images, {ROUNDING} rounding; "
+                  f"fp32 top-1 {fp32_top1:.2f} %")
+            print(f"  {'recipe':34s} {'int8 top-1':>10s} {'Δ fp32':>7s} {'agree':>7s} {'wall s':>7s}")
+            rows: dict[str, float] = {}
+
+            def row(label: str, res: tuple[float, float, float]) -> None:
+                rows[label] = res[0]
+                print(f"  {label:34s} {res[0]:9.2f}% {res[0] - fp32_top1:+7.2f} {res[1]:6.2f}% {res[2]:7.1f}",
+                      flush=True)
+
+            cache: dict = {}
+            ada = AdaRoundConfig(iterations=args.adaround_iters)
+            for method in ("minmax", "percentile", "mse", "sqnr"):
+                row(f"ours W8A8 {method}", _ours(graph, calib_x, x, fp32, y, method, cache))
+            row("ours W8A8 mse + AdaRound", _ours(graph, calib_x, x, fp32, y, "mse", cache, ada=ada))
+            if w4:
+                row("ours W4A8 mse (nearest)", _ours(graph, calib_x, x, fp32, y, "mse", cache, 4))
+                row("ours W4A8 mse + AdaRound", _ours(graph, calib_x, x, fp32, y, "mse", cache, 4, ada))
+            for method in args.peers.split(","):
+                row(f"ORT quantize_static {method}", _ort_peer(onnx_path, calib_x, x, fp32, y, method, tmp))
+        ours8 = max(v for k, v in rows.items() if k.startswith("ours W8"))
+        peers = [v for k, v in rows.items() if k.startswith("ORT")]
+        print(f"  goal int8 within {budget} point of fp32 (best W8 recipe {ours8:.2f} %): "
+              f"{'met' if fp32_top1 - ours8 <= budget else 'MISSED'}")
+        if peers:
+            print(f"  goal at least as good as the best ORT method ({max(peers):.2f} %): "
+                  f"{'met' if ours8 >= max(peers) else 'MISSED'}")
+        if w4:
+            w4a8 = rows["ours W4A8 mse + AdaRound"]
+            print(f"  goal W4A8 + AdaRound within 2.5 points ({w4a8:.2f} %): "
+                  f"{'met' if fp32_top1 - w4a8 <= 2.5 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()

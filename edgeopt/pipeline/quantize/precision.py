@@ -1,0 +1,143 @@
+"""Mixed precision: which nodes run with int16 activations (TFLite's 16x8 mode, A16W8), and the encodings
+and requantizations that follows from that choice.
+
+A precision plan is plain data, ``{node name: "int8" | "int16"}``: ``precision_plan`` computes it from
+``--precision`` (``w8a8``: every node int8; ``w8a16``: every node whose TFLite lowering has a 16x8 kernel
+here, ``int16_support``) and per-node or per-op-type overrides. A device profile's rules can restrict it
+before use (a dict comprehension over the plan), and ``apply_precision`` realises whatever plan it gets.
+
+``apply_precision`` re-encodes the activations of int16 nodes (symmetric, zero point 0, from the same
+calibration ranges), gives their weighted ops int64 biases, and where a tensor written in one precision
+is read in the other it inserts a requantizing node, an ``Identity`` whose output carries the reader's
+encoding, lowered to TFLite's QUANTIZE (int8 <-> int16), as TensorFlow's converter joins mixed
+precisions. Graph inputs stay int8 (the program's input type); outputs keep their producer's dtype.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, TensorInfo, topological_order
+from edgeopt.pipeline.calibrate import TensorStats
+from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams
+from edgeopt.pipeline.quantize.minmax import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
+
+Precision = Literal["w8a8", "w8a16"]
+ActivationDtype = Literal["int8", "int16"]
+PrecisionPlan = dict[str, ActivationDtype]
+PRECISIONS: dict[str, ActivationDtype] = {"w8a8": "int8", "w8a16": "int16"}
+REQUANTIZE_OP = "Identity"  # the node apply_precision inserts; lowered to QUANTIZE
+
+_MOVEMENT = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "AveragePool", "GlobalAveragePool"})
+
+
+def int16_support(node: Node, graph: Graph) -> str | None:
+    """None when ``node`` lowers to ops with a 16x8 kernel here, else why not (for the error or report)."""
+    if node.op in _MOVEMENT:
+        return None
+    if node.op == "Conv":
+        groups, c_in = node.attrs.get("group", 1), graph.shape(node.inputs[0])[1]
+        return None if groups in (1, c_in) else "grouped convolution has no 16x8 kernel"
+    if node.op == "Gemm":
+        return None
+    if node.op == "Add":
+        if any(t in graph.initializers for t in node.inputs):
+            return "an Add with a constant operand has no 16x8 lowering yet"
+        return None
+    if node.op == "Pad":
+        return None if node.attrs.get("mode", "constant") == "constant" else "only constant padding is 16x8"
+    if node.op == "ReduceMean":
+        axes = node.attrs.get("axes")
+        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
+            axes = graph.initializers[node.inputs[1]].tolist()
+        spatial = len(graph.shape(node.inputs[0])) == 4 and sorted(a % 4 for a in (axes or [])) == [2, 3]
+        return None if spatial else "only a mean over H and W (AVERAGE_POOL_2D) is 16x8"
+    return f"{node.op} has no 16x8 kernel here (16x8 ops: Conv, Gemm, Add, AveragePool, GlobalAveragePool, " \
+           "ReduceMean over H and W, Pad, Reshape, Flatten, Squeeze, Unsqueeze)"
+
+
+def precision_plan(graph: Graph, precision: Precision = "w8a8",
+                   overrides: Mapping[str, ActivationDtype] | None = None) -> PrecisionPlan:
+    """The activation dtype of every node.
+
+    Args:
+        graph: the float graph.
+        precision: ``"w8a8"`` (all int8) or ``"w8a16"`` (int16 wherever ``int16_support`` allows).
+        overrides: node name or ONNX op type → dtype, applied after ``precision`` (a name wins over a type).
+
+    Returns:
+        ``{node name: "int8" | "int16"}`` for every node.
+
+    Raises:
+        UnsupportedOpError: an override asks for int16 on a node without a 16x8 lowering, or a dtype
+            or precision is unknown.
+    """
+    if precision not in PRECISIONS:
+        raise UnsupportedOpError("precision", precision, f"unknown precision (known: {', '.join(PRECISIONS)})")
+    overrides = dict(overrides or {})
+    plan: PrecisionPlan = {}
+    for node in graph.nodes:
+        why = int16_support(node, graph)
+        wanted = overrides.get(node.name, overrides.get(node.op))
+        if wanted is None:
+            plan[node.name] = "int16" if PRECISIONS[precision] == "int16" and why is None else "int8"
+            continue
+        if wanted not in ("int8", "int16"):
+            raise UnsupportedOpError(node.op, node.name, f"precision override {wanted!r} is not int8 or int16")
+        if wanted == "int16" and why is not None:
+            raise UnsupportedOpError(node.op, node.name, f"int16 activations requested, but {why}")
+        plan[node.name] = wanted
+    return plan
+
+
+def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], plan: Mapping[str, str]) -> QuantizedGraph:
+    """``qgraph`` with the int16 encodings, int64 biases and requantizing nodes ``plan`` asks for.
+
+    Args:
+        qgraph: the int8 quantized graph from ``quantize_minmax``.
+        stats: the calibration ranges it was made from.
+        plan: ``{node name: "int8" | "int16"}`` (nodes not named stay int8).
+
+    Returns:
+        ``qgraph`` itself when every node is int8; else a new QuantizedGraph.
+    """
+    if all(plan.get(n.name, "int8") == "int8" for n in qgraph.graph.nodes):
+        return qgraph
+    graph = qgraph.graph
+    stats = unify_concat_ranges(graph, stats, SHARED_SCALE_OPS, FIXED_OUTPUT)
+    enc: dict[str, QParams] = dict(qgraph.encodings)
+    tensors = dict(graph.tensors)
+    copies: dict[tuple[str, str], str] = {}
+    nodes: list[Node] = []
+
+    def in_dtype(tensor: str, dtype: str) -> str:
+        """``tensor`` as ``dtype``: itself, or the output of a requantizing node (made once per dtype)."""
+        if tensor in graph.initializers or not tensor or enc[tensor].dtype == dtype:
+            return tensor
+        if (tensor, dtype) not in copies:
+            copy = f"{tensor}/{dtype}"
+            s = stats[tensor]
+            enc[copy] = activation_qparams(s.min, s.max, dtype)
+            tensors[copy] = TensorInfo(copy, graph.shape(tensor))
+            nodes.append(Node(REQUANTIZE_OP, f"{tensor}/requantize_{dtype}", (tensor,), (copy,)))
+            copies[tensor, dtype] = copy
+        return copies[tensor, dtype]
+
+    for node in graph.nodes:
+        dtype = plan.get(node.name, "int8")
+        inputs = tuple(in_dtype(t, dtype) for t in node.inputs)
+        node = node.with_(inputs=inputs) if inputs != node.inputs else node
+        shared = node.op in SHARED_SCALE_OPS and inputs[0] not in graph.initializers
+        for out in node.outputs:
+            if shared:
+                enc[out] = enc[inputs[0]]
+            elif dtype == "int16" and out:
+                enc[out] = activation_qparams(stats[out].min, stats[out].max, "int16")
+        if dtype == "int16" and node.op in WEIGHTED_OPS and len(inputs) > 2 and inputs[2]:
+            enc[inputs[2]] = bias_qparams(enc[inputs[0]], enc[inputs[1]])
+        nodes.append(node)
+    available = [t.name for t in graph.inputs] + list(graph.initializers)
+    new_graph = graph.replace(nodes=topological_order(nodes, available), tensors=tensors)
+    return QuantizedGraph(graph=new_graph, encodings=enc)

@@ -1,0 +1,87 @@
+"""`profiles calibrate host`: micro-benchmarks, fit, atomic profile update; the cost model's refinements."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeopt.device_profiles import load_profile
+from edgeopt.errors import ProfileError
+from edgeopt.pipeline.emit.float_program import dequantize_program
+from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.runtimes import calibrate_host
+from edgeopt.runtimes.cost import estimate
+from edgeopt.runtimes.litert import LiteRT
+
+TEMPLATE = calibrate_host.builtin_profile_path("arm-cortex-a78-xnnpack")
+
+
+@pytest.fixture(scope="module")
+def calibration() -> calibrate_host.Calibration:
+    return calibrate_host.calibrate(sizes=calibrate_host.QUICK, write=False)
+
+
+def test_fit_gives_positive_finite_plausible_numbers(calibration: calibrate_host.Calibration) -> None:
+    n = calibration.numbers
+    for value in (n.peak_int8_macs_per_s, n.peak_fp32_macs_per_s, *n.op_macs_per_s["DEPTHWISE_CONV_2D"].values()):
+        assert math.isfinite(value) and 1e7 < value < 1e14, value  # 10 MMAC/s .. 100 TMAC/s for one core
+    assert 1e8 < n.memory_bandwidth_bytes_per_s < 1e13
+    assert all(1e6 < v < 1e12 for v in n.output_elements_per_s.values())
+    assert 0 < n.per_op_overhead_s < 1e-3 and 0 < n.invoke_overhead_s < 1e-2
+    assert set(n.channel_granularity.values()) <= set(calibrate_host.GRANULARITIES)
+    assert calibration.path is None
+    assert {m.dtype for m in calibration.measurements} == {"int8", "float32"}
+
+
+def test_write_profile_updates_only_performance_keys_and_validates(
+        calibration: calibrate_host.Calibration, tmp_path: Path) -> None:
+    out = tmp_path / "host.toml"
+    calibrate_host.write_profile(out, calibration.numbers, "Test CPU", "2026-01-01", template=TEMPLATE)
+    profile, original = load_profile(str(out)), load_profile(str(TEMPLATE))
+    assert profile.performance.peak_int8_macs_per_s == pytest.approx(calibration.numbers.peak_int8_macs_per_s, 1e-3)
+    assert profile.performance.channel_granularity == calibration.numbers.channel_granularity
+    assert profile.energy == original.energy and profile.runtime == original.runtime
+    text = out.read_text()
+    comment = "# measured on Test CPU by edgeopt profiles calibrate host on 2026-01-01"
+    assert text.count(comment) == len(calibrate_host.PERFORMANCE_KEYS)
+    # A second calibration replaces the numbers and their comments rather than adding to them.
+    calibrate_host.write_profile(out, calibration.numbers, "Test CPU", "2026-02-02")
+    text = out.read_text()
+    assert comment not in text and text.count("2026-02-02") == len(calibrate_host.PERFORMANCE_KEYS)
+    assert text.count("peak_int8_macs_per_s =") == 1
+
+
+def test_write_profile_is_atomic_on_a_bad_profile(calibration: calibrate_host.Calibration, tmp_path: Path) -> None:
+    out = tmp_path / "host.toml"
+    broken = TEMPLATE.read_text().replace('name = "arm-cortex-a78-xnnpack"', 'name = "Not A Name"')
+    out.write_text(broken)
+    with pytest.raises(ProfileError, match="name"):
+        calibrate_host.write_profile(out, calibration.numbers, "Test CPU", "2026-01-01")
+    assert out.read_text() == broken
+    assert [p.name for p in tmp_path.iterdir()] == ["host.toml"]  # no temporary file left behind
+    with pytest.raises(ProfileError, match=r"\[performance\]"):
+        calibrate_host.update_performance("name = 'x'\n", {"per_op_overhead_s": 1e-6}, "c")
+
+
+def test_refinements_price_channel_blocks_and_depthwise(tmp_path: Path) -> None:
+    profile = load_profile(str(TEMPLATE))
+    refined = profile.model_copy(update={"performance": profile.performance.model_copy(update={
+        "channel_granularity": {"int8": 64}, "op_macs_per_s": {"DEPTHWISE_CONV_2D": {"int8": 1e9}}})})
+    narrow = calibrate_host.conv_program("int8", 8, 16, 16, 3)
+    wide = calibrate_host.conv_program("int8", 8, 64, 64, 3)
+    assert estimate(narrow, refined).ops[0].time_s == pytest.approx(estimate(wide, refined).ops[0].time_s)
+    assert estimate(narrow, profile).ops[0].time_s < estimate(wide, profile).ops[0].time_s
+    depthwise = calibrate_host.conv_program("int8", 8, 16, 16, 3, depthwise=True)
+    macs = estimate(depthwise, refined).macs
+    assert estimate(depthwise, refined).ops[0].time_s == pytest.approx(macs / 1e9 + profile.performance.per_op_overhead_s)
+
+
+def test_float_twin_runs_in_litert() -> None:
+    program = calibrate_host.conv_program("int8", 6, 8, 4, 3)
+    twin = dequantize_program(program)
+    assert {t.dtype for t in twin.tensors.values()} == {"float32"}
+    runner = LiteRT(program_to_tflite(twin), kernels="default")
+    (y,) = runner.run([np.ones((1, 6, 6, 8), np.float32)])
+    assert y.shape == (1, 6, 6, 4) and np.all(np.isfinite(y))
