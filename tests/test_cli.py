@@ -10,6 +10,7 @@ from onnx import helper
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
+from tests.cli_helpers import assert_one_line_error
 from tests.onnx_models import conv_bn_relu6, model
 
 runner = CliRunner()
@@ -18,14 +19,6 @@ runner = CliRunner()
 def _invoke(*args: str):
     return runner.invoke(app, list(args), catch_exceptions=False)
 
-
-def _assert_one_line_error(result, code: int, *needles: str) -> None:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in result.stderr
 
 
 @pytest.fixture
@@ -76,7 +69,7 @@ def test_deploy_onnx_with_data_and_default_calibration(tmp_path: Path, onnx_mode
 
 def test_missing_model(tmp_path: Path):
     result = _invoke("deploy", str(tmp_path / "nope.onnx"), "--out", str(tmp_path / "out"))
-    _assert_one_line_error(result, 3, "does not exist")
+    assert_one_line_error(result, 3, "does not exist")
     assert not (tmp_path / "out").exists()
 
 
@@ -85,13 +78,13 @@ def test_corrupt_model(tmp_path: Path, onnx_model: Path, data_npz: Path, content
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(onnx_model.read_bytes()[:200] if content is None else content)
     result = _invoke("deploy", str(bad), "--data", str(data_npz), "--out", str(tmp_path / "out"))
-    _assert_one_line_error(result, 3, "bad.onnx")
+    assert_one_line_error(result, 3, "bad.onnx")
     assert not (tmp_path / "out").exists()
 
 
 def test_unknown_profile(tmp_path: Path):
     result = _invoke("deploy", "--device", "pixel-99", "--out", str(tmp_path / "out"))
-    _assert_one_line_error(result, 6, "pixel-99", "arm-cortex-a78-xnnpack")
+    assert_one_line_error(result, 6, "pixel-99", "arm-cortex-a78-xnnpack")
 
 
 def test_unsupported_op_names_op_and_node(tmp_path: Path, data_npz: Path):
@@ -102,18 +95,18 @@ def test_unsupported_op_names_op_and_node(tmp_path: Path, data_npz: Path):
     path = tmp_path / "sig.onnx"
     path.write_bytes(m.SerializeToString())
     result = _invoke("deploy", str(path), "--data", str(data_npz), "--out", str(tmp_path / "out"))
-    _assert_one_line_error(result, 4, "Hardmax", "gate")
+    assert_one_line_error(result, 4, "Hardmax", "gate")
     assert not (tmp_path / "out").exists()
 
 
 def test_data_without_x_or_with_wrong_shape(tmp_path: Path, onnx_model: Path):
     no_x = tmp_path / "no_x.npz"
     np.savez(no_x, images=np.zeros((2, 3, 8, 8), np.float32))
-    _assert_one_line_error(_invoke("deploy", str(onnx_model), "--data", str(no_x), "--out", str(tmp_path / "o")),
+    assert_one_line_error(_invoke("deploy", str(onnx_model), "--data", str(no_x), "--out", str(tmp_path / "o")),
                            5, "no array 'x'")
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, x=np.zeros((2, 8, 8, 3), np.float32))
-    _assert_one_line_error(_invoke("deploy", str(onnx_model), "--data", str(wrong), "--out", str(tmp_path / "o")),
+    assert_one_line_error(_invoke("deploy", str(onnx_model), "--data", str(wrong), "--out", str(tmp_path / "o")),
                            5, "(2, 8, 8, 3)", "[N, 3, 8, 8]")
     assert not (tmp_path / "o").exists()
 
@@ -170,9 +163,9 @@ def test_entry_point_with_input_shape_and_with_example(torch_entry: Path, data_n
     result = _invoke("deploy", "tinymodel:build_with_example", "--data", str(data_npz), "--out", "o2")
     assert result.exit_code == 0, result.output
     missing = _invoke("deploy", "tinymodel:build", "--data", str(data_npz))
-    _assert_one_line_error(missing, 3, "--input-shape")
+    assert_one_line_error(missing, 3, "--input-shape")
     broken = _invoke("deploy", "tinymodel:nothing", "--input-shape", "1,3,8,8")
-    _assert_one_line_error(broken, 3, "tinymodel:nothing")
+    assert_one_line_error(broken, 3, "tinymodel:nothing")
 
 
 def test_exported_program_pt2(torch_entry: Path, data_npz: Path):

@@ -17,6 +17,7 @@ from edgeopt.pipeline.onnx_qdq_reader import qdq_to_quantized_graph
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from tests.onnx_models import conv_bn_relu6, model
+from tests.cli_helpers import assert_one_line_error
 
 runner = CliRunner()
 
@@ -102,14 +103,6 @@ def test_encodings_come_from_the_file(tmp_path: Path, calibration: np.ndarray) -
     assert {n.op for n in qgraph.graph.nodes} == {"Conv", "Add", "Flatten", "Gemm"}
 
 
-def _assert_one_line_error(result, code: int, *needles: str) -> None:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in result.stderr
-
 
 def test_convert_errors_are_one_line(tmp_path: Path) -> None:
     float_path, corrupt = tmp_path / "float.onnx", tmp_path / "corrupt.onnx"
@@ -120,9 +113,9 @@ def test_convert_errors_are_one_line(tmp_path: Path) -> None:
     def convert(path: Path) -> object:
         return runner.invoke(app, ["convert", str(path), "--out", str(out)], catch_exceptions=False)
 
-    _assert_one_line_error(convert(float_path), 3, "is a float model", "edgeopt deploy")
-    _assert_one_line_error(convert(corrupt), 3, "corrupt.onnx")
-    _assert_one_line_error(convert(tmp_path / "none.onnx"), 3, "does not exist")
+    assert_one_line_error(convert(float_path), 3, "is a float model", "edgeopt deploy")
+    assert_one_line_error(convert(corrupt), 3, "corrupt.onnx")
+    assert_one_line_error(convert(tmp_path / "none.onnx"), 3, "does not exist")
     assert not out.exists()
 
 

@@ -29,6 +29,7 @@ from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.runtimes.reference.prepare import prepare_program
 from edgeopt.runtimes.reference.registry import KERNELS
 from tests.onnx_models import conv_bn_relu6
+from tests.cli_helpers import assert_one_line_error
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RESNET8 = DATA / "models" / "mlperf_tiny_resnet8" / "pretrainedResnet_quant.tflite"
@@ -176,14 +177,6 @@ def test_truncated_file() -> None:
 # --- the CLI ---------------------------------------------------------------------------------------
 
 
-def _assert_one_line_error(result, code: int, *needles: str) -> None:
-    assert result.exit_code == code, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in result.stderr
-
 
 @pytest.fixture
 def chain_model(tmp_path: Path) -> tuple[Path, QProgram]:
@@ -230,13 +223,13 @@ def test_emulate_errors_are_one_line(tmp_path: Path, chain_model) -> None:
     def emulate(model: Path, npz: Path) -> object:
         return runner.invoke(app, ["emulate", str(model), "--data", str(npz)], catch_exceptions=False)
 
-    _assert_one_line_error(emulate(float_model, tmp_path / "add.npz"), 3, "is a float model")
-    _assert_one_line_error(emulate(unsupported, tmp_path / "add.npz"), 4, "LOCAL_RESPONSE_NORMALIZATION",
+    assert_one_line_error(emulate(float_model, tmp_path / "add.npz"), 3, "is a float model")
+    assert_one_line_error(emulate(unsupported, tmp_path / "add.npz"), 4, "LOCAL_RESPONSE_NORMALIZATION",
                            "operator 0")
-    _assert_one_line_error(emulate(corrupt, data), 3, "c.tflite")
-    _assert_one_line_error(emulate(tmp_path / "none.tflite", data), 3, "does not exist")
+    assert_one_line_error(emulate(corrupt, data), 3, "c.tflite")
+    assert_one_line_error(emulate(tmp_path / "none.tflite", data), 3, "does not exist")
     np.savez(tmp_path / "wrong.npz", x=np.zeros((2, 3, 3), np.int8))
-    _assert_one_line_error(emulate(path, tmp_path / "wrong.npz"), 5, "model's own layout")
+    assert_one_line_error(emulate(path, tmp_path / "wrong.npz"), 5, "model's own layout")
 
 
 # --- another converter's file ----------------------------------------------------------------------

@@ -13,6 +13,25 @@ from edgeopt.ir import TensorInfo
 log = logging.getLogger(__name__)
 
 
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``, which must hold an ``x``.
+
+    Raises:
+        DataError: missing or unreadable file, or no ``x``.
+    """
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
+    if "x" not in arrays:
+        raise DataError(f"'{path}' has no array 'x' (found: {', '.join(arrays) or 'none'}); "
+                        "save the model inputs as x, e.g. np.savez(path, x=x, y=y)")
+    return arrays
+
+
 def load_npz(path: str | Path, model_input: TensorInfo, *, labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``x`` (and ``y`` when ``labels``) from ``path`` and check them against the model's input.
 
@@ -23,16 +42,7 @@ def load_npz(path: str | Path, model_input: TensorInfo, *, labels: bool) -> tupl
         DataError: missing or unreadable file, no ``x``, wrong shape or dtype, labels that do not fit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
-    if "x" not in arrays:
-        raise DataError(f"'{path}' has no array 'x' (found: {', '.join(arrays) or 'none'}); "
-                        "save the model-ready inputs as x, e.g. np.savez(path, x=x, y=y)")
+    arrays = read_npz(path)
     x = arrays["x"]
     expected = tuple(model_input.shape[1:])
     if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:

@@ -7,7 +7,6 @@ rounding mode chosen (the device profile's unless overridden).
 from __future__ import annotations
 
 import io
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_bytes
+from edgeopt.pipeline.data import read_npz
 from edgeopt.pipeline.tflite_reader import tflite_to_program
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
@@ -75,16 +75,7 @@ def _load_data(path: Path, program: QProgram) -> tuple[np.ndarray, np.ndarray | 
     """The model-dtype input batch and labels from ``path``."""
     if len(program.inputs) != 1:
         raise DataError(f"'{program.name}' takes {len(program.inputs)} inputs; --data holds one x")
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
-    if "x" not in arrays:
-        raise DataError(f"'{path}' has no array 'x' (found: {', '.join(arrays) or 'none'}); "
-                        "save the model inputs as x, e.g. np.savez(path, x=x, y=y)")
+    arrays = read_npz(path)
     tensor = program.tensor(program.inputs[0])
     x = arrays["x"]
     if x.ndim != len(tensor.shape) or tuple(x.shape[1:]) != tensor.shape[1:] or len(x) == 0 \

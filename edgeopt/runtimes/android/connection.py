@@ -15,7 +15,6 @@ import os
 import socket
 import stat
 import struct
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from edgeopt.errors import DeviceError, first_line
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,9 @@ def ensure_adb_key(path: str | os.PathLike[str] | None = None) -> Path:
         if not key_path.exists():
             key_path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            _write_private(key_path, key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+            atomic_write_bytes(key_path, key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+                mode=0o600)  # a private key stays private, as adb keeps it
             log.info("created ADB key %s", key_path)
         pub_path = key_path.with_name(key_path.name + ".pub")
         if not pub_path.exists():
@@ -115,20 +115,6 @@ def _user() -> str:
         return getpass.getuser() or "unknown"
     except (KeyError, OSError):
         return "unknown"
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write atomically; mkstemp's 0600 is the mode a private key keeps."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_key(path: Path) -> rsa.RSAPrivateKey:
