@@ -85,11 +85,16 @@ def deploy(
     benchmark_binary: BinaryOpt = None,
     precision: Annotated[str, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where "
                                                 "a 16x8 kernel exists, int8 elsewhere).")] = "w8a8",
+    max_drop: Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, "
+                                                        "range methods, AdaRound, mixed precision until int8 "
+                                                        "accuracy on --data is within this many points of fp32.")]
+    = None,
     debug: DebugOpt = False,
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
     from edgeopt.pipeline import report
     from edgeopt.pipeline.deploy import deploy as run_deploy
+    from edgeopt.pipeline.report_recipe import render_recipe
 
     shape = _parse_shape(input_shape)
     if precision not in ("w8a8", "w8a16"):
@@ -99,11 +104,12 @@ def deploy(
         with err_console.status("deploying") as status:
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
                               calib_size=calib_size, range_method=range_method, target=target, keep=keep,
-                              benchmark_binary=benchmark_binary, precision=precision,
+                              benchmark_binary=benchmark_binary, precision=precision, max_drop=max_drop,
                               progress=lambda s: status.update(f"deploy: {s}"))
 
     result = _guard(debug, work)
     report.render(result.report, console)
+    render_recipe(result.report, console)
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]

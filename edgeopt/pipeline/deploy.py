@@ -14,25 +14,28 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
+from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_bytes, atomic_write_text
-from edgeopt.ir import Graph, TensorInfo
+from edgeopt.ir import Graph, QuantizedGraph, TensorInfo
 from edgeopt.pipeline import report as report_mod
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.data import load_npz
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.load import LoadedModel, load
 from edgeopt.pipeline.lower import check_lowerable, lower
 from edgeopt.pipeline.measure import measure_on_android, parse_target
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.place import place
 from edgeopt.pipeline.quantize import quantize_minmax
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision, precision_plan
+from edgeopt.pipeline.quantize.profile_rules import int16_allowed, profile_weights, restrict_plan
 from edgeopt.pipeline.report_placement import placement_section
 from edgeopt.pipeline.report_precision import precision_summary
 from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.pipeline.recipe import RecipeResult, run_recipe
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
 
@@ -52,7 +55,7 @@ class DeployResult:
 
 
 def deploy(
-    model: str | None,
+    model: str | QuantizedGraph | None,
     device: str,
     *,
     data: str | Path | None = None,
@@ -67,11 +70,14 @@ def deploy(
     progress: Progress | None = None,
     precision: Precision = "w8a8",
     precision_overrides: Mapping[str, ActivationDtype] | None = None,
+    max_drop: float | None = None,
 ) -> DeployResult:
     """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
 
     Args:
-        model: model spec for ``pipeline.load.load`` (None: the built-in example).
+        model: model spec for ``pipeline.load.load`` (None: the built-in example), or a QuantizedGraph
+            already optimized and quantized (``QuantSim.export()``): used as is, without calibration;
+            its float graph (with its trained weights) is the report's fp32 reference.
         device: a device profile name or the path of a profile .toml.
         data: .npz with ``x`` and optionally ``y`` to measure accuracy on.
         calib: .npz with ``x`` for calibration (default: the first ``calib_size`` samples of ``data``).
@@ -86,6 +92,8 @@ def deploy(
         precision: ``"w8a8"`` (int8 activations) or ``"w8a16"`` (int16 activations wherever a 16x8
             kernel exists; see ``quantize.precision``).
         precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``, applied on top.
+        max_drop: run the automatic recipe (``pipeline.recipe``) until int8 accuracy on ``data`` is
+            within this many points of fp32 (``range_method`` is then the recipe's choice).
 
     Raises:
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
@@ -94,21 +102,32 @@ def deploy(
     profile = load_profile(device)
     where = parse_target(target)
     step("load")
-    loaded = load(model, input_shape)
+    if isinstance(model, QuantizedGraph):  # in memory (edgeopt.deploy of a QuantSim): optimized and quantized
+        loaded = LoadedModel(name=model.graph.name, graph=model.graph, onnx_model=graph_to_onnx(model.graph))
+    else:
+        loaded = load(model, input_shape)
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     plan = precision_plan(graph, precision, precision_overrides)  # fails fast on a bad override
+    plan = restrict_plan(graph, plan, profile.quantization, profile.name, precision_overrides)
     model_input = loaded.graph.inputs[0]
 
     x, y = loaded.data if loaded.data is not None else (None, None)
     if data is not None:
         x, y = load_npz(data, model_input, labels=True)
-    calib_x, calib_source = _calibration_set(loaded.calib, calib, x, model_input, calib_size)
-
-    step("calibrate")
-    stats = set_ranges(calibrate(graph, calib_x, histograms=range_method != "minmax"), range_method)
-    step("quantize")
-    qgraph = apply_precision(quantize_minmax(graph, stats), stats, plan)
+    recipe: RecipeResult | None = None
+    if isinstance(model, QuantizedGraph):
+        calib_x, calib_source, qgraph = np.zeros((0,)), "encodings given in memory", model
+    else:
+        calib_x, calib_source = _calibration_set(loaded.calib, calib, x, model_input, calib_size)
+    if max_drop is not None and not isinstance(model, QuantizedGraph):
+        recipe = _automatic_recipe(graph, calib_x, x, y, max_drop, profile, plan, step)
+        qgraph = recipe.qgraph
+    elif not isinstance(model, QuantizedGraph):
+        step("calibrate")
+        stats = set_ranges(calibrate(graph, calib_x, histograms=range_method != "minmax"), range_method)
+        step("quantize")
+        qgraph = apply_precision(profile_weights(quantize_minmax(graph, stats), profile.quantization), stats, plan)
     step("lower")
     program = lower(qgraph, rounding=profile.runtime.requantization_rounding)
     step("emit")
@@ -142,6 +161,8 @@ def deploy(
     )
     report["precision"] = precision_summary(program, precision)
     report["placement"] = placement_section(placement, cost_int8)
+    if recipe is not None:
+        report.update(recipe.report())
     step("write")
     for key, blob in files.items():
         atomic_write_bytes(paths[key], blob)
@@ -152,6 +173,15 @@ def deploy(
                                                 benchmark_binary=Path(benchmark_binary) if benchmark_binary else None)
         atomic_write_text(paths["report"], report_mod.to_json(report))
     return DeployResult(report=report, out_dir=out_dir, program=program)
+
+
+def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y: np.ndarray | None,
+                      max_drop: float, profile: DeviceProfile, plan: Mapping[str, str], step: Progress) -> RecipeResult:
+    if x is None:
+        raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
+    return run_recipe(graph, calib_x, x, y, max_drop=max_drop, rounding=profile.runtime.requantization_rounding,
+                      int16_allowed=lambda op: int16_allowed(profile.quantization, op), base_plan=plan,
+                      weight_rule=lambda q: profile_weights(q, profile.quantization), progress=step)
 
 
 def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,

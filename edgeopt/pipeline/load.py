@@ -21,6 +21,7 @@ import onnx
 
 from edgeopt.errors import ModelLoadError, first_line
 from edgeopt.ir import Graph
+from edgeopt.pipeline.batch_norm_stats import batch_norm_stats, with_stats
 from edgeopt.pipeline.onnx_frontend import onnx_to_graph
 
 log = logging.getLogger(__name__)
@@ -142,15 +143,30 @@ def export_torch(module: Any, *example: Any) -> onnx.ModelProto:
     """
     import torch
 
-    if isinstance(module, torch.export.ExportedProgram):
-        module = module.module()
     quiet = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             warnings.simplefilter("ignore")
             logging.getLogger("torch").setLevel(logging.ERROR)
-            program = torch.onnx.export(module, tuple(example), dynamo=True, opset_version=EXPORT_OPSET,
+            exported = _exported_program(module, example)
+            source = exported if exported is not None else module
+            program = torch.onnx.export(source, tuple(example), dynamo=True, opset_version=EXPORT_OPSET,
                                         verbose=False)
     except Exception as exc:
         raise ModelLoadError(f"torch.onnx.export failed: {first_line(exc)}") from exc
-    return program.model_proto
+    # The exporter folds batch norms into the layers before them: keep their statistics (batch_norm_stats).
+    return with_stats(program.model_proto, batch_norm_stats(exported) if exported is not None else {})
+
+
+def _exported_program(module: Any, example: tuple[Any, ...]) -> Any:
+    """``module`` as a ``torch.export.ExportedProgram`` (non-strict, as the ONNX exporter's first try),
+    or None where that capture fails and ``torch.onnx.export`` must try its other strategies."""
+    import torch
+
+    if isinstance(module, torch.export.ExportedProgram):
+        return module
+    try:
+        return torch.export.export(module, tuple(example), strict=False)
+    except Exception as exc:  # torch.export raises many unrelated types
+        log.debug("torch.export failed (%s); exporting without batch-norm statistics", first_line(exc))
+        return None

@@ -15,6 +15,7 @@ from onnx.reference import ReferenceEvaluator
 
 from edgeopt.errors import ModelLoadError, UnsupportedOpError, first_line
 from edgeopt.ir import Graph, Node, TensorInfo, topological_order
+from edgeopt.pipeline.batch_norm_stats import attach_stats
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...
         opset=opset,
     )
     log.info("loaded %s: %d nodes, %d weights", name, len(graph.nodes), len(graph.initializers))
-    return graph
+    return attach_stats(graph, model)  # batch-norm statistics an exporter folded away (batch_norm_stats)
 
 
 def _normalized(model: onnx.ModelProto) -> onnx.ModelProto:

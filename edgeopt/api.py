@@ -1,0 +1,29 @@
+"""The Python API in one call each: ``edgeopt.equalize``, ``edgeopt.QuantSim``, ``edgeopt.deploy``."""
+from __future__ import annotations
+
+from typing import Any
+
+from edgeopt.torch_equalize import equalize
+from edgeopt.ir import QuantizedGraph
+from edgeopt.pipeline.deploy import DeployResult
+from edgeopt.pipeline.deploy import deploy as _pipeline_deploy
+from edgeopt.quantsim import QuantSim
+
+__all__ = ["QuantSim", "deploy", "equalize"]
+
+
+def deploy(model: QuantSim | QuantizedGraph | str | None, device: str, **options: Any) -> DeployResult:
+    """Write the int8 artifacts and report for ``model``, as ``edgeopt deploy`` does.
+
+    Args:
+        model: a QuantSim (its current weights and encodings are exported as they are: no new
+            calibration), a QuantizedGraph, or a model spec as the CLI takes it.
+        device: a device profile name or the path of a profile .toml.
+        **options: the keyword options of ``pipeline.deploy.deploy`` (``data``, ``out``, ``calib`` …).
+
+    Returns:
+        The report, the output directory and the int8 program.
+    """
+    if isinstance(model, QuantSim):
+        model = model.export()
+    return _pipeline_deploy(model, device, **options)

@@ -1,0 +1,132 @@
+"""Fake quantization in torch with a straight-through estimator (STE), for QuantSim.
+
+``fq(x) = s · (clamp(round(x / s) + z, qmin, qmax) - z)`` with round half away from zero, as
+``QParams.quantize`` and TFLite round. The STE passes the gradient of ``round`` through unchanged
+(``y + (round(y) - y).detach()``), while ``clamp`` keeps its own gradient: zero outside the
+representable range, one inside. When the scale is a trainable parameter its gradient is the one of
+this expression, which is the LSQ estimator (Esser et al. 2020) with the zero point held fixed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeopt.ir import QParams
+from edgeopt.pipeline.quantize.encodings import weight_qparams
+
+
+def round_half_away(y: torch.Tensor) -> torch.Tensor:
+    """Round to nearest, ties away from zero, with a straight-through gradient."""
+    rounded = torch.sign(y) * torch.floor(torch.abs(y) + 0.5)
+    return y + (rounded - y).detach()
+
+
+def fake_quant(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmin: int, qmax: int) -> torch.Tensor:
+    """Quantize and dequantize ``x`` (scale and zero point broadcast against ``x``)."""
+    q = torch.clamp(round_half_away(x / scale) + zero_point, qmin, qmax)
+    return (q - zero_point) * scale
+
+
+def _bcast(v: torch.Tensor, ndim: int, axis: int | None) -> torch.Tensor:
+    if axis is None:
+        return v.reshape(())
+    shape = [1] * ndim
+    shape[axis] = -1
+    return v.reshape(shape)
+
+
+class ActivationQuantizer(nn.Module):
+    """Per-tensor fake quantizer of one activation encoding (or of a group of tensors sharing it).
+
+    Disabled (identity) until ``load`` gives it an encoding. ``learn_scale``: the scale becomes a
+    trainable parameter (its zero point stays fixed); ``fixed`` encodings (softmax, logistic) never learn.
+    """
+
+    def __init__(self, learn_scale: bool = False, fixed: QParams | None = None) -> None:
+        super().__init__()
+        self.learn_scale = learn_scale and fixed is None
+        self.dtype = "int8"
+        self.scale = nn.Parameter(torch.ones(()), requires_grad=self.learn_scale)
+        self.register_buffer("zero_point", torch.zeros(()))
+        self.enabled = False
+        if fixed is not None:
+            self.load(fixed)
+
+    def load(self, qp: QParams) -> None:
+        """Take the per-tensor encoding ``qp``."""
+        with torch.no_grad():
+            self.scale.copy_(torch.tensor(float(qp.scale[0])))
+            self.zero_point.copy_(torch.tensor(float(qp.zero_point[0])))
+        self.dtype = qp.dtype
+        self.enabled = True
+
+    def qparams(self) -> QParams:
+        """The current encoding (float32 scale, as the files store it)."""
+        return QParams(scale=np.float32(self.scale.detach().abs().item()), zero_point=int(self.zero_point.item()),
+                       dtype=self.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        info = np.iinfo(self.dtype)
+        return fake_quant(x, self.scale.abs(), self.zero_point, int(info.min), int(info.max))
+
+
+class WeightQuantizer(nn.Module):
+    """Symmetric per-channel fake quantizer of a weight along ``axis`` (range ``[-qmax, qmax]``).
+
+    Without ``learn_scale`` the scale is recomputed from the current weight on every call, exactly as
+    ``encodings.weight_qparams`` computes it at export, so training sees the export's rounding grid.
+    With ``learn_scale`` the scale is a parameter, initialised from the weight when encodings load.
+    """
+
+    def __init__(self, axis: int, channels: int, bits: int = 8, learn_scale: bool = False,
+                 per_channel: bool = True) -> None:
+        super().__init__()
+        self.axis, self.qmax, self.learn_scale = axis, 2 ** (bits - 1) - 1, learn_scale
+        self.per_channel = per_channel
+        self.bits = bits
+        self.scale = nn.Parameter(torch.ones(channels), requires_grad=learn_scale)
+        self.enabled = False
+
+    def load(self, weight: torch.Tensor) -> None:
+        """Enable, starting from the weight's own min/max scale."""
+        with torch.no_grad():
+            self.scale.copy_(self._absmax_scale(weight))
+        self.enabled = True
+
+    def _absmax_scale(self, weight: torch.Tensor) -> torch.Tensor:
+        dims = [d for d in range(weight.ndim) if d != self.axis]
+        absmax = weight.detach().abs().amax(dim=dims).double()
+        # Divided in double and stored float32, as weight_qparams does, so both give the same scale.
+        scale = torch.where(absmax > 0, absmax / self.qmax, torch.ones_like(absmax)).to(weight.dtype)
+        if self.per_channel:
+            return scale
+        # One scale for the tensor: the widest non-zero channel's, as profile_rules.profile_weights takes it.
+        widest = scale[absmax > 0].max() if bool((absmax > 0).any()) else torch.ones((), dtype=weight.dtype)
+        return widest.expand_as(scale)
+
+    def current_scale(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.scale.abs() if self.learn_scale else self._absmax_scale(weight)
+
+    def qparams(self, weight: torch.Tensor) -> QParams:
+        """The encoding export writes for ``weight``."""
+        if not self.learn_scale and self.per_channel:
+            return weight_qparams(weight.detach().cpu().numpy(), self.axis, self.bits)
+        scale = self.current_scale(weight).detach().cpu().numpy().astype(np.float32)
+        if not self.per_channel:
+            return QParams(scale=np.float32(scale.max()), zero_point=0, dtype="int8")
+        return QParams(scale=scale, zero_point=np.zeros(scale.shape, np.int64), dtype="int8", axis=self.axis)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return weight
+        scale = _bcast(self.current_scale(weight), weight.ndim, self.axis)
+        return fake_quant(weight, scale, torch.zeros((), dtype=weight.dtype), -self.qmax, self.qmax)
+
+
+def fake_quant_bias(bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
+    """int32 bias on scale ``input_scale · weight_scale[c]`` (TFLite's bias encoding), fake-quantized."""
+    scale = (input_scale.double() * weight_scale.double()).float()
+    return fake_quant(bias, scale, torch.zeros((), dtype=bias.dtype), -(2 ** 31), 2 ** 31 - 1)

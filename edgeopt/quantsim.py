@@ -1,0 +1,285 @@
+"""QuantSim: the int8 program's quantization as a trainable torch module (quantization-aware training).
+
+``QuantSim(model, example_input, device)`` takes the model through the pipeline's own front half
+(``export_torch`` → ONNX → Graph → ``optimize``: batch norms folded, activations fused) and builds a
+torch module that computes that Graph with fake quantizers exactly where the int8 program quantizes:
+
+* the graph input and every node output (after a fused activation: one quantizer per fused group),
+  with the encodings ``quantize_minmax`` gives them: data-movement/pooling ops and Concat share their
+  input's encoding (one quantizer object for the whole group, so learned scales stay tied), softmax
+  and logistic keep TFLite's fixed output encodings;
+* Conv/Gemm/MatMul weights symmetric per output channel on ``[-127, 127]`` (one scale per tensor where
+  the profile says ``per_channel_quantization = false``, as ``profile_rules.profile_weights``), biases int32 on
+  scale ``input_scale · weight_scale``, constant operands of Add/Sub/Mul per tensor.
+
+Rounding is half away from zero, as the converter and the kernels; gradients use the straight-through
+estimator (``fake_quant``). What the simulation does not model: the integer kernels' fixed-point
+requantization (a 31-bit multiplier and one or two roundings instead of one exact float rounding) and
+the look-up tables of softmax/logistic, so an output may differ from the integer executor's by a step
+where a value falls near a rounding boundary; ``tests/test_quantsim.py`` measures the difference.
+
+``sim.compute_encodings(batches)`` calibrates with ``pipeline.calibrate`` and ``quantize_minmax`` (or a
+range method of ``quantize.range_setting``); ``sim.model`` is then trained or evaluated in the user's
+loop; ``sim.export()`` returns the QuantizedGraph (trained weights, and the learned encodings when
+``learn_ranges``) that ``lower``/``edgeopt.deploy`` turn into the int8 program and files.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeopt.device_profiles import load_profile
+from edgeopt.device_profiles.quantization import Quantization
+from edgeopt.errors import DataError, UnsupportedOpError
+from edgeopt.fake_quant import ActivationQuantizer, WeightQuantizer, fake_quant_bias
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
+from edgeopt.pipeline.calibrate import calibrate
+from edgeopt.pipeline.load import export_torch
+from edgeopt.pipeline.lower import check_lowerable, lower
+from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.optimize import DEFAULT_PASSES, optimize
+from edgeopt.pipeline.quantize.encodings import bias_qparams
+from edgeopt.pipeline.quantize.minmax import (CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS,
+                                              quantize_minmax)
+from edgeopt.pipeline.quantize.profile_rules import profile_weights
+from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.qprogram import QProgram
+from edgeopt.quantsim_ops import ACTIVATIONS, TORCH_OPS
+
+DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
+
+
+def _weight_axis(node: Node) -> int:
+    """The output-channel axis of a weight, as ``quantize_minmax`` chooses it."""
+    transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
+    return 1 if transposed else 0
+
+
+class QuantSimModule(nn.Module):
+    """The float Graph in torch with fake quantizers at the int8 program's quantizer positions.
+
+    Float (no quantizer active) until ``load_encodings``. Trainable parameters: the weights and biases
+    of Conv/Gemm/MatMul, plus the quantizer scales when ``learn_ranges``.
+    """
+
+    def __init__(self, graph: Graph, learn_ranges: bool = False, rules: Quantization | None = None) -> None:
+        super().__init__()
+        self.graph = graph
+        self.learn_ranges = learn_ranges
+        for node in graph.nodes:
+            if node.op not in TORCH_OPS:
+                raise UnsupportedOpError(node.op, node.name,
+                                         f"QuantSim has no torch implementation (supported: {', '.join(sorted(TORCH_OPS))})")
+        self.weighted = {n.name: n for n in graph.nodes
+                         if n.op in WEIGHTED_OPS and len(n.inputs) > 1 and n.inputs[1] in graph.initializers}
+        trainable = {t for n in self.weighted.values() for t in n.inputs[1:3] if t in graph.initializers}
+        self.keys: dict[str, str] = {}  # initializer name → its key in params/buffers (names may hold dots)
+        self.params = nn.ParameterDict()
+        for i, (name, value) in enumerate(graph.initializers.items()):
+            key = f"t{i}"
+            self.keys[name] = key
+            tensor = torch.from_numpy(np.array(value, copy=True))
+            if name in trainable:
+                self.params[key] = nn.Parameter(tensor.float())
+            else:
+                self.register_buffer(key, tensor)
+        self.weight_q = nn.ModuleDict({
+            self.keys[n.inputs[1]]: WeightQuantizer(_weight_axis(n), graph.initializers[n.inputs[1]].shape[_weight_axis(n)],
+                                                    learn_scale=learn_ranges,
+                                                    per_channel=rules is None or rules.per_channel(n.op))
+            for n in self.weighted.values()})
+        self.act_q = nn.ModuleDict()
+        self.groups: dict[str, str] = {}  # activation tensor → key of its quantizer in act_q
+        self.encodings: dict[str, QParams] = {}
+
+    def constant(self, name: str) -> torch.Tensor:
+        key = self.keys[name]
+        return self.params[key] if key in self.params else getattr(self, key)
+
+    def current_graph(self) -> Graph:
+        """The Graph with the module's current (trained) weights."""
+        inits = dict(self.graph.initializers)
+        for name, key in self.keys.items():
+            if key in self.params:
+                inits[name] = self.params[key].detach().cpu().numpy().astype(np.float32)
+        return self.graph.replace(initializers=inits)
+
+    def load_encodings(self, encodings: Mapping[str, QParams]) -> None:
+        """Set every quantizer from ``encodings`` (as ``quantize_minmax`` returns them) and enable it."""
+        self.encodings = dict(encodings)
+        self.groups = self._activation_groups(encodings)
+        fixed = {out for n in self.graph.nodes if n.op in FIXED_OUTPUT for out in n.outputs}
+        quantizers: dict[str, ActivationQuantizer] = {}
+        for tensor, key in self.groups.items():
+            if key not in quantizers:
+                q = ActivationQuantizer(self.learn_ranges, fixed=encodings[tensor] if tensor in fixed else None)
+                q.load(encodings[tensor])
+                quantizers[key] = q
+            elif tensor in fixed:  # a fixed encoding in a tied group fixes the whole group
+                quantizers[key].learn_scale = False
+                quantizers[key].scale.requires_grad_(False)
+        self.act_q = nn.ModuleDict(quantizers)
+        for node in self.weighted.values():
+            self.weight_q[self.keys[node.inputs[1]]].load(self.constant(node.inputs[1]))
+
+    def _activation_groups(self, encodings: Mapping[str, QParams]) -> dict[str, str]:
+        """Tensors that must keep one encoding (shared-scale ops, Concat) → one quantizer key each."""
+        activations = [t.name for t in self.graph.inputs] + [o for n in self.graph.nodes for o in n.outputs]
+        parent = {t: t for t in activations}
+
+        def root(t: str) -> str:
+            while parent[t] != t:
+                t = parent[t]
+            return t
+
+        for node in self.graph.nodes:
+            if node.op not in SHARED_SCALE_OPS:
+                continue
+            tied = [t for t in node.inputs if t in parent] if node.op == "Concat" else node.inputs[:1]
+            for a in tied:
+                for b in node.outputs:
+                    if a in parent and b in parent and encodings[a].same_as(encodings[b]):
+                        parent[root(a)] = root(b)
+        roots = {root(t) for t in activations}
+        keys = {r: f"a{i}" for i, r in enumerate(sorted(roots, key=activations.index))}
+        return {t: keys[root(t)] for t in activations}
+
+    def activation_scale(self, tensor: str) -> torch.Tensor:
+        return self.act_q[self.groups[tensor]].scale.abs()
+
+    def _operand(self, node: Node, index: int, env: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        name = node.inputs[index]
+        if name == "":
+            return None
+        if name in env:
+            return env[name]
+        value = self.constant(name)
+        if not self.groups:
+            return value
+        if node.name in self.weighted and index == 1:
+            return self.weight_q[self.keys[name]](value)
+        if node.name in self.weighted and index == 2:
+            w = self.constant(node.inputs[1])
+            return fake_quant_bias(value, self.activation_scale(node.inputs[0]),
+                                   self.weight_q[self.keys[node.inputs[1]]].current_scale(w))
+        if node.op in CONSTANT_OPERAND_OPS:
+            q = self.encodings[name]
+            return (torch.from_numpy(q.dequantize(q.quantize(value.detach().cpu().numpy())))).to(value.device)
+        return value
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        env: dict[str, torch.Tensor] = {}
+        for info, x in zip(self.graph.inputs, inputs):
+            env[info.name] = self._quantize(info.name, x.float())
+        for node in self.graph.nodes:
+            args = [self._operand(node, i, env) for i in range(len(node.inputs))]
+            y = TORCH_OPS[node.op](node, args, self.graph)
+            if "fused_activation" in node.attrs:
+                y = ACTIVATIONS[node.attrs["fused_activation"]](y)
+            env[node.outputs[0]] = self._quantize(node.outputs[0], y)
+        outputs = tuple(env[t.name] for t in self.graph.outputs)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def _quantize(self, tensor: str, x: torch.Tensor) -> torch.Tensor:
+        return self.act_q[self.groups[tensor]](x) if self.groups else x
+
+    def export(self) -> QuantizedGraph:
+        """The Graph with the trained weights and the encodings the quantizers now hold.
+
+        Raises:
+            DataError: no encodings yet (``load_encodings`` was never called).
+        """
+        if not self.groups:
+            raise DataError("QuantSim has no encodings yet: call sim.compute_encodings(calibration_batches) first")
+        graph = self.current_graph()
+        enc = dict(self.encodings)
+        if self.learn_ranges:
+            for tensor, key in self.groups.items():
+                enc[tensor] = self.act_q[key].qparams()
+        for node in self.weighted.values():
+            w_name = node.inputs[1]
+            enc[w_name] = self.weight_q[self.keys[w_name]].qparams(self.constant(w_name))
+            if len(node.inputs) > 2 and node.inputs[2]:
+                enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
+        return QuantizedGraph(graph=graph, encodings=enc)
+
+
+class QuantSim:
+    """Quantization simulation of ``model`` as the int8 program for ``device`` will run it.
+
+    Example::
+
+        sim = edgeopt.QuantSim(model, example_input, device="arm-cortex-a78-xnnpack")
+        sim.compute_encodings(calibration_batches)
+        evaluate(sim.model)          # simulated int8; train it like any nn.Module for QAT
+        result = edgeopt.deploy(sim, device="arm-cortex-a78-xnnpack", data="val.npz")
+    """
+
+    def __init__(self, model: nn.Module, example_input: Any, device: str = DEFAULT_DEVICE, *,
+                 learn_ranges: bool = False, passes: tuple[str, ...] = DEFAULT_PASSES) -> None:
+        """Export ``model`` and build the simulation module.
+
+        Args:
+            model: the float torch model (exported in eval mode; it is not modified).
+            example_input: an input tensor (or a tuple of them) for the exporter.
+            device: device profile name or .toml path; its requantization rounding is used by ``program``.
+            learn_ranges: make the activation and weight quantizer scales trainable parameters.
+            passes: optimization passes applied before quantization (the pipeline's by default).
+
+        Raises:
+            ModelLoadError: the export failed.
+            UnsupportedOpError: an op has no int8 lowering or no torch implementation here.
+        """
+        self.profile = load_profile(device)
+        example = example_input if isinstance(example_input, tuple) else (example_input,)
+        was_training = model.training
+        onnx_model = export_torch(model.eval(), *example)
+        model.train(was_training)
+        graph = optimize(onnx_to_graph(onnx_model, type(model).__name__, None), passes)
+        check_lowerable(graph)
+        self.model = QuantSimModule(graph, learn_ranges, self.profile.quantization)
+
+    @property
+    def graph(self) -> Graph:
+        """The float Graph with the current weights."""
+        return self.model.current_graph()
+
+    def compute_encodings(self, batches: Iterable[Any] | np.ndarray | torch.Tensor, range_method: str = "minmax") -> None:
+        """Calibrate on ``batches`` and load the encodings into the quantizers.
+
+        Args:
+            batches: an array/tensor of samples, or an iterable of batches (arrays, tensors, or tuples
+                whose first element is the input, as a DataLoader yields them).
+            range_method: a method of ``quantize.range_setting`` ("minmax" by default).
+
+        Raises:
+            DataError: no samples.
+        """
+        x = _stack(batches)
+        stats = calibrate(self.graph, x, histograms=range_method != "minmax")
+        qgraph = profile_weights(quantize_minmax(self.graph, set_ranges(stats, range_method)), self.profile.quantization)
+        self.model.load_encodings(qgraph.encodings)
+
+    def export(self) -> QuantizedGraph:
+        """The quantized Graph (trained weights, current encodings) that lowers to the int8 program."""
+        return self.model.export()
+
+    def program(self) -> QProgram:
+        """The int8 program, lowered with the device profile's requantization rounding."""
+        return lower(self.export(), rounding=self.profile.runtime.requantization_rounding)
+
+
+def _stack(batches: Iterable[Any] | np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(batches, (np.ndarray, torch.Tensor)):
+        batches = [batches]
+    parts = []
+    for batch in batches:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        parts.append(x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+    if not parts or sum(len(p) for p in parts) == 0:
+        raise DataError("compute_encodings got no calibration samples")
+    return np.concatenate(parts).astype(np.float32)

@@ -1,0 +1,230 @@
+"""The float IR's ops as torch functions, for QuantSim's trainable module.
+
+Each function takes the node, its inputs as tensors (activations and, for weighted ops, the
+fake-quantized weight and bias; ``None`` for absent optional inputs) and the graph (for static
+operands such as shapes and pads, read from its initializers), and returns the node's float output.
+Shapes are taken from the graph's static shapes with the batch dimension left free, so the module
+runs on any batch size. ``fused_activation`` is applied by the caller.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgeopt.errors import UnsupportedOpError
+from edgeopt.ir import Graph, Node
+from edgeopt.pipeline.lower.pooling import _pads
+
+TorchOp = Callable[[Node, Sequence["torch.Tensor | None"], Graph], torch.Tensor]
+TORCH_OPS: dict[str, TorchOp] = {}
+
+
+def _op(*names: str) -> Callable[[TorchOp], TorchOp]:
+    def register(fn: TorchOp) -> TorchOp:
+        for name in names:
+            TORCH_OPS[name] = fn
+        return fn
+    return register
+
+
+def static_input(node: Node, graph: Graph, index: int) -> np.ndarray | None:
+    """A constant input of ``node`` (shape, pads, axes …), or None when absent."""
+    if len(node.inputs) <= index or not node.inputs[index]:
+        return None
+    name = node.inputs[index]
+    if name not in graph.initializers:
+        raise UnsupportedOpError(node.op, node.name, f"input '{name}' must be a constant for the QuantSim module")
+    return graph.initializers[name]
+
+
+def _free_batch(graph: Graph, tensor: str) -> tuple[int, ...]:
+    return (-1,) + tuple(graph.shape(tensor)[1:])
+
+
+def _torch_pad(pads: Sequence[int]) -> list[int]:
+    """ONNX pads [b0, b1, …, e0, e1, …] → F.pad's (last axis first) [b_last, e_last, …]."""
+    half = len(pads) // 2
+    out: list[int] = []
+    for axis in reversed(range(half)):
+        out += [int(pads[axis]), int(pads[axis + half])]
+    return out
+
+
+@_op("Conv")
+def conv(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    data, w, b = x[0], x[1], x[2] if len(x) > 2 else None
+    if w is None or w.ndim != 4:
+        raise UnsupportedOpError("Conv", node.name, "QuantSim supports 2-D convolutions only")
+    if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise UnsupportedOpError("Conv", node.name, "QuantSim needs explicit pads (auto_pad SAME_* is not supported)")
+    pads = node.attrs.get("pads", [0, 0, 0, 0]) if node.attrs.get("auto_pad", "NOTSET") == "NOTSET" else [0] * 4
+    if any(pads):
+        data = F.pad(data, _torch_pad(pads))
+    return F.conv2d(data, w, b, stride=tuple(node.attrs.get("strides", (1, 1))),
+                    dilation=tuple(node.attrs.get("dilations", (1, 1))), groups=int(node.attrs.get("group", 1)))
+
+
+@_op("Gemm")
+def gemm(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    a, b = x[0], x[1]
+    c = x[2] if len(x) > 2 else None
+    if node.attrs.get("transA", 0):
+        a = a.transpose(-1, -2)
+    if node.attrs.get("transB", 0):
+        b = b.transpose(-1, -2)
+    y = float(node.attrs.get("alpha", 1.0)) * (a @ b)
+    return y if c is None else y + float(node.attrs.get("beta", 1.0)) * c
+
+
+@_op("MatMul")
+def matmul(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return x[0] @ x[1]
+
+
+@_op("Add")
+def add(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return x[0] + x[1]
+
+
+@_op("Sub")
+def sub(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return x[0] - x[1]
+
+
+@_op("Mul")
+def mul(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return x[0] * x[1]
+
+
+@_op("Relu")
+def relu(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return torch.relu(x[0])
+
+
+@_op("Clip")
+def clip(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    lo, hi = static_input(node, graph, 1), static_input(node, graph, 2)
+    return torch.clamp(x[0], None if lo is None else float(lo), None if hi is None else float(hi))
+
+
+@_op("Sigmoid")
+def sigmoid(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return torch.sigmoid(x[0])
+
+
+@_op("Tanh")
+def tanh(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return torch.tanh(x[0])
+
+
+@_op("HardSigmoid")
+def hard_sigmoid(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    alpha, beta = float(node.attrs.get("alpha", 0.2)), float(node.attrs.get("beta", 0.5))
+    return torch.clamp(alpha * x[0] + beta, 0.0, 1.0)
+
+
+@_op("HardSwish")
+def hard_swish(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return F.hardswish(x[0])
+
+
+@_op("Softmax")
+def softmax(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return torch.softmax(x[0], dim=int(node.attrs.get("axis", -1)))
+
+
+def _pool_args(node: Node, data: torch.Tensor) -> tuple[list[int], tuple[int, int], tuple[int, int]]:
+    if data.ndim != 4 or any(d != 1 for d in node.attrs.get("dilations", (1, 1))):
+        raise UnsupportedOpError(node.op, node.name, "QuantSim supports undilated 2-D pooling only")
+    if node.attrs.get("ceil_mode", 0):
+        raise UnsupportedOpError(node.op, node.name, "ceil_mode pooling has no TFLite int8 equivalent")
+    kernel = tuple(int(k) for k in node.attrs["kernel_shape"])
+    strides = tuple(int(s) for s in node.attrs.get("strides", (1, 1)))
+    return _pads(node, tuple(data.shape[2:]), kernel, strides), kernel, strides
+
+
+@_op("MaxPool")
+def max_pool(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    pads, kernel, strides = _pool_args(node, x[0])
+    top, left, bottom, right = pads
+    data = F.pad(x[0], [left, right, top, bottom], value=-torch.inf) if any(pads) else x[0]
+    return F.max_pool2d(data, kernel, strides)
+
+
+@_op("AveragePool")
+def average_pool(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    pads, kernel, strides = _pool_args(node, x[0])
+    top, left, bottom, right = pads
+    if not any(pads):
+        return F.avg_pool2d(x[0], kernel, strides)
+    if node.attrs.get("count_include_pad", 0):
+        return F.avg_pool2d(F.pad(x[0], [left, right, top, bottom]), kernel, strides)
+    # Average over the real points only: sum over the zero-padded input divided by the count of real points.
+    ones = torch.ones_like(x[0][:1, :1])
+    total = F.avg_pool2d(F.pad(x[0], [left, right, top, bottom]), kernel, strides, divisor_override=1)
+    count = F.avg_pool2d(F.pad(ones, [left, right, top, bottom]), kernel, strides, divisor_override=1)
+    return total / count
+
+
+@_op("GlobalAveragePool")
+def global_average_pool(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return x[0].mean(dim=tuple(range(2, x[0].ndim)), keepdim=True)
+
+
+@_op("ReduceMean")
+def reduce_mean(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    axes = static_input(node, graph, 1)
+    axes = node.attrs.get("axes") if axes is None else axes.tolist()
+    dims = tuple(range(x[0].ndim)) if axes is None else tuple(int(a) for a in axes)
+    return x[0].mean(dim=dims, keepdim=bool(node.attrs.get("keepdims", 1)))
+
+
+@_op("Reshape", "Flatten", "Squeeze", "Unsqueeze")
+def reshape(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    # The batch dimension is the only one allowed to differ from the exported shapes.
+    return x[0].reshape(_free_batch(graph, node.outputs[0]))
+
+
+@_op("Transpose")
+def transpose(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    perm = node.attrs.get("perm", list(reversed(range(x[0].ndim))))
+    return x[0].permute(*[int(p) for p in perm])
+
+
+@_op("Pad")
+def pad(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    if node.attrs.get("mode", "constant") != "constant" or static_input(node, graph, 3) is not None:
+        raise UnsupportedOpError("Pad", node.name, "QuantSim supports constant padding over all axes only")
+    value = static_input(node, graph, 2)
+    return F.pad(x[0], _torch_pad(static_input(node, graph, 1).tolist()),
+                 value=0.0 if value is None else float(value.reshape(())))
+
+
+@_op("Concat")
+def concat(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return torch.cat(list(x), dim=int(node.attrs["axis"]))
+
+
+@_op("Slice")
+def slice_(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    starts, ends = static_input(node, graph, 1), static_input(node, graph, 2)
+    axes = static_input(node, graph, 3)
+    steps = static_input(node, graph, 4)
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    index: list[slice] = [slice(None)] * x[0].ndim
+    for start, end, axis, step in zip(starts, ends, axes, steps):
+        if int(step) <= 0:
+            raise UnsupportedOpError("Slice", node.name, "QuantSim supports positive steps only")
+        size = x[0].shape[int(axis)]
+        index[int(axis)] = slice(int(np.clip(start, -size, size)), int(np.clip(end, -size - 1, size)), int(step))
+    return x[0][tuple(index)]
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "Relu": torch.relu,
+    "Relu6": lambda t: torch.clamp(t, 0.0, 6.0),
+}

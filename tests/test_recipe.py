@@ -1,0 +1,58 @@
+"""The automatic recipe: stops at the first step within budget; an impossible budget tries every step."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
+from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
+from edgeopt.pipeline.recipe import run_recipe
+from tests.onnx_models import conv_bn_relu6
+
+ALL_STEPS = ["min/max", "+ CLE", "+ bias correction", "ranges: percentile", "ranges: mse", "ranges: sqnr",
+             "+ AdaRound"]
+
+
+def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    model = tmp_path / "small.onnx"
+    model.write_bytes(conv_bn_relu6(rng).SerializeToString())
+    data = tmp_path / "data.npz"
+    np.savez(data, x=rng.normal(size=(32, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 10, 32))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["deploy", str(model), "--data", str(data), "--out", str(out),
+                                      "--max-drop", "100"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert [s["step"] for s in report["recipe"]] == ["min/max"]
+    assert set(report["recipe"][0]) == {"step", "int8", "drop", "seconds"}
+    assert report["recipe_budget"]["met"] and report["recipe_budget"]["chosen"] == "min/max"
+    assert "automatic recipe" in result.output
+
+
+def test_impossible_budget_tries_every_step_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    rng = np.random.default_rng(1)
+    graph = optimize(onnx_to_graph(conv_bn_relu6(rng), "small"))
+    calib = rng.normal(size=(32, 3, 8, 8)).astype(np.float32)
+    x = rng.normal(size=(48, 3, 8, 8)).astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="edgeopt"):
+        # Without labels the metric is agreement with fp32 (100 %): a negative drop cannot be met.
+        result = run_recipe(graph, calib, x, None, max_drop=-1.0, rounding="double",
+                            int16_allowed=lambda op: True, adaround_config=AdaRoundConfig(iterations=40, samples=32))
+    names = [s.step for s in result.steps]
+    assert names[:len(ALL_STEPS)] == ALL_STEPS
+    assert names[len(ALL_STEPS)] == "w8a16 on 1 ops" and names[-1] == "w8a16 on all ops"
+    assert not result.met and result.metric == "top1_agreement"
+    assert result.chosen in names
+    best = max(s.int8 for s in result.steps)
+    assert next(s for s in result.steps if s.step == result.chosen).int8 == best
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "missed the budget" in warnings[0].getMessage()
+    assert all(s.drop == pytest.approx(100.0 - s.int8) for s in result.steps)
