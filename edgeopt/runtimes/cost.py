@@ -142,6 +142,32 @@ class CostReport:
     energy_mj: float
     formula: str
 
+    @classmethod
+    def from_rows(cls, precision: Precision, profile: str, rows: list[OpCost], program: QProgram,
+                  formula: str) -> CostReport:
+        """Totals over per-op ``rows``; ``params`` counts each weight or bias tensor of ``program`` once."""
+        latency_s = sum(r.time_s for r in rows)
+        return cls(
+            precision=precision,
+            profile=profile,
+            ops=tuple(rows),
+            macs=sum(r.macs for r in rows),
+            params=weight_elements(program),
+            bytes=sum(r.bytes for r in rows),
+            latency_ms=latency_s * 1e3,
+            fps=1.0 / latency_s if latency_s > 0 else math.inf,
+            energy_mj=sum(r.energy_j for r in rows) * 1e3,
+            formula=formula,
+        )
+
+
+def weight_elements(program: QProgram) -> int:
+    """Elements of the constant inputs (weights, biases) of the weighted ops, each tensor counted once."""
+    weights = {name: _elements(program.tensor(name).shape)
+               for op in program.ops if op.kind in WEIGHTED_KINDS
+               for name in op.inputs[1:] if name and program.tensor(name).is_constant}
+    return sum(weights.values())
+
 
 def estimate(program: QProgram, profile: DeviceProfile, placement: Placement | None = None) -> CostReport:
     """Price the int8 program: tensors at their stored dtypes, int8 peak rate and energy per MAC.
@@ -194,7 +220,6 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
         return _elements(tensor.shape) * itemsize
 
     rows: list[OpCost] = []
-    weights: dict[str, int] = {}
     for op in program.ops:
         macs = _macs(op, program)
         # A float island's ops run at the fp32 rate inside the int8 program too.
@@ -210,24 +235,7 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
         energy_j = macs * op_mac_j + moved * energy.dram_byte_j + energy.static_power_w * time_s
         bound: Literal["compute", "memory"] = "compute" if compute_s >= memory_s else "memory"
         rows.append(OpCost(op.kind, op.source, macs, moved, time_s, energy_j, bound))
-        if op.kind in WEIGHTED_KINDS:
-            for name in op.inputs[1:]:
-                if name and program.tensor(name).is_constant:
-                    weights[name] = _elements(program.tensor(name).shape)
-
-    latency_s = sum(r.time_s for r in rows)
-    return CostReport(
-        precision=precision,
-        profile=profile.name,
-        ops=tuple(rows),
-        macs=sum(r.macs for r in rows),
-        params=sum(weights.values()),
-        bytes=sum(r.bytes for r in rows),
-        latency_ms=latency_s * 1e3,
-        fps=1.0 / latency_s if latency_s > 0 else math.inf,
-        energy_mj=sum(r.energy_j for r in rows) * 1e3,
-        formula=_formula(profile, precision, peak, mac_j),
-    )
+    return CostReport.from_rows(precision, profile.name, rows, program, _formula(profile, precision, peak, mac_j))
 
 
 def _macs(op: QOp, program: QProgram) -> int:

@@ -22,7 +22,7 @@ import numpy as np
 from edgeopt.device_profiles import DeviceProfile
 from edgeopt.errors import InternalError, ProfileError
 from edgeopt.qprogram import QProgram
-from edgeopt.runtimes.cost import WEIGHTED_KINDS, CostReport, OpCost, _macs
+from edgeopt.runtimes.cost import CostReport, OpCost, _macs
 from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ def estimate_placed(program: QProgram, profile: DeviceProfile, placement: Placem
     producer_unit = {name: home for name in program.inputs}
     crossed: set[tuple[str, str]] = set()
     rows: list[OpCost] = []
-    weights: dict[str, int] = {}
 
     def nbytes(name: str) -> int:
         tensor = program.tensor(name)
@@ -92,25 +91,10 @@ def estimate_placed(program: QProgram, profile: DeviceProfile, placement: Placem
                            unit=where.unit, dtype=where.dtype, crossing_s=crossing_s))
         for t in op.outputs:
             producer_unit[t] = where.unit
-        if op.kind in WEIGHTED_KINDS:
-            for name in op.inputs[1:]:
-                if name and program.tensor(name).is_constant:
-                    weights[name] = math.prod(program.tensor(name).shape)
-
-    latency_s = sum(r.time_s for r in rows)
-    return CostReport(
-        precision="int8",
-        profile=profile.name,
-        ops=tuple(rows),
-        macs=sum(r.macs for r in rows),
-        params=sum(weights.values()),
-        bytes=sum(r.bytes for r in rows),
-        latency_ms=latency_s * 1e3,
-        fps=1.0 / latency_s if latency_s > 0 else math.inf,
-        energy_mj=sum(r.energy_j for r in rows) * 1e3,
-        formula=(f"placed roofline on {profile.name}: each op on its unit ({placement.summary()}): "
+    return CostReport.from_rows(
+        "int8", profile.name, rows, program,
+        (f"placed roofline on {profile.name}: each op on its unit ({placement.summary()}): "
                  "time = max(MACs / peak[unit, dtype], bytes / bandwidth[unit]) + overhead[unit] + crossings; "
                  "energy = MACs x mac_j[unit, dtype] + bytes x dram_byte_j[unit] + static_power[unit] x time "
                  "+ crossing bytes x crossing.byte_j; a crossing costs crossing.overhead_s + bytes / "
-                 "crossing.bandwidth_bytes_per_s; latency and energy are sums over ops."),
-    )
+                 "crossing.bandwidth_bytes_per_s; latency and energy are sums over ops."))

@@ -340,9 +340,8 @@ def _add(op: QOp, program: QProgram) -> OpEncoding:
     return OpEncoding(schema.BuiltinOperator.ADD, version, schema.BuiltinOptions.AddOptions, opts)
 
 
-@OP_WRITERS.register("AVERAGE_POOL_2D")
-def _average_pool_2d(op: QOp, program: QProgram) -> OpEncoding:
-    _require_same_encoding(op, program)
+def pool_options(op: QOp) -> schema.Pool2DOptionsT:
+    """The Pool2DOptions of AVERAGE_POOL_2D and MAX_POOL_2D."""
     opts = schema.Pool2DOptionsT()
     opts.padding = _padding(op)
     opts.strideH = int(_option(op, "stride_h"))
@@ -350,8 +349,15 @@ def _average_pool_2d(op: QOp, program: QProgram) -> OpEncoding:
     opts.filterHeight = int(_option(op, "filter_height"))
     opts.filterWidth = int(_option(op, "filter_width"))
     opts.fusedActivationFunction = _activation(op)
+    return opts
+
+
+@OP_WRITERS.register("AVERAGE_POOL_2D")
+def _average_pool_2d(op: QOp, program: QProgram) -> OpEncoding:
+    _require_same_encoding(op, program)
     version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.AVERAGE_POOL_2D, version, schema.BuiltinOptions.Pool2DOptions, opts)
+    return OpEncoding(schema.BuiltinOperator.AVERAGE_POOL_2D, version, schema.BuiltinOptions.Pool2DOptions,
+                      pool_options(op))
 
 
 @OP_WRITERS.register("RESHAPE")

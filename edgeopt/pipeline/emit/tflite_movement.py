@@ -13,11 +13,11 @@ from edgeopt.errors import InternalError
 from edgeopt.pipeline.emit.tflite import (
     OP_WRITERS,
     OpEncoding,
+    pool_options,
     _activation,
     _enum,
     _int8,
     _option,
-    _padding,
     _require_same_encoding,
 )
 from edgeopt.qprogram import QOp, QProgram
@@ -44,15 +44,8 @@ def _concatenation(op: QOp, program: QProgram) -> OpEncoding:
 @OP_WRITERS.register("MAX_POOL_2D")
 def _max_pool_2d(op: QOp, program: QProgram) -> OpEncoding:
     _require_same_encoding(op, program)
-    opts = schema.Pool2DOptionsT()
-    opts.padding = _padding(op)
-    opts.strideH = int(_option(op, "stride_h"))
-    opts.strideW = int(_option(op, "stride_w"))
-    opts.filterHeight = int(_option(op, "filter_height"))
-    opts.filterWidth = int(_option(op, "filter_width"))
-    opts.fusedActivationFunction = _activation(op)
     return OpEncoding(schema.BuiltinOperator.MAX_POOL_2D, _int8_version(op, program),
-                      schema.BuiltinOptions.Pool2DOptions, opts)
+                      schema.BuiltinOptions.Pool2DOptions, pool_options(op))
 
 
 @OP_WRITERS.register("RESIZE_BILINEAR")
