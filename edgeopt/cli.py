@@ -89,12 +89,17 @@ def deploy(
                                                         "range methods, AdaRound, mixed precision until int8 "
                                                         "accuracy on --data is within this many points of fp32.")]
     = None,
+    sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
+                                                                    "activation quantized alone (output SQNR, "
+                                                                    "top-1 agreement); writes sensitivity.svg.")]
+    = False,
     debug: DebugOpt = False,
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
     from edgeopt.pipeline import report
     from edgeopt.pipeline.deploy import deploy as run_deploy
     from edgeopt.pipeline.report_recipe import render_recipe
+    from edgeopt.pipeline.report_sensitivity import render_sensitivity
 
     shape = _parse_shape(input_shape)
     if precision not in ("w8a8", "w8a16"):
@@ -105,11 +110,13 @@ def deploy(
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
                               calib_size=calib_size, range_method=range_method, target=target, keep=keep,
                               benchmark_binary=benchmark_binary, precision=precision, max_drop=max_drop,
+                              sensitivity=sensitivity,
                               progress=lambda s: status.update(f"deploy: {s}"))
 
     result = _guard(debug, work)
     report.render(result.report, console)
     render_recipe(result.report, console)
+    render_sensitivity(result.report, console)
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]

@@ -36,6 +36,8 @@ from edgeopt.pipeline.report_placement import placement_section
 from edgeopt.pipeline.report_precision import precision_summary
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.pipeline.recipe import RecipeResult, run_recipe
+from edgeopt.pipeline.sensitivity import sensitive_data, sensitivity_of
+from edgeopt.pipeline.sensitivity_svg import sensitivity_svg
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
 
@@ -71,6 +73,7 @@ def deploy(
     precision: Precision = "w8a8",
     precision_overrides: Mapping[str, ActivationDtype] | None = None,
     max_drop: float | None = None,
+    sensitivity: bool = False,
 ) -> DeployResult:
     """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
 
@@ -94,6 +97,8 @@ def deploy(
         precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``, applied on top.
         max_drop: run the automatic recipe (``pipeline.recipe``) until int8 accuracy on ``data`` is
             within this many points of fp32 (``range_method`` is then the recipe's choice).
+        sensitivity: also measure each layer's quantization alone (``pipeline.sensitivity``) on the first
+            samples of ``data`` (or of the calibration set): report's ``sensitivity``, ``sensitivity.svg``.
 
     Raises:
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
@@ -136,6 +141,11 @@ def deploy(
         "onnx": quantized_to_onnx(qgraph).SerializeToString(),
         "tflite": program_to_tflite(program),
     }
+    layers = None
+    if sensitivity:
+        step("sensitivity")
+        layers = sensitivity_of(qgraph, sensitive_data(x, calib_x))
+        files["sensitivity_svg"] = sensitivity_svg(layers).encode()
     step("emulate")
     accuracy = _accuracy(loaded.graph, program, x, y) if x is not None else None
     placement = place(program, profile)
@@ -148,6 +158,8 @@ def deploy(
         "tflite": out_dir / "model.int8.tflite",
         "report": out_dir / "report.json",
     }
+    if layers is not None:
+        paths["sensitivity_svg"] = out_dir / "sensitivity.svg"
     report = report_mod.build(
         model=loaded.name,
         profile=profile,
@@ -161,6 +173,8 @@ def deploy(
     )
     report["precision"] = precision_summary(program, precision)
     report["placement"] = placement_section(placement, cost_int8)
+    if layers is not None:
+        report["sensitivity"] = [r.to_json() for r in layers]
     if recipe is not None:
         report.update(recipe.report())
     step("write")

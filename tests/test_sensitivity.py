@@ -1,0 +1,123 @@
+"""Per-layer sensitivity: a deliberately fragile layer ranks first, the plot is one bar per entry, the CLI
+flag writes both artifacts."""
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import helper
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
+from edgeopt.device_profiles import load_profile
+from edgeopt.ir import Graph
+from edgeopt.pipeline.calibrate import calibrate
+from edgeopt.pipeline.load import load
+from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.sensitivity import LayerSensitivity, sensitivity, sqnr_db
+from edgeopt.pipeline.sensitivity_svg import sensitivity_svg
+from tests.onnx_models import model
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _two_conv_model(rng: np.random.Generator, *, huge_bias: float = 0.0, outlier: float = 1.0):
+    """conv1 (3→4) → conv2 (4→8) + Relu → GlobalAveragePool → Flatten → Gemm.
+
+    ``huge_bias``: conv1's channel 0 gets this bias and conv2 ignores that channel, so conv1's output
+    range is huge while the model's output does not depend on it: only quantizing that activation hurts.
+    ``outlier``: conv2's output channel 0 weights are scaled by this (kills per-tensor weight scales).
+    """
+    w1 = rng.normal(0, 0.4, (4, 3, 3, 3)).astype(np.float32)
+    b1 = np.zeros(4, np.float32)
+    b1[0] = huge_bias
+    w2 = rng.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32)
+    w2[:, 0] = 0
+    w2[0] *= outlier
+    inits = {"w1": w1, "b1": b1, "w2": w2, "b2": np.zeros(8, np.float32),
+             "fc_w": rng.normal(0, 0.3, (10, 8)).astype(np.float32), "fc_b": np.zeros(10, np.float32)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["c1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["y"], name="fc", transB=1),
+    ]
+    return model(nodes, inits, ["N", 3, 8, 8], ["N", 10])
+
+
+def _graph(tmp_path: Path, onnx_model) -> Graph:
+    path = tmp_path / "m.onnx"
+    path.write_bytes(onnx_model.SerializeToString())
+    return optimize(load(str(path)).graph)
+
+
+def _x(n: int = 64) -> np.ndarray:
+    return np.random.default_rng(1).normal(size=(n, 3, 8, 8)).astype(np.float32)
+
+
+def test_huge_activation_range_ranks_most_sensitive(tmp_path: Path):
+    graph = _graph(tmp_path, _two_conv_model(np.random.default_rng(0), huge_bias=1000.0))
+    x = _x()
+    layers = sensitivity(graph, calibrate(graph, x), x, load_profile("arm-cortex-a78-xnnpack"))
+    assert (layers[0].node, layers[0].kind) == ("conv1", "activation")
+    assert layers[0].sqnr_db < layers[1].sqnr_db - 10
+    assert [r.sqnr_db for r in layers] == sorted(r.sqnr_db for r in layers)
+    kinds = {(r.node, r.kind) for r in layers}
+    assert {("conv1", "weights"), ("conv2", "weights"), ("fc", "weights"), ("fc", "activation")} <= kinds
+    assert all(0 <= r.agreement <= 100 for r in layers)
+
+
+def test_weights_alone_follow_the_profile_per_tensor_rule(tmp_path: Path):
+    """An outlier output channel costs little per channel, much with one scale for the tensor."""
+    graph = _graph(tmp_path, _two_conv_model(np.random.default_rng(0), outlier=50.0))
+    x = _x()
+    stats = calibrate(graph, x)
+
+    def conv2_weights(profile: str) -> float:
+        layers = sensitivity(graph, stats, x, load_profile(profile))
+        return next(r.sqnr_db for r in layers if (r.node, r.kind) == ("conv2", "weights"))
+
+    per_channel, per_tensor = conv2_weights("arm-cortex-a78-xnnpack"), conv2_weights("google-coral-edgetpu")
+    assert per_tensor < per_channel - 10, (per_tensor, per_channel)
+
+
+def test_sqnr_db():
+    ref = np.array([3.0, 4.0])
+    assert sqnr_db(ref, ref) == math.inf
+    assert sqnr_db(ref, ref + np.array([0.3, 0.4])) == pytest.approx(20.0)
+
+
+def test_svg_is_xml_with_one_bar_per_entry():
+    layers = [LayerSensitivity(f"n<{i}>&", "weights" if i % 2 else "activation", float(i * 7 - 5), 90.0)
+              for i in range(25)] + [LayerSensitivity("exact", "weights", math.inf, 100.0)]
+    root = ET.fromstring(sensitivity_svg(layers[:3] + [layers[-1]]))
+    assert root.tag == f"{SVG}svg"
+    assert len([r for r in root.iter(f"{SVG}rect") if r.get("class") == "bar"]) == 4
+    many = ET.fromstring(sensitivity_svg(layers))
+    bars = [r for r in many.iter(f"{SVG}rect") if r.get("class") == "bar"]
+    assert len(bars) == 20  # the 20 lowest SQNR only
+    assert "n<0>& (activation)" in [t.text for t in many.iter(f"{SVG}text")]
+
+
+def test_cli_sensitivity_flag_writes_report_entries_and_plot(tmp_path: Path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_two_conv_model(np.random.default_rng(0), huge_bias=1000.0).SerializeToString())
+    np.savez(tmp_path / "d.npz", x=_x(), y=np.random.default_rng(2).integers(0, 10, 64))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["deploy", str(path), "--data", str(tmp_path / "d.npz"), "--out", str(out),
+                                      "--sensitivity"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    entries = report["sensitivity"]
+    assert entries[0] == {**entries[0], "node": "conv1", "kind": "activation"}
+    assert set(entries[0]) == {"node", "kind", "sqnr_db", "agreement"}
+    assert report["artifacts"]["sensitivity_svg"] == str(out / "sensitivity.svg")
+    bars = [r for r in ET.parse(out / "sensitivity.svg").getroot().iter(f"{SVG}rect") if r.get("class") == "bar"]
+    assert len(bars) == min(20, len(entries))
+    assert "most sensitive layers" in result.output and "conv1" in result.output
