@@ -516,3 +516,21 @@ CASES: dict[str, Callable[[np.random.Generator], QProgram]] = {
     "layout_chain": lambda rng: layout_chain_program(rng),
 }
 """Named programs covering every op kind and the option combinations that catch layout bugs."""
+
+
+def binary_program(rng: np.random.Generator, kind: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...], *,
+                   constant: bool, activation: str, name: str) -> QProgram:
+    """ADD/SUB/MUL of ``a`` and ``b`` (a constant when ``constant``) broadcast to their common shape.
+
+    Scales are log-uniform (0.005..0.1 for the operands, ..0.5 for the output), zero points uniform.
+    """
+    def qparams(hi: float) -> QParams:
+        return QParams(np.exp(rng.uniform(np.log(0.005), np.log(hi))), int(rng.integers(-128, 128)))
+
+    tensors = {
+        "a": QTensor("a", a_shape, "int8", qparams(0.1)),
+        "b": QTensor("b", b_shape, "int8", qparams(0.1), rng.integers(-128, 128, b_shape) if constant else None),
+        "y": QTensor("y", np.broadcast_shapes(a_shape, b_shape), "int8", qparams(0.5)),
+    }
+    op = QOp(kind, ("a", "b"), ("y",), {"fused_activation_function": activation})
+    return QProgram(name, tensors, [op], ("a",) if constant else ("a", "b"), ("y",))

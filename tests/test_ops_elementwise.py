@@ -23,6 +23,7 @@ from edgeopt.pipeline.quantize import quantize_minmax
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
+from tests.builders import binary_program
 from tests.onnx_models import model
 
 UNARY = ("RELU", "RELU6", "RELU_N1_TO_1", "HARD_SWISH", "LOGISTIC", "TANH")
@@ -62,19 +63,10 @@ def test_binary_ops_broadcast_like_litert_reference(kind: str) -> None:
     rng = np.random.default_rng(sum(map(ord, kind)))
     for i in range(40):
         a_shape, b_shape = BINARY_SHAPES[i % len(BINARY_SHAPES)]
-        constant = i % 3 == 0
-        tensors = {
-            "a": QTensor("a", a_shape, "int8", _qparams(rng, 0.005, 0.1)),
-            "b": QTensor("b", b_shape, "int8", _qparams(rng, 0.005, 0.1),
-                         rng.integers(-128, 128, b_shape) if constant else None),
-            "y": QTensor("y", np.broadcast_shapes(a_shape, b_shape), "int8", _qparams(rng, 0.005, 0.5)),
-        }
-        activation = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")[i % 4]
-        op = QOp(kind, ("a", "b"), ("y",), {"fused_activation_function": activation})
-        inputs = ("a",) if constant else ("a", "b")
-        program = QProgram(kind.lower(), tensors, [op], inputs, ("y",))
-        data = [rng.integers(-128, 128, (30 * tensors[n].shape[0], *tensors[n].shape[1:]), dtype=np.int8)
-                for n in inputs]
+        program = binary_program(rng, kind, a_shape, b_shape, constant=i % 3 == 0,
+                                 activation=("NONE", "RELU", "RELU6", "RELU_N1_TO_1")[i % 4], name=kind.lower())
+        data = [rng.integers(-128, 128, (30 * program.tensor(n).shape[0], *program.tensor(n).shape[1:]),
+                             dtype=np.int8) for n in program.inputs]
         _assert_bitexact(program, data)
 
 

@@ -20,7 +20,14 @@ import numpy as np
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS), str(TESTS.parent)]
 
-from builders import CASES, ProgramBuilder, add_program, fully_connected_program, random_inputs  # noqa: E402
+from builders import (  # noqa: E402
+    CASES,
+    ProgramBuilder,
+    add_program,
+    binary_program,
+    fully_connected_program,
+    random_inputs,
+)
 from builders_compute import (  # noqa: E402
     batch_matmul_program,
     grouped_conv_program,
@@ -165,16 +172,8 @@ def elementwise_cases() -> Iterator[Case]:
         rng = np.random.default_rng(sum(map(ord, kind)))
         for i in range(8):
             a_shape, b_shape = shapes[i % len(shapes)]
-            constant = i % 3 == 0
-            tensors = {
-                "a": QTensor("a", a_shape, "int8", _qparams(rng, 0.005, 0.1)),
-                "b": QTensor("b", b_shape, "int8", _qparams(rng, 0.005, 0.1),
-                             rng.integers(-128, 128, b_shape) if constant else None),
-                "y": QTensor("y", np.broadcast_shapes(a_shape, b_shape), "int8", _qparams(rng, 0.005, 0.5)),
-            }
-            op = QOp(kind, ("a", "b"), ("y",), {"fused_activation_function": ACTIVATIONS[i % 4]})
-            names = ("a",) if constant else ("a", "b")
-            program = QProgram(f"{kind.lower()}_broadcast", tensors, [op], names, ("y",))
+            program = binary_program(rng, kind, a_shape, b_shape, constant=i % 3 == 0,
+                                     activation=ACTIVATIONS[i % 4], name=f"{kind.lower()}_broadcast")
             yield f"{kind.lower()}_broadcast_{i}", program, random_inputs(rng, program, 30)
 
 
