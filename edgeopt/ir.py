@@ -186,9 +186,14 @@ class QuantizedGraph:
 
     graph: Graph
     encodings: Mapping[str, QParams]
+    float_nodes: frozenset[str] = frozenset()
+    """Nodes kept in float32 (a float island in the int8 program): a profile's float-only fallback unit,
+    or mixed precision keeping a sensitive layer in float. Their outputs keep their encodings, used where
+    an int8 reader or a graph output needs the value back in int8."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "encodings", MappingProxyType(dict(self.encodings)))
+        object.__setattr__(self, "float_nodes", frozenset(self.float_nodes))
 
 
 def topological_order(nodes: Iterable[Node], available: Iterable[str]) -> tuple[Node, ...]:
