@@ -83,8 +83,11 @@ def deploy(
     target: TargetOpt = "emulate",
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
-    precision: Annotated[str, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where "
-                                                "a 16x8 kernel exists, int8 elsewhere).")] = "w8a8",
+    precision: Annotated[str | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations "
+                                                       "where a 16x8 kernel exists and the profile allows, int8 "
+                                                       "elsewhere); default: the profile's default kernel.")] = None,
+    weight_bits: Annotated[int, typer.Option(help="Weight bit width, 8 or 4 (if the profile's supported_kernels "
+                                                  "allow it).")] = 8,
     max_drop: Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, "
                                                         "range methods, AdaRound, mixed precision until int8 "
                                                         "accuracy on --data is within this many points of fp32.")]
@@ -98,11 +101,12 @@ def deploy(
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
     from edgeopt.pipeline import report
     from edgeopt.pipeline.deploy import deploy as run_deploy
+    from edgeopt.pipeline.report_precision import render_precision
     from edgeopt.pipeline.report_recipe import render_recipe
     from edgeopt.pipeline.report_sensitivity import render_sensitivity
 
     shape = _parse_shape(input_shape)
-    if precision not in ("w8a8", "w8a16"):
+    if precision is not None and precision not in ("w8a8", "w8a16"):
         raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
 
     def work() -> Any:
@@ -110,6 +114,7 @@ def deploy(
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
                               calib_size=calib_size, range_method=range_method, target=target, keep=keep,
                               benchmark_binary=benchmark_binary, precision=precision, max_drop=max_drop,
+                              weight_bits=weight_bits,
                               sensitivity=sensitivity,
                               progress=lambda s: status.update(f"deploy: {s}"))
 
@@ -117,6 +122,7 @@ def deploy(
     report.render(result.report, console)
     render_recipe(result.report, console)
     render_sensitivity(result.report, console)
+    render_precision(result.report, console)
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]

@@ -88,12 +88,18 @@ class WeightQuantizer(nn.Module):
         self.per_channel = per_channel
         self.bits = bits
         self.scale = nn.Parameter(torch.ones(channels), requires_grad=learn_scale)
+        self.encoding: QParams | None = None
         self.enabled = False
 
-    def load(self, weight: torch.Tensor) -> None:
-        """Enable, starting from the weight's own min/max scale."""
+    def load(self, weight: torch.Tensor, encoding: QParams | None = None) -> None:
+        """Enable, starting from the weight's own min/max scale, or holding ``encoding``'s scales (a
+        QuantizedGraph's weight encodings, e.g. AdaRound's, whose weights already sit on that grid)."""
+        self.encoding = encoding
         with torch.no_grad():
-            self.scale.copy_(self._absmax_scale(weight))
+            if encoding is None:
+                self.scale.copy_(self._absmax_scale(weight))
+            else:
+                self.scale.copy_(torch.from_numpy(encoding.scale.astype(np.float32)).expand_as(self.scale))
         self.enabled = True
 
     def _absmax_scale(self, weight: torch.Tensor) -> torch.Tensor:
@@ -108,10 +114,13 @@ class WeightQuantizer(nn.Module):
         return widest.expand_as(scale)
 
     def current_scale(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.scale.abs() if self.learn_scale else self._absmax_scale(weight)
+        held = self.learn_scale or self.encoding is not None
+        return self.scale.abs() if held else self._absmax_scale(weight)
 
     def qparams(self, weight: torch.Tensor) -> QParams:
         """The encoding export writes for ``weight``."""
+        if self.encoding is not None and not self.learn_scale:
+            return self.encoding
         if not self.learn_scale and self.per_channel:
             return weight_qparams(weight.detach().cpu().numpy(), self.axis, self.bits)
         scale = self.current_scale(weight).detach().cpu().numpy().astype(np.float32)
@@ -126,7 +135,10 @@ class WeightQuantizer(nn.Module):
         return fake_quant(weight, scale, torch.zeros((), dtype=weight.dtype), -self.qmax, self.qmax)
 
 
-def fake_quant_bias(bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor) -> torch.Tensor:
-    """int32 bias on scale ``input_scale · weight_scale[c]`` (TFLite's bias encoding), fake-quantized."""
+def fake_quant_bias(bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor,
+                    dtype: str = "int32") -> torch.Tensor:
+    """int32 bias (int64 behind int16 activations) on scale ``input_scale · weight_scale[c]`` (TFLite's
+    bias encoding), fake-quantized."""
     scale = (input_scale.double() * weight_scale.double()).float()
-    return fake_quant(bias, scale, torch.zeros((), dtype=bias.dtype), -(2 ** 31), 2 ** 31 - 1)
+    info = np.iinfo(dtype)
+    return fake_quant(bias, scale, torch.zeros((), dtype=bias.dtype), int(info.min), int(info.max))

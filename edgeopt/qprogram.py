@@ -48,8 +48,10 @@ SQUARED_DIFFERENCE (f32)  a, b                                 -
 RSQRT (float32)           x                                    -
 ========================  ==================================  ============================================
 
-Float islands: an op whose output tensor is float32 (ADD, SUB, MUL, MEAN, GELU, SQUARED_DIFFERENCE,
-RSQRT, DEQUANTIZE) computes in float32 (``runtimes.reference.float_ops``) and has no ``params``.
+Float islands: an op whose output tensor is float32 (GELU, SQUARED_DIFFERENCE, RSQRT, DEQUANTIZE, and the
+float32 form of any op above for a node of ``QuantizedGraph.float_nodes``) computes in float32
+(``runtimes.reference.float_ops``, ``float_compute``, ``float_movement``, ``float_activations``) and has
+no ``params``.
 
 16x8 mode (``--precision w8a16``, ``pipeline.quantize.precision``): CONV_2D, DEPTHWISE_CONV_2D,
 FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, PAD, RESHAPE, TRANSPOSE and STRIDED_SLICE may instead run on int16

@@ -13,10 +13,17 @@ torch module that computes that Graph with fake quantizers exactly where the int
   scale ``input_scale · weight_scale``, constant operands of Add/Sub/Mul per tensor.
 
 Rounding is half away from zero, as the converter and the kernels; gradients use the straight-through
-estimator (``fake_quant``). What the simulation does not model: the integer kernels' fixed-point
-requantization (a 31-bit multiplier and one or two roundings instead of one exact float rounding) and
-the look-up tables of softmax/logistic, so an output may differ from the integer executor's by a step
-where a value falls near a rounding boundary; ``tests/test_quantsim.py`` measures the difference.
+estimator (``fake_quant``). Average pooling and bilinear resizing, whose kernels round the raw int8
+values, take the kernel's exact value forward (``quantsim_integer``). Not modelled: the fixed-point
+requantization of the other kernels (a 31-bit multiplier and one or two roundings instead of one exact
+float rounding; 16-bit multipliers in the 16x8 kernels) and the look-up tables of softmax/logistic, so
+an output may differ from the integer executor's by a step near a rounding boundary. Measured on
+ResNet-20 (``benchmarks/sim_gap.py``): mean 0.16 output steps apart with single rounding, 0.79 with
+LiteRT BUILTIN_REF's double rounding (which therefore dominates what remains).
+
+w8a16 plans (``precision``) run the quantized graph's requantizing nodes and int16 quantizers; nodes in
+``QuantizedGraph.float_nodes`` (and the lowering's float-island ops) compute in float with unquantized
+weights, and their outputs are quantized only where the program QUANTIZEs them (int8 readers, outputs).
 
 ``sim.compute_encodings(batches)`` calibrates with ``pipeline.calibrate`` and ``quantize_minmax`` (or a
 range method of ``quantize.range_setting``); ``sim.model`` is then trained or evaluated in the user's
@@ -34,20 +41,23 @@ from torch import nn
 
 from edgeopt.device_profiles import load_profile
 from edgeopt.device_profiles.quantization import Quantization
-from edgeopt.errors import DataError, UnsupportedOpError
+from edgeopt.errors import DataError, InternalError, UnsupportedOpError
 from edgeopt.fake_quant import ActivationQuantizer, WeightQuantizer, fake_quant_bias
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.load import export_torch
 from edgeopt.pipeline.lower import check_lowerable, lower
+from edgeopt.pipeline.lower.float_island import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.onnx_frontend import onnx_to_graph
 from edgeopt.pipeline.optimize import DEFAULT_PASSES, optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.pipeline.quantize.minmax import (CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS,
                                               quantize_minmax)
-from edgeopt.pipeline.quantize.profile_rules import profile_weights
+from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision, precision_plan
+from edgeopt.pipeline.quantize.profile_rules import profile_weights, restrict_plan
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.qprogram import QProgram
+from edgeopt.quantsim_integer import INTEGER_OPS
 from edgeopt.quantsim_ops import ACTIVATIONS, TORCH_OPS
 
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
@@ -59,23 +69,35 @@ def _weight_axis(node: Node) -> int:
     return 1 if transposed else 0
 
 
+def _check_ops(graph: Graph) -> None:
+    for node in graph.nodes:
+        if node.op not in TORCH_OPS:
+            raise UnsupportedOpError(node.op, node.name,
+                                     f"QuantSim has no torch implementation (supported: {', '.join(sorted(TORCH_OPS))})")
+
+
+def _weighted(graph: Graph) -> dict[str, Node]:
+    return {n.name: n for n in graph.nodes
+            if n.op in WEIGHTED_OPS and len(n.inputs) > 1 and n.inputs[1] in graph.initializers}
+
+
 class QuantSimModule(nn.Module):
     """The float Graph in torch with fake quantizers at the int8 program's quantizer positions.
 
     Float (no quantizer active) until ``load_encodings``. Trainable parameters: the weights and biases
-    of Conv/Gemm/MatMul, plus the quantizer scales when ``learn_ranges``.
+    of Conv/Gemm/MatMul/ConvTranspose, plus the quantizer scales when ``learn_ranges``.
     """
 
-    def __init__(self, graph: Graph, learn_ranges: bool = False, rules: Quantization | None = None) -> None:
+    def __init__(self, graph: Graph, learn_ranges: bool = False, rules: Quantization | None = None,
+                 weight_bits: int = 8, rounding: str = "double") -> None:
         super().__init__()
-        self.graph = graph
+        _check_ops(graph)
+        self.source = graph  # the float structure (what calibration runs)
+        self.graph = graph  # the structure run: the quantized graph's once encodings load (requantizing nodes)
         self.learn_ranges = learn_ranges
-        for node in graph.nodes:
-            if node.op not in TORCH_OPS:
-                raise UnsupportedOpError(node.op, node.name,
-                                         f"QuantSim has no torch implementation (supported: {', '.join(sorted(TORCH_OPS))})")
-        self.weighted = {n.name: n for n in graph.nodes
-                         if n.op in WEIGHTED_OPS and len(n.inputs) > 1 and n.inputs[1] in graph.initializers}
+        self.rounding = rounding
+        self.weighted = _weighted(graph)
+        self.float_nodes: frozenset[str] = frozenset()
         trainable = {t for n in self.weighted.values() for t in n.inputs[1:3] if t in graph.initializers}
         self.keys: dict[str, str] = {}  # initializer name → its key in params/buffers (names may hold dots)
         self.params = nn.ParameterDict()
@@ -89,7 +111,7 @@ class QuantSimModule(nn.Module):
                 self.register_buffer(key, tensor)
         self.weight_q = nn.ModuleDict({
             self.keys[n.inputs[1]]: WeightQuantizer(_weight_axis(n), graph.initializers[n.inputs[1]].shape[_weight_axis(n)],
-                                                    learn_scale=learn_ranges,
+                                                    bits=weight_bits, learn_scale=learn_ranges,
                                                     per_channel=rules is None or rules.per_channel(n.op))
             for n in self.weighted.values()})
         self.act_q = nn.ModuleDict()
@@ -100,16 +122,38 @@ class QuantSimModule(nn.Module):
         key = self.keys[name]
         return self.params[key] if key in self.params else getattr(self, key)
 
-    def current_graph(self) -> Graph:
-        """The Graph with the module's current (trained) weights."""
-        inits = dict(self.graph.initializers)
+    def current_graph(self, source: bool = False) -> Graph:
+        """The Graph run (``source``: the float Graph before quantization) with the current weights."""
+        graph = self.source if source else self.graph
+        inits = dict(graph.initializers)
         for name, key in self.keys.items():
-            if key in self.params:
+            if key in self.params and name in inits:
                 inits[name] = self.params[key].detach().cpu().numpy().astype(np.float32)
-        return self.graph.replace(initializers=inits)
+        return graph.replace(initializers=inits)
 
-    def load_encodings(self, encodings: Mapping[str, QParams]) -> None:
-        """Set every quantizer from ``encodings`` (as ``quantize_minmax`` returns them) and enable it."""
+    def load_encodings(self, qgraph: QuantizedGraph, hold_weight_encodings: bool = False) -> None:
+        """Set every quantizer from ``qgraph`` (``quantize_minmax``'s, possibly through ``apply_precision``,
+        with its ``float_nodes``) and enable it.
+
+        Args:
+            qgraph: the quantized form of this module's graph: same initializers; its node list (e.g. with
+                the requantizing nodes of a w8a16 plan) becomes the one the module runs.
+            hold_weight_encodings: keep the weight encodings of ``qgraph`` (e.g. AdaRound's) instead of
+                recomputing each weight's min/max scale from the current weight on every call.
+
+        Raises:
+            InternalError: ``qgraph`` has initializers this module does not hold.
+        """
+        _check_ops(qgraph.graph)
+        unknown = set(qgraph.graph.initializers) - set(self.keys)
+        if unknown:
+            raise InternalError(f"the quantized graph has constants the QuantSim module lacks: {sorted(unknown)[:5]}")
+        self.graph = qgraph.graph
+        self.weighted = _weighted(qgraph.graph)
+        # Float islands run in float32 in the int8 program: the ones the lowering always makes and the
+        # ones the quantized graph asks for.
+        self.float_nodes = frozenset(qgraph.float_nodes) | {n.name for n in qgraph.graph.nodes if n.op in FLOAT_ISLAND_OPS}
+        encodings = qgraph.encodings
         self.encodings = dict(encodings)
         self.groups = self._activation_groups(encodings)
         fixed = {out for n in self.graph.nodes if n.op in FIXED_OUTPUT for out in n.outputs}
@@ -124,11 +168,12 @@ class QuantSimModule(nn.Module):
                 quantizers[key].scale.requires_grad_(False)
         self.act_q = nn.ModuleDict(quantizers)
         for node in self.weighted.values():
-            self.weight_q[self.keys[node.inputs[1]]].load(self.constant(node.inputs[1]))
+            w = node.inputs[1]
+            self.weight_q[self.keys[w]].load(self.constant(w), encodings.get(w) if hold_weight_encodings else None)
 
     def _activation_groups(self, encodings: Mapping[str, QParams]) -> dict[str, str]:
         """Tensors that must keep one encoding (shared-scale ops, Concat) → one quantizer key each."""
-        activations = [t.name for t in self.graph.inputs] + [o for n in self.graph.nodes for o in n.outputs]
+        activations = [t.name for t in self.graph.inputs] + [o for n in self.graph.nodes for o in n.outputs if o]
         parent = {t: t for t in activations}
 
         def root(t: str) -> str:
@@ -151,38 +196,69 @@ class QuantSimModule(nn.Module):
     def activation_scale(self, tensor: str) -> torch.Tensor:
         return self.act_q[self.groups[tensor]].scale.abs()
 
-    def _operand(self, node: Node, index: int, env: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    def _operand(self, node: Node, index: int, env: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
         name = node.inputs[index]
         if name == "":
             return None
         if name in env:
             return env[name]
         value = self.constant(name)
-        if not self.groups:
+        if not self.groups or node.name in self.float_nodes:
             return value
         if node.name in self.weighted and index == 1:
             return self.weight_q[self.keys[name]](value)
         if node.name in self.weighted and index == 2:
             w = self.constant(node.inputs[1])
+            q = self.encodings.get(name)
             return fake_quant_bias(value, self.activation_scale(node.inputs[0]),
-                                   self.weight_q[self.keys[node.inputs[1]]].current_scale(w))
+                                   self.weight_q[self.keys[node.inputs[1]]].current_scale(w),
+                                   "int32" if q is None else q.dtype)
         if node.op in CONSTANT_OPERAND_OPS:
             q = self.encodings[name]
             return (torch.from_numpy(q.dequantize(q.quantize(value.detach().cpu().numpy())))).to(value.device)
         return value
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        env: dict[str, torch.Tensor] = {}
+        env: dict[str, torch.Tensor] = {}  # tensors as the program's int8/int16 ops read them (quantized)
+        floats: dict[str, torch.Tensor] = {}  # float-island outputs as float readers take them (not re-quantized)
         for info, x in zip(self.graph.inputs, inputs):
             env[info.name] = self._quantize(info.name, x.float())
         for node in self.graph.nodes:
-            args = [self._operand(node, i, env) for i in range(len(node.inputs))]
-            y = TORCH_OPS[node.op](node, args, self.graph)
-            if "fused_activation" in node.attrs:
-                y = ACTIVATIONS[node.attrs["fused_activation"]](y)
-            env[node.outputs[0]] = self._quantize(node.outputs[0], y)
+            quantized, unquantized = self.run_node(node, {**env, **floats} if node.name in self.float_nodes else env)
+            env.update(quantized)
+            floats.update(unquantized)
         outputs = tuple(env[t.name] for t in self.graph.outputs)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def run_node(self, node: Node, env: Mapping[str, torch.Tensor]
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One node on the activations ``env``: its outputs fake-quantized to their encodings, and (for a
+        float-island node) as float readers take them, unquantized."""
+        args = [self._operand(node, i, env) for i in range(len(node.inputs))]
+        y = TORCH_OPS[node.op](node, args, self.graph)
+        if node.op in INTEGER_OPS and self.groups and node.name not in self.float_nodes:
+            y = self._integer_forward(node, args[0], y)
+        quantized, unquantized = {}, {}
+        for out, value in zip(node.outputs, y if isinstance(y, tuple) else (y,)):
+            if not out:
+                continue
+            if "fused_activation" in node.attrs:
+                value = ACTIVATIONS[node.attrs["fused_activation"]](value)
+            if node.name in self.float_nodes:
+                unquantized[out] = value
+            # Where an int8 op reads a float island's output (or it is a graph output), the program
+            # QUANTIZEs it at the island's edge.
+            quantized[out] = self._quantize(out, value)
+        return quantized, unquantized
+
+    def _integer_forward(self, node: Node, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``y`` with the int8 kernel's exact value forward (``quantsim_integer``) and the float op's
+        gradient backward, where input and output share one int8 encoding (as these kernels require)."""
+        q = self.act_q[self.groups[node.inputs[0]]].qparams()
+        if q.dtype != "int8" or self.groups[node.inputs[0]] != self.groups[node.outputs[0]]:
+            return y
+        exact = INTEGER_OPS[node.op](node, x, q, self.graph, self.rounding)
+        return y if exact is None else y + (exact - y).detach()
 
     def _quantize(self, tensor: str, x: torch.Tensor) -> torch.Tensor:
         return self.act_q[self.groups[tensor]](x) if self.groups else x
@@ -201,11 +277,31 @@ class QuantSimModule(nn.Module):
             for tensor, key in self.groups.items():
                 enc[tensor] = self.act_q[key].qparams()
         for node in self.weighted.values():
+            if node.name in self.float_nodes:
+                continue
             w_name = node.inputs[1]
             enc[w_name] = self.weight_q[self.keys[w_name]].qparams(self.constant(w_name))
             if len(node.inputs) > 2 and node.inputs[2]:
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
-        return QuantizedGraph(graph=graph, encodings=enc)
+        return QuantizedGraph(graph=graph, encodings=enc, float_nodes=self.float_nodes)
+
+
+def simulate(qgraph: QuantizedGraph, rules: Quantization | None = None, rounding: str = "double") -> QuantSimModule:
+    """The simulation of an already quantized graph, as it stands (its weights, weight encodings,
+    activation encodings and float nodes; no calibration): e.g. to measure a PTQ recipe's simulated
+    accuracy next to the integer executor's.
+
+    Args:
+        qgraph: from ``quantize_minmax`` (then AdaRound, ``apply_precision`` …) or ``QuantSim.export``.
+        rules: the profile's quantization rules (per-tensor weights where they say so).
+        rounding: the requantization rounding of the program it stands for ("single" or "double").
+
+    Raises:
+        UnsupportedOpError: an op has no torch implementation here.
+    """
+    module = QuantSimModule(qgraph.graph, rules=rules, rounding=rounding)
+    module.load_encodings(qgraph, hold_weight_encodings=True)
+    return module.eval()
 
 
 class QuantSim:
@@ -220,19 +316,28 @@ class QuantSim:
     """
 
     def __init__(self, model: nn.Module, example_input: Any, device: str = DEFAULT_DEVICE, *,
-                 learn_ranges: bool = False, passes: tuple[str, ...] = DEFAULT_PASSES) -> None:
+                 learn_ranges: bool = False, passes: tuple[str, ...] = DEFAULT_PASSES, weight_bits: int = 8,
+                 precision: Precision = "w8a8", precision_overrides: Mapping[str, ActivationDtype] | None = None,
+                 float_nodes: Iterable[str] = ()) -> None:
         """Export ``model`` and build the simulation module.
 
         Args:
             model: the float torch model (exported in eval mode; it is not modified).
             example_input: an input tensor (or a tuple of them) for the exporter.
-            device: device profile name or .toml path; its requantization rounding is used by ``program``.
+            device: device profile name or .toml path; its requantization rounding is used by ``program``,
+                its quantization rules restrict int16 activations and choose per-tensor weights.
             learn_ranges: make the activation and weight quantizer scales trainable parameters.
             passes: optimization passes applied before quantization (the pipeline's by default).
+            weight_bits: bit width of the Conv/Gemm/MatMul/ConvTranspose weights (4 for W4A8).
+            precision: ``"w8a8"`` or ``"w8a16"`` (int16 activations where a 16x8 kernel exists and the
+                profile allows it), as ``edgeopt deploy --precision``.
+            precision_overrides: node name or op type → ``"int8"``/``"int16"``, applied on top.
+            float_nodes: names of nodes the int8 program keeps in float32 (a float island).
 
         Raises:
             ModelLoadError: the export failed.
-            UnsupportedOpError: an op has no int8 lowering or no torch implementation here.
+            UnsupportedOpError: an op has no int8 lowering or no torch implementation here, or the
+                precision plan asks for int16 where there is no 16x8 kernel.
         """
         self.profile = load_profile(device)
         example = example_input if isinstance(example_input, tuple) else (example_input,)
@@ -241,12 +346,21 @@ class QuantSim:
         model.train(was_training)
         graph = optimize(onnx_to_graph(onnx_model, type(model).__name__, None), passes)
         check_lowerable(graph)
-        self.model = QuantSimModule(graph, learn_ranges, self.profile.quantization)
+        plan = precision_plan(graph, precision, precision_overrides)
+        self.plan = restrict_plan(graph, plan, self.profile.quantization, self.profile.name, precision_overrides)
+        self.weight_bits = weight_bits
+        self.float_nodes = frozenset(float_nodes)
+        unknown = self.float_nodes - {n.name for n in graph.nodes}
+        if unknown:
+            raise UnsupportedOpError("float_nodes", ", ".join(sorted(unknown)),
+                                     "no node of the optimized graph has this name (names are the ONNX node names)")
+        self.model = QuantSimModule(graph, learn_ranges, self.profile.quantization, weight_bits,
+                                    self.profile.runtime.requantization_rounding)
 
     @property
     def graph(self) -> Graph:
-        """The float Graph with the current weights."""
-        return self.model.current_graph()
+        """The float Graph (before quantization) with the current weights."""
+        return self.model.current_graph(source=True)
 
     def compute_encodings(self, batches: Iterable[Any] | np.ndarray | torch.Tensor, range_method: str = "minmax") -> None:
         """Calibrate on ``batches`` and load the encodings into the quantizers.
@@ -260,17 +374,19 @@ class QuantSim:
             DataError: no samples.
         """
         x = _stack(batches)
-        stats = calibrate(self.graph, x, histograms=range_method != "minmax")
-        qgraph = profile_weights(quantize_minmax(self.graph, set_ranges(stats, range_method)), self.profile.quantization)
-        self.model.load_encodings(qgraph.encodings)
+        graph = self.graph
+        stats = set_ranges(calibrate(graph, x, histograms=range_method != "minmax"), range_method)
+        qgraph = profile_weights(quantize_minmax(graph, stats, weight_bits=self.weight_bits), self.profile.quantization)
+        qgraph = apply_precision(qgraph, stats, self.plan)
+        self.model.load_encodings(QuantizedGraph(qgraph.graph, qgraph.encodings, qgraph.float_nodes | self.float_nodes))
 
     def export(self) -> QuantizedGraph:
         """The quantized Graph (trained weights, current encodings) that lowers to the int8 program."""
         return self.model.export()
 
-    def program(self) -> QProgram:
-        """The int8 program, lowered with the device profile's requantization rounding."""
-        return lower(self.export(), rounding=self.profile.runtime.requantization_rounding)
+    def program(self, rounding: str | None = None) -> QProgram:
+        """The int8 program, lowered with ``rounding`` ("single"/"double"; the device profile's by default)."""
+        return lower(self.export(), rounding=rounding or self.profile.runtime.requantization_rounding)
 
 
 def _stack(batches: Iterable[Any] | np.ndarray | torch.Tensor) -> np.ndarray:

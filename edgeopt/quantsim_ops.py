@@ -16,7 +16,9 @@ import torch.nn.functional as F
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, Node
+from edgeopt.pipeline.lower.conv_transpose import _begin_pads
 from edgeopt.pipeline.lower.pooling import _pads
+from edgeopt.pipeline.lower.resize import onnx_nearest_indices, onnx_source_coordinate
 
 TorchOp = Callable[[Node, Sequence["torch.Tensor | None"], Graph], torch.Tensor]
 TORCH_OPS: dict[str, TorchOp] = {}
@@ -228,3 +230,75 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "Relu": torch.relu,
     "Relu6": lambda t: torch.clamp(t, 0.0, 6.0),
 }
+
+
+@_op("Identity")
+def identity(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    # apply_precision's requantizing node (int8 <-> int16): the caller quantizes to its encoding.
+    return x[0]
+
+
+@_op("ConvTranspose")
+def conv_transpose(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    """The full transposed convolution (no padding), cropped at ONNX's leading pads to the graph's output
+    size (zero-extended where ``output_padding`` reaches past it), then the bias."""
+    data, w, b = x[0], x[1], x[2] if len(x) > 2 else None
+    if w is None or w.ndim != 4:
+        raise UnsupportedOpError("ConvTranspose", node.name, "QuantSim supports 2-D transposed convolutions only")
+    strides = tuple(int(s) for s in node.attrs.get("strides", (1, 1)))
+    kernel = tuple(int(k) for k in w.shape[2:])
+    out_hw = graph.shape(node.outputs[0])[2:]
+    begins = _begin_pads(node, tuple(data.shape[2:]), out_hw, kernel, strides,
+                         tuple(node.attrs.get("output_padding", (0, 0))))
+    full = F.conv_transpose2d(data, w, None, stride=strides, groups=int(node.attrs.get("group", 1)),
+                              dilation=tuple(node.attrs.get("dilations", (1, 1))))
+    extra = [max(0, begins[i] + out_hw[i] - full.shape[2 + i]) for i in range(2)]
+    if any(extra):
+        full = F.pad(full, [0, extra[1], 0, extra[0]])
+    y = full[:, :, begins[0]:begins[0] + out_hw[0], begins[1]:begins[1] + out_hw[1]]
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
+@_op("Split")
+def split(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> tuple[torch.Tensor, ...]:
+    axis = int(node.attrs.get("axis", 0)) % x[0].ndim
+    return tuple(torch.split(x[0], [graph.shape(o)[axis] for o in node.outputs], dim=axis))
+
+
+@_op("Resize")
+def resize(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    """ONNX Resize of H and W (nearest or linear), by gathering the source rows and columns ONNX's
+    coordinate transformation picks (the lowering checks TFLite picks the same ones)."""
+    data = x[0]
+    out_hw = graph.shape(node.outputs[0])[2:]
+    scales = static_input(node, graph, 2)
+    mode, coord = node.attrs.get("mode", "nearest"), node.attrs.get("coordinate_transformation_mode", "half_pixel")
+    for axis, out in zip((2, 3), out_hw):
+        size = data.shape[axis]
+        scale = float(scales[axis]) if scales is not None and scales.size == data.ndim else out / size
+        if mode == "nearest":
+            index = onnx_nearest_indices(coord, node.attrs.get("nearest_mode", "round_prefer_floor"), out, size, scale)
+            data = data.index_select(axis, torch.from_numpy(index).to(data.device))
+            continue
+        pos = np.clip(onnx_source_coordinate(coord, out, size, scale), 0, size - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, size - 1)
+        shape = [1] * data.ndim
+        shape[axis] = -1
+        frac = torch.from_numpy((pos - lo).astype(np.float32)).to(data.device).reshape(shape)
+        a = data.index_select(axis, torch.from_numpy(lo).to(data.device))
+        b = data.index_select(axis, torch.from_numpy(hi).to(data.device))
+        data = a + (b - a) * frac
+    return data
+
+
+@_op("Gelu")
+def gelu(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    return F.gelu(x[0], approximate=node.attrs.get("approximate", "none"))
+
+
+@_op("LayerNormalization")
+def layer_normalization(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    axis = int(node.attrs.get("axis", -1)) % x[0].ndim
+    return F.layer_norm(x[0], tuple(x[0].shape[axis:]), x[1], x[2] if len(x) > 2 else None,
+                        eps=float(node.attrs.get("epsilon", 1e-5)))

@@ -91,6 +91,16 @@ def _mean(axes: list[int]) -> QProgram:
     return Prog((1, 8, 8, 16)).op("MEAN", out, (((len(axes),), "int32", axes),), keep_dims=True).build()
 
 
+def _strided_slice(stride: int) -> QProgram:
+    consts = (((4,), "int32", [0, 0, 0, 0]), ((4,), "int32", [1, 8, 8, 16]), ((4,), "int32", [1, stride, stride, 1]))
+    return Prog((1, 8, 8, 16)).op("STRIDED_SLICE", (1, 8 // stride, 8 // stride, 16), consts).build()
+
+
+def _resize(size: int, out: int) -> QProgram:
+    return Prog((1, size, size, 8)).op("RESIZE_NEAREST_NEIGHBOR", (1, out, out, 8), (((2,), "int32", [out, out]),),
+                                       align_corners=False, half_pixel_centers=False).build()
+
+
 # Case → the program, and the unit of its last op on each profile (a78, host, htp, edgetpu, vela), as the
 # documents say: see each profile's TOML for the rule and its source.
 CASES = {
@@ -119,6 +129,11 @@ CASES = {
     "mean-hw": (lambda: _mean([1, 2]), ("cpu", "cpu", "npu", "npu", "npu")),
     "mean-channels": (lambda: _mean([3]), ("cpu", "cpu", "npu", "cpu", "cpu")),
     "gelu-island-quantize": (_gelu_island, ("cpu", "cpu", "npu", "cpu", "npu")),
+    "strided-slice-1": (lambda: _strided_slice(1), ("cpu", "cpu", "npu", "npu", "npu")),
+    "strided-slice-2": (lambda: _strided_slice(2), ("cpu", "cpu", "npu", "cpu", "cpu")),
+    "resize-2x": (lambda: _resize(8, 16), ("cpu", "cpu", "npu", "npu", "npu")),
+    "resize-3x": (lambda: _resize(8, 24), ("cpu", "cpu", "npu", "npu", "cpu")),
+    "resize-from-1x1": (lambda: _resize(1, 5), ("cpu", "cpu", "npu", "npu", "npu")),
 }
 
 
@@ -145,6 +160,12 @@ def test_reason_names_the_rule() -> None:
     gelu = place(_gelu_island(), load_profile(HTP)).ops[1]
     assert gelu.reason.startswith("GELU: dtype fp32 not supported on Hexagon HTP")
     assert place(CASES["depthwise"][0](), load_profile(TPU)).ops[0].reason == ""
+    sliced = place(_strided_slice(2), load_profile(VELA)).ops[0]
+    assert sliced.reason == ("STRIDED_SLICE: slice stride 2 not supported on Ethos-U55 "
+                             "(rule compute_units.npu.ops.STRIDED_SLICE.slice_strides = [1])")
+    resized = place(_resize(8, 24), load_profile(VELA)).ops[0]
+    assert resized.reason == ("RESIZE_NEAREST_NEIGHBOR: resize 8x8 to 24x24 not supported on Ethos-U55 "
+                              "(rule compute_units.npu.ops.RESIZE_NEAREST_NEIGHBOR.resize_factors = [2, 4, 8])")
 
 
 def test_edge_tpu_partitions_once_the_htp_does_not() -> None:

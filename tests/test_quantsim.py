@@ -54,34 +54,35 @@ def test_simulation_matches_the_integer_executor(calibrated: tuple[edgeopt.Quant
 
 
 def test_qat_improves_a_badly_quantized_model_on_the_int8_executor() -> None:
+    """W4 weights where one weight per row is 8x the others: at 4 bits the rest round to 0 or ±1 step
+    (7 % of the output variance lost). Sixty full-batch steps of the user's own loop on the fake-quant
+    module, then export → lower → the integer executor: the error must fall clearly (measured 0.58x)."""
     torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4)).eval()
-    with torch.no_grad():  # one hidden unit 60x the others: the shared activation range starves the rest
-        teacher[0].weight[0] *= 60
-        teacher[0].bias[0] = 60 * abs(teacher[0].bias[0])
-        teacher[2].weight[:, 0] /= 60
-    x = torch.randn(512, 8)
+    teacher = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10)).eval()
+    with torch.no_grad():
+        for layer in (teacher[0], teacher[2]):
+            rows = torch.arange(layer.weight.shape[0])
+            layer.weight[rows, torch.randint(0, layer.weight.shape[1], rows.shape)] *= 8
+    x = torch.randn(768, 16)
     with torch.no_grad():
         target = teacher(x)
-    student = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+    student = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
     student.load_state_dict(teacher.state_dict())
-    sim = edgeopt.QuantSim(student, x[:1], learn_ranges=True)
+    sim = edgeopt.QuantSim(student, x[:1], weight_bits=4)
     sim.compute_encodings(x[:256])
 
     def int8_error() -> float:
-        return float(np.mean((run_int8(sim.program(), x[256:].numpy()) - target[256:].numpy()) ** 2))
+        return float(np.mean((run_int8(sim.program(), x[512:].numpy()) - target[512:].numpy()) ** 2))
 
     before = int8_error()
-    scales = [p for n, p in sim.model.named_parameters() if "scale" in n]
-    weights = [p for n, p in sim.model.named_parameters() if "scale" not in n]
-    opt = torch.optim.Adam([{"params": weights}, {"params": scales, "lr": 3e-5}], lr=3e-3)
+    assert before > 0.05 * float(target.var())  # badly quantized indeed
+    opt = torch.optim.Adam(sim.model.parameters(), lr=5e-4)
     for _ in range(60):
-        batch = torch.randint(0, 256, (64,))
-        loss = ((sim.model(x[batch]) - target[batch]) ** 2).mean()
+        loss = ((sim.model(x[:512]) - target[:512]) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert int8_error() < 0.9 * before
+    assert int8_error() < 0.7 * before
 
 
 def test_deploy_of_a_quantsim_writes_the_cli_artifacts(calibrated: tuple[edgeopt.QuantSim, np.ndarray],

@@ -32,7 +32,10 @@ def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert [s["step"] for s in report["recipe"]] == ["min/max"]
-    assert set(report["recipe"][0]) == {"step", "int8", "drop", "seconds"}
+    assert set(report["recipe"][0]) == {"step", "int8", "drop", "seconds", "latency_ms", "adopted"}
+    assert report["recipe"][0]["adopted"] and report["recipe"][0]["latency_ms"] > 0
+    assert report["recipe_budget"]["latency_ms"] == report["recipe"][0]["latency_ms"]
+    assert "recipe_mixed_precision" not in report
     assert report["recipe_budget"]["met"] and report["recipe_budget"]["chosen"] == "min/max"
     assert "automatic recipe" in result.output
 
@@ -48,7 +51,8 @@ def test_impossible_budget_tries_every_step_and_warns_once(caplog: pytest.LogCap
                             int16_allowed=lambda op: True, adaround_config=AdaRoundConfig(iterations=40, samples=32))
     names = [s.step for s in result.steps]
     assert names[:len(ALL_STEPS)] == ALL_STEPS
-    assert names[len(ALL_STEPS)] == "w8a16 on 1 ops" and names[-1] == "w8a16 on all ops"
+    assert names[len(ALL_STEPS)] == "mixed precision: 1 layer" and names[-1].startswith("mixed precision: all ")
+    assert result.mixed_precision is not None and len(result.steps[-1].promoted) == len(result.mixed_precision.candidates)
     assert not result.met and result.metric == "top1_agreement"
     assert result.chosen in names
     best = max(s.int8 for s in result.steps)

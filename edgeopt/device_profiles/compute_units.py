@@ -76,6 +76,11 @@ class OpRule(Section):
     """Binary ops: any numpy broadcast, only a one-element operand, or equal shapes only."""
     fused_activations: list[FusedActivation] | None = None
     """Fused activation functions allowed (``NONE`` must be listed to allow none)."""
+    slice_strides: list[int] | None = None
+    """Strides allowed on every axis of a STRIDED_SLICE (Vela and the Edge TPU take only 1)."""
+    resize_factors: list[PositiveInt] | None = None
+    """Integer upscaling factors allowed for RESIZE_* (the same on H and W); a 1x1 input and an output
+    the size of the input are always allowed (Vela's three accepted forms)."""
 
 
 class UnitPerformance(Section):

@@ -14,27 +14,38 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
+from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_bytes, atomic_write_text
-from edgeopt.ir import Graph, QuantizedGraph, TensorInfo
+from edgeopt.ir import Graph, QParams, QuantizedGraph, TensorInfo
 from edgeopt.pipeline import report as report_mod
-from edgeopt.pipeline.calibrate import calibrate
+from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.data import load_npz
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.load import LoadedModel, load
-from edgeopt.pipeline.lower import check_lowerable, lower
+from edgeopt.pipeline.float_fallback import lower_and_place
+from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.measure import measure_on_android, parse_target
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.place import place
+from edgeopt.pipeline.place import Placement
 from edgeopt.pipeline.quantize import quantize_minmax
-from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision, precision_plan
-from edgeopt.pipeline.quantize.profile_rules import int16_allowed, profile_weights, restrict_plan
+from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision
+from edgeopt.pipeline.quantize.profile_checks import (
+    RuleException,
+    check_tflite_rules,
+    check_weight_bits,
+    honour_supergroups,
+    symmetric_exceptions,
+    symmetric_ranges,
+)
+from edgeopt.pipeline.quantize.profile_rules import int16_allowed, profile_weights, resolve_plan
 from edgeopt.pipeline.report_placement import placement_section
 from edgeopt.pipeline.report_precision import precision_summary
 from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.pipeline.mixed_precision import profile_runs_float
 from edgeopt.pipeline.recipe import RecipeResult, run_recipe
 from edgeopt.pipeline.sensitivity import sensitive_data, sensitivity_of
 from edgeopt.pipeline.sensitivity_svg import sensitivity_svg
@@ -70,8 +81,9 @@ def deploy(
     keep: bool = False,
     benchmark_binary: str | Path | None = None,
     progress: Progress | None = None,
-    precision: Precision = "w8a8",
+    precision: Precision | None = None,
     precision_overrides: Mapping[str, ActivationDtype] | None = None,
+    weight_bits: int = 8,
     max_drop: float | None = None,
     sensitivity: bool = False,
 ) -> DeployResult:
@@ -93,12 +105,17 @@ def deploy(
         benchmark_binary: a benchmark_model binary to push (default: the one in /data/local/tmp).
         progress: called with the name of each stage as it starts.
         precision: ``"w8a8"`` (int8 activations) or ``"w8a16"`` (int16 activations wherever a 16x8
-            kernel exists; see ``quantize.precision``).
-        precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``, applied on top.
+            kernel exists and the profile allows; see ``quantize.precision``); None: the profile's default
+            kernel per op type (the first ``supported_kernels`` entry; ``quantize.profile_rules``).
+        weight_bits: Conv/Gemm/MatMul weight bit width (4 or 8, stored as int8); the profile's
+            ``supported_kernels`` must allow it (``quantize.profile_checks``).
+        precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``/``"float"`` (a float
+            island), applied on top.
         max_drop: run the automatic recipe (``pipeline.recipe``) until int8 accuracy on ``data`` is
             within this many points of fp32 (``range_method`` is then the recipe's choice).
         sensitivity: also measure each layer's quantization alone (``pipeline.sensitivity``) on the first
-            samples of ``data`` (or of the calibration set): report's ``sensitivity``, ``sensitivity.svg``.
+            samples of ``data`` (or of the calibration set): report's ``sensitivity``, ``sensitivity.svg``;
+            when the recipe reached mixed precision, its own measurement (of the step it built on) is reused.
 
     Raises:
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
@@ -113,8 +130,11 @@ def deploy(
         loaded = load(model, input_shape)
     graph = optimize(loaded.graph)
     check_lowerable(graph)
-    plan = precision_plan(graph, precision, precision_overrides)  # fails fast on a bad override
-    plan = restrict_plan(graph, plan, profile.quantization, profile.name, precision_overrides)
+    rules = profile.quantization
+    check_tflite_rules(rules, profile.name)
+    resolved = resolve_plan(graph, precision, rules, profile.name, precision_overrides)  # fails fast
+    plan = resolved.plan
+    check_weight_bits(graph, rules, profile.name, plan, weight_bits)
     model_input = loaded.graph.inputs[0]
 
     x, y = loaded.data if loaded.data is not None else (None, None)
@@ -126,15 +146,16 @@ def deploy(
     else:
         calib_x, calib_source = _calibration_set(loaded.calib, calib, x, model_input, calib_size)
     if max_drop is not None and not isinstance(model, QuantizedGraph):
-        recipe = _automatic_recipe(graph, calib_x, x, y, max_drop, profile, plan, step)
+        recipe = _automatic_recipe(graph, calib_x, x, y, max_drop, profile, plan, weight_bits, step)
         qgraph = recipe.qgraph
     elif not isinstance(model, QuantizedGraph):
         step("calibrate")
-        stats = set_ranges(calibrate(graph, calib_x, histograms=range_method != "minmax"), range_method)
+        stats = symmetric_ranges(graph, set_ranges(calibrate(graph, calib_x, histograms=range_method != "minmax"),
+                                                   range_method), rules)
         step("quantize")
-        qgraph = apply_precision(profile_weights(quantize_minmax(graph, stats), profile.quantization), stats, plan)
+        qgraph = apply_precision(_quantize(graph, stats, rules, weight_bits), stats, plan)
     step("lower")
-    program = lower(qgraph, rounding=profile.runtime.requantization_rounding)
+    qgraph, unfused, program, placement = _ship(qgraph, profile)
     step("emit")
     files = {
         "fp32_onnx": graph_to_onnx(loaded.graph).SerializeToString(),
@@ -144,11 +165,13 @@ def deploy(
     layers = None
     if sensitivity:
         step("sensitivity")
-        layers = sensitivity_of(qgraph, sensitive_data(x, calib_x))
+        if recipe is not None and recipe.mixed_precision is not None:  # measured by the recipe: reuse
+            layers = list(recipe.mixed_precision.sensitivity)
+        else:
+            layers = sensitivity_of(qgraph, sensitive_data(x, calib_x))
         files["sensitivity_svg"] = sensitivity_svg(layers).encode()
     step("emulate")
     accuracy = _accuracy(loaded.graph, program, x, y) if x is not None else None
-    placement = place(program, profile)
     cost_int8, cost_fp32 = estimate(program, profile, placement), estimate_float(program, profile)
 
     out_dir = Path(out) if out is not None else Path("edgeopt-out") / loaded.name
@@ -171,7 +194,10 @@ def deploy(
         artifacts={k: str(p) for k, p in paths.items()},
         program=program,
     )
-    report["precision"] = precision_summary(program, precision)
+    default = rules.defaults.supported_kernels[0]
+    report["precision"] = precision_summary(program, precision or f"w{default.param}a{default.activation}",
+                                            resolved.fallbacks, resolved.source,
+                                            [*symmetric_exceptions(qgraph, rules), *unfused])
     report["placement"] = placement_section(placement, cost_int8)
     if layers is not None:
         report["sensitivity"] = [r.to_json() for r in layers]
@@ -190,12 +216,37 @@ def deploy(
 
 
 def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y: np.ndarray | None,
-                      max_drop: float, profile: DeviceProfile, plan: Mapping[str, str], step: Progress) -> RecipeResult:
+                      max_drop: float, profile: DeviceProfile, plan: Mapping[str, str], weight_bits: int,
+                      step: Progress) -> RecipeResult:
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
+    rules = profile.quantization
+
+    def finish(qgraph: QuantizedGraph) -> tuple[QProgram, float]:
+        _, _, program, placement = _ship(qgraph, profile)
+        return program, estimate(program, profile, placement).latency_ms
+
     return run_recipe(graph, calib_x, x, y, max_drop=max_drop, rounding=profile.runtime.requantization_rounding,
-                      int16_allowed=lambda op: int16_allowed(profile.quantization, op), base_plan=plan,
-                      weight_rule=lambda q: profile_weights(q, profile.quantization), progress=step)
+                      int16_allowed=lambda op: int16_allowed(rules, op), float_allowed=profile_runs_float(profile),
+                      base_plan=plan, quantize=lambda g, stats, fixed: _quantize(g, stats, rules, weight_bits, fixed),
+                      ranges=lambda g, stats: symmetric_ranges(g, stats, rules), finish=finish, progress=step)
+
+
+def _quantize(graph: Graph, stats: Mapping[str, TensorStats], rules: Quantization, weight_bits: int,
+              weight_encodings: Mapping[str, QParams] | None = None) -> QuantizedGraph:
+    """The int8 quantized graph under the profile's rules: weight bits, weight range, per-tensor weights."""
+    qgraph = quantize_minmax(graph, stats, weight_bits=weight_bits, weight_encodings=weight_encodings,
+                             strict_symmetric=rules.defaults.strict_symmetric)
+    return profile_weights(qgraph, rules)
+
+
+def _ship(qgraph: QuantizedGraph,
+          profile: DeviceProfile) -> tuple[QuantizedGraph, list[RuleException], QProgram, Placement]:
+    """What ships from ``qgraph``: the graph with the profile's supergroups honoured and its float-only ops
+    in float islands, the supergroups it could not honour, its program and the program's placement."""
+    qgraph, unfused = honour_supergroups(qgraph, profile.quantization)
+    qgraph, program, placement = lower_and_place(qgraph, profile)  # ops only a float unit runs: float islands
+    return qgraph, unfused, program, placement
 
 
 def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,

@@ -10,13 +10,19 @@ in ``QOp.source``, so a tag maps back to the node for a lowering that honours it
 Each op goes to the first unit of the profile's ``placement.fallback_order`` whose op table lists it (or
 ``"*"``) and whose limits it meets (``device_profiles.compute_units.OpRule``). Placement only tags: the
 program is not changed.
+
+Float fallback: an integer op that no unit runs at its dtype, but some unit runs in float32, is tagged
+``float_fallback`` on the first such unit, at fp32, with the rules that refused its integer form. The
+program still holds it in int8; ``deploy`` then puts its source node in a float island
+(``QuantizedGraph.float_nodes``), lowers again and places again, passing those reasons on
+(``float_reasons``) so that the float op's row still says why it runs in float.
 """
 from __future__ import annotations
 
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +50,9 @@ class OpPlacement:
     unit_kind: str
     dtype: Dtype
     reason: str = ""
+    float_fallback: bool = False
+    """No unit runs the op at its integer dtype, ``unit`` runs it in float32: its source node must become a
+    float island (``deploy`` re-lowers with it in ``float_nodes``)."""
 
 
 @dataclass(frozen=True)
@@ -61,20 +70,29 @@ class Placement:
         """One line like ``NPU 58 ops | CPU 3 ops``."""
         return " | ".join(f"{unit.upper()} {n} op{'s' if n != 1 else ''}" for unit, n in self.counts().items())
 
+    def float_fallbacks(self) -> dict[tuple[str, str], str]:
+        """``(source node, op kind) → reason`` of the ops that must run in float32 (``float_fallback``)."""
+        return {(p.source, p.kind): p.reason for p in self.ops if p.float_fallback}
 
-def place(program: QProgram, profile: DeviceProfile) -> Placement:
+
+def place(program: QProgram, profile: DeviceProfile,
+          float_reasons: Mapping[tuple[str, str], str] | None = None) -> Placement:
     """Assign each op of ``program`` to a compute unit of ``profile``.
 
     Args:
         program: the lowered program (not modified).
         profile: the device; its units are tried in ``placement.fallback_order``.
+        float_reasons: ``Placement.float_fallbacks()`` of an earlier placement, whose ops the program now
+            runs in float32: such an op keeps that reason (why it is not in int8) on its row.
 
     Returns:
         One :class:`OpPlacement` per op, in program order.
 
     Raises:
-        UnsupportedOpError: no unit of the profile accepts an op; the message lists every unit's reason.
+        UnsupportedOpError: no unit of the profile accepts an op, at its dtype or in float32; the
+            message lists every unit's reason.
     """
+    float_reasons = float_reasons or {}
     units = profile.units()
     rows = []
     cut: dict[str, str] = {}  # single-partition unit → the first op it rejected
@@ -89,13 +107,32 @@ def place(program: QProgram, profile: DeviceProfile) -> Placement:
             elif why is not None and unit.single_partition:
                 cut.setdefault(key, f"{op.kind} ('{op.source}')")
             if why is None:
-                rows.append(OpPlacement(op.kind, op.source, key, unit.kind, facts.dtype, "; ".join(rejections)))
+                reason = "; ".join(rejections)
+                if facts.dtype == "fp32" and (op.source, op.kind) in float_reasons:
+                    reason = float_reasons[op.source, op.kind]
+                rows.append(OpPlacement(op.kind, op.source, key, unit.kind, facts.dtype, reason))
                 break
             rejections.append(why)
         else:
-            raise UnsupportedOpError(op.kind, op.source, f"no compute unit of {profile.name} runs it: "
-                                     + "; ".join(rejections))
+            rows.append(_float_fallback(_Facts(op, program, dtype="fp32"), units, cut, rejections, profile.name))
     return Placement(profile.name, tuple(rows))
+
+
+def _float_fallback(facts: _Facts, units: Mapping[str, ComputeUnit], cut: Mapping[str, str],
+                    rejections: list[str], profile: str) -> OpPlacement:
+    """The first unit that runs the op in float32, tagged ``float_fallback`` with ``rejections`` (its
+    integer form's) as the reason.
+
+    Raises:
+        UnsupportedOpError: the op is already float32, or no unit runs it in float32 either.
+    """
+    op = facts.op
+    if dtype_of(op, facts.program) in ("int8", "int16"):
+        for key, unit in units.items():
+            if key not in cut and _rejection(facts, key, unit) is None:
+                reason = "; ".join(rejections) + f"; runs in float32 on {unit.name}"
+                return OpPlacement(op.kind, op.source, key, unit.kind, "fp32", reason, float_fallback=True)
+    raise UnsupportedOpError(op.kind, op.source, f"no compute unit of {profile} runs it: " + "; ".join(rejections))
 
 
 def dtype_of(op: QOp, program: QProgram) -> Dtype:
@@ -107,9 +144,9 @@ def dtype_of(op: QOp, program: QProgram) -> Dtype:
 class _Facts:
     """What the rules look at in one op, computed from its tensors and options."""
 
-    def __init__(self, op: QOp, program: QProgram) -> None:
+    def __init__(self, op: QOp, program: QProgram, dtype: Dtype | None = None) -> None:
         self.op, self.program = op, program
-        self.dtype = dtype_of(op, program)
+        self.dtype = dtype or dtype_of(op, program)  # fp32: the op's float form (float fallback)
         self.activations = [program.tensor(t).shape for t in (*op.inputs, *op.outputs)
                             if t and not program.tensor(t).is_constant]
         inputs = [program.tensor(t) for t in op.inputs if t and not program.tensor(t).is_constant]
@@ -275,6 +312,30 @@ def _fused_activations(allowed: list[str], f: _Facts) -> str | None:
     return f"fused activation {act}" if act not in allowed else None
 
 
+def _slice_strides(allowed: list[int], f: _Facts) -> str | None:
+    if f.op.kind != "STRIDED_SLICE":
+        return None
+    strides = f.program.tensor(f.op.inputs[3]).data
+    bad = [int(s) for s in np.ravel(strides) if int(s) not in allowed] if strides is not None else []
+    return f"slice stride {bad[0]}" if bad else None
+
+
+def _resize_factors(allowed: list[int], f: _Facts) -> str | None:
+    """Vela's forms: input 1x1, output the input's size, or both axes scaled by one allowed factor
+    (``(in - 1) * factor + 1`` with align_corners, whose corners map onto each other)."""
+    if not f.op.kind.startswith("RESIZE_"):
+        return None
+    _, in_h, in_w, _ = f.program.tensor(f.op.inputs[0]).shape
+    _, out_h, out_w, _ = f.program.tensor(f.op.outputs[0]).shape
+    if (in_h, in_w) == (1, 1) or (in_h, in_w) == (out_h, out_w):
+        return None
+    corners = bool(f.op.options.get("align_corners"))
+    for k in allowed:
+        if all((out == (n - 1) * k + 1) if corners else (out == n * k) for n, out in ((in_h, out_h), (in_w, out_w))):
+            return None
+    return f"resize {in_h}x{in_w} to {out_h}x{out_w}"
+
+
 CHECKS: dict[str, Check] = {
     "dtypes": _dtypes,
     "max_kernel": _max_kernel,
@@ -295,6 +356,8 @@ CHECKS: dict[str, Check] = {
     "axes": _axes,
     "broadcast": _broadcast,
     "fused_activations": _fused_activations,
+    "slice_strides": _slice_strides,
+    "resize_factors": _resize_factors,
 }
 assert set(CHECKS) == set(OpRule.model_fields), "every OpRule key needs a check"
 

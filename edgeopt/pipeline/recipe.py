@@ -8,72 +8,100 @@ Steps, in order (like AIMET's AutoQuant, but every number comes from the integer
 3. ``+ bias correction``: empirical, on ``BIAS_CORRECTION_SAMPLES`` calibration samples.
 4. ``ranges: percentile``, ``ranges: mse``, ``ranges: sqnr``: activation range setting.
 5. ``+ AdaRound``: adaptive weight rounding.
-6. ``w8a16 on k ops``: int16 activations on the ``k`` most sensitive ops the profile and the 16x8
-   kernels allow, ``k`` doubling until all are int16.
+6. ``mixed precision: k layers``: the ``k`` layers whose quantization alone costs most (the per-layer
+   sensitivity analysis, ``pipeline.sensitivity``, of the configuration so far) kept at int16
+   activations where the profile and the 16x8 kernels allow, else in float (``pipeline.mixed_precision``),
+   ``k`` doubling until every candidate is promoted.
 
 Each technique is adopted into the running configuration only if its accuracy is at least the best so
-far (a step that hurts is reported and dropped), so later steps build on what helped. Accuracy is top-1
+far (a step that hurts is reported as dropped), so later steps build on what helped. Accuracy is top-1
 on the evaluation data with labels, else top-1 agreement with the float model (fp32 counts as 100).
 The first configuration within ``max_drop`` points of fp32 is returned; when none is, the best one is,
-with one warning.
-
-Mixed-precision sensitivity: each candidate op is made int16 alone and scored by the SQNR of the
-program's output against the float model on ``SENSITIVITY_SAMPLES`` evaluation samples; the ops whose
-int16 version gains most are promoted first.
+with one warning. Each step also records the estimated latency of its program (when the caller gives a
+cost model), so the report shows what mixed precision costs in latency.
 """
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeopt.ir import Graph, QuantizedGraph
+from edgeopt.ir import Graph, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.lower import lower
+from edgeopt.pipeline.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize import quantize_minmax
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction
-from edgeopt.pipeline.quantize.minmax import SHARED_SCALE_OPS
-from edgeopt.pipeline.quantize.precision import apply_precision, int16_support
+from edgeopt.pipeline.quantize.precision import apply_precision
 from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.pipeline.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitivity_of
 from edgeopt.qprogram import QProgram
 
 log = logging.getLogger(__name__)
 
 BIAS_CORRECTION_SAMPLES = 32
-SENSITIVITY_SAMPLES = 64
 RANGE_STEPS = ("percentile", "mse", "sqnr")
+Built = tuple[QuantizedGraph, QProgram, float | None]
+"""A configuration: its quantized graph, the program that ships from it, and that program's estimated
+latency (ms)."""
+Finish = Callable[[QuantizedGraph], tuple[QProgram, float | None]]
+Quantize = Callable[[Graph, Mapping[str, TensorStats], Mapping[str, QParams] | None], QuantizedGraph]
+Ranges = Callable[[Graph, dict[str, TensorStats]], dict[str, TensorStats]]
 
 
 @dataclass(frozen=True)
 class RecipeStep:
-    """One tried configuration: its name, int8 accuracy, drop from fp32 (points) and build+eval time."""
+    """One tried configuration: its name, int8 accuracy, drop from fp32 (points), build+eval time, estimated
+    latency, whether later steps build on it (``adopted``; else it is dropped), and the layers it promotes."""
 
     step: str
     int8: float
     drop: float
     seconds: float
+    latency_ms: float | None
+    adopted: bool
+    promoted: tuple[Promotion, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"step": self.step, "int8": round(self.int8, 4), "drop": round(self.drop, 4),
-                "seconds": round(self.seconds, 3)}
+        entry = {"step": self.step, "int8": round(self.int8, 4), "drop": round(self.drop, 4),
+                 "seconds": round(self.seconds, 3),
+                 "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 6),
+                 "adopted": self.adopted}
+        if self.promoted:
+            entry["promoted"] = [p.to_json() for p in self.promoted]
+        return entry
 
 
 @dataclass(frozen=True)
 class RecipeConfig:
-    """What the recipe applies; each step changes one field."""
+    """What the recipe applies; each step changes one field. ``promoted``: mixed precision's layers, most
+    sensitive first."""
 
     cle: bool = False
     bias_correction: bool = False
     range_method: str = "minmax"
     adaround: bool = False
-    int16: frozenset[str] = field(default_factory=frozenset)
+    promoted: tuple[Promotion, ...] = ()
+
+
+@dataclass(frozen=True)
+class MixedPrecision:
+    """What the mixed-precision step saw: the sensitivity of the configuration it started from (on
+    ``samples`` evaluation samples, in ``seconds``), the candidates it ranked from it, and that
+    configuration's name and latency (the baseline of mixed precision's latency price)."""
+
+    sensitivity: tuple[LayerSensitivity, ...]
+    samples: int
+    seconds: float
+    candidates: tuple[Promotion, ...]
+    base_step: str
+    base_latency_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -89,22 +117,42 @@ class RecipeResult:
     max_drop: float
     met: bool
     chosen: str
+    mixed_precision: MixedPrecision | None = None
 
     def report(self) -> dict:
-        """The report.json section: ``recipe`` (the steps) and ``recipe_budget`` (the outcome)."""
-        return {"recipe": [s.as_dict() for s in self.steps],
-                "recipe_budget": {"max_drop": self.max_drop, "metric": self.metric, "fp32": round(self.fp32, 4),
-                                  "met": self.met, "chosen": self.chosen}}
+        """The report.json sections: ``recipe`` (the steps), ``recipe_budget`` (the outcome) and, when the
+        recipe reached it, ``recipe_mixed_precision`` (the ranking and what the chosen step promoted)."""
+        chosen = next(s for s in self.steps if s.step == self.chosen)
+        out = {"recipe": [s.as_dict() for s in self.steps],
+               "recipe_budget": {"max_drop": self.max_drop, "metric": self.metric, "fp32": round(self.fp32, 4),
+                                 "met": self.met, "chosen": self.chosen, "latency_ms": _ms(chosen.latency_ms),
+                                 "baseline_latency_ms": _ms(self.steps[0].latency_ms)}}
+        mp = self.mixed_precision
+        if mp is not None:
+            price = None if mp.base_latency_ms is None or chosen.latency_ms is None \
+                else chosen.latency_ms - mp.base_latency_ms
+            out["recipe_mixed_precision"] = {
+                "sensitivity_samples": mp.samples, "sensitivity_seconds": round(mp.seconds, 3),
+                "candidates": [p.to_json() for p in mp.candidates],
+                "promoted": [p.to_json() for p in self.config.promoted],
+                "base_step": mp.base_step, "base_latency_ms": _ms(mp.base_latency_ms),
+                "latency_ms": _ms(chosen.latency_ms), "latency_price_ms": _ms(price)}
+        return out
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 class _Builder:
     """Builds and scores configurations, caching what several steps share (CLE graph, statistics)."""
 
     def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None,
-                 rounding: str, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig,
-                 weight_rule: Callable[[QuantizedGraph], QuantizedGraph]) -> None:
-        self.graph, self.calib_x, self.x, self.y, self.weight_rule = graph, calib_x, x, y, weight_rule
-        self.rounding, self.base_plan, self.adaround_config = rounding, dict(base_plan), adaround_config
+                 base_plan: Mapping[str, str], adaround_config: AdaRoundConfig, quantize: Quantize,
+                 ranges: Ranges, finish: Finish) -> None:
+        self.graph, self.calib_x, self.x, self.y = graph, calib_x, x, y
+        self.quantize, self.ranges = quantize, ranges
+        self.base_plan, self.adaround_config, self.finish = dict(base_plan), adaround_config, finish
         self.fp32_out = run_float(graph, x)
         self.fp32 = top1(self.fp32_out, y) if y is not None else 100.0
         self._graphs: dict[bool, Graph] = {}
@@ -121,27 +169,27 @@ class _Builder:
         if (cle, method) not in self._stats:
             if cle not in self._raw:
                 self._raw[cle] = calibrate(self.float_graph(cle), self.calib_x, histograms=True)
-            self._stats[cle, method] = set_ranges(self._raw[cle], method)
+            self._stats[cle, method] = self.ranges(self.float_graph(cle), set_ranges(self._raw[cle], method))
         return self._stats[cle, method]
 
     def int8(self, config: RecipeConfig) -> QuantizedGraph:
         """The quantized graph of ``config`` before mixed precision (cached: AdaRound is the costly part)."""
-        key = replace(config, int16=frozenset())
+        key = replace(config, promoted=())
         if key not in self._int8:
             stats = self.stats(config.cle, config.range_method)
-            qgraph = self.weight_rule(quantize_minmax(self.float_graph(config.cle), stats))
+            qgraph = self.quantize(self.float_graph(config.cle), stats, None)
             if config.adaround:
                 result = adaround(qgraph, self.calib_x, self.adaround_config)
-                qgraph = self.weight_rule(quantize_minmax(result.graph, stats, weight_encodings=result.weight_encodings))
+                qgraph = self.quantize(result.graph, stats, result.weight_encodings)
             if config.bias_correction:
                 qgraph = empirical_bias_correction(qgraph, self.calib_x[:BIAS_CORRECTION_SAMPLES])
             self._int8[key] = qgraph
         return self._int8[key]
 
-    def build(self, config: RecipeConfig) -> tuple[QuantizedGraph, QProgram]:
-        plan = {**self.base_plan, **{name: "int16" for name in config.int16}}
+    def build(self, config: RecipeConfig) -> Built:
+        plan = {**self.base_plan, **promotion_plan(config.promoted)}
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
-        return qgraph, lower(qgraph, rounding=self.rounding)
+        return (qgraph, *self.finish(qgraph))
 
     def score(self, program: QProgram) -> float:
         out = run_int8(program, self.x)
@@ -150,17 +198,12 @@ class _Builder:
         n = len(self.x)
         return float(np.mean(self.fp32_out.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)) * 100)
 
-    def sqnr(self, program: QProgram, n: int) -> float:
-        """Output SQNR (dB) of ``program`` against the float model on the first ``n`` samples."""
-        ref = self.fp32_out[:n].astype(np.float64)
-        err = run_int8(program, self.x[:n]).astype(np.float64) - ref
-        return 10.0 * math.log10(max(float(np.sum(ref ** 2)), 1e-30) / max(float(np.sum(err ** 2)), 1e-30))
-
 
 def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, max_drop: float,
-               rounding: str, int16_allowed: Callable[[str], bool], base_plan: Mapping[str, str] | None = None,
-               adaround_config: AdaRoundConfig = AdaRoundConfig(),
-               weight_rule: Callable[[QuantizedGraph], QuantizedGraph] = lambda qgraph: qgraph,
+               rounding: str, int16_allowed: Callable[[str], bool], float_allowed: bool = False,
+               base_plan: Mapping[str, str] | None = None, adaround_config: AdaRoundConfig = AdaRoundConfig(),
+               quantize: Quantize | None = None, ranges: Ranges | None = None, finish: Finish | None = None,
+               sensitivity_samples: int = DEFAULT_SAMPLES,
                progress: Callable[[str], None] | None = None) -> RecipeResult:
     """Try the recipe's steps on ``graph`` until the int8 program is within ``max_drop`` of fp32.
 
@@ -169,86 +212,110 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         calib_x: calibration inputs.
         x: evaluation inputs; ``y``: their labels, or None to score top-1 agreement with fp32.
         max_drop: the accuracy budget, in points below fp32.
-        rounding: the profile's requantization rounding for the lowered program.
+        rounding: the profile's requantization rounding for the lowered program (used when ``finish``
+            is None).
         int16_allowed: whether the device profile allows int16 activations for an ONNX op type.
+        float_allowed: whether mixed precision may keep a layer in float (a float island) where int16
+            is not allowed (``mixed_precision.profile_runs_float``).
         base_plan: the precision plan to start from (default: every node int8).
         adaround_config: AdaRound's budget.
-        weight_rule: the profile's weight rule applied after ``quantize_minmax`` (e.g.
-            ``profile_rules.profile_weights``: per-tensor weights where the profile says so).
+        quantize: ``(float graph, ranges, fixed weight encodings or None)`` → the int8 quantized graph,
+            with the profile's rules (weight bits, per-tensor weights; deploy's); default
+            ``quantize_minmax``.
+        ranges: ``(float graph, ranges)`` → the ranges the profile wants (e.g. symmetric ones); default:
+            unchanged.
+        finish: a configuration's quantized graph → the program that ships from it and its estimated
+            latency in ms, or None (deploy's profile rules, lowering, placement and cost model);
+            default: ``lower`` with ``rounding``, no latency.
+        sensitivity_samples: evaluation samples the mixed-precision step's sensitivity analysis uses.
         progress: called with each step's name as it starts.
 
     Returns:
         The first configuration meeting the budget, else the most accurate one tried.
     """
     step_cb = progress or (lambda _: None)
-    builder = _Builder(graph, calib_x, x, y, rounding, base_plan or {}, adaround_config, weight_rule)
+    builder = _Builder(graph, calib_x, x, y, base_plan or {}, adaround_config,
+                       quantize or (lambda g, stats, fixed: quantize_minmax(g, stats, weight_encodings=fixed)),
+                       ranges or (lambda g, stats: stats), finish or (lambda q: (lower(q, rounding=rounding), None)))
     steps: list[RecipeStep] = []
     # best: the configuration later steps build on (a tie adopts the newer technique); chosen: the
     # earliest step with the highest accuracy (what is returned when the budget is missed).
-    best: tuple[float, str, RecipeConfig, QuantizedGraph, QProgram] | None = None
-    chosen: tuple[float, str, RecipeConfig, QuantizedGraph, QProgram] | None = None
+    best: tuple[float, str, RecipeConfig, Built] | None = None
+    chosen: tuple[float, str, RecipeConfig, Built] | None = None
 
     def attempt(name: str, config: RecipeConfig, extra_seconds: float = 0.0) -> bool:
         """Build and score ``config``; adopt it if it is the best so far; True when it meets the budget."""
         nonlocal best, chosen
         step_cb(f"recipe: {name}")
         start = time.perf_counter()
-        qgraph, program = builder.build(config)
-        acc = builder.score(program)
-        steps.append(RecipeStep(name, acc, builder.fp32 - acc, time.perf_counter() - start + extra_seconds))
-        log.info("recipe step %s: int8 %.2f (drop %.2f)", name, acc, builder.fp32 - acc)
-        if best is None or acc >= best[0]:
-            best = (acc, name, config, qgraph, program)
+        built = builder.build(config)
+        acc = builder.score(built[1])
+        adopt = best is None or acc >= best[0]
+        steps.append(RecipeStep(name, acc, builder.fp32 - acc, time.perf_counter() - start + extra_seconds,
+                                built[2], adopt, config.promoted))
+        log.info("recipe step %s: int8 %.2f (drop %.2f)%s", name, acc, builder.fp32 - acc, "" if adopt else ", dropped")
+        if adopt:
+            best = (acc, name, config, built)
         if chosen is None or acc > chosen[0]:
             chosen = best
         return builder.fp32 - acc <= max_drop
 
-    def current() -> RecipeConfig:
+    def adopted() -> tuple[float, str, RecipeConfig, Built]:
         assert best is not None
-        return best[2]
+        return best
 
+    def current() -> RecipeConfig:
+        return adopted()[2]
+
+    mixed = _MixedPrecisionStep(builder, int16_allowed, float_allowed, sensitivity_samples)
     met = (attempt("min/max", RecipeConfig())
            or attempt("+ CLE", replace(current(), cle=True))
            or attempt("+ bias correction", replace(current(), bias_correction=True))
            or any(attempt(f"ranges: {m}", replace(current(), range_method=m)) for m in RANGE_STEPS)
            or attempt("+ AdaRound", replace(current(), adaround=True))
-           or _mixed_precision(builder, current(), int16_allowed, attempt))
+           or mixed.run(adopted(), attempt))
     assert chosen is not None
-    acc, name, config, qgraph, program = chosen
+    acc, name, config, (qgraph, program, _) = chosen
     if not met:
         log.warning("the recipe missed the budget: best int8 %.2f is %.2f points below fp32 %.2f (max drop %.2f), "
                     "from step '%s'", acc, builder.fp32 - acc, builder.fp32, max_drop, name)
     return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if y is not None else
-                        "top1_agreement", max_drop, met, name)
+                        "top1_agreement", max_drop, met, name, mixed.seen)
 
 
-def _mixed_precision(builder: _Builder, config: RecipeConfig, int16_allowed: Callable[[str], bool],
-                     attempt: Callable[..., bool]) -> bool:
-    """Promote the most sensitive ops to int16 activations, doubling their number; True once in budget.
+class _MixedPrecisionStep:
+    """Promotes the most sensitive layers of a configuration, doubling their number until in budget."""
 
-    The sensitivity analysis's time is counted in the first mixed-precision step.
-    """
-    start = time.perf_counter()
-    graph = builder.float_graph(config.cle)
-    candidates = [n.name for n in graph.nodes if n.op not in SHARED_SCALE_OPS and int16_allowed(n.op)
-                  and int16_support(n, graph) is None and builder.base_plan.get(n.name, "int8") == "int8"]
-    if not candidates:
+    def __init__(self, builder: _Builder, int16_allowed: Callable[[str], bool], float_allowed: bool,
+                 samples: int) -> None:
+        self.builder, self.samples = builder, samples
+        self.int16_allowed, self.float_allowed = int16_allowed, float_allowed
+        self.seen: MixedPrecision | None = None
+
+    def run(self, base: tuple[float, str, RecipeConfig, Built], attempt: Callable[..., bool]) -> bool:
+        """Rank the layers of ``base`` (the adopted step: accuracy, name, configuration, build) by sensitivity
+        and try promoting ``k`` = 1, 2, 4, ... of them; True once in budget.
+
+        The sensitivity analysis's time is counted in the first mixed-precision step.
+        """
+        _, base_step, config, (_, _, base_latency_ms) = base
+        start = time.perf_counter()
+        qgraph = self.builder.int8(config)
+        layers = sensitivity_of(qgraph, self.builder.x, samples=self.samples)
+        ranked = rank_promotions(qgraph.graph, layers, int16_allowed=self.int16_allowed,
+                                 float_allowed=self.float_allowed, base_plan=self.builder.base_plan)
+        extra = time.perf_counter() - start
+        self.seen = MixedPrecision(tuple(layers), min(self.samples, len(self.builder.x)), extra, tuple(ranked),
+                                   base_step, base_latency_ms)
+        k = 1
+        while ranked:
+            k = min(k, len(ranked))
+            label = f"all {k}" if k == len(ranked) > 1 else str(k)
+            name = f"mixed precision: {label} layer{'s' if k > 1 else ''}"
+            if attempt(name, replace(config, promoted=tuple(ranked[:k])), extra):
+                return True
+            extra = 0.0
+            if k == len(ranked):
+                break
+            k *= 2
         return False
-    n = min(SENSITIVITY_SAMPLES, len(builder.x))
-    gains = {}
-    for name in candidates:
-        _, program = builder.build(replace(config, int16=config.int16 | {name}))
-        gains[name] = builder.sqnr(program, n)
-    ranked = sorted(candidates, key=lambda c: -gains[c])
-    extra = time.perf_counter() - start
-    k = 1
-    while True:
-        k = min(k, len(ranked))
-        chosen = frozenset(ranked[:k])
-        label = "all" if k == len(ranked) else str(k)
-        if attempt(f"w8a16 on {label} ops", replace(config, int16=config.int16 | chosen), extra):
-            return True
-        extra = 0.0
-        if k == len(ranked):
-            return False
-        k *= 2

@@ -5,6 +5,11 @@ the Graph means. In QDQ form every weight and bias is an int8/int32 initializer 
 DequantizeLinear, and every activation tensor passes through QuantizeLinear → DequantizeLinear with the
 encodings the int8 program uses: the same integers as the .tflite file, in the form ONNX Runtime and
 other QDQ tools (AIMET, NNCF) read.
+
+Nodes that the int8 program runs in float islands (``pipeline.float_nodes``) stay float
+here too: their weights and biases are the float initializers, with no Q/DQ, and a tensor passing from
+one float node to another is not quantized; a float node's output is quantized (Q → DQ, with its
+calibrated encoding) only where an integer node reads it or it is a graph output, as the island's QUANTIZE.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from onnx import helper, numpy_helper
 
 from edgeopt.fileio import atomic_write_bytes
 from edgeopt.ir import EDGEOPT_ATTRS, Graph, QParams, QuantizedGraph
+from edgeopt.pipeline.float_nodes import float_node_names
 
 PRODUCER = "edgeopt"
 # The newest IR version that ONNX Runtime 1.31 reads; onnx 1.23 would stamp a newer one by default.
@@ -34,7 +40,8 @@ def graph_to_onnx(graph: Graph, *, expose_all: bool = False) -> onnx.ModelProto:
 
 def quantized_to_onnx(qgraph: QuantizedGraph) -> onnx.ModelProto:
     """The quantized model as a QDQ ONNX model (runs in ONNX Runtime, which fuses it into int8 ops)."""
-    graph, enc = qgraph.graph, qgraph.encodings
+    graph = qgraph.graph
+    enc = {k: q for k, q in qgraph.encodings.items() if not _float_only(graph, k, float_node_names(qgraph))}
     nodes = _float_nodes(graph)
     float_weights = {k: v for k, v in graph.initializers.items() if k not in enc}
     inits = _float_initializers(graph, float_weights)
@@ -64,6 +71,18 @@ def quantized_to_onnx(qgraph: QuantizedGraph) -> onnx.ModelProto:
     if any(q.dtype == "int16" for q in enc.values()):  # int16 Q/DQ needs opset 21
         model.opset_import[0].version = max(model.opset_import[0].version, 21)
     return model
+
+
+def _float_only(graph: Graph, tensor: str, float_nodes: frozenset[str]) -> bool:
+    """Whether ``tensor`` stays float: only float nodes read it (a weight), or a float node writes it and
+    only float nodes read it (inside an island)."""
+    readers = graph.consumers(tensor)
+    if not readers or not all(r.name in float_nodes for r in readers):
+        return False
+    if tensor in graph.initializers:
+        return True
+    producer = graph.producer(tensor)
+    return producer is not None and producer.name in float_nodes and not graph.is_output(tensor)
 
 
 def _int32_bias(q: QParams) -> QParams:

@@ -3,7 +3,7 @@
 The per-kind writers in ``tflite.OP_WRITERS`` choose versions for int8 and float32 programs;
 ``int16_encoding`` raises them for an op that reads or writes int16 activations, following
 ``tensorflow/lite/tools/versioning/op_version.cc``: CONV_2D 4, DEPTHWISE_CONV_2D 5, FULLY_CONNECTED 7,
-AVERAGE_POOL_2D 3, ADD 3 (with ``pot_scale_int16 = false``: the general-scale kernel; the schema's
+AVERAGE_POOL_2D 3, MAX_POOL_2D 3, CONCATENATION 3, RELU 3, RELU6 3, MEAN 3, ADD 3 (with ``pot_scale_int16 = false``: the general-scale kernel; the schema's
 default ``true`` would select the power-of-two-scale one), PAD 3, TRANSPOSE 5 (rank <= 5); QUANTIZE's
 own writer gives 2 for an int16 output; RESHAPE and STRIDED_SLICE have no int16 version of their own.
 """
@@ -16,7 +16,7 @@ from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.reference.int16_registry import runs_in_int16
 
 INT16_VERSIONS = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 5, "FULLY_CONNECTED": 7, "AVERAGE_POOL_2D": 3, "ADD": 3,
-                  "PAD": 3}
+                  "PAD": 3, "MAX_POOL_2D": 3, "CONCATENATION": 3, "RELU": 3, "RELU6": 3, "MEAN": 3}
 
 
 def int16_encoding(op: QOp, program: QProgram, enc: OpEncoding) -> OpEncoding:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
+from edgeopt.pipeline.lower.float_island import lowering_of
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -24,14 +25,22 @@ def check_lowerable(graph: Graph) -> None:
 
 
 def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
-    """Lower a quantized graph to the int8 program, with multipliers and shifts precomputed."""
+    """Lower a quantized graph to the int8 program, with multipliers and shifts precomputed; the nodes
+    of ``qgraph.float_nodes`` become float islands (``lower.float_island``).
+
+    Raises:
+        UnsupportedOpError: a node without a lowering, or a float node the graph does not have.
+    """
     graph = qgraph.graph
     check_lowerable(graph)
+    unknown = sorted(qgraph.float_nodes - {n.name for n in graph.nodes})
+    if unknown:
+        raise UnsupportedOpError("float_nodes", unknown[0], "no node of the graph has this name")
     ctx = LowerContext(qgraph)
     for t in graph.inputs:
         ctx.activation(t.name, graph.nodes[0])
     for node in graph.nodes:
-        LOWERINGS.get(node.op)(node, ctx)
+        lowering_of(node, ctx)(node, ctx)
     used = {t for op in ctx.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
     program = QProgram(
         name=graph.name,

@@ -29,12 +29,20 @@ def program_perm(rank: int) -> tuple[int, ...] | None:
 class LowerContext:
     """Collects tensors and ops; knows each source tensor's encoding, shape and program layout."""
 
-    def __init__(self, qgraph: QuantizedGraph) -> None:
+    def __init__(self, qgraph: QuantizedGraph, *, float_constants: bool = False) -> None:
+        self.qgraph = qgraph
         self.graph: Graph = qgraph.graph
         self.enc = qgraph.encodings
         self.tensors: dict[str, QTensor] = {}
         self.ops: list[QOp] = []
         self._fresh = 0
+        # Set in the sub-context that lowers one node of a float island (``float_island``): constants
+        # keep their float values, so the island computes with the model's own weights.
+        self.float_constants = float_constants
+
+    def float_sub_context(self) -> LowerContext:
+        """An empty context over the same graph whose constants stay float32 (``quantized``)."""
+        return LowerContext(self.qgraph, float_constants=True)
 
     # -- source-side queries -------------------------------------------------------------------
     def src_shape(self, name: str) -> tuple[int, ...]:
@@ -72,8 +80,20 @@ class LowerContext:
         self.tensors[name] = QTensor(name, shape, qparams.dtype, qparams)
         return name
 
+    def quantized(self, value: np.ndarray, qparams: QParams) -> np.ndarray:
+        """A constant's values as the program stores them: ``qparams.quantize(value)``, or, in a float
+        sub-context, the float32 values themselves (``constant`` then stores them as float32)."""
+        if self.float_constants:
+            return np.asarray(value, dtype=np.float32)
+        return qparams.quantize(value)
+
     def constant(self, base: str, data: np.ndarray, dtype: str, qparams: QParams | None = None) -> str:
-        """A new constant tensor (weights, biases, shapes, paddings)."""
+        """A new constant tensor (weights, biases, shapes, paddings).
+
+        In a float sub-context, float values given for a quantized constant (from ``quantized``) are
+        stored as float32; the island keeps them and drops the encoding."""
+        if self.float_constants and qparams is not None and np.issubdtype(np.asarray(data).dtype, np.floating):
+            dtype = "float32"
         name = base
         while name in self.tensors:
             self._fresh += 1

@@ -64,7 +64,7 @@ def lower_conv_transpose(node: Node, ctx: LowerContext) -> None:
     w_q = ctx.encoding(w_name, node)
     if w_q.axis != 1:
         raise UnsupportedOpError("ConvTranspose", node.name, "weights must be quantized per output channel (axis 1)")
-    w_int = w_q.quantize(ctx.const(w_name))  # (Ci, Co, KH, KW)
+    w_int = ctx.quantized(ctx.const(w_name), w_q)  # (Ci, Co, KH, KW)
     kh, kw = w_int.shape[2:]
     strides = tuple(node.attrs.get("strides", (1, 1)))
     output_padding = tuple(node.attrs.get("output_padding", (0, 0)))
@@ -74,7 +74,7 @@ def lower_conv_transpose(node: Node, ctx: LowerContext) -> None:
     weights = ctx.constant(w_name, w_int.transpose(1, 2, 3, 0), "int8", tw_q)  # OHWI
     if len(node.inputs) > 2 and node.inputs[2]:
         b_q = ctx.encoding(node.inputs[2], node)
-        bias = ctx.constant(node.inputs[2], b_q.quantize(ctx.const(node.inputs[2])), "int32", b_q)
+        bias = ctx.constant(node.inputs[2], ctx.quantized(ctx.const(node.inputs[2]), b_q), "int32", b_q)
     else:
         bias = ctx.constant(f"{node.name}/bias", np.zeros(c_out, np.int32), "int32", bias_qparams(x_q, tw_q))
     activation = ACTIVATIONS[node.attrs.get("fused_activation")]

@@ -41,7 +41,7 @@ def _operand(node: Node, ctx: LowerContext, name: str, out_rank: int) -> str:
     perm = program_perm(out_rank)
     if perm:
         value = value.transpose(perm)
-    return ctx.constant(name, q.quantize(value), "int8", q)
+    return ctx.constant(name, ctx.quantized(value, q), q.dtype, q)  # int16 for a 16x8 ADD
 
 
 @LOWERINGS.register(*BINARY_KINDS)
@@ -91,7 +91,7 @@ def lower_unary(node: Node, ctx: LowerContext) -> None:
 def _scalar(node: Node, ctx: LowerContext, stem: str, value: float) -> str:
     """A rank-0-broadcastable int8 constant holding ``value`` over the range ``[min(value, 0), max(value, 0)]``."""
     q = activation_qparams(value, value)
-    return ctx.constant(f"{node.name}/{stem}", q.quantize(np.full((1,), value)), "int8", q)
+    return ctx.constant(f"{node.name}/{stem}", ctx.quantized(np.full((1,), value), q), "int8", q)
 
 
 @LOWERINGS.register("HardSigmoid")

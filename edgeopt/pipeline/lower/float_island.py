@@ -1,9 +1,22 @@
-"""Float islands: LayerNormalization and Gelu run in float32 inside the int8 program.
+"""Float islands: nodes that run in float32 inside the int8 program.
 
-A float node reads DEQUANTIZE(int8 input) and its output is QUANTIZE'd back to int8 with the
-encoding calibration gave it; consecutive float nodes share one island (the float tensor passes
-straight from one to the next, with no QUANTIZE/DEQUANTIZE between them). Tensors inside an island
-are float32 with no quantization parameters; the executor runs them with ``float_ops``.
+Two kinds of node run in float: LayerNormalization and Gelu always (``FLOAT_ISLAND_OPS``: TFLite has no
+int8 kernel for them), and any node named in ``QuantizedGraph.float_nodes`` (an op the device runs only
+in float, ``pipeline.place``, or a layer mixed precision keeps in float, ``quantize.precision``).
+
+The island's edges are the same for both: a float node reads DEQUANTIZE(int8 input), one per tensor
+shared by all its float readers; consecutive float nodes share one island (the float tensor passes
+straight from one to the next, with no QUANTIZE/DEQUANTIZE between them); a float output is QUANTIZE'd
+back to the encoding calibration gave it (int8, or int16 under a w8a16 plan) only where an integer op
+reads it or it is a graph output. Tensors inside an island are float32 with no quantization parameters;
+the executor runs them with ``float_ops`` and ``float_kernels``.
+
+A node of ``float_nodes`` is lowered generically (``lower_float_node``): its own int8 lowering runs in
+a sub-context whose constants keep their float values (``LowerContext.quantized``), and its ops are then
+moved into the program with every tensor float32, as ``emit.float_program.dequantize_program`` turns a
+whole program float: the same TFLite ops (PAD before a convolution, TRANSPOSEs around a softmax, ...) in
+their float32 versions, with the model's float weights and biases. Constants that only exist quantized
+(a max pool's pad value, an all-zero bias) are dequantized.
 
 LayerNormalization has no TFLite builtin. TensorFlow's converter writes Keras's LayerNormalization as
 ``tf.nn.batch_normalization`` of ``tf.nn.moments``: MEAN, SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT,
@@ -19,10 +32,25 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
-from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
+from edgeopt.pipeline.float_nodes import FLOAT_ISLAND_OPS
+from edgeopt.pipeline.lower.context import LOWERINGS, Lowering, LowerContext, program_perm
 from edgeopt.qprogram import QTensor
 
-FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu"})
+# Integer-only conversions a lowering may emit; they have no float32 meaning inside an island.
+_CONVERSIONS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+
+
+def is_float(node: Node, ctx: LowerContext) -> bool:
+    """Whether ``node`` runs in a float island."""
+    return node.op in FLOAT_ISLAND_OPS or node.name in ctx.qgraph.float_nodes
+
+
+def lowering_of(node: Node, ctx: LowerContext) -> Lowering:
+    """The lowering that honours ``float_nodes``: ``lower_float_node`` for a listed node that has an int8
+    lowering of its own, else the op's registered lowering."""
+    if node.op not in FLOAT_ISLAND_OPS and node.name in ctx.qgraph.float_nodes:
+        return lower_float_node
+    return LOWERINGS.get(node.op)
 
 
 def _float_tensor(ctx: LowerContext, base: str, shape: tuple[int, ...]) -> str:
@@ -39,7 +67,7 @@ def _float_input(name: str, node: Node, ctx: LowerContext) -> str:
     """The float32 program tensor holding source activation ``name``: the island's own tensor when a
     float node wrote it, else one DEQUANTIZE of its int8 tensor (shared by all float readers)."""
     producer = ctx.graph.producer(name)
-    if producer is not None and producer.op in FLOAT_ISLAND_OPS:
+    if producer is not None and is_float(producer, ctx):
         return f"{name}/float"
     dequantized = f"{name}/dequantized"
     if dequantized not in ctx.tensors:
@@ -56,15 +84,50 @@ def _float_output(name: str, ctx: LowerContext, shape: tuple[int, ...]) -> str:
 
 
 def _leave_island(name: str, node: Node, ctx: LowerContext) -> None:
-    """QUANTIZE the float output ``name`` to its calibrated int8 encoding when an int8 op reads it or
-    it is a graph output; float readers use the float tensor directly."""
+    """QUANTIZE the float output ``name`` to its calibrated encoding when an integer op reads it or it
+    is a graph output; float readers use the float tensor directly."""
     readers = ctx.graph.consumers(name)
-    if ctx.graph.is_output(name) or any(r.op not in FLOAT_ISLAND_OPS for r in readers):
+    if ctx.graph.is_output(name) or any(not is_float(r, ctx) for r in readers):
         ctx.emit("QUANTIZE", [f"{name}/float"], [ctx.activation(name, node)], node)
 
 
 def _float_constant(ctx: LowerContext, base: str, value: np.ndarray) -> str:
     return ctx.constant(base, np.asarray(value, dtype=np.float32), "float32")
+
+
+def lower_float_node(node: Node, ctx: LowerContext) -> None:
+    """Lower ``node`` with its own int8 lowering, then move its ops into ``ctx`` in float32.
+
+    Raises:
+        UnsupportedOpError: the node has no int8 lowering, or its lowering converts between integer
+            precisions (a requantizing node), which has no float form.
+    """
+    sub = ctx.float_sub_context()
+    LOWERINGS.get(node.op)(node, sub)
+    if any(op.kind in _CONVERSIONS for op in sub.ops):
+        raise UnsupportedOpError(node.op, node.name, "a precision conversion cannot run in a float island; "
+                                 "keep this node out of float_nodes")
+    names: dict[str, str] = {}
+    for name in node.inputs:
+        if name in sub.tensors and not sub.tensors[name].is_constant:
+            names[name] = _float_input(name, node, ctx)
+    for name in filter(None, node.outputs):
+        names[name] = _float_output(name, ctx, sub.tensors[name].shape)
+    for tensor in sub.tensors.values():
+        if tensor.name in names:
+            continue
+        if not tensor.is_constant:
+            names[tensor.name] = _float_tensor(ctx, tensor.name, tensor.shape)
+        elif tensor.dtype == "float32" or tensor.qparams is not None:  # weights, biases, quantized values
+            data = tensor.data if tensor.dtype == "float32" else tensor.qparams.dequantize(tensor.data)
+            names[tensor.name] = _float_constant(ctx, tensor.name, data)
+        else:  # shapes, paddings, axes: int32 without an encoding, the same in float
+            names[tensor.name] = ctx.constant(tensor.name, tensor.data, tensor.dtype)
+    for op in sub.ops:
+        ctx.emit(op.kind, [names[t] if t else t for t in op.inputs], [names[t] for t in op.outputs], node,
+                 **op.options)
+    for name in filter(None, node.outputs):
+        _leave_island(name, node, ctx)
 
 
 @LOWERINGS.register("Gelu")

@@ -36,7 +36,7 @@ def lower_matmul(node: Node, ctx: LowerContext) -> None:
     w_q = ctx.encoding(b_name, node)
     if w_q.axis != 1:
         raise UnsupportedOpError("MatMul", node.name, "weights must be quantized per output column (axis 1)")
-    w_int = w_q.quantize(ctx.const(b_name)).T  # (N, K), per-channel axis 0
+    w_int = ctx.quantized(ctx.const(b_name), w_q).T  # (N, K), per-channel axis 0
     fc_q = QParams(w_q.scale, w_q.zero_point, "int8", axis=0)
     w = ctx.constant(b_name, w_int, "int8", fc_q)
     n_out = w_int.shape[0]

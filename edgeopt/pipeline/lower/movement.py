@@ -46,7 +46,7 @@ def lower_concat(node: Node, ctx: LowerContext) -> None:
             data = ctx.const(t)
             if data.size == 0:
                 continue  # an empty constant contributes nothing (TFLite rejects zero-sized inputs)
-            inputs.append(ctx.constant(t, y_q.quantize(data.transpose(perm) if perm else data), "int8", y_q))
+            inputs.append(ctx.constant(t, ctx.quantized(data.transpose(perm) if perm else data, y_q), y_q.dtype, y_q))
         else:
             x = ctx.activation(t, node)
             if not ctx.tensors[x].qparams.same_as(y_q):

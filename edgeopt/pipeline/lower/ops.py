@@ -64,7 +64,7 @@ def _bias(node: Node, ctx: LowerContext, x_q: QParams, w_q: QParams, channels: i
     if len(node.inputs) > 2 and node.inputs[2]:
         b_name = node.inputs[2]
         b_q = ctx.encoding(b_name, node)
-        return ctx.constant(b_name, b_q.quantize(ctx.const(b_name)), b_q.dtype, b_q)
+        return ctx.constant(b_name, ctx.quantized(ctx.const(b_name), b_q), b_q.dtype, b_q)
     b_q = bias_qparams(x_q, w_q)  # int64 for an int16 input
     return ctx.constant(f"{node.name}/bias", np.zeros(channels, b_q.dtype), b_q.dtype, b_q)
 
@@ -80,7 +80,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> None:
     y = ctx.activation(node.outputs[0], node)
     w_name = node.inputs[1]
     w_q = ctx.encoding(w_name, node)
-    w_int = w_q.quantize(ctx.const(w_name))  # (O, I/groups, KH, KW)
+    w_int = ctx.quantized(ctx.const(w_name), w_q)  # (O, I/groups, KH, KW)
     c_out, _, kh, kw = w_int.shape
     c_in = ctx.src_shape(node.inputs[0])[1]
     groups = node.attrs.get("group", 1)
@@ -110,7 +110,7 @@ def lower_gemm(node: Node, ctx: LowerContext) -> None:
     x = ctx.activation(node.inputs[0], node)
     y = ctx.activation(node.outputs[0], node)
     w_q = ctx.encoding(node.inputs[1], node)
-    w_int = w_q.quantize(ctx.const(node.inputs[1]))
+    w_int = ctx.quantized(ctx.const(node.inputs[1]), w_q)
     if not node.attrs.get("transB", 0):
         w_int, w_q = w_int.T, QParams(w_q.scale, w_q.zero_point, "int8", axis=0)
     w = ctx.constant(node.inputs[1], w_int, "int8", w_q)

@@ -60,7 +60,7 @@ def lower_max_pool(node: Node, ctx: LowerContext) -> None:
         q = ctx.tensors[x].qparams
         paddings = np.array([[0, 0], [top, bottom], [left, right], [0, 0]], np.int32)
         padded = ctx.temp(f"{node.name}/pad", (n, h + top + bottom, w + left + right, c), q)
-        lowest = ctx.constant(f"{node.name}/pad_value", np.array(q.qmin, np.int8), "int8", q)
+        lowest = ctx.constant(f"{node.name}/pad_value", np.array(q.qmin, q.dtype), q.dtype, q)  # int8 or int16
         ctx.emit("PADV2", [x, ctx.constant(f"{node.name}/paddings", paddings, "int32"), lowest], [padded], node)
         x, padding = padded, "VALID"
     ctx.emit("MAX_POOL_2D", [x], [y], node, padding=padding, stride_h=strides[0], stride_w=strides[1],

@@ -1,7 +1,8 @@
 """Encodings per the TFLite 8-bit quantization spec.
 
 Activations: int8 asymmetric per-tensor, range widened to include 0 (so zero padding is exact).
-Weights: int8 symmetric per-channel along the output-channel axis, range [-127, 127].
+Weights: int8 symmetric per-channel along the output-channel axis, range [-127, 127] (or [-128, 127]
+when a profile's ``strict_symmetric`` is false).
 Biases: int32 symmetric, scale = input_scale * weight_scale, zero point 0.
 """
 from __future__ import annotations
@@ -27,11 +28,21 @@ def activation_qparams(lo: float, hi: float, dtype: str = "int8") -> QParams:
     return QParams(scale=scale, zero_point=zero_point, dtype=dtype)
 
 
-def weight_qparams(w: np.ndarray, axis: int, bits: int = 8) -> QParams:
-    """Symmetric per-channel parameters along ``axis`` with the narrow range ``[-(2^(b-1)-1), 2^(b-1)-1]``."""
+def weight_qparams(w: np.ndarray, axis: int, bits: int = 8, strict: bool = True) -> QParams:
+    """Symmetric per-channel parameters along ``axis`` (zero point 0).
+
+    ``strict`` (AIMET's ``strict_symmetric``, TFLite's spec): the narrow range ``[-(2^(b-1)-1), 2^(b-1)-1]``,
+    scale ``max|w| / (2^(b-1)-1)``. Otherwise the full range: the most negative weight may use
+    ``-2^(b-1)``, scale ``max(max(w) / (2^(b-1)-1), -min(w) / 2^(b-1))``, a finer grid when the negative
+    side is the wider.
+    """
     qmax = 2 ** (bits - 1) - 1
     reduce_axes = tuple(i for i in range(w.ndim) if i != axis)
-    absmax = np.abs(w).max(axis=reduce_axes).astype(np.float64)
+    if strict:
+        absmax = np.abs(w).max(axis=reduce_axes).astype(np.float64)
+    else:
+        positive, negative = np.maximum(w.max(axis=reduce_axes), 0.0), np.maximum(-w.min(axis=reduce_axes), 0.0)
+        absmax = np.maximum(positive, negative * (qmax / (qmax + 1))).astype(np.float64)  # scale: negative / 2^(b-1)
     scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
     return QParams(scale=scale, zero_point=np.zeros_like(scale, dtype=np.int64), dtype="int8", axis=axis)
 

@@ -30,10 +30,13 @@ CONSTANT_OPERAND_OPS = {"Add", "Sub", "Mul"}
 
 
 def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bits: int = 8,
-                    weight_encodings: Mapping[str, QParams] | None = None) -> QuantizedGraph:
+                    weight_encodings: Mapping[str, QParams] | None = None,
+                    strict_symmetric: bool = True) -> QuantizedGraph:
     """Encodings for every activation, weight and bias of ``graph`` from min/max ``stats``.
 
     ``weight_bits``: bit width of the Conv/Gemm/MatMul weights (stored as int8 either way).
+    ``strict_symmetric``: weights in ``[-127, 127]`` (TFLite's spec), else ``[-128, 127]`` (a profile's
+    ``strict_symmetric = false``, ``encodings.weight_qparams``).
     ``weight_encodings``: fixed encodings for some weights (AdaRound's, whose weights are already on them).
 
     Raises:
@@ -62,7 +65,7 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
             transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
             axis = 1 if transposed else 0
             fixed_w = (weight_encodings or {}).get(w_name)
-            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], axis, weight_bits)
+            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], axis, weight_bits, strict_symmetric)
             if len(node.inputs) > 2 and node.inputs[2]:
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=graph, encodings=enc)

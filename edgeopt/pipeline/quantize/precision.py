@@ -20,42 +20,43 @@ from typing import Literal
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, TensorInfo, topological_order
 from edgeopt.pipeline.calibrate import TensorStats
+from edgeopt.pipeline.optimize.fuse_activation import activation_kind
 from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams
-from edgeopt.pipeline.quantize.minmax import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.float_plan import keep_in_float
+from edgeopt.pipeline.quantize.minmax import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
 
 Precision = Literal["w8a8", "w8a16"]
-ActivationDtype = Literal["int8", "int16"]
+ActivationDtype = Literal["int8", "int16", "float"]  # "float": a float island (quantize.float_plan)
 PrecisionPlan = dict[str, ActivationDtype]
 PRECISIONS: dict[str, ActivationDtype] = {"w8a8": "int8", "w8a16": "int16"}
 REQUANTIZE_OP = "Identity"  # the node apply_precision inserts; lowered to QUANTIZE
 
-_MOVEMENT = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "AveragePool", "GlobalAveragePool"})
+_MOVEMENT = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "AveragePool", "GlobalAveragePool",
+                       "MaxPool", "Concat", "Relu", "ReduceMean", "Transpose"})
+# LiteRT's int16 kernels for these are lookup tables / fixed-point recipes not reproduced here yet.
+_NO_16X8_YET = {"Softmax": "SOFTMAX", "Sigmoid": "LOGISTIC", "Tanh": "TANH", "HardSwish": "HARD_SWISH"}
 
 
 def int16_support(node: Node, graph: Graph) -> str | None:
     """None when ``node`` lowers to ops with a 16x8 kernel here, else why not (for the error or report)."""
-    if node.op in _MOVEMENT:
+    if node.op in _MOVEMENT:  # ReduceMean: AVERAGE_POOL_2D over H and W, MEAN otherwise; both 16x8
         return None
     if node.op == "Conv":
         groups, c_in = node.attrs.get("group", 1), graph.shape(node.inputs[0])[1]
-        return None if groups in (1, c_in) else "grouped convolution has no 16x8 kernel"
-    if node.op == "Gemm":
+        return None if groups in (1, c_in) else "no 16x8 kernel for a grouped CONV_2D"
+    if node.op in ("Gemm", "Add"):  # Add: a constant operand is re-encoded as int16 too
         return None
-    if node.op == "Add":
-        if any(t in graph.initializers for t in node.inputs):
-            return "an Add with a constant operand has no 16x8 lowering yet"
-        return None
+    if node.op == "Clip":
+        kind = activation_kind(node, graph)
+        return None if kind is not None else "no 16x8 kernel for RELU_N1_TO_1 or other Clip bounds (LiteRT has none)"
     if node.op == "Pad":
-        return None if node.attrs.get("mode", "constant") == "constant" else "only constant padding is 16x8"
-    if node.op == "ReduceMean":
-        axes = node.attrs.get("axes")
-        if axes is None and len(node.inputs) > 1 and node.inputs[1]:
-            axes = graph.initializers[node.inputs[1]].tolist()
-        spatial = len(graph.shape(node.inputs[0])) == 4 and sorted(a % 4 for a in (axes or [])) == [2, 3]
-        return None if spatial else "only a mean over H and W (AVERAGE_POOL_2D) is 16x8"
-    return f"{node.op} has no 16x8 kernel here (16x8 ops: Conv, Gemm, Add, AveragePool, GlobalAveragePool, " \
-           "ReduceMean over H and W, Pad, Reshape, Flatten, Squeeze, Unsqueeze)"
+        return None if node.attrs.get("mode", "constant") == "constant" else "no 16x8 kernel for MIRROR_PAD"
+    if node.op in _NO_16X8_YET:
+        return f"no 16x8 kernel for {_NO_16X8_YET[node.op]} here (LiteRT's int16 form is not reproduced yet)"
+    return f"no 16x8 kernel for {node.op} here (16x8 ops: Conv (not grouped), Gemm, Add, Relu, Clip to ReLU/ReLU6, " \
+           "MaxPool, AveragePool, GlobalAveragePool, ReduceMean, Concat, Pad, Transpose, Reshape, Flatten, " \
+           "Squeeze, Unsqueeze)"
 
 
 def precision_plan(graph: Graph, precision: Precision = "w8a8",
@@ -65,7 +66,8 @@ def precision_plan(graph: Graph, precision: Precision = "w8a8",
     Args:
         graph: the float graph.
         precision: ``"w8a8"`` (all int8) or ``"w8a16"`` (int16 wherever ``int16_support`` allows).
-        overrides: node name or ONNX op type → dtype, applied after ``precision`` (a name wins over a type).
+        overrides: node name or ONNX op type → dtype, applied after ``precision`` (a name wins over a type);
+            ``"float"`` keeps the node in float32 (``quantize.float_plan.keep_in_float``).
 
     Returns:
         ``{node name: "int8" | "int16"}`` for every node.
@@ -84,8 +86,8 @@ def precision_plan(graph: Graph, precision: Precision = "w8a8",
         if wanted is None:
             plan[node.name] = "int16" if PRECISIONS[precision] == "int16" and why is None else "int8"
             continue
-        if wanted not in ("int8", "int16"):
-            raise UnsupportedOpError(node.op, node.name, f"precision override {wanted!r} is not int8 or int16")
+        if wanted not in ("int8", "int16", "float"):
+            raise UnsupportedOpError(node.op, node.name, f"precision override {wanted!r} is not int8, int16 or float")
         if wanted == "int16" and why is not None:
             raise UnsupportedOpError(node.op, node.name, f"int16 activations requested, but {why}")
         plan[node.name] = wanted
@@ -98,13 +100,14 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
     Args:
         qgraph: the int8 quantized graph from ``quantize_minmax``.
         stats: the calibration ranges it was made from.
-        plan: ``{node name: "int8" | "int16"}`` (nodes not named stay int8).
+        plan: ``{node name: "int8" | "int16" | "float"}`` (nodes not named stay int8; ``"float"`` nodes
+            keep int8 encodings at their edges and join ``float_nodes``, ``quantize.float_plan``).
 
     Returns:
         ``qgraph`` itself when every node is int8; else a new QuantizedGraph.
     """
-    if all(plan.get(n.name, "int8") == "int8" for n in qgraph.graph.nodes):
-        return qgraph
+    if all(plan.get(n.name, "int8") != "int16" for n in qgraph.graph.nodes):
+        return keep_in_float(qgraph, plan)
     graph = qgraph.graph
     stats = unify_concat_ranges(graph, stats, SHARED_SCALE_OPS, FIXED_OUTPUT)
     enc: dict[str, QParams] = dict(qgraph.encodings)
@@ -127,6 +130,7 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
 
     for node in graph.nodes:
         dtype = plan.get(node.name, "int8")
+        dtype = "int8" if dtype == "float" else dtype  # a float island's edges are int8
         inputs = tuple(in_dtype(t, dtype) for t in node.inputs)
         node = node.with_(inputs=inputs) if inputs != node.inputs else node
         shared = node.op in SHARED_SCALE_OPS and inputs[0] not in graph.initializers
@@ -135,9 +139,12 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
                 enc[out] = enc[inputs[0]]
             elif dtype == "int16" and out:
                 enc[out] = activation_qparams(stats[out].min, stats[out].max, "int16")
+        if dtype == "int16" and node.op in CONSTANT_OPERAND_OPS:  # a 16x8 ADD reads an int16 constant
+            for name in filter(graph.initializers.__contains__, inputs):
+                enc[name] = activation_qparams(graph.initializers[name].min(), graph.initializers[name].max(), "int16")
         if dtype == "int16" and node.op in WEIGHTED_OPS and len(inputs) > 2 and inputs[2]:
             enc[inputs[2]] = bias_qparams(enc[inputs[0]], enc[inputs[1]])
         nodes.append(node)
     available = [t.name for t in graph.inputs] + list(graph.initializers)
     new_graph = graph.replace(nodes=topological_order(nodes, available), tensors=tensors)
-    return QuantizedGraph(graph=new_graph, encodings=enc)
+    return keep_in_float(QuantizedGraph(graph=new_graph, encodings=enc, float_nodes=qgraph.float_nodes), plan)

@@ -54,13 +54,14 @@ def prepare_relu(op: QOp, program: QProgram) -> Params:
             "output_shift": shift, "activation_min": lo, "activation_max": hi}
 
 
-def relu_x(x: np.ndarray, p: Mapping[str, Any], rounding: Rounding) -> np.ndarray:
+def relu_x(x: np.ndarray, p: Mapping[str, Any], rounding: Rounding, dtype: type = np.int8) -> np.ndarray:
     """``reference_ops::ReluX``: ``clamp(output_offset + MultiplyByQuantizedMultiplier(x - input_offset,
-    m, s), act_min, act_max)`` (TFLite's ``input_offset`` here is the input zero point itself)."""
+    m, s), act_min, act_max)`` (TFLite's ``input_offset`` here is the input zero point itself), as
+    ``dtype`` (int16 in 16x8 mode)."""
     out = multiply_by_quantized_multiplier(x.astype(np.int64) - p["input_offset"], p["output_multiplier"],
                                            p["output_shift"], rounding)
     out += p["output_offset"]
-    return np.clip(out, p["activation_min"], p["activation_max"]).astype(np.int8)
+    return np.clip(out, p["activation_min"], p["activation_max"]).astype(dtype)
 
 
 @KERNELS.register(*RELU_KINDS)

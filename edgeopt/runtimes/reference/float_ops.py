@@ -3,7 +3,8 @@
 An op whose output tensor is float32 runs a kernel of ``FLOAT_KERNELS`` (the executor and
 ``prepare_program`` dispatch on that dtype) and takes no integer parameters. QUANTIZE (float32 → int8)
 is an integer-output op: its kernel is in ``registry.KERNELS`` and its Prepare records the output's
-scale and zero point.
+scale and zero point. The float32 forms of the other op families (a node of ``QuantizedGraph.float_nodes``)
+are in ``float_compute``, ``float_movement`` and ``float_activations``.
 
 Every kernel computes in numpy float32 in the order LiteRT 2.3's reference kernels (``BUILTIN_REF``)
 compute in C++ float, so the results are the same bits where each step is one IEEE operation:

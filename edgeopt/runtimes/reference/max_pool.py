@@ -11,9 +11,6 @@ from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params, _activation, _window
 from edgeopt.runtimes.reference.registry import KERNELS, fold_run_axis, output_shape
 
-INT8_LOWEST = -128
-
-
 def max_pool(x: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
     """Int8 maximum over the part of each window inside the image, then ``clamp(max, act_min, act_max)``.
 
@@ -22,24 +19,25 @@ def max_pool(x: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
     point of the image (TFLite's SAME and VALID padding never make an empty window).
 
     Args:
-        x: int8 input (N, H, W, C).
+        x: int8 (or int16) input (N, H, W, C).
         p: the op's params from ``prepare_max_pool``.
 
     Returns:
-        int8 output (N, OH, OW, C).
+        output (N, OH, OW, C) of ``x``'s dtype.
     """
     n, h, w, c = x.shape
+    lowest = np.iinfo(x.dtype).min  # int8, or int16 in the 16x8 kernel (``max_pool_16x8``)
     fh, fw = p["filter_height"], p["filter_width"]
     oh, ow, sh, sw = p["output_height"], p["output_width"], p["stride_height"], p["stride_width"]
     top, left = p["pad_height"], p["pad_width"]
     rows, cols = max((oh - 1) * sh + fh, top + h), max((ow - 1) * sw + fw, left + w)
-    xp = np.full((n, rows, cols, c), INT8_LOWEST, dtype=np.int8)
+    xp = np.full((n, rows, cols, c), lowest, dtype=x.dtype)
     xp[:, top : top + h, left : left + w] = x
-    out = np.full((n, oh, ow, c), INT8_LOWEST, dtype=np.int8)
+    out = np.full((n, oh, ow, c), lowest, dtype=x.dtype)
     for i in range(fh):
         for j in range(fw):
             np.maximum(out, xp[:, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw], out=out)
-    return np.clip(out, p["activation_min"], p["activation_max"]).astype(np.int8)
+    return np.clip(out, p["activation_min"], p["activation_max"]).astype(x.dtype)
 
 
 @PREPARERS.register("MAX_POOL_2D")

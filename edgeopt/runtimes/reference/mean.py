@@ -70,25 +70,26 @@ def prepare_mean(op: QOp, program: QProgram) -> Params:
 
 
 def mean(x: np.ndarray, p: Mapping[str, Any], rounding: Rounding) -> np.ndarray:
-    """Int8 mean of ``x`` over ``p["axes"]`` (kept as length-1 axes).
+    """Int8 (or int16, the same ``QuantizedMeanOrSum`` arithmetic) mean of ``x`` over ``p["axes"]`` (kept as length-1 axes).
 
     ``acc = sum(x) - zp_in * n`` (int32), ``y = clamp(MultiplyByQuantizedMultiplier(acc,
-    output_multiplier, output_shift) + zp_out, -128, 127)`` with the ``1 / n``-folded multiplier of
+    output_multiplier, output_shift) + zp_out)`` clamped to ``x``'s dtype, with the ``1 / n``-folded multiplier of
     ``prepare_mean``.
 
     Args:
-        x: int8 input.
+        x: int8 or int16 input.
         p: the op's params from ``prepare_mean``.
         rounding: the rounding of ``MultiplyByQuantizedMultiplier``.
 
     Returns:
-        int8 array of ``x``'s rank, the reduced axes of length 1.
+        array of ``x``'s dtype and rank, the reduced axes of length 1.
     """
     n = p["num_elements"]
     # The C++ sums into int32 and subtracts zp * n (an int64 product narrowed to int32): wrap as it does.
     acc = wrap_int32(x.astype(np.int64).sum(axis=p["axes"], keepdims=True) - p["input_zero_point"] * n)
     y = multiply_by_quantized_multiplier(acc, p["output_multiplier"], p["output_shift"], rounding)
-    return np.clip(y + p["output_zero_point"], -128, 127).astype(np.int8)
+    info = np.iinfo(x.dtype)
+    return np.clip(y + p["output_zero_point"], info.min, info.max).astype(x.dtype)
 
 
 @KERNELS.register("MEAN")

@@ -1,0 +1,101 @@
+"""Float32 kernels of the weighted ops a float island may hold: CONV_2D (grouped too), DEPTHWISE_CONV_2D,
+FULLY_CONNECTED and BATCH_MATMUL, as LiteRT 2.3's float reference kernels (``reference/conv.h``,
+``reference/depthwiseconv_float.h``, ``reference/fully_connected.h``, ``reference/batch_matmul.h``).
+
+LiteRT sums each dot product in float32, one term after another, then adds the bias in float32 and
+clamps to the fused activation. Here a dot product is a float64 BLAS matmul rounded once to float32
+(vectorised; its result does not depend on how BLAS orders the sum, within float64's precision), which
+is closer to the exact sum than LiteRT's running float32 total: the two differ by the accumulated
+float32 rounding, a few ulp of the sum's magnitude (``tests/test_float_nodes.py`` measures it).
+Depthwise convolutions have few terms per output (``KH * KW``) and are summed here exactly like the
+reference: a float32 running total over the filter taps in row-major order, which is bit-exact.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from edgeopt.qprogram import QOp, QProgram
+from edgeopt.runtimes.reference.float_ops import F32, FLOAT_KERNELS, _fused
+from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap, windows
+from edgeopt.runtimes.reference.prepare import _window
+from edgeopt.runtimes.reference.registry import constant, fold_run_axis, output_shape
+
+
+def _bias(args: list[np.ndarray], index: int, channels: int) -> np.ndarray:
+    """The float32 bias input, or zeros when it is left out (an empty optional input, which the
+    executor does not pass)."""
+    return constant(args[index]).astype(F32) if len(args) > index else np.zeros(channels, F32)
+
+
+@FLOAT_KERNELS.register("CONV_2D")
+def _run_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``out[n, y, x, c] = act(sum_{i, j, k} w[c, i, j, k] * in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k]
+    + bias[c])``, points outside the image skipped; output channel group g reads input channels
+    ``[g * Ci, (g + 1) * Ci)`` for filters of Ci channels (a grouped convolution)."""
+    x = fold_run_axis(args[0])
+    w = constant(args[1]).astype(np.float64)
+    co, kh, kw, ci = w.shape
+    bias = _bias(args, 2, co)
+    p = _window(op, program.tensor(op.inputs[0]).shape, kh, kw, dilated=True)
+    dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
+    groups = x.shape[3] // ci
+    co_g = co // groups
+    out = np.empty((x.shape[0], p["output_height"], p["output_width"], co), F32)
+    chunk = samples_per_chunk(p["output_height"] * p["output_width"] * kh * kw * x.shape[3])
+    for start in range(0, x.shape[0], chunk):
+        xs = x[start : start + chunk].astype(np.float64)
+        patches = windows(pad_for_windows(xs, p, kh, kw, dh, dw), p, kh, kw, dh, dw)  # (n, OH, OW, KH, KW, C)
+        for g in range(groups):
+            cols = patches[..., g * ci : (g + 1) * ci].reshape(-1, kh * kw * ci)
+            acc = cols @ w[g * co_g : (g + 1) * co_g].reshape(co_g, -1).T
+            out[start : start + xs.shape[0], ..., g * co_g : (g + 1) * co_g] = \
+                acc.astype(F32).reshape(xs.shape[0], p["output_height"], p["output_width"], co_g)
+    y = _fused(op, out + bias)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+@FLOAT_KERNELS.register("DEPTHWISE_CONV_2D")
+def _run_depthwise_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """Output channel ``c = k * depth_multiplier + m`` reads input channel k: a float32 running sum of
+    ``w[0, i, j, c] * in[...]`` over the taps (i, j) inside the image, plus ``bias[c]``, then the
+    fused activation."""
+    x = fold_run_axis(args[0]).astype(F32)
+    w = constant(args[1]).astype(F32)
+    _, kh, kw, co = w.shape
+    bias = _bias(args, 2, co)
+    p = _window(op, program.tensor(op.inputs[0]).shape, kh, kw, dilated=True)
+    dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
+    multiplier = co // x.shape[3]
+    if multiplier > 1:
+        x = np.repeat(x, multiplier, axis=3)
+    xp = pad_for_windows(x, p, kh, kw, dh, dw)
+    # The reference kernel skips taps outside the image; a zero from the padding adds +0.0 to the
+    # running sum, which leaves every float32 total unchanged except -0.0, whose sign no later step sees.
+    total = np.zeros((x.shape[0], p["output_height"], p["output_width"], co), F32)
+    for i in range(kh):
+        for j in range(kw):
+            total = total + window_tap(xp, p, i, j, dh, dw) * w[0, i, j]
+    y = _fused(op, total + bias)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+@FLOAT_KERNELS.register("FULLY_CONNECTED")
+def _run_fully_connected(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``out[b, c] = act(sum_d w[c, d] * in[b, d] + bias[c])`` over the input's last axis."""
+    w = constant(args[1]).astype(np.float64)
+    bias = _bias(args, 2, w.shape[0])
+    acc = (args[0].reshape(-1, w.shape[1]).astype(np.float64) @ w.T).astype(F32)
+    y = _fused(op, acc + bias)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+@FLOAT_KERNELS.register("BATCH_MATMUL")
+def _run_batch_matmul(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``out[..., m, n] = sum_k a[..., m, k] * b[..., k, n]`` (``adj_x``/``adj_y`` transpose an operand)."""
+    a, b = (np.asarray(v, np.float64) for v in args[:2])
+    if op.options.get("adj_x", False):
+        a = np.swapaxes(a, -1, -2)
+    if op.options.get("adj_y", False):
+        b = np.swapaxes(b, -1, -2)
+    y = (a @ b).astype(F32)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
