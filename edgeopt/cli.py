@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -65,6 +65,24 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
+def _parse_overrides(texts: list[str]) -> dict[str, str]:
+    """``--override NAME=DTYPE`` options as ``{name: dtype}`` (whether a name exists is the pipeline's check)."""
+    from edgeopt.pipeline.quantize.precision import ActivationDtype
+
+    dtypes = get_args(ActivationDtype)
+    overrides: dict[str, str] = {}
+    for text in texts:
+        name, _, dtype = (part.strip() for part in text.rpartition("="))  # a dtype has no '=', a node name might
+        if not name or dtype not in dtypes:
+            raise typer.BadParameter(f"'{text}' is not NAME=DTYPE with DTYPE one of {', '.join(dtypes)} "
+                                     "(e.g. Softmax=float, conv1=int16)", param_hint="--override")
+        if overrides.get(name, dtype) != dtype:
+            raise typer.BadParameter(f"'{name}' is overridden twice ({overrides[name]} and {dtype}); give one",
+                                     param_hint="--override")
+        overrides[name] = dtype
+    return overrides
+
+
 @app.command()
 def deploy(
     model: Annotated[str | None, typer.Argument(
@@ -96,6 +114,11 @@ def deploy(
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
     = False,
+    override: Annotated[list[str] | None, typer.Option(
+        "--override", metavar="NAME=DTYPE",
+        help="Run a node (by name) or every node of an ONNX op type at int8, int16 or float (a float island), "
+             "on top of --precision; repeatable, a name wins over an op type: --override Softmax=float "
+             "--override conv1=int16.")] = None,
     debug: DebugOpt = False,
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
@@ -108,13 +131,14 @@ def deploy(
     shape = _parse_shape(input_shape)
     if precision is not None and precision not in ("w8a8", "w8a16"):
         raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
+    overrides = _parse_overrides(override or [])
 
     def work() -> Any:
         with err_console.status("deploying") as status:
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
                               calib_size=calib_size, range_method=range_method, target=target, keep=keep,
                               benchmark_binary=benchmark_binary, precision=precision, max_drop=max_drop,
-                              weight_bits=weight_bits,
+                              weight_bits=weight_bits, precision_overrides=overrides,
                               sensitivity=sensitivity,
                               progress=lambda s: status.update(f"deploy: {s}"))
 

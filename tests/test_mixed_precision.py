@@ -148,3 +148,7 @@ def test_cli_reuses_the_recipe_sensitivity_and_reports_the_promotion(tmp_path: P
     assert mp["latency_ms"] == pytest.approx(report["latency_ms"]["int8"], rel=1e-3)
     assert mp["latency_price_ms"] == pytest.approx(mp["latency_ms"] - mp["base_latency_ms"], abs=1e-3)
     assert "conv1 (with conv2) -> int16" in result.output and "for mixed precision" in result.output
+    # The precision line says what the program holds (int16 conv1 and conv2 beside int8 ops) and why.
+    precision = report["precision"]
+    assert (precision["mode"], precision["source"]) == ("mixed", "profile default + recipe: 1 layer to int16")
+    assert "precision mixed (profile default + recipe: 1 layer to int16): int16:" in result.output

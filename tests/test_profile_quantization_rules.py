@@ -115,7 +115,7 @@ def test_cli_prints_the_precision_summary_and_fallbacks(model_path: Path, tmp_pa
                                       "--data", str(model_path.parent / "d.npz"), "--out", str(tmp_path)],
                                 catch_exceptions=False, terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "precision w8a16 (--precision w8a16): int16:" in result.output
+    assert "precision mixed (--precision w8a16): int16:" in result.output  # ConvTranspose, Sigmoid stay int8
     assert "asked for int16, kept int8" in result.output and "no 16x8 kernel for LOGISTIC" in result.output
 
 
@@ -125,7 +125,8 @@ def test_precision_unset_takes_the_profile_default_kernel(model_path: Path, tmp_
     first16 = _profile(tmp_path, "a16", KERNELS,
                        "supported_kernels = [{ activation = 16, param = 8 }, { activation = 8, param = 8 }]")
     section = _deploy(model_path, first16, tmp_path / "b").report["precision"]
-    assert (section["mode"], section["source"]) == ("w8a16", "profile default") and section["int16_ops"] >= 8
+    assert (section["mode"], section["requested"], section["source"]) == ("mixed", "w8a16", "profile default")
+    assert section["int16_ops"] >= 8
 
 
 def test_asymmetric_weights_and_float_io_are_refused_by_key(model_path: Path, tmp_path: Path) -> None:

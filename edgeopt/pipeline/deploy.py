@@ -43,7 +43,7 @@ from edgeopt.pipeline.quantize.profile_checks import (
 )
 from edgeopt.pipeline.quantize.profile_rules import int16_allowed, profile_weights, resolve_plan
 from edgeopt.pipeline.report_placement import placement_section
-from edgeopt.pipeline.report_precision import precision_summary
+from edgeopt.pipeline.report_precision import precision_source, precision_summary
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.pipeline.mixed_precision import profile_runs_float
 from edgeopt.pipeline.recipe import RecipeResult, run_recipe
@@ -154,6 +154,7 @@ def deploy(
                                                    range_method), rules)
         step("quantize")
         qgraph = apply_precision(_quantize(graph, stats, rules, weight_bits), stats, plan)
+    planned_float = qgraph.float_nodes  # the overrides' and the recipe's; the rest are float-only ops
     step("lower")
     qgraph, unfused, program, placement = _ship(qgraph, profile)
     step("emit")
@@ -195,9 +196,11 @@ def deploy(
         program=program,
     )
     default = rules.defaults.supported_kernels[0]
+    source = precision_source("encodings given in memory" if isinstance(model, QuantizedGraph) else resolved.source,
+                              precision_overrides, recipe.config.promoted if recipe is not None else (),
+                              set(report["float_nodes"]) - planned_float)
     report["precision"] = precision_summary(program, precision or f"w{default.param}a{default.activation}",
-                                            resolved.fallbacks, resolved.source,
-                                            [*symmetric_exceptions(qgraph, rules), *unfused])
+                                            resolved.fallbacks, source, [*symmetric_exceptions(qgraph, rules), *unfused])
     report["placement"] = placement_section(placement, cost_int8)
     if layers is not None:
         report["sensitivity"] = [r.to_json() for r in layers]
@@ -227,7 +230,8 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
         return program, estimate(program, profile, placement).latency_ms
 
     return run_recipe(graph, calib_x, x, y, max_drop=max_drop, rounding=profile.runtime.requantization_rounding,
-                      int16_allowed=lambda op: int16_allowed(rules, op), float_allowed=profile_runs_float(profile),
+                      int16_allowed=lambda op: int16_allowed(rules, op),
+                      float_allowed=lambda program: profile_runs_float(profile, program),
                       base_plan=plan, quantize=lambda g, stats, fixed: _quantize(g, stats, rules, weight_bits, fixed),
                       ranges=lambda g, stats: symmetric_ranges(g, stats, rules), finish=finish, progress=step)
 

@@ -8,7 +8,8 @@ costs most (``pipeline.sensitivity``: the same numbers ``deploy --sensitivity`` 
   (``profile_rules.int16_allowed``), a 16x8 kernel exists here (``precision.int16_support``), and its
   activation is what hurts most, or float is not available (int16 activations leave its int8 weights as
   they are);
-- else ``"float"``: a float island (``QuantizedGraph.float_nodes``), when the device runs float32 at all;
+- else ``"float"``: a float island (``QuantizedGraph.float_nodes``), when some compute unit of the device
+  runs every op the layer lowers to in float32 (``profile_runs_float``), and so every node promoted with it;
 - else it is not a candidate.
 
 A promotion unit is what keeping one tensor precise takes. For an activation, that is the layer, the
@@ -20,15 +21,17 @@ For weights (kept in float), the layer alone. A unit's score is the lowest SQNR 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import Literal
 
 from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.ir import Graph, Node
+from edgeopt.pipeline.place import float_unit
 from edgeopt.pipeline.quantize.minmax import SHARED_SCALE_OPS
 from edgeopt.pipeline.quantize.precision import int16_support
 from edgeopt.pipeline.sensitivity import Kind, LayerSensitivity
+from edgeopt.qprogram import QProgram
 
 Target = Literal["int16", "float"]
 
@@ -56,20 +59,34 @@ class Promotion:
                 "with": list(self.also)}
 
 
-def profile_runs_float(profile: DeviceProfile) -> bool:
-    """Whether some compute unit of ``profile`` runs float32 ops (a float island has somewhere to run)."""
-    return any(u.defaults.dtypes is None or "fp32" in u.defaults.dtypes for u in profile.units().values())
+# The joints between precisions (a float island's edges, int8 <-> int16): no layer's own computation.
+CONVERSION_KINDS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+
+
+def profile_runs_float(profile: DeviceProfile, program: QProgram) -> frozenset[str]:
+    """The nodes of ``program`` that can be kept in float32 on ``profile``: some compute unit runs each op
+    the node lowers to in float32 under that op's own rule (its dtypes and limits, as placement reads them:
+    ``place.float_unit``), not only under the unit's defaults.
+
+    Args:
+        profile: the device.
+        program: a lowered program of the graph (its ops name their node in ``QOp.source``; an int8 op is
+            judged as its float32 form, which has the same kind, shapes and options).
+    """
+    layers = [op for op in program.ops if op.kind not in CONVERSION_KINDS]
+    refused = {op.source for op in layers if float_unit(op, program, profile) is None}
+    return frozenset(op.source for op in layers) - refused
 
 
 def rank_promotions(graph: Graph, layers: Sequence[LayerSensitivity], *, int16_allowed: Callable[[str], bool],
-                    float_allowed: bool, base_plan: Mapping[str, str] | None = None) -> list[Promotion]:
+                    float_allowed: bool | Set[str], base_plan: Mapping[str, str] | None = None) -> list[Promotion]:
     """The promotion candidates of ``graph``, most sensitive first.
 
     Args:
         graph: the float graph the sensitivity was measured on.
         layers: ``sensitivity.sensitivity_of``'s entries.
         int16_allowed: whether the device profile allows int16 activations for an ONNX op type.
-        float_allowed: whether a layer may be kept in float (the device runs float32 somewhere).
+        float_allowed: which nodes may be kept in float (``profile_runs_float``), or True / False for all.
         base_plan: the precision plan promotions start from: only its int8 nodes are promoted.
 
     Returns:
@@ -77,6 +94,10 @@ def rank_promotions(graph: Graph, layers: Sequence[LayerSensitivity], *, int16_a
     """
     plan = base_plan or {}
     entries: dict[tuple[str, Kind], LayerSensitivity] = {(r.node, r.kind): r for r in layers}
+
+    def in_float(*nodes: Node) -> bool:
+        return all(n.name in float_allowed for n in nodes) if isinstance(float_allowed, Set) else float_allowed
+
     candidates = []
     for node in graph.nodes:
         if node.op in SHARED_SCALE_OPS or plan.get(node.name, "int8") != "int8":
@@ -88,16 +109,17 @@ def rank_promotions(graph: Graph, layers: Sequence[LayerSensitivity], *, int16_a
         worst = min([*activation, *([weights] if weights else [])], key=lambda r: r.sqnr_db, default=None)
         if worst is None:
             continue
-        if int16_ok and activation and (worst.kind == "activation" or not float_allowed):
+        # Kept in float, an activation takes its shared-scale chain and that chain's readers along.
+        float_chain = _followers(graph, node, plan, None)
+        float_group = (node, *float_chain, *_readers(graph, (node, *float_chain)[-1], plan))
+        if int16_ok and activation and (worst.kind == "activation" or not in_float(node)):
             worst = min(activation, key=lambda r: r.sqnr_db)
             readers = [r for r in _readers(graph, (node, *chain)[-1], plan) if _int16_ok(r, graph, int16_allowed)]
             candidates.append(Promotion(node.name, "int16", "activation", worst.sqnr_db, _names(*chain, *readers)))
-        elif float_allowed and worst.kind == "weights":
+        elif worst.kind == "weights" and in_float(node):
             candidates.append(Promotion(node.name, "float", "weights", worst.sqnr_db))
-        elif float_allowed:
-            chain = _followers(graph, node, plan, None)
-            readers = _readers(graph, (node, *chain)[-1], plan)
-            candidates.append(Promotion(node.name, "float", "activation", worst.sqnr_db, _names(*chain, *readers)))
+        elif worst.kind == "activation" and in_float(*float_group):
+            candidates.append(Promotion(node.name, "float", "activation", worst.sqnr_db, _names(*float_group[1:])))
     return sorted(candidates, key=lambda p: p.sqnr_db)
 
 
@@ -122,6 +144,8 @@ def _readers(graph: Graph, node: Node, plan: Mapping[str, str]) -> list[Node]:
 
 def _names(*nodes: Node) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.name for n in nodes))
+
+
 def _followers(graph: Graph, node: Node, plan: Mapping[str, str],
                int16_allowed: Callable[[str], bool] | None) -> tuple[Node, ...]:
     """The chain of shared-scale nodes reading only ``node``'s output (then each other's), while int8 in

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,12 +127,25 @@ def _float_fallback(facts: _Facts, units: Mapping[str, ComputeUnit], cut: Mappin
         UnsupportedOpError: the op is already float32, or no unit runs it in float32 either.
     """
     op = facts.op
-    if dtype_of(op, facts.program) in ("int8", "int16"):
-        for key, unit in units.items():
-            if key not in cut and _rejection(facts, key, unit) is None:
-                reason = "; ".join(rejections) + f"; runs in float32 on {unit.name}"
-                return OpPlacement(op.kind, op.source, key, unit.kind, "fp32", reason, float_fallback=True)
+    if dtype_of(op, facts.program) in ("int8", "int16") and (found := _first_unit(facts, units, cut)):
+        key, unit = found
+        reason = "; ".join(rejections) + f"; runs in float32 on {unit.name}"
+        return OpPlacement(op.kind, op.source, key, unit.kind, "fp32", reason, float_fallback=True)
     raise UnsupportedOpError(op.kind, op.source, f"no compute unit of {profile} runs it: " + "; ".join(rejections))
+
+
+def float_unit(op: QOp, program: QProgram, profile: DeviceProfile) -> str | None:
+    """The first compute unit of ``profile`` (in fallback order) whose op rules and limits let it run ``op``
+    in float32, whatever dtype ``op`` has in ``program``; None when no unit does."""
+    found = _first_unit(_Facts(op, program, dtype="fp32"), profile.units())
+    return found[0] if found else None
+
+
+def _first_unit(facts: _Facts, units: Mapping[str, ComputeUnit],
+                skip: Collection[str] = ()) -> tuple[str, ComputeUnit] | None:
+    """The first unit (key, unit) not in ``skip`` that accepts the op as ``facts`` describe it."""
+    return next(((key, unit) for key, unit in units.items() if key not in skip and _rejection(facts, key, unit) is None),
+                None)
 
 
 def dtype_of(op: QOp, program: QProgram) -> Dtype:

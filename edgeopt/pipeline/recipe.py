@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -51,6 +51,8 @@ Built = tuple[QuantizedGraph, QProgram, float | None]
 """A configuration: its quantized graph, the program that ships from it, and that program's estimated
 latency (ms)."""
 Finish = Callable[[QuantizedGraph], tuple[QProgram, float | None]]
+FloatAllowed = bool | Callable[[QProgram], Set[str]]
+"""Which layers mixed precision may keep in float: all or none, or the nodes a program's ops allow."""
 Quantize = Callable[[Graph, Mapping[str, TensorStats], Mapping[str, QParams] | None], QuantizedGraph]
 Ranges = Callable[[Graph, dict[str, TensorStats]], dict[str, TensorStats]]
 
@@ -200,7 +202,7 @@ class _Builder:
 
 
 def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, max_drop: float,
-               rounding: str, int16_allowed: Callable[[str], bool], float_allowed: bool = False,
+               rounding: str, int16_allowed: Callable[[str], bool], float_allowed: FloatAllowed = False,
                base_plan: Mapping[str, str] | None = None, adaround_config: AdaRoundConfig = AdaRoundConfig(),
                quantize: Quantize | None = None, ranges: Ranges | None = None, finish: Finish | None = None,
                sensitivity_samples: int = DEFAULT_SAMPLES,
@@ -216,7 +218,9 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
             is None).
         int16_allowed: whether the device profile allows int16 activations for an ONNX op type.
         float_allowed: whether mixed precision may keep a layer in float (a float island) where int16
-            is not allowed (``mixed_precision.profile_runs_float``).
+            is not allowed: True / False for every layer, or a function of the program of the configuration
+            mixed precision starts from giving the nodes a unit runs in float32
+            (``mixed_precision.profile_runs_float``).
         base_plan: the precision plan to start from (default: every node int8).
         adaround_config: AdaRound's budget.
         quantize: ``(float graph, ranges, fixed weight encodings or None)`` → the int8 quantized graph,
@@ -286,7 +290,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
 class _MixedPrecisionStep:
     """Promotes the most sensitive layers of a configuration, doubling their number until in budget."""
 
-    def __init__(self, builder: _Builder, int16_allowed: Callable[[str], bool], float_allowed: bool,
+    def __init__(self, builder: _Builder, int16_allowed: Callable[[str], bool], float_allowed: FloatAllowed,
                  samples: int) -> None:
         self.builder, self.samples = builder, samples
         self.int16_allowed, self.float_allowed = int16_allowed, float_allowed
@@ -298,12 +302,13 @@ class _MixedPrecisionStep:
 
         The sensitivity analysis's time is counted in the first mixed-precision step.
         """
-        _, base_step, config, (_, _, base_latency_ms) = base
+        _, base_step, config, (_, base_program, base_latency_ms) = base
         start = time.perf_counter()
         qgraph = self.builder.int8(config)
         layers = sensitivity_of(qgraph, self.builder.x, samples=self.samples)
+        in_float = self.float_allowed(base_program) if callable(self.float_allowed) else self.float_allowed
         ranked = rank_promotions(qgraph.graph, layers, int16_allowed=self.int16_allowed,
-                                 float_allowed=self.float_allowed, base_plan=self.builder.base_plan)
+                                 float_allowed=in_float, base_plan=self.builder.base_plan)
         extra = time.perf_counter() - start
         self.seen = MixedPrecision(tuple(layers), min(self.samples, len(self.builder.x)), extra, tuple(ranked),
                                    base_step, base_latency_ms)

@@ -14,10 +14,11 @@ precisions. Graph inputs stay int8 (the program's input type); outputs keep thei
 """
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
-from edgeopt.errors import UnsupportedOpError
+from edgeopt.errors import RegistryError, UnsupportedOpError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, TensorInfo, topological_order
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.optimize.fuse_activation import activation_kind
@@ -75,10 +76,12 @@ def precision_plan(graph: Graph, precision: Precision = "w8a8",
     Raises:
         UnsupportedOpError: an override asks for int16 on a node without a 16x8 lowering, or a dtype
             or precision is unknown.
+        RegistryError: an override names neither a node nor an op type of ``graph``.
     """
     if precision not in PRECISIONS:
         raise UnsupportedOpError("precision", precision, f"unknown precision (known: {', '.join(PRECISIONS)})")
     overrides = dict(overrides or {})
+    check_override_names(graph, overrides)
     plan: PrecisionPlan = {}
     for node in graph.nodes:
         why = int16_support(node, graph)
@@ -86,12 +89,32 @@ def precision_plan(graph: Graph, precision: Precision = "w8a8",
         if wanted is None:
             plan[node.name] = "int16" if PRECISIONS[precision] == "int16" and why is None else "int8"
             continue
-        if wanted not in ("int8", "int16", "float"):
+        if wanted not in get_args(ActivationDtype):
             raise UnsupportedOpError(node.op, node.name, f"precision override {wanted!r} is not int8, int16 or float")
         if wanted == "int16" and why is not None:
             raise UnsupportedOpError(node.op, node.name, f"int16 activations requested, but {why}")
         plan[node.name] = wanted
     return plan
+
+
+def check_override_names(graph: Graph, overrides: Mapping[str, str]) -> None:
+    """Fail on an override that names neither a node nor an ONNX op type of ``graph`` (a typo would
+    otherwise leave the precision it asked for silently unapplied).
+
+    Raises:
+        RegistryError: naming the override, the graph's op types and the node names closest to it.
+    """
+    names = [n.name for n in graph.nodes]
+    ops = sorted({n.op for n in graph.nodes})
+    for key in overrides:
+        if key in ops or key in names:
+            continue
+        close = difflib.get_close_matches(key, [*names, *ops], n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        # Node names are the optimized graph's: folded BatchNormalization and fused Relu/Clip nodes are gone.
+        raise RegistryError(f"precision override '{key}' names no node or op type of the optimized graph "
+                            f"'{graph.name}' (op types: {', '.join(ops)}; batch norms and activations fused into "
+                            f"their producer have no node of their own){hint}")
 
 
 def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], plan: Mapping[str, str]) -> QuantizedGraph:

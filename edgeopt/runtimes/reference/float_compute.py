@@ -1,12 +1,15 @@
 """Float32 kernels of the weighted ops a float island may hold: CONV_2D (grouped too), DEPTHWISE_CONV_2D,
-FULLY_CONNECTED and BATCH_MATMUL, as LiteRT 2.3's float reference kernels (``reference/conv.h``,
-``reference/depthwiseconv_float.h``, ``reference/fully_connected.h``, ``reference/batch_matmul.h``).
+TRANSPOSE_CONV, FULLY_CONNECTED and BATCH_MATMUL, as LiteRT 2.3's float reference kernels
+(``reference/conv.h``, ``reference/depthwiseconv_float.h``, ``reference/transpose_conv.h``,
+``reference/fully_connected.h``, ``reference/batch_matmul.h``).
 
 LiteRT sums each dot product in float32, one term after another, then adds the bias in float32 and
 clamps to the fused activation. Here a dot product is a float64 BLAS matmul rounded once to float32
 (vectorised; its result does not depend on how BLAS orders the sum, within float64's precision), which
 is closer to the exact sum than LiteRT's running float32 total: the two differ by the accumulated
 float32 rounding, a few ulp of the sum's magnitude (``tests/test_float_nodes.py`` measures it).
+TRANSPOSE_CONV's reference scatters each input pixel's products into float32 outputs; gathered here in
+the order it adds them, the running sums are bit-exact too.
 Depthwise convolutions have few terms per output (``KH * KW``) and are summed here exactly like the
 reference: a float32 running total over the filter taps in row-major order, which is bit-exact.
 """
@@ -19,6 +22,7 @@ from edgeopt.runtimes.reference.float_ops import F32, FLOAT_KERNELS, _fused
 from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap, windows
 from edgeopt.runtimes.reference.prepare import _window
 from edgeopt.runtimes.reference.registry import constant, fold_run_axis, output_shape
+from edgeopt.runtimes.reference.transpose_conv import transpose_conv_geometry
 
 
 def _bias(args: list[np.ndarray], index: int, channels: int) -> np.ndarray:
@@ -77,6 +81,52 @@ def _run_depthwise_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> n
             total = total + window_tap(xp, p, i, j, dh, dw) * w[0, i, j]
     y = _fused(op, total + bias)
     return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+@FLOAT_KERNELS.register("TRANSPOSE_CONV")
+def _run_transpose_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """Inputs ``(output_shape, w[Co, KH, KW, Ci], x, bias)``: ``out[n, oy, ox, c] = act(sum w[c, i, j, k] *
+    x[n, iy, ix, k] + bias[c])`` over the pixels and taps with ``iy * sh - pad_h + i = oy`` and
+    ``ix * sw - pad_w + j = ox`` (padding of the output size, as the int8 kernel's).
+
+    The reference scatters: input pixel after input pixel (row-major), channel after channel, each product
+    is added to the float32 output it lands on; the bias comes last. So each output's running float32 sum
+    takes its terms ordered by ``(iy, ix, k)``. Here the sums are gathered in that order: the pixels
+    reaching output row ``Y = oy + pad_h`` are ``iy = Y // sh - d`` with tap ``i = Y % sh + d * sh``
+    (``d`` = 0, 1, ...), so ascending ``iy`` is descending ``d``; a pixel or tap that does not exist adds
+    a zero, which leaves a float32 running sum unchanged. Bit-exact with BUILTIN_REF.
+    """
+    x = fold_run_axis(args[2]).astype(F32)
+    w = constant(args[1]).astype(F32)
+    co, kh, kw, ci = w.shape
+    shape = output_shape(op, program)
+    p = transpose_conv_geometry(op, program)
+    taps = [_transposed_taps(out, k, s, pad, size) for out, k, s, pad, size in (
+        (shape[1], kh, p["stride_height"], p["pad_height"], x.shape[1]),
+        (shape[2], kw, p["stride_width"], p["pad_width"], x.shape[2]))]
+    total = np.zeros((x.shape[0], shape[1], shape[2], co), F32)
+    for rows, fy, valid_y in taps[0]:
+        for cols, fx, valid_x in taps[1]:
+            valid = (valid_y[:, None] & valid_x[None, :])[None, :, :, None]
+            xs = np.where(valid, x[:, rows][:, :, cols], F32(0))  # (N, OH, OW, Ci)
+            ws = np.where(valid[0, ..., None], w[:, fy][:, :, fx].transpose(1, 2, 3, 0), F32(0))  # (OH, OW, Ci, Co)
+            for k in range(ci):
+                total += xs[..., k : k + 1] * ws[:, :, k]  # one float32 product, one float32 sum
+    y = _fused(op, total + _bias(args, 3, co))
+    return y.reshape((args[2].shape[0],) + shape)
+
+
+def _transposed_taps(out: int, kernel: int, stride: int, pad: int,
+                     size: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Along one axis, for ``d`` from the last to 0 (ascending input index): the input index and filter
+    tap reaching each of the ``out`` outputs (clipped into range) and whether both exist."""
+    at = np.arange(out) + pad
+    steps = []
+    for d in reversed(range(-(-kernel // stride))):
+        index, tap = at // stride - d, at % stride + d * stride
+        valid = (index >= 0) & (index < size) & (tap < kernel)
+        steps.append((np.clip(index, 0, size - 1), np.minimum(tap, kernel - 1), valid))
+    return steps
 
 
 @FLOAT_KERNELS.register("FULLY_CONNECTED")

@@ -28,13 +28,8 @@ def prepare_transpose_conv(op: QOp, program: QProgram) -> Params:
     """``transpose_conv.cc`` Prepare/Eval: padding from ``ComputePaddingHeightWidth`` applied to the
     *output* size (stride, dilation 1), per-channel multipliers from ``double(s_in) * double(s_w[c]) /
     double(s_out)`` (``PopulateConvolutionQuantizationParams``), offsets, activation range."""
-    out_shape = program.tensor(op.outputs[0]).shape
-    co, kh, kw, ci = program.tensor(op.inputs[1]).shape
-    in_shape = program.tensor(op.inputs[2]).shape
-    if ci != in_shape[3] or out_shape[3] != co:
-        raise UnsupportedOpError(op.kind, op.source, f"weights {co}x{kh}x{kw}x{ci} do not fit input {in_shape}")
-    sh, sw = int(op.options["stride_h"]), int(op.options["stride_w"])
-    win = compute_padding_height_width(op.options["padding"], out_shape[1], out_shape[2], kh, kw, sh, sw)
+    co = program.tensor(op.inputs[1]).shape[0]
+    geometry = transpose_conv_geometry(op, program)
     x_q, w_q, y_q = (_qparams(program, name, op) for name in (op.inputs[2], op.inputs[1], op.outputs[0]))
     if np.any(w_q.zero_point != 0) or w_q.scale.size not in (1, co):
         raise UnsupportedOpError(op.kind, op.source, "weights must be symmetric, per-tensor or per output channel")
@@ -44,10 +39,7 @@ def prepare_transpose_conv(op: QOp, program: QProgram) -> Params:
     act_min, act_max = calculate_activation_range_quantized(
         op.options.get("fused_activation_function", "NONE"), y_q, op)
     return {
-        "stride_height": sh,
-        "stride_width": sw,
-        "pad_height": win.pad_height,
-        "pad_width": win.pad_width,
+        **geometry,
         "input_offset": -int(x_q.zero_point[0]),
         "output_offset": int(y_q.zero_point[0]),
         "output_multiplier": multiplier,
@@ -55,6 +47,22 @@ def prepare_transpose_conv(op: QOp, program: QProgram) -> Params:
         "activation_min": act_min,
         "activation_max": act_max,
     }
+
+
+def transpose_conv_geometry(op: QOp, program: QProgram) -> dict[str, int]:
+    """Strides and the padding ``ComputePaddingHeightWidth`` gives for the *output* size (dilation 1).
+
+    Raises:
+        UnsupportedOpError: the weights do not fit the input or output channels.
+    """
+    out_shape = program.tensor(op.outputs[0]).shape
+    co, kh, kw, ci = program.tensor(op.inputs[1]).shape
+    in_shape = program.tensor(op.inputs[2]).shape
+    if ci != in_shape[3] or out_shape[3] != co:
+        raise UnsupportedOpError(op.kind, op.source, f"weights {co}x{kh}x{kw}x{ci} do not fit input {in_shape}")
+    sh, sw = int(op.options["stride_h"]), int(op.options["stride_w"])
+    win = compute_padding_height_width(op.options["padding"], out_shape[1], out_shape[2], kh, kw, sh, sw)
+    return {"stride_height": sh, "stride_width": sw, "pad_height": win.pad_height, "pad_width": win.pad_width}
 
 
 def transpose_conv(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, out_hw: tuple[int, int],
