@@ -1,21 +1,32 @@
 """Post-training quantization recipes (range setting, AdaRound) against ONNX Runtime's quantize_static.
 
-    python benchmarks/ptq.py [--models resnet20,efficientnet] [--calib-size 1000] [--adaround-iters 500]
+    python benchmarks/ptq.py [--models resnet20,efficientnet] [--calib-size 1000] [--adaround-iters N]
+                             [--recipe-device arm-cortex-a78-xnnpack] [--recipe-max-drop -100] [--no-recipe]
 
 For each model: fp32 top-1, then each recipe's int8 top-1 measured in the integer executor (the
 lowered int8 program that ships), its top-1 agreement with fp32, and its wall time (calibration →
 int8 program, evaluation excluded). Recipes: min/max; percentile (99.99 % per tail); MSE; SQNR
 (AIMET's tf_enhanced-like analyser); MSE + AdaRound at W8, and for ResNet-20 W4A8 with nearest
 rounding and with AdaRound. Peers on the same calibration and test data: ONNX Runtime's quantize_static
-(QDQ, per-channel int8 weights, int8 activations; MinMax, Entropy, Percentile), evaluated in ONNX
-Runtime. ResNet-20: CIFAR-10 test1000, calibration from the training calibration file. EfficientNet-Lite0:
+(QDQ, per-channel int8 weights, int8 activations; MinMax, Entropy, Percentile), each evaluated twice:
+its QDQ file read back (``onnx_qdq_reader``) and run in the integer executor with the same arithmetic
+as ours (the goal's comparison), and in ONNX Runtime's own kernels, which requantize with one rounding
+(on ResNet-20 the two differ by 0.3 point for the same encodings, more than recipes differ).
+ResNet-20: CIFAR-10 test1000, calibration from the training calibration file. EfficientNet-Lite0:
 ImageNet val1300, calibration from calib_samples (200). Skips (exit 0) when ../shared/data is absent.
 The model outputs (logits) keep their min/max under every range method: clipping the top logit
 turns argmax into ties.
+
+Last row per model: the full automatic recipe as a user runs it, ``edgeopt.deploy(model, device,
+data=..., calib=..., max_drop=...)`` from the ONNX file to the written artifacts, timed end to end
+(the issue's goal: under 15 minutes on EfficientNet-Lite0 on 2 cores). The default budget (-100
+points) is never met, so the recipe runs every step; its steps are listed under the row. The machine
+is shared, so each row also prints the 1-minute load average when it finished (``os.getloadavg``).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -27,11 +38,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shared_data import cifar10_nchw, require  # noqa: E402
+from sim_gap import sim_gap  # noqa: E402
 
 from edgeopt.pipeline.calibrate import calibrate  # noqa: E402
+from edgeopt.pipeline.deploy import deploy  # noqa: E402
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1  # noqa: E402
 from edgeopt.pipeline.load import export_torch, load  # noqa: E402
 from edgeopt.pipeline.lower import lower  # noqa: E402
+from edgeopt.pipeline.onnx_qdq_reader import qdq_to_quantized_graph  # noqa: E402
 from edgeopt.pipeline.optimize import optimize  # noqa: E402
 from edgeopt.pipeline.quantize import quantize_minmax  # noqa: E402
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround  # noqa: E402
@@ -61,7 +75,7 @@ MODELS = {"resnet20": ("ResNet-20 CIFAR-10 test1000", _resnet20, True, 0.3),
 
 
 def _ours(graph, calib_x, x, fp32, y, method: str, stats_cache: dict, weight_bits: int = 8,
-          ada: AdaRoundConfig | None = None) -> tuple[float, float, float]:
+          ada: AdaRoundConfig | None = None) -> tuple[float, float, float, float]:
     start = time.perf_counter()
     hist = method != "minmax"
     if hist not in stats_cache:
@@ -78,7 +92,8 @@ def _ours(graph, calib_x, x, fp32, y, method: str, stats_cache: dict, weight_bit
     program = lower(qgraph, rounding=ROUNDING)
     wall = time.perf_counter() - start + calib_s
     int8 = run_int8(program, x)
-    return top1(int8, y), _agree(int8, fp32), wall
+    sim = sim_gap(qgraph, x, y, ROUNDING, int8=int8)  # QuantSim's top-1 on the same encodings
+    return top1(int8, y), _agree(int8, fp32), wall, sim.sim_top1
 
 
 def _agree(a: np.ndarray, b: np.ndarray) -> float:
@@ -106,15 +121,33 @@ def _ort_peer(onnx_path: Path, calib_x: np.ndarray, x: np.ndarray, fp32, y, meth
                     calibrate_method=getattr(CalibrationMethod, method))
     wall = time.perf_counter() - start
     q = OnnxRuntime(onnx.load(out)).run([x])[0]
-    return top1(q, y), _agree(q, fp32), wall
+    ours = run_int8(lower(qdq_to_quantized_graph(onnx.load(out)), rounding=ROUNDING), x)
+    return (top1(ours, y), _agree(ours, fp32), wall), (top1(q, y), _agree(q, fp32), wall)
+
+
+def _recipe(onnx_path: Path, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, device: str, max_drop: float,
+            tmp: Path) -> tuple[float, float, float, list[dict]]:
+    """``deploy`` with the automatic recipe, timed end to end: (int8 top-1, agreement, wall s, steps)."""
+    np.savez(tmp / "data.npz", x=x, y=y)
+    np.savez(tmp / "calib.npz", x=calib_x)
+    start = time.perf_counter()
+    result = deploy(str(onnx_path), device, data=tmp / "data.npz", calib=tmp / "calib.npz", out=tmp / "deploy",
+                    calib_size=len(calib_x), max_drop=max_drop)
+    wall = time.perf_counter() - start
+    accuracy = result.report["accuracy"]
+    return accuracy["int8"], accuracy["agreement"], wall, result.report["recipe"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="resnet20,efficientnet")
     parser.add_argument("--calib-size", type=int, default=1000, help="ResNet-20 calibration images")
-    parser.add_argument("--adaround-iters", type=int, default=500)
+    parser.add_argument("--adaround-iters", type=int, default=AdaRoundConfig().iterations)
     parser.add_argument("--peers", default="MinMax,Entropy,Percentile")
+    parser.add_argument("--recipe-device", default="arm-cortex-a78-xnnpack", help="profile for the automatic recipe")
+    parser.add_argument("--recipe-max-drop", type=float, default=-100.0,
+                        help="the recipe's budget in points (default: never met, so every step runs)")
+    parser.add_argument("--no-recipe", action="store_true", help="skip the automatic recipe row")
     args = parser.parse_args()
     for key in args.models.split(","):
         title, make, w4, budget = MODELS[key]
@@ -129,13 +162,15 @@ def main() -> None:
             fp32_top1 = top1(fp32, y)
             print(f"\n{title} (n={len(x)}), calibration {len(calib_x)} images, {ROUNDING} rounding; "
                   f"fp32 top-1 {fp32_top1:.2f} %")
-            print(f"  {'recipe':34s} {'int8 top-1':>10s} {'Δ fp32':>7s} {'agree':>7s} {'wall s':>7s}")
+            print(f"  {'recipe':34s} {'int8 top-1':>10s} {'Δ fp32':>7s} {'agree':>7s} {'wall s':>7s} {'load':>5s} "
+                  f"{'sim top-1':>9s} {'sim−int8':>8s}")
             rows: dict[str, float] = {}
 
-            def row(label: str, res: tuple[float, float, float]) -> None:
+            def row(label: str, res: tuple[float, ...]) -> None:
                 rows[label] = res[0]
-                print(f"  {label:34s} {res[0]:9.2f}% {res[0] - fp32_top1:+7.2f} {res[1]:6.2f}% {res[2]:7.1f}",
-                      flush=True)
+                sim = f" {res[3]:8.2f}% {res[3] - res[0]:+8.2f}" if len(res) > 3 else ""
+                print(f"  {label:34s} {res[0]:9.2f}% {res[0] - fp32_top1:+7.2f} {res[1]:6.2f}% {res[2]:7.1f} "
+                      f"{os.getloadavg()[0]:5.1f}{sim}", flush=True)
 
             cache: dict = {}
             ada = AdaRoundConfig(iterations=args.adaround_iters)
@@ -146,14 +181,25 @@ def main() -> None:
                 row("ours W4A8 mse (nearest)", _ours(graph, calib_x, x, fp32, y, "mse", cache, 4))
                 row("ours W4A8 mse + AdaRound", _ours(graph, calib_x, x, fp32, y, "mse", cache, 4, ada))
             for method in args.peers.split(","):
-                row(f"ORT quantize_static {method}", _ort_peer(onnx_path, calib_x, x, fp32, y, method, tmp))
+                executor, runtime = _ort_peer(onnx_path, calib_x, x, fp32, y, method, tmp)
+                row(f"ORT {method}, in the executor", executor)
+                row(f"ORT {method}, in ONNX Runtime", runtime)
+            if not args.no_recipe:
+                *res, steps = _recipe(onnx_path, calib_x, x, y, args.recipe_device, args.recipe_max_drop, tmp)
+                row(f"automatic recipe (max drop {args.recipe_max_drop:g})", tuple(res))
+                for s in steps:
+                    print(f"    step {s['step']:30s} {s['int8']:9.2f}% {s['seconds']:7.1f} s")
+                print(f"  goal full automatic recipe under 15 minutes on 2 cores ({res[2] / 60:.1f} min, "
+                      f"load {os.getloadavg()[0]:.1f}): {'met' if res[2] < 15 * 60 else 'MISSED'}")
         ours8 = max(v for k, v in rows.items() if k.startswith("ours W8"))
-        peers = [v for k, v in rows.items() if k.startswith("ORT")]
+        peers = [v for k, v in rows.items() if k.startswith("ORT") and k.endswith("executor")]
         print(f"  goal int8 within {budget} point of fp32 (best W8 recipe {ours8:.2f} %): "
               f"{'met' if fp32_top1 - ours8 <= budget else 'MISSED'}")
         if peers:
-            print(f"  goal at least as good as the best ORT method ({max(peers):.2f} %): "
+            print(f"  goal at least as good as the best ORT method, both in the executor ({max(peers):.2f} %): "
                   f"{'met' if ours8 >= max(peers) else 'MISSED'}")
+            in_ort = max(v for k, v in rows.items() if k.startswith("ORT") and k.endswith("Runtime"))
+            print(f"  (the best ORT method in ONNX Runtime's own single-rounding kernels: {in_ort:.2f} %)")
         if w4:
             w4a8 = rows["ours W4A8 mse + AdaRound"]
             print(f"  goal W4A8 + AdaRound within 2.5 points ({w4a8:.2f} %): "
