@@ -37,6 +37,7 @@ def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> Non
     assert report["recipe_budget"]["latency_ms"] == report["recipe"][0]["latency_ms"]
     assert "recipe_mixed_precision" not in report
     assert report["recipe_budget"]["met"] and report["recipe_budget"]["chosen"] == "min/max"
+    assert report["accuracy"]["int8"] == pytest.approx(report["recipe"][0]["int8"])  # the recipe's own run
     assert "automatic recipe" in result.output
 
 

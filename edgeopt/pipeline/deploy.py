@@ -172,7 +172,8 @@ def deploy(
             layers = sensitivity_of(qgraph, sensitive_data(x, calib_x))
         files["sensitivity_svg"] = sensitivity_svg(layers).encode()
     step("emulate")
-    accuracy = _accuracy(loaded.graph, program, x, y) if x is not None else None
+    int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
+    accuracy = _accuracy(loaded.graph, program, x, y, int8_out) if x is not None else None
     cost_int8, cost_fp32 = estimate(program, profile, placement), estimate_float(program, profile)
 
     out_dir = Path(out) if out is not None else Path("edgeopt-out") / loaded.name
@@ -266,9 +267,10 @@ def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np
     return x[:calib_size], f"first {min(calib_size, len(x))} samples of --data"
 
 
-def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None) -> dict:
+def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
+              int8: np.ndarray | None = None) -> dict:
     fp32 = run_float(graph, x)
-    int8 = run_int8(program, x)
+    int8 = run_int8(program, x) if int8 is None else int8
     agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)
     if y is None:
         return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": int(len(x))}

@@ -120,6 +120,9 @@ class RecipeResult:
     met: bool
     chosen: str
     mixed_precision: MixedPrecision | None = None
+    int8_out: np.ndarray | None = None
+    """The chosen program's outputs on the evaluation data: deploy's report reuses them rather than
+    running the program once more."""
 
     def report(self) -> dict:
         """The report.json sections: ``recipe`` (the steps), ``recipe_budget`` (the outcome) and, when the
@@ -193,12 +196,13 @@ class _Builder:
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
         return (qgraph, *self.finish(qgraph))
 
-    def score(self, program: QProgram) -> float:
+    def score(self, program: QProgram) -> tuple[float, np.ndarray]:
+        """The program's accuracy on the evaluation data, and its outputs."""
         out = run_int8(program, self.x)
         if self.y is not None:
-            return top1(out, self.y)
+            return top1(out, self.y), out
         n = len(self.x)
-        return float(np.mean(self.fp32_out.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)) * 100)
+        return float(np.mean(self.fp32_out.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)) * 100), out
 
 
 def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, max_drop: float,
@@ -246,6 +250,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
     # earliest step with the highest accuracy (what is returned when the budget is missed).
     best: tuple[float, str, RecipeConfig, Built] | None = None
     chosen: tuple[float, str, RecipeConfig, Built] | None = None
+    outputs: dict[str, np.ndarray] = {}
 
     def attempt(name: str, config: RecipeConfig, extra_seconds: float = 0.0) -> bool:
         """Build and score ``config``; adopt it if it is the best so far; True when it meets the budget."""
@@ -253,7 +258,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         step_cb(f"recipe: {name}")
         start = time.perf_counter()
         built = builder.build(config)
-        acc = builder.score(built[1])
+        acc, outputs[name] = builder.score(built[1])
         adopt = best is None or acc >= best[0]
         steps.append(RecipeStep(name, acc, builder.fp32 - acc, time.perf_counter() - start + extra_seconds,
                                 built[2], adopt, config.promoted))
@@ -284,7 +289,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         log.warning("the recipe missed the budget: best int8 %.2f is %.2f points below fp32 %.2f (max drop %.2f), "
                     "from step '%s'", acc, builder.fp32 - acc, builder.fp32, max_drop, name)
     return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if y is not None else
-                        "top1_agreement", max_drop, met, name, mixed.seen)
+                        "top1_agreement", max_drop, met, name, mixed.seen, outputs[name])
 
 
 class _MixedPrecisionStep:
