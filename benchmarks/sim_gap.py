@@ -1,6 +1,7 @@
 """Simulated (QuantSim) versus integer-executed top-1 for the same encodings: the sim-to-target gap.
 
     python benchmarks/sim_gap.py [--models resnet20,efficientnet] [--range-method minmax] [--calib-size 1000]
+                                 [--roundings double,single] [--layers N]
 
 For each model and each requantization rounding ("double": LiteRT 2.3 BUILTIN_REF's arithmetic,
 "single": one rounding), one set of encodings (``quantize_minmax`` over the chosen range method) is
@@ -10,6 +11,10 @@ and by the integer reference executor on the lowered int8 program. Printed: both
 output quantization steps. ResNet-20: CIFAR-10 test1000, calibration from the training calibration
 file. EfficientNet-Lite0: ImageNet val1300, calibration from calib_samples. Skips (exit 0) when
 ../shared/data is absent.
+
+The simulation takes each requantizing kernel's exact integer result forward (``quantsim_requantize``,
+``quantsim_integer``), so the outputs should be identical (0 steps, 100 % agreement); ``layer_gaps``
+names the nodes where they are not (ops whose kernels it does not reproduce: softmax, logistic …).
 """
 from __future__ import annotations
 
@@ -126,6 +131,8 @@ def main() -> None:
     parser.add_argument("--range-method", default="minmax")
     parser.add_argument("--calib-size", type=int, default=1000, help="ResNet-20 calibration images")
     parser.add_argument("--roundings", default="double,single")
+    parser.add_argument("--layers", type=int, default=0,
+                        help="also print the N nodes whose own outputs differ most (layer_gaps, first 100 images)")
     args = parser.parse_args()
     for key in args.models.split(","):
         title, make, _, _ = MODELS[key]
@@ -145,6 +152,11 @@ def main() -> None:
             g = sim_gap(qgraph, x, y, rounding)
             print(row(rounding, g) + f"   ({time.perf_counter() - start:.0f} s)  "
                   f"goal |gap| ≤ {GOAL}: {'met' if abs(g.gap) <= GOAL else 'MISSED'}", flush=True)
+            if args.layers:
+                rows = layer_gaps(qgraph, x[:100], rounding)
+                print(f"    {len(rows)} nodes, {sum(r[2] > 0 for r in rows)} with any difference; worst:")
+                for name, op, steps, over_half in rows[:args.layers]:
+                    print(f"    {name:40s} {op:18s} {steps:8.4f} steps  {over_half:6.2f}% > 0.5 step")
 
 
 if __name__ == "__main__":

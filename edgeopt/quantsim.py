@@ -13,13 +13,16 @@ torch module that computes that Graph with fake quantizers exactly where the int
   scale ``input_scale · weight_scale``, constant operands of Add/Sub/Mul per tensor.
 
 Rounding is half away from zero, as the converter and the kernels; gradients use the straight-through
-estimator (``fake_quant``). Average pooling and bilinear resizing, whose kernels round the raw int8
-values, take the kernel's exact value forward (``quantsim_integer``). Not modelled: the fixed-point
-requantization of the other kernels (a 31-bit multiplier and one or two roundings instead of one exact
-float rounding; 16-bit multipliers in the 16x8 kernels) and the look-up tables of softmax/logistic, so
-an output may differ from the integer executor's by a step near a rounding boundary. Measured on
-ResNet-20 (``benchmarks/sim_gap.py``): mean 0.16 output steps apart with single rounding, 0.79 with
-LiteRT BUILTIN_REF's double rounding (which therefore dominates what remains).
+estimator (``fake_quant``). The forward value is the integer program's own wherever its kernel
+requantizes: Conv/ConvTranspose/Gemm/MatMul/Add/Sub/Mul take the kernel's fixed-point (or, for
+FULLY_CONNECTED, double-precision) requantization of the exact accumulator, in the program's rounding
+("single"/"double"), int8 and 16x8 (``quantsim_requantize``); average pooling and bilinear resizing
+round the raw values as their kernels do (``quantsim_integer``). Backward, the fake-quantized float path
+gives the gradients (``exact + (soft - soft.detach())``), learned scales included. Not reproduced: the
+look-up tables and fixed-point polynomials of softmax/logistic/tanh/hard-swish, the MEAN of other axes,
+the int8 <-> int16 QUANTIZE, and RELU ops not fused into their producer, whose outputs may differ from
+the executor's by a step near a rounding boundary. Measured on ResNet-20 (``benchmarks/sim_gap.py``,
+CIFAR-10 test1000): identical outputs to the integer executor under both roundings.
 
 w8a16 plans (``precision``) run the quantized graph's requantizing nodes and int16 quantizers; nodes in
 ``QuantizedGraph.float_nodes`` (and the lowering's float-island ops) compute in float with unquantized
@@ -59,6 +62,7 @@ from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.qprogram import QProgram
 from edgeopt.quantsim_integer import INTEGER_OPS
 from edgeopt.quantsim_ops import ACTIVATIONS, TORCH_OPS
+from edgeopt.quantsim_requantize import BINARY_KINDS, REQUANTIZED_OPS, binary_output, weighted_output
 
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
 
@@ -249,16 +253,40 @@ class QuantSimModule(nn.Module):
             # Where an int8 op reads a float island's output (or it is a graph output), the program
             # QUANTIZEs it at the island's edge.
             quantized[out] = self._quantize(out, value)
+        if node.op in REQUANTIZED_OPS and self.groups and node.name not in self.float_nodes:
+            soft = quantized[node.outputs[0]]
+            exact = self._requantized(node, args)
+            if exact is not None:  # exact forward (x - x is exactly 0), the soft path's gradient backward
+                quantized[node.outputs[0]] = exact + (soft - soft.detach())
         return quantized, unquantized
+
+    def _requantized(self, node: Node, args: list[torch.Tensor | None]) -> torch.Tensor | None:
+        """The integer kernel's exact output of a requantizing node (``quantsim_requantize``), from the
+        encodings the program would be lowered with now; None where it has no such kernel."""
+        out_q = self._qparams(node.outputs[0])
+        with torch.no_grad():
+            if node.op in BINARY_KINDS:
+                operands = [(a, self._qparams(t)) for t, a in zip(node.inputs, args)]
+                return binary_output(node, operands, out_q, self.rounding)
+            if node.name not in self.weighted:
+                return None  # a MatMul of two activations: BATCH_MATMUL
+            w = self.constant(node.inputs[1])
+            b = self.constant(node.inputs[2]).detach().cpu().numpy() if len(node.inputs) > 2 and node.inputs[2] else None
+            return weighted_output(node, self.graph, args[0], self._qparams(node.inputs[0]), w.detach().cpu().numpy(),
+                                   self.weight_q[self.keys[node.inputs[1]]].qparams(w), b, out_q, self.rounding)
+
+    def _qparams(self, tensor: str) -> QParams:
+        """The encoding of an activation as its quantizer now holds it, or of a constant operand."""
+        return self.act_q[self.groups[tensor]].qparams() if tensor in self.groups else self.encodings[tensor]
 
     def _integer_forward(self, node: Node, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``y`` with the int8 kernel's exact value forward (``quantsim_integer``) and the float op's
-        gradient backward, where input and output share one int8 encoding (as these kernels require)."""
+        gradient backward, where input and output share one encoding (as these kernels require)."""
         q = self.act_q[self.groups[node.inputs[0]]].qparams()
-        if q.dtype != "int8" or self.groups[node.inputs[0]] != self.groups[node.outputs[0]]:
+        if self.groups[node.inputs[0]] != self.groups[node.outputs[0]]:
             return y
         exact = INTEGER_OPS[node.op](node, x, q, self.graph, self.rounding)
-        return y if exact is None else y + (exact - y).detach()
+        return y if exact is None else exact + (y - y.detach())
 
     def _quantize(self, tensor: str, x: torch.Tensor) -> torch.Tensor:
         return self.act_q[self.groups[tensor]](x) if self.groups else x

@@ -5,13 +5,14 @@ families round the *raw* int8 values instead (zero point included), so at ties (
 of 64 values is a tie once in 64) they disagree by a step, and the step then travels down the network:
 
 * AVERAGE_POOL_2D (AveragePool, GlobalAveragePool, ReduceMean over H and W): ``(acc ± n/2) / n`` on the
-  raw sum ``acc``, C division (TFLite ``reference_ops::AveragePool``, runtimes/reference/pooling.py);
+  raw sum ``acc``, C division (TFLite ``reference_ops::AveragePool``, runtimes/reference/pooling.py; the
+  16x8 kernel rounds int16 sums the same way, ``elementwise_16x8.average_pool_16x8``);
 * int8 RESIZE_BILINEAR: Q10 source positions and weights, ``(acc + 2^19) >> 20`` (single rounding) or
   half away from zero (double), on raw values (runtimes/reference/resize.py).
 
 Each function here takes the op's float input (on its quantization grid, as the fake quantizer left
 it) and returns the kernel's exact output, dequantized. QuantSim uses it as the forward value and
-keeps the float op's gradient (``y + (exact - y).detach()``: a straight-through estimator).
+keeps the float op's gradient (``exact + (y - y.detach())``: a straight-through estimator).
 """
 from __future__ import annotations
 

@@ -245,6 +245,12 @@ def fully_connected_16x8(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, 
     acc = (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
     if bias is not None:
         acc += bias.astype(np.int64)
+    return requantize_fully_connected_16x8(acc, p)
+
+
+def requantize_fully_connected_16x8(acc: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """The tail of ``fully_connected_16x8`` on its int64 accumulators (bias included, output channels
+    last): the double-precision or fixed-point scaling ``p`` holds, then the int16 clamp."""
     if "output_multiplier" in p:
         return _requantize_16(acc, p, p["output_multiplier"], p["output_shift"])
     rounded = round_half_away_from_zero(acc.astype(np.float64) * p["effective_scale"])

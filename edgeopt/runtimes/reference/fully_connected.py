@@ -59,6 +59,13 @@ def fully_connected_per_channel(
     bias = np.zeros(w.shape[0], dtype=np.int64) if bias is None else bias.astype(np.int64)
     acc += bias
     acc = int32_accumulator(acc, w.shape[1] * MAX_PRODUCT + int(np.abs(bias).max(initial=0)))
+    return requantize_fully_connected(acc, p, rounding)
+
+
+def requantize_fully_connected(acc: np.ndarray, p: Mapping[str, Any], rounding: Rounding) -> np.ndarray:
+    """The int8 tail of ``fully_connected_per_channel``: the int32 accumulators ``acc`` (int64, bias
+    included, output channels last) scaled by ``effective_scale`` in double precision or by the
+    fixed-point multipliers, whichever ``p`` holds, offset and clamped (also QuantSim's forward value)."""
     if "output_multiplier" in p:
         return requantize(acc, p["output_multiplier"], p["output_shift"], p["output_offset"],
                           p["activation_min"], p["activation_max"], rounding)
