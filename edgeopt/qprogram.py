@@ -75,6 +75,8 @@ import numpy as np
 from edgeopt.ir import QParams, frozen_array
 
 Rounding = Literal["single", "double"]
+# Ops that only convert between precisions (float32 <-> int8/int16, int8 <-> int16): no layer of their own.
+CONVERSION_KINDS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 FullyConnectedRequantization = Literal["double_precision", "fixed_point"]
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
 

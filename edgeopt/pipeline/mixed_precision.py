@@ -31,7 +31,7 @@ from edgeopt.pipeline.place import float_unit
 from edgeopt.pipeline.quantize.minmax import SHARED_SCALE_OPS
 from edgeopt.pipeline.quantize.precision import int16_support
 from edgeopt.pipeline.sensitivity import Kind, LayerSensitivity
-from edgeopt.qprogram import QProgram
+from edgeopt.qprogram import CONVERSION_KINDS, QProgram
 
 Target = Literal["int16", "float"]
 
@@ -57,10 +57,6 @@ class Promotion:
         return {"node": self.node, "to": self.to, "kind": self.kind,
                 "sqnr_db": round(self.sqnr_db, 3) if math.isfinite(self.sqnr_db) else None,
                 "with": list(self.also)}
-
-
-# The joints between precisions (a float island's edges, int8 <-> int16): no layer's own computation.
-CONVERSION_KINDS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 
 
 def profile_runs_float(profile: DeviceProfile, program: QProgram) -> frozenset[str]:

@@ -9,10 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from edgeopt.pipeline.mixed_precision import CONVERSION_KINDS, Promotion
+from edgeopt.pipeline.mixed_precision import Promotion
 from edgeopt.pipeline.quantize.profile_checks import RuleException
 from edgeopt.pipeline.quantize.profile_rules import Int8Fallback
-from edgeopt.qprogram import QOp, QProgram
+from edgeopt.qprogram import CONVERSION_KINDS, QOp, QProgram
 from edgeopt.runtimes.reference.float_ops import runs_in_float
 from edgeopt.runtimes.reference.int16_registry import runs_in_int16
 

@@ -7,10 +7,7 @@ the same arithmetic cost, within quantization error of the same outputs.
 """
 from __future__ import annotations
 
-from edgeopt.qprogram import QOp, QProgram, QTensor
-
-# Ops that only convert between int8 and float32 at the edges of a float island: identities here.
-_CONVERSIONS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+from edgeopt.qprogram import CONVERSION_KINDS, QOp, QProgram, QTensor
 
 
 def dequantize_program(program: QProgram) -> QProgram:
@@ -28,7 +25,7 @@ def dequantize_program(program: QProgram) -> QProgram:
     """
     alias: dict[str, str] = {}
     for op in program.ops:
-        if op.kind in _CONVERSIONS:
+        if op.kind in CONVERSION_KINDS:  # identities in float
             alias[op.outputs[0]] = alias.get(op.inputs[0], op.inputs[0])
 
     def name(tensor: str) -> str:
@@ -48,6 +45,6 @@ def dequantize_program(program: QProgram) -> QProgram:
             tensors[tensor.name] = QTensor(tensor.name, tensor.shape, "float32")
     ops = [QOp(op.kind, tuple(name(t) if t else t for t in op.inputs), tuple(name(t) for t in op.outputs),
                op.options, source=op.source)
-           for op in program.ops if op.kind not in _CONVERSIONS]
+           for op in program.ops if op.kind not in CONVERSION_KINDS]
     outputs = tuple(name(t) for t in program.outputs)
     return program.replace(tensors=tensors, ops=tuple(ops), outputs=outputs)

@@ -34,10 +34,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.float_nodes import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.lower.context import LOWERINGS, Lowering, LowerContext, program_perm
-from edgeopt.qprogram import QTensor
-
-# Integer-only conversions a lowering may emit; they have no float32 meaning inside an island.
-_CONVERSIONS = frozenset({"QUANTIZE", "DEQUANTIZE"})
+from edgeopt.qprogram import CONVERSION_KINDS, QTensor
 
 
 def is_float(node: Node, ctx: LowerContext) -> bool:
@@ -104,7 +101,7 @@ def lower_float_node(node: Node, ctx: LowerContext) -> None:
     """
     sub = ctx.float_sub_context()
     LOWERINGS.get(node.op)(node, sub)
-    if any(op.kind in _CONVERSIONS for op in sub.ops):
+    if any(op.kind in CONVERSION_KINDS for op in sub.ops):
         raise UnsupportedOpError(node.op, node.name, "a precision conversion cannot run in a float island; "
                                  "keep this node out of float_nodes")
     names: dict[str, str] = {}
