@@ -1,7 +1,8 @@
 """Post-training quantization recipes (range setting, AdaRound) against ONNX Runtime's quantize_static.
 
     python benchmarks/ptq.py [--models resnet20,efficientnet] [--calib-size 1000] [--adaround-iters N]
-                             [--recipe-device arm-cortex-a78-xnnpack] [--recipe-max-drop -100] [--no-recipe]
+                             [--recipe-device arm-cortex-a78-xnnpack] [--recipe-max-drop -100]
+                             [--recipe-samples 500] [--no-recipe]
 
 For each model: fp32 top-1, then each recipe's int8 top-1 measured in the integer executor (the
 lowered int8 program that ships), its top-1 agreement with fp32, and its wall time (calibration →
@@ -20,7 +21,8 @@ turns argmax into ties.
 Last row per model: the full automatic recipe as a user runs it, ``edgeopt.deploy(model, device,
 data=..., calib=..., max_drop=...)`` from the ONNX file to the written artifacts, timed end to end
 (the issue's goal: under 15 minutes on EfficientNet-Lite0 on 2 cores). The default budget (-100
-points) is never met, so the recipe runs every step; its steps are listed under the row. The machine
+points) is never met, so the recipe runs every step; its steps are listed under the row, each scored
+on the first ``--recipe-samples`` test samples as deploy scores them (the row: the chosen step on all). The machine
 is shared, so each row also prints the 1-minute load average when it finished (``os.getloadavg``).
 """
 from __future__ import annotations
@@ -126,16 +128,16 @@ def _ort_peer(onnx_path: Path, calib_x: np.ndarray, x: np.ndarray, fp32, y, meth
 
 
 def _recipe(onnx_path: Path, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, device: str, max_drop: float,
-            tmp: Path) -> tuple[float, float, float, list[dict]]:
-    """``deploy`` with the automatic recipe, timed end to end: (int8 top-1, agreement, wall s, steps)."""
+            samples: int, tmp: Path) -> tuple[float, float, float, dict]:
+    """``deploy`` with the automatic recipe, timed end to end: (int8 top-1, agreement, wall s, report)."""
     np.savez(tmp / "data.npz", x=x, y=y)
     np.savez(tmp / "calib.npz", x=calib_x)
     start = time.perf_counter()
     result = deploy(str(onnx_path), device, data=tmp / "data.npz", calib=tmp / "calib.npz", out=tmp / "deploy",
-                    calib_size=len(calib_x), max_drop=max_drop)
+                    calib_size=len(calib_x), max_drop=max_drop, recipe_samples=samples)
     wall = time.perf_counter() - start
     accuracy = result.report["accuracy"]
-    return accuracy["int8"], accuracy["agreement"], wall, result.report["recipe"]
+    return accuracy["int8"], accuracy["agreement"], wall, result.report
 
 
 def main() -> None:
@@ -147,6 +149,8 @@ def main() -> None:
     parser.add_argument("--recipe-device", default="arm-cortex-a78-xnnpack", help="profile for the automatic recipe")
     parser.add_argument("--recipe-max-drop", type=float, default=-100.0,
                         help="the recipe's budget in points (default: never met, so every step runs)")
+    parser.add_argument("--recipe-samples", type=int, default=500,
+                        help="the recipe scores its steps on this many test samples (0: all), as deploy does")
     parser.add_argument("--no-recipe", action="store_true", help="skip the automatic recipe row")
     args = parser.parse_args()
     for key in args.models.split(","):
@@ -185,10 +189,17 @@ def main() -> None:
                 row(f"ORT {method}, in the executor", executor)
                 row(f"ORT {method}, in ONNX Runtime", runtime)
             if not args.no_recipe:
-                *res, steps = _recipe(onnx_path, calib_x, x, y, args.recipe_device, args.recipe_max_drop, tmp)
+                *res, report = _recipe(onnx_path, calib_x, x, y, args.recipe_device, args.recipe_max_drop,
+                                       args.recipe_samples, tmp)
                 row(f"automatic recipe (max drop {args.recipe_max_drop:g})", tuple(res))
-                for s in steps:
-                    print(f"    step {s['step']:30s} {s['int8']:9.2f}% {s['seconds']:7.1f} s")
+                screening = report["recipe_budget"].get("screening")
+                on = f"first {screening['samples']}" if screening else "all"
+                print(f"    steps scored on the {on} of {len(x)} test samples; chosen "
+                      f"'{report['recipe_budget']['chosen']}'")
+                for s in report["recipe"]:
+                    confirmed = f" ({s['int8_all']:.2f}% on all)" if "int8_all" in s else ""
+                    print(f"    step {s['step']:30s} {s['int8']:9.2f}%{confirmed} {s['seconds']:7.1f} s "
+                          f"{'adopted' if s['adopted'] else 'dropped'}")
                 print(f"  goal full automatic recipe under 15 minutes on 2 cores ({res[2] / 60:.1f} min, "
                       f"load {os.getloadavg()[0]:.1f}): {'met' if res[2] < 15 * 60 else 'MISSED'}")
         ours8 = max(v for k, v in rows.items() if k.startswith("ours W8"))

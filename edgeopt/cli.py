@@ -110,6 +110,9 @@ def deploy(
                                                         "range methods, AdaRound, mixed precision until int8 "
                                                         "accuracy on --data is within this many points of fp32.")]
     = None,
+    recipe_samples: Annotated[int, typer.Option(help="The automatic recipe scores each step on this many samples "
+                                                     "of --data (0: all) and confirms a step within budget on all "
+                                                     "of them.")] = 500,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
@@ -138,6 +141,7 @@ def deploy(
             return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
                               calib_size=calib_size, range_method=range_method, target=target, keep=keep,
                               benchmark_binary=benchmark_binary, precision=precision, max_drop=max_drop,
+                              recipe_samples=recipe_samples,
                               weight_bits=weight_bits, precision_overrides=overrides,
                               sensitivity=sensitivity,
                               progress=lambda s: status.update(f"deploy: {s}"))

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
+from edgeopt.pipeline import recipe as recipe_mod
 from edgeopt.pipeline.onnx_frontend import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
@@ -61,3 +62,46 @@ def test_impossible_budget_tries_every_step_and_warns_once(caplog: pytest.LogCap
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "missed the budget" in warnings[0].getMessage()
     assert all(s.drop == pytest.approx(100.0 - s.int8) for s in result.steps)
+
+
+def _small_recipe(x: np.ndarray, **kwargs):
+    rng = np.random.default_rng(1)
+    graph = optimize(onnx_to_graph(conv_bn_relu6(rng), "small"))
+    return run_recipe(graph, x[:32], x, None, rounding="double", int16_allowed=lambda op: True,
+                      adaround_config=AdaRoundConfig(iterations=40, samples=32), **kwargs)
+
+
+def test_steps_are_screened_on_a_subset_and_the_chosen_one_scored_on_all() -> None:
+    x = np.random.default_rng(2).normal(size=(48, 3, 8, 8)).astype(np.float32)
+    result = _small_recipe(x, max_drop=-1.0, screen_samples=16)
+    assert result.screening is not None
+    assert (result.screening.samples, result.screening.total) == (16, 48)
+    assert len(result.int8_out) == 48 and all(s.confirmed is None for s in result.steps)
+    budget = result.report()["recipe_budget"]["screening"]
+    assert budget["samples"] == 16 and budget["total"] == 48 and 0 <= budget["int8_all"] <= 100
+    assert _small_recipe(x, max_drop=-1.0, screen_samples=0).screening is None  # 0: every sample
+
+
+def test_a_step_within_budget_on_the_subset_must_also_be_within_budget_on_all_samples(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """min/max's outputs on the samples past the screening subset are made wrong: it passes the screen,
+    fails the confirmation, and the recipe goes on to + CLE, which passes both."""
+    x = np.random.default_rng(2).normal(size=(48, 3, 8, 8)).astype(np.float32)
+    real, runs = recipe_mod.run_int8, []
+
+    def run_int8(program, data):
+        out = real(program, data)
+        runs.append(len(data))
+        if len(data) == 48 and runs.count(48) == 1:  # min/max's confirmation run
+            out = out.copy()
+            out[16:] = -out[16:]  # argmax becomes the old argmin: disagrees with fp32
+        return out
+
+    monkeypatch.setattr(recipe_mod, "run_int8", run_int8)
+    result = _small_recipe(x, max_drop=40.0, screen_samples=16)
+    first, second = result.steps[:2]
+    assert [s.step for s in result.steps] == ["min/max", "+ CLE"]
+    assert first.drop <= 40.0 and first.confirmed is not None and 100 - first.confirmed > 40.0
+    assert second.confirmed is not None and 100 - second.confirmed <= 40.0
+    assert result.met and result.chosen == "+ CLE"
+    assert result.screening is not None and result.screening.int8_all == second.confirmed

@@ -46,7 +46,7 @@ from edgeopt.pipeline.report_placement import placement_section
 from edgeopt.pipeline.report_precision import precision_source, precision_summary
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.pipeline.mixed_precision import profile_runs_float
-from edgeopt.pipeline.recipe import RecipeResult, run_recipe
+from edgeopt.pipeline.recipe import RecipeResult, SCREEN_SAMPLES, run_recipe
 from edgeopt.pipeline.sensitivity import sensitive_data, sensitivity_of
 from edgeopt.pipeline.sensitivity_svg import sensitivity_svg
 from edgeopt.qprogram import QProgram
@@ -85,6 +85,7 @@ def deploy(
     precision_overrides: Mapping[str, ActivationDtype] | None = None,
     weight_bits: int = 8,
     max_drop: float | None = None,
+    recipe_samples: int = SCREEN_SAMPLES,
     sensitivity: bool = False,
 ) -> DeployResult:
     """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
@@ -113,6 +114,8 @@ def deploy(
             island), applied on top.
         max_drop: run the automatic recipe (``pipeline.recipe``) until int8 accuracy on ``data`` is
             within this many points of fp32 (``range_method`` is then the recipe's choice).
+        recipe_samples: the recipe scores each step on this many samples of ``data`` (0: all) and confirms
+            a step within budget on all of them.
         sensitivity: also measure each layer's quantization alone (``pipeline.sensitivity``) on the first
             samples of ``data`` (or of the calibration set): report's ``sensitivity``, ``sensitivity.svg``;
             when the recipe reached mixed precision, its own measurement (of the step it built on) is reused.
@@ -146,7 +149,7 @@ def deploy(
     else:
         calib_x, calib_source = _calibration_set(loaded.calib, calib, x, model_input, calib_size)
     if max_drop is not None and not isinstance(model, QuantizedGraph):
-        recipe = _automatic_recipe(graph, calib_x, x, y, max_drop, profile, plan, weight_bits, step)
+        recipe = _automatic_recipe(graph, calib_x, x, y, max_drop, recipe_samples, profile, plan, weight_bits, step)
         qgraph = recipe.qgraph
     elif not isinstance(model, QuantizedGraph):
         step("calibrate")
@@ -220,7 +223,7 @@ def deploy(
 
 
 def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y: np.ndarray | None,
-                      max_drop: float, profile: DeviceProfile, plan: Mapping[str, str], weight_bits: int,
+                      max_drop: float, screen: int, profile: DeviceProfile, plan: Mapping[str, str], weight_bits: int,
                       step: Progress) -> RecipeResult:
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
@@ -230,7 +233,8 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
         _, _, program, placement = _ship(qgraph, profile)
         return program, estimate(program, profile, placement).latency_ms
 
-    return run_recipe(graph, calib_x, x, y, max_drop=max_drop, rounding=profile.runtime.requantization_rounding,
+    return run_recipe(graph, calib_x, x, y, max_drop=max_drop, screen_samples=screen,
+                      rounding=profile.runtime.requantization_rounding,
                       int16_allowed=lambda op: int16_allowed(rules, op),
                       float_allowed=lambda program: profile_runs_float(profile, program),
                       base_plan=plan, quantize=lambda g, stats, fixed: _quantize(g, stats, rules, weight_bits, fixed),

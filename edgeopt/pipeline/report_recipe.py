@@ -15,10 +15,13 @@ def render_recipe(report: dict, console: Console) -> None:
     if not steps:
         return
     budget = report["recipe_budget"]
+    screening = budget.get("screening")
     metric = "int8 top-1 %" if budget["metric"] == "top1" else "int8 agree %"
     table = Table(title=f"automatic recipe (max drop {budget['max_drop']:g} points of fp32 {budget['fp32']:.2f})")
     table.add_column("step", no_wrap=True)
-    table.add_column(metric, justify="right")
+    table.add_column(metric if screening is None else f"{metric} ({screening['samples']})", justify="right")
+    if screening is not None:
+        table.add_column(f"all {screening['total']}", justify="right")
     table.add_column("drop", justify="right")
     table.add_column("est. ms", justify="right")
     table.add_column("s", justify="right")
@@ -26,11 +29,17 @@ def render_recipe(report: dict, console: Console) -> None:
     for s in steps:
         mark = " *" if s["step"] == budget["chosen"] else ""
         latency = "" if s.get("latency_ms") is None else f"{s['latency_ms']:.3f}"
-        table.add_row(s["step"] + mark, f"{s['int8']:.2f}", f"{s['drop']:+.2f}", latency, f"{s['seconds']:.1f}",
-                      "adopted" if s.get("adopted", True) else "dropped")
+        everyone = [] if screening is None else [
+            f"{s['int8_all']:.2f}" if "int8_all" in s else f"{screening['int8_all']:.2f}" if mark else ""]
+        table.add_row(s["step"] + mark, f"{s['int8']:.2f}", *everyone, f"{s['drop']:+.2f}", latency,
+                      f"{s['seconds']:.1f}", "adopted" if s.get("adopted", True) else "dropped")
     console.print(table)
     outcome = "met" if budget["met"] else "[yellow]missed[/] (kept the best step)"
     console.print(f"budget {outcome}: chosen step '{budget['chosen']}' (*)")
+    if screening is not None:
+        console.print(f"steps scored on the first {screening['samples']} of {screening['total']} samples (fp32 "
+                      f"{screening['fp32']:.2f} there); a step within budget there, and the chosen step, also on "
+                      f"all {screening['total']} (fp32 {screening['fp32_all']:.2f})")
     _render_mixed_precision(report.get("recipe_mixed_precision"), console)
 
 
