@@ -63,23 +63,34 @@ def _run_depthwise_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> n
     """Output channel ``c = k * depth_multiplier + m`` reads input channel k: a float32 running sum of
     ``w[0, i, j, c] * in[...]`` over the taps (i, j) inside the image, plus ``bias[c]``, then the
     fused activation."""
-    x = fold_run_axis(args[0]).astype(F32)
+    x = fold_run_axis(args[0])
     w = constant(args[1]).astype(F32)
     _, kh, kw, co = w.shape
     bias = _bias(args, 2, co)
     p = _window(op, program.tensor(op.inputs[0]).shape, kh, kw, dilated=True)
     dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
     multiplier = co // x.shape[3]
-    if multiplier > 1:
-        x = np.repeat(x, multiplier, axis=3)
-    xp = pad_for_windows(x, p, kh, kw, dh, dw)
-    # The reference kernel skips taps outside the image; a zero from the padding adds +0.0 to the
-    # running sum, which leaves every float32 total unchanged except -0.0, whose sign no later step sees.
-    total = np.zeros((x.shape[0], p["output_height"], p["output_width"], co), F32)
-    for i in range(kh):
-        for j in range(kw):
-            total = total + window_tap(xp, p, i, j, dh, dw) * w[0, i, j]
-    y = _fused(op, total + bias)
+    oh, ow = p["output_height"], p["output_width"]
+    out = np.empty((x.shape[0], oh, ow, co), F32)
+    # A few samples at a time, summed in place: whole-batch temporaries of an early layer (112x112x32
+    # floats per sample) cost gigabytes and page faults for nothing.
+    chunk = samples_per_chunk(oh * ow * co)
+    for start in range(0, x.shape[0], chunk):
+        xs = x[start : start + chunk].astype(F32)
+        if multiplier > 1:
+            xs = np.repeat(xs, multiplier, axis=3)
+        xp = pad_for_windows(xs, p, kh, kw, dh, dw)
+        # The reference kernel skips taps outside the image; a zero from the padding adds +0.0 to the
+        # running sum, which leaves every float32 total unchanged except -0.0, whose sign no later step sees.
+        total = out[start : start + chunk]
+        total.fill(0)
+        product = np.empty_like(total)
+        for i in range(kh):
+            for j in range(kw):
+                np.multiply(window_tap(xp, p, i, j, dh, dw), w[0, i, j], out=product)
+                total += product
+        total += bias
+    y = _fused(op, out)
     return y.reshape((args[0].shape[0],) + output_shape(op, program))
 
 
