@@ -452,7 +452,7 @@ def conv_loops(x, w, bias, p, rounding, depthwise):  # type: ignore[no-untyped-d
                             else:
                                 for k in range(ci):
                                     acc += int(w[c, i, j, k]) * (int(x[b, iy, ix, k]) + p["input_offset"])
-                    acc += int(bias[c])
+                    acc = wrap32(acc + int(bias[c]))  # what the C++ int32 accumulator holds
                     m, s = int(p["output_multiplier"][c]), int(p["output_shift"][c])
                     v = (mbqm_single_tflite if rounding == "single" else mbqm_double_gemmlowp)(acc, m, s)
                     v = min(max(v + p["output_offset"], p["activation_min"]), p["activation_max"])

@@ -7,8 +7,14 @@ from typing import Any
 import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import requantize
-from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap
+from edgeopt.runtimes.reference.fixedpoint import Requantizer
+from edgeopt.runtimes.reference.im2col import (
+    output_blocks,
+    pad_for_windows,
+    samples_per_chunk,
+    tile_channels,
+    unit_stride_taps,
+)
 from edgeopt.runtimes.reference.registry import KERNELS, constant, fold_run_axis, output_shape
 
 
@@ -23,7 +29,13 @@ def depthwise_conv_per_channel(
     ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``.
 
     The accumulator is numpy int32, as in the C++: each product fits (``|.| <= 32640``) and int32
-    wrap-around is what the C++ accumulator does too, so overflow, if any, also matches.
+    wrap-around is what the C++ accumulator does too, so overflow, if any, also matches (the order of
+    the additions does not matter modulo ``2**32``).
+
+    The work goes block by block (``output_blocks``), each block's accumulator staying in cache: each
+    tap adds ``tap * w[0, i, j]`` through one reused product buffer, then the bias; the block is
+    requantized straight into the output. Taps are read with unit stride (``unit_stride_taps``) and
+    per-channel values tiled along the output width (``tile_channels``), for contiguous inner loops.
 
     Args:
         x: int8 input (N, H, W, Ci).
@@ -39,22 +51,28 @@ def depthwise_conv_per_channel(
     _, kh, kw, co = w.shape
     dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
     oh, ow = p["output_height"], p["output_width"]
-    taps = w[0].astype(np.int32)
+    taps = [tile_channels(w[0, i, j].astype(np.int32), ow) for i in range(kh) for j in range(kw)]
+    bias = tile_channels(bias.astype(np.int32), ow)
+    requantizer = Requantizer(
+        tile_channels(p["output_multiplier"], ow), tile_channels(p["output_shift"], ow), p["output_offset"],
+        p["activation_min"], p["activation_max"], rounding,
+    )
     out = np.empty((n, oh, ow, co), dtype=np.int8)
-    chunk = samples_per_chunk(oh * ow * co * 2)
+    chunk = samples_per_chunk(x.shape[1] * x.shape[2] * co)
     for start in range(0, n, chunk):
-        xs = x[start : start + chunk].astype(np.int32) + p["input_offset"]
+        xs = x[start : start + chunk]
         if p["depth_multiplier"] > 1:
             xs = np.repeat(xs, p["depth_multiplier"], axis=3)
-        xp = pad_for_windows(xs, p, kh, kw, dh, dw)
-        acc = np.broadcast_to(bias.astype(np.int32), (xs.shape[0], oh, ow, co)).copy()
-        for i in range(kh):
-            for j in range(kw):
-                acc += window_tap(xp, p, i, j, dh, dw) * taps[i, j]
-        out[start : start + xs.shape[0]] = requantize(
-            acc, p["output_multiplier"], p["output_shift"], p["output_offset"],
-            p["activation_min"], p["activation_max"], rounding,
-        )
+        xp = pad_for_windows(xs, p, kh, kw, dh, dw, p["input_offset"], np.int32)
+        views = unit_stride_taps(xp, p, kh, kw, dh, dw)
+        y = out[start : start + xs.shape[0]]
+        for samples, rows in output_blocks(xs.shape[0], oh, ow * co):
+            acc = np.multiply(views[0][samples, rows], taps[0])
+            product = np.empty_like(acc)
+            for view, tap in zip(views[1:], taps[1:], strict=True):
+                acc += np.multiply(view[samples, rows], tap, out=product)
+            acc += bias
+            requantizer(acc, out=y[samples, rows])
     return out
 
 

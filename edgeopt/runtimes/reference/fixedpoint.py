@@ -66,10 +66,9 @@ def wrap_int32(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int32).astype(np.int64)
 
 
-def multiply_by_quantized_multiplier(
-    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int, rounding: Rounding
-) -> np.ndarray:
-    """TFLite ``MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift)``.
+class QuantizedMultiplier:
+    """TFLite ``MultiplyByQuantizedMultiplier(int32 x, int32 multiplier, int shift)`` for fixed
+    (per-channel) multipliers and shifts, as a callable: ``QuantizedMultiplier(m, s, rounding)(x)``.
 
     single: ``(x * multiplier + 2**(30 - shift)) >> (31 - shift)``, narrowed to int32 as the C++
     ``static_cast<int32_t>`` does (only a positive shift can leave the int32 range).
@@ -85,42 +84,81 @@ def multiply_by_quantized_multiplier(
       ``floor((ab + 2**30) / 2**31) = -ceil((|ab| - 2**30) / 2**31)``, equal by
       ``ceil(k / n) = floor((k + n - 1) / n)``. It saturates only for ``a == b == INT32_MIN``,
       impossible with ``b >= 0``.
-    * ``RoundingDivideByPOT(v, e) == sign(v) * ((|v| + (2**e >> 1)) >> e)``: gemmlowp rounds half
-      away from zero (the threshold ``(mask >> 1) + (v < 0)`` sends negative ties down), and so does
-      rounding ``|v|`` half up and restoring the sign; ``e = 0`` gives ``v`` in both.
+    * ``RoundingDivideByPOT(v, e) == (v + 2**(e-1) - [v < 0]) >> e`` for ``e >= 1`` (and ``v`` for
+      ``e = 0``). gemmlowp returns ``(v >> e) + [r > 2**(e-1) - 1 + [v < 0]]`` with ``r = v & (2**e
+      - 1)`` (half away from zero: negative ties go down). With ``v = q * 2**e + r``, the right side
+      is ``q + floor((r + 2**(e-1) - [v < 0]) / 2**e)``, whose numerator lies in ``[0, 2**(e+1))``,
+      so it is ``q + [r >= 2**(e-1) + [v < 0]]``: the same.
+
+    Everything per channel (constants, which shifts are positive or zero) is computed once, on the
+    small ``shift`` array; a call makes one multiply, then in-place adds and shifts, int64.
 
     Args:
-        x: int32 values (any integer dtype).
-        multiplier: Q0.31 multipliers in ``[0, 2**31 - 1]``, broadcastable to ``x``.
-        shift: exponents in ``[-31, 30]``, broadcastable to ``x``.
+        multiplier: Q0.31 multipliers in ``[0, 2**31 - 1]``, broadcastable to the values.
+        shift: exponents in ``[-31, 30]``, broadcastable to the values.
         rounding: ``"single"`` or ``"double"``.
-
-    Returns:
-        int64 array holding the int32 results.
     """
-    x = np.asarray(x, dtype=np.int64)
-    m = np.asarray(multiplier, dtype=np.int64)
-    s = np.asarray(shift, dtype=np.int64)
-    if rounding == "single":
-        total = 31 - s
-        # |x * m| < 2**31 * 2**31 = 2**62 and the rounding term is <= 2**61: no int64 overflow.
-        result = x * m
-        result += np.left_shift(np.int64(1), total - 1)
-        result >>= total
-        return wrap_int32(result) if np.any(s > 0) else result
-    if np.any(s > 0):
-        x = wrap_int32(x << np.maximum(s, 0))
-    result = x * m
-    result += 1 << 30
-    result >>= 31
-    right = np.maximum(-s, 0)
-    if np.any(right > 0):
-        negative = result < 0
-        np.abs(result, out=result)
-        result += np.left_shift(np.int64(1), right) >> 1
-        result >>= right
-        np.negative(result, out=result, where=negative)
-    return result
+
+    def __init__(self, multiplier: np.ndarray | int, shift: np.ndarray | int, rounding: Rounding) -> None:
+        self.multiplier = np.asarray(multiplier, dtype=np.int64)
+        s = np.asarray(shift, dtype=np.int64)
+        self.rounding = rounding
+        self.left = np.maximum(s, 0) if np.any(s > 0) else None
+        if rounding == "single":
+            self.right = 31 - s
+            self.nudge = np.left_shift(np.int64(1), self.right - 1)
+            self.half = self.sign_mask = None
+        else:
+            self.right = np.maximum(-s, 0) if np.any(s < 0) else None
+            self.nudge = np.int64(1 << 30)
+            self.half = None if self.right is None else np.left_shift(np.int64(1), self.right) >> 1
+            # RoundingDivideByPOT's [v < 0] term applies where right >= 1 only.
+            self.sign_mask = None if self.right is None or np.all(self.right > 0) else self.right > 0
+
+    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """``MultiplyByQuantizedMultiplier(x)``.
+
+        Args:
+            x: int32 values (any integer dtype).
+            out: int64 array of the broadcast shape to compute in (``x`` itself, if int64, to
+                overwrite it); a new array by default.
+
+        Returns:
+            int64 array holding the int32 results (``out`` when given).
+        """
+        x = np.asarray(x)
+        if self.left is not None and self.rounding == "double":
+            x = wrap_int32(np.left_shift(x, self.left, dtype=np.int64))
+        # |x * m| < 2**31 * 2**31 = 2**62 and the nudge is <= 2**61: no int64 overflow.
+        result = np.multiply(x, self.multiplier, out=out, dtype=np.int64)
+        result += self.nudge
+        if self.rounding == "single":
+            result >>= self.right
+            return _wrap_int32_in_place(result) if self.left is not None else result
+        result >>= 31
+        if self.right is not None:
+            negative = result < 0
+            if self.sign_mask is not None:
+                negative &= self.sign_mask
+            result -= negative
+            result += self.half
+            result >>= self.right
+        return result
+
+
+def multiply_by_quantized_multiplier(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int, rounding: Rounding
+) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier`` of int32 values ``x`` (any integer dtype) by
+    ``multiplier``/``shift`` broadcast against them: ``QuantizedMultiplier``, which states the
+    formulas, applied once. Returns a new int64 array holding the int32 results."""
+    return QuantizedMultiplier(multiplier, shift, rounding)(x)
+
+
+def _wrap_int32_in_place(x: np.ndarray) -> np.ndarray:
+    """``wrap_int32`` into ``x`` itself (int64), which it returns."""
+    np.copyto(x, x.astype(np.int32))
+    return x
 
 
 def multiply_by_quantized_multiplier_smaller_than_one_exp(
@@ -148,6 +186,58 @@ def round_half_away_from_zero(v: np.ndarray) -> np.ndarray:
     return np.copysign(whole + (a - whole >= 0.5), v)
 
 
+class Requantizer:
+    """The int8 tail of TFLite's conv/depthwise kernels for one op: scale, add the zero point, clamp,
+    narrow; its per-channel constants computed once, for kernels that requantize block by block.
+
+    ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``
+    (``reference/integer_ops/conv.h``), ``acc`` being the int32 accumulator (bias included) and
+    ``m``/``s`` broadcasting along its channel axis.
+
+    The offset is added after the clamp, in int8, the cheapest place: clamping to ``[act_min -
+    offset, act_max - offset]`` first is the same (addition is monotonic); the int8 narrowing and the
+    int8 addition both wrap modulo ``2**8``, and the sum lies in ``[act_min, act_max]``, inside int8,
+    so the wrapped result is the sum itself. (The C++ int32 addition overflows, undefined behaviour,
+    only for a scaled value within 128 of the int32 limits, which this clamps instead.)
+
+    Args:
+        multiplier: Q0.31 multipliers, broadcastable to the accumulators.
+        shift: exponents, broadcastable to the accumulators.
+        output_offset: the output zero point.
+        activation_min: lower clamp, an int8 value.
+        activation_max: upper clamp, an int8 value.
+        rounding: the rounding of ``MultiplyByQuantizedMultiplier``.
+    """
+
+    def __init__(
+        self, multiplier: np.ndarray | int, shift: np.ndarray | int, output_offset: int,
+        activation_min: int, activation_max: int, rounding: Rounding,
+    ) -> None:
+        self.scale = QuantizedMultiplier(multiplier, shift, rounding)
+        self.offset = output_offset
+        self.low, self.high = activation_min - output_offset, activation_max - output_offset
+
+    def __call__(self, acc: np.ndarray, out: np.ndarray | None = None, work: np.ndarray | None = None) -> np.ndarray:
+        """Requantize ``acc``.
+
+        Args:
+            acc: the int32 accumulators (any integer dtype).
+            out: int8 array of ``acc``'s shape to write to; a new one by default.
+            work: int64 array of ``acc``'s shape to compute in (``acc`` itself, if int64, to
+                overwrite it); a new one by default.
+
+        Returns:
+            The int8 results (``out`` when given).
+        """
+        scaled = self.scale(acc, out=work)
+        np.clip(scaled, self.low, self.high, out=scaled)
+        if out is None:
+            out = np.empty(scaled.shape, dtype=np.int8)
+        np.copyto(out, scaled, casting="unsafe")
+        out += np.int8(self.offset)
+        return out
+
+
 def requantize(
     acc: np.ndarray,
     multiplier: np.ndarray,
@@ -157,18 +247,9 @@ def requantize(
     activation_max: int,
     rounding: Rounding,
 ) -> np.ndarray:
-    """The int8 tail of TFLite's conv/depthwise kernels: scale, add the zero point, clamp, narrow.
-
-    ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``
-    (``reference/integer_ops/conv.h``), where ``acc`` holds the int32 accumulator (bias included) and
-    ``m``/``s`` broadcast along the channel axis. The offset is added in int64: the C++ int32 addition
-    overflows (undefined behaviour) only for a scaled value within 128 of the int32 limits, which this
-    saturates instead.
-    """
-    scaled = multiply_by_quantized_multiplier(acc, multiplier, shift, rounding)
-    scaled += output_offset
-    np.clip(scaled, activation_min, activation_max, out=scaled)
-    return scaled.astype(np.int8)
+    """``Requantizer`` applied once: the int8 results for the int32 accumulators ``acc`` (bias
+    included), ``multiplier``/``shift`` broadcasting along their channel axis."""
+    return Requantizer(multiplier, shift, output_offset, activation_min, activation_max, rounding)(acc)
 
 
 def int32_accumulator(acc: np.ndarray, bound: int) -> np.ndarray:
