@@ -24,6 +24,11 @@ the int8 <-> int16 QUANTIZE, and RELU ops not fused into their producer, whose o
 the executor's by a step near a rounding boundary. Measured on ResNet-20 (``benchmarks/sim_gap.py``,
 CIFAR-10 test1000): identical outputs to the integer executor under both roundings.
 
+Without autograd (``torch.no_grad()``, evaluation) a requantizing node computes its exact value only:
+the fake-quantized float path would add ``soft - soft.detach() == 0`` to it. Its kernel's constants
+(integer weights and bias, multipliers) are kept while the weights and encodings stay the same, its
+output integers go straight to the next kernel, and the activations no later node reads are dropped.
+
 w8a16 plans (``precision``) run the quantized graph's requantizing nodes and int16 quantizers; nodes in
 ``QuantizedGraph.float_nodes`` (and the lowering's float-island ops) compute in float with unquantized
 weights, and their outputs are quantized only where the program QUANTIZEs them (int8 readers, outputs).
@@ -62,7 +67,8 @@ from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.qprogram import QProgram
 from edgeopt.quantsim_integer import INTEGER_OPS
 from edgeopt.quantsim_ops import ACTIVATIONS, TORCH_OPS
-from edgeopt.quantsim_requantize import BINARY_KINDS, REQUANTIZED_OPS, binary_output, weighted_output
+from edgeopt.quantsim_requantize import (BINARY_KINDS, REQUANTIZED_OPS, Exact, WeightedKernel, binary_output,
+                                         weighted_kernel, weighted_output)
 
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
 
@@ -83,6 +89,20 @@ def _check_ops(graph: Graph) -> None:
 def _weighted(graph: Graph) -> dict[str, Node]:
     return {n.name: n for n in graph.nodes
             if n.op in WEIGHTED_OPS and len(n.inputs) > 1 and n.inputs[1] in graph.initializers}
+
+
+def _dead_after(graph: Graph) -> list[list[str]]:
+    """Per node, the activations that no later node reads and that are not graph outputs (the forward
+    drops them, so that a large batch holds only the live ones)."""
+    last: dict[str, int] = {}
+    for i, node in enumerate(graph.nodes):
+        last.update((t, i) for t in (*node.inputs, *node.outputs) if t)
+    outputs = {t.name for t in graph.outputs}
+    dead: list[list[str]] = [[] for _ in graph.nodes]
+    for name, i in last.items():
+        if name not in outputs and name not in graph.initializers:
+            dead[i].append(name)
+    return dead
 
 
 class QuantSimModule(nn.Module):
@@ -121,6 +141,7 @@ class QuantSimModule(nn.Module):
         self.act_q = nn.ModuleDict()
         self.groups: dict[str, str] = {}  # activation tensor → key of its quantizer in act_q
         self.encodings: dict[str, QParams] = {}
+        self._kernels: dict[str, WeightedKernel] = {}  # node name → its kernel, kept while it holds
 
     def constant(self, name: str) -> torch.Tensor:
         key = self.keys[name]
@@ -225,20 +246,41 @@ class QuantSimModule(nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         env: dict[str, torch.Tensor] = {}  # tensors as the program's int8/int16 ops read them (quantized)
         floats: dict[str, torch.Tensor] = {}  # float-island outputs as float readers take them (not re-quantized)
+        centred: dict[str, torch.Tensor] = {}  # exact outputs as integers q - zp (runs without autograd)
         for info, x in zip(self.graph.inputs, inputs):
             env[info.name] = self._quantize(info.name, x.float())
-        for node in self.graph.nodes:
-            quantized, unquantized = self.run_node(node, {**env, **floats} if node.name in self.float_nodes else env)
+        for node, dead in zip(self.graph.nodes, _dead_after(self.graph)):
+            quantized, unquantized = self.run_node(node, {**env, **floats} if node.name in self.float_nodes else env,
+                                                   centred)
             env.update(quantized)
             floats.update(unquantized)
-        outputs = tuple(env[t.name] for t in self.graph.outputs)
+            for values in (env, floats, centred):  # a batch holds only the activations still to be read
+                for name in dead:
+                    values.pop(name, None)
+        outputs = tuple(env[t.name].contiguous() for t in self.graph.outputs)
         return outputs[0] if len(outputs) == 1 else outputs
 
-    def run_node(self, node: Node, env: Mapping[str, torch.Tensor]
+    def run_node(self, node: Node, env: Mapping[str, torch.Tensor], centred: dict[str, torch.Tensor] | None = None
                  ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """One node on the activations ``env``: its outputs fake-quantized to their encodings, and (for a
-        float-island node) as float readers take them, unquantized."""
+        float-island node) as float readers take them, unquantized.
+
+        ``centred``: integers ``q - zp`` of the activations in ``env`` that exact kernels gave in this run,
+        which the kernels reading them take as they are; this node's are added (without autograd only).
+        """
+        if not torch.is_grad_enabled() and self._requantizes(node):
+            # Without autograd the fake-quantized float path adds only ``soft - soft.detach() == 0`` to
+            # the exact value: skip it (and the fake quantization of the weights).
+            exact = self._requantized(node, [self._operand(node, i, env) if i == 0 or node.name not in self.weighted
+                                             else None for i in range(len(node.inputs))], centred)
+            if exact is not None:
+                if centred is not None:
+                    centred[node.outputs[0]] = exact.centred
+                return {node.outputs[0]: exact.value}, {}
+        # The exact kernels leave 4-D values in NHWC memory; the float ops take them in the NCHW memory
+        # they always had, so that their float results (summation orders) stay as they were.
         args = [self._operand(node, i, env) for i in range(len(node.inputs))]
+        args = [None if a is None else a.contiguous() for a in args]
         y = TORCH_OPS[node.op](node, args, self.graph)
         if node.op in INTEGER_OPS and self.groups and node.name not in self.float_nodes:
             y = self._integer_forward(node, args[0], y)
@@ -253,27 +295,49 @@ class QuantSimModule(nn.Module):
             # Where an int8 op reads a float island's output (or it is a graph output), the program
             # QUANTIZEs it at the island's edge.
             quantized[out] = self._quantize(out, value)
-        if node.op in REQUANTIZED_OPS and self.groups and node.name not in self.float_nodes:
+        if self._requantizes(node):
             soft = quantized[node.outputs[0]]
             exact = self._requantized(node, args)
             if exact is not None:  # exact forward (x - x is exactly 0), the soft path's gradient backward
-                quantized[node.outputs[0]] = exact + (soft - soft.detach())
+                quantized[node.outputs[0]] = exact.value + (soft - soft.detach())
         return quantized, unquantized
 
-    def _requantized(self, node: Node, args: list[torch.Tensor | None]) -> torch.Tensor | None:
+    def _requantizes(self, node: Node) -> bool:
+        """Whether ``node`` runs a requantizing integer kernel, whose exact output ``_requantized`` gives."""
+        return node.op in REQUANTIZED_OPS and bool(self.groups) and node.name not in self.float_nodes
+
+    def _requantized(self, node: Node, args: list[torch.Tensor | None],
+                     centred: Mapping[str, torch.Tensor] | None = None) -> Exact | None:
         """The integer kernel's exact output of a requantizing node (``quantsim_requantize``), from the
-        encodings the program would be lowered with now; None where it has no such kernel."""
+        encodings the program would be lowered with now; None where it has no such kernel. Reads the
+        activation operands from ``args`` (a weighted node's weight and bias from the module), or their
+        integers from ``centred`` where it holds them."""
         out_q = self._qparams(node.outputs[0])
+        known = centred or {}
         with torch.no_grad():
             if node.op in BINARY_KINDS:
-                operands = [(a, self._qparams(t)) for t, a in zip(node.inputs, args)]
+                operands = [(a, self._qparams(t), known.get(t)) for t, a in zip(node.inputs, args)]
                 return binary_output(node, operands, out_q, self.rounding)
             if node.name not in self.weighted:
                 return None  # a MatMul of two activations: BATCH_MATMUL
-            w = self.constant(node.inputs[1])
-            b = self.constant(node.inputs[2]).detach().cpu().numpy() if len(node.inputs) > 2 and node.inputs[2] else None
-            return weighted_output(node, self.graph, args[0], self._qparams(node.inputs[0]), w.detach().cpu().numpy(),
-                                   self.weight_q[self.keys[node.inputs[1]]].qparams(w), b, out_q, self.rounding)
+            kernel = self._weighted_kernel(node, out_q)
+            return None if kernel is None else weighted_output(node, self.graph, args[0], kernel,
+                                                               known.get(node.inputs[0]))
+
+    def _weighted_kernel(self, node: Node, out_q: QParams) -> WeightedKernel | None:
+        """The node's ``WeightedKernel`` for the current weights and encodings: the one kept from an
+        earlier batch while it still holds (the weights and encodings compare equal), else a new one."""
+        w = self.constant(node.inputs[1])
+        b = self.constant(node.inputs[2]).detach().cpu().numpy() if len(node.inputs) > 2 and node.inputs[2] else None
+        w_np = w.detach().cpu().numpy()
+        args = (self._qparams(node.inputs[0]), w_np, self.weight_q[self.keys[node.inputs[1]]].qparams(w), b, out_q,
+                self.rounding)
+        kernel = self._kernels.get(node.name)
+        if kernel is None or not kernel.holds(*args):
+            kernel = weighted_kernel(node, self.graph, *args)
+            if kernel is not None:
+                self._kernels[node.name] = kernel
+        return kernel
 
     def _qparams(self, tensor: str) -> QParams:
         """The encoding of an activation as its quantizer now holds it, or of a constant operand."""

@@ -63,9 +63,12 @@ def conv(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Te
     if node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         raise UnsupportedOpError("Conv", node.name, "QuantSim needs explicit pads (auto_pad SAME_* is not supported)")
     pads = node.attrs.get("pads", [0, 0, 0, 0]) if node.attrs.get("auto_pad", "NOTSET") == "NOTSET" else [0] * 4
-    if any(pads):
+    inner: tuple[int, int] = (0, 0)
+    if tuple(pads[:2]) == tuple(pads[2:]):
+        inner = (int(pads[0]), int(pads[1]))  # symmetric zero padding: conv2d's own, without a padded copy
+    elif any(pads):
         data = F.pad(data, _torch_pad(pads))
-    return F.conv2d(data, w, b, stride=tuple(node.attrs.get("strides", (1, 1))),
+    return F.conv2d(data, w, b, stride=tuple(node.attrs.get("strides", (1, 1))), padding=inner,
                     dilation=tuple(node.attrs.get("dilations", (1, 1))), groups=int(node.attrs.get("group", 1)))
 
 
