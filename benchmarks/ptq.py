@@ -175,14 +175,14 @@ def main() -> None:
             fp32_top1 = top1(fp32, y)
             print(f"\n{title} (n={len(x)}), calibration {len(calib_x)} images, {ROUNDING} rounding; "
                   f"fp32 top-1 {fp32_top1:.2f} %")
-            print(f"  {'recipe':34s} {'int8 top-1':>10s} {'Δ fp32':>7s} {'agree':>7s} {'wall s':>7s} {'load':>5s} "
+            print(f"  {'recipe':36s} {'int8 top-1':>10s} {'Δ fp32':>7s} {'agree':>7s} {'wall s':>7s} {'load':>5s} "
                   f"{'sim top-1':>9s} {'sim−int8':>8s}")
             rows: dict[str, float] = {}
 
             def row(label: str, res: tuple[float, ...]) -> None:
                 rows[label] = res[0]
                 sim = f" {res[3]:8.2f}% {res[3] - res[0]:+8.2f}" if len(res) > 3 else ""
-                print(f"  {label:34s} {res[0]:9.2f}% {res[0] - fp32_top1:+7.2f} {res[1]:6.2f}% {res[2]:7.1f} "
+                print(f"  {label:36s} {res[0]:9.2f}% {res[0] - fp32_top1:+7.2f} {res[1]:6.2f}% {res[2]:7.1f} "
                       f"{os.getloadavg()[0]:5.1f}{sim}", flush=True)
 
             cache: dict = {}
