@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from contextlib import nullcontext
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -29,9 +30,9 @@ def run_program(program: QProgram, inputs: Sequence[np.ndarray], threads: int | 
         inputs: one int8 array per program input, in the program's layout, shaped ``(N * B,) +
             shape[1:]`` where ``shape`` is the input's program shape and ``B = shape[0]`` its batch
             (usually 1): N program-sized chunks stacked along the first axis, N any size.
-        threads: split the batch over this many threads (default: one per CPU core). Samples are
-            independent and numpy releases the GIL in its kernels, so this scales; results do not
-            depend on it.
+        threads: split the batch over this many threads (default: one per CPU core; 1 also keeps
+            numpy's BLAS on one thread). Samples are independent and numpy releases the GIL in its
+            kernels, so this scales; results do not depend on it.
 
     Returns:
         One int8 array per program output, its N chunks stacked the same way: ``(N * B,) +
@@ -46,7 +47,11 @@ def run_program(program: QProgram, inputs: Sequence[np.ndarray], threads: int | 
     n = _check_inputs(program, inputs)
     parts = min(threads or os.cpu_count() or 1, n)
     if parts <= 1:
-        values = _execute(program, inputs, keep_all=False)
+        # threads=1 means one thread: numpy's BLAS left to its own threads doubled the wall time of a
+        # 64-image EfficientNet-Lite0 run on a busy 2-core machine. One sample without a thread count
+        # keeps BLAS's threads, the only parallelism it has.
+        with threadpool_limits(limits=1, user_api="blas") if threads == 1 else nullcontext():
+            values = _execute(program, inputs, keep_all=False)
         return [values[name] for name in program.outputs]
     bounds = np.linspace(0, n, parts + 1).astype(int)
     batch = [program.tensor(name).shape[0] for name in program.inputs]
