@@ -51,6 +51,8 @@ from edgeopt.runtimes.reference.elementwise import binary_lookup, mul_func
 from edgeopt.runtimes.reference.elementwise_16x8 import add_16x8
 from edgeopt.runtimes.reference.fixedpoint import int32_accumulator, requantize
 from edgeopt.runtimes.reference.fully_connected import requantize_fully_connected
+# Elements requantized at a time: the executor's block size, whose int64 passes stay in the CPU's cache.
+from edgeopt.runtimes.reference.im2col import BLOCK_ELEMENTS as BLOCK
 from edgeopt.runtimes.reference.int16_registry import prepare_int16
 from edgeopt.runtimes.reference.prepare import PREPARERS
 
@@ -61,7 +63,6 @@ WEIGHTED_KINDS = {"Conv": "CONV_2D", "ConvTranspose": "TRANSPOSE_CONV", "Gemm": 
 BINARY_KINDS = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}
 REQUANTIZED_OPS = frozenset(WEIGHTED_KINDS) | frozenset(BINARY_KINDS)
 EXACTNESS_LIMIT = 1 << 53  # integers below this are exact in float64, sums of them too
-BLOCK = 1 << 16  # elements requantized at a time (their int64 passes stay in the CPU's cache)
 
 Params = Mapping[str, Any]
 
