@@ -24,9 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shared_data import cifar10_nchw, require  # noqa: E402
 
-from edgeopt.pipeline.deploy import deploy  # noqa: E402
+from edgeopt.workflows.deploy import deploy  # noqa: E402
 from edgeopt.pipeline.evaluate import quantize_input  # noqa: E402
-from edgeopt.pipeline.load import export_torch  # noqa: E402
+from edgeopt.pipeline.frontend.load import export_torch  # noqa: E402
 from edgeopt.runtimes.litert import LiteRT  # noqa: E402
 from edgeopt.runtimes.onnxruntime import OnnxRuntime  # noqa: E402
 from edgeopt.runtimes.reference.executor import run_program  # noqa: E402

@@ -29,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shared_data import DATA, cifar10_nchw  # noqa: E402
 
 from edgeopt.device_profiles import load_profile  # noqa: E402
-from edgeopt.pipeline.deploy import deploy  # noqa: E402
+from edgeopt.workflows.deploy import deploy  # noqa: E402
 from edgeopt.pipeline.emit.float_program import dequantize_program  # noqa: E402
 from edgeopt.pipeline.emit.tflite import program_to_tflite  # noqa: E402
-from edgeopt.pipeline.load import export_torch  # noqa: E402
+from edgeopt.pipeline.frontend.load import export_torch  # noqa: E402
 from edgeopt.qprogram import QProgram  # noqa: E402
-from edgeopt.runtimes import calibrate_host  # noqa: E402
+from edgeopt.workflows import calibrate_host  # noqa: E402
 from edgeopt.runtimes.cost import estimate, estimate_float  # noqa: E402
 from edgeopt.runtimes.litert import LiteRT  # noqa: E402
 

@@ -44,18 +44,18 @@ from shared_data import cifar10_nchw, require  # noqa: E402
 from sim_gap import sim_gap  # noqa: E402
 
 from edgeopt.pipeline.calibrate import calibrate  # noqa: E402
-from edgeopt.pipeline.deploy import deploy  # noqa: E402
+from edgeopt.workflows.deploy import deploy  # noqa: E402
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1  # noqa: E402
-from edgeopt.pipeline.load import export_torch, load  # noqa: E402
+from edgeopt.pipeline.frontend.load import export_torch, load  # noqa: E402
 from edgeopt.pipeline.lower import lower  # noqa: E402
-from edgeopt.pipeline.onnx_qdq_reader import qdq_to_quantized_graph  # noqa: E402
+from edgeopt.pipeline.frontend.qdq_onnx import qdq_to_quantized_graph  # noqa: E402
 from edgeopt.pipeline.optimize import optimize  # noqa: E402
-from edgeopt.pipeline.quantize import quantize_minmax  # noqa: E402
+from edgeopt.pipeline.quantize.minmax import quantize_minmax  # noqa: E402
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization  # noqa: E402
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround  # noqa: E402
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction  # noqa: E402
 from edgeopt.pipeline.quantize.range_setting import set_ranges  # noqa: E402
-from edgeopt.pipeline.recipe import BIAS_CORRECTION_SAMPLES  # noqa: E402
+from edgeopt.workflows.recipe import BIAS_CORRECTION_SAMPLES  # noqa: E402
 from edgeopt.runtimes.onnxruntime import OnnxRuntime  # noqa: E402
 
 ROUNDING = "double"  # LiteRT 2.3 BUILTIN_REF's arithmetic (the executor is bit-exact with it)

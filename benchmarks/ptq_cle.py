@@ -28,12 +28,12 @@ from shared_data import cifar10_nchw, require  # noqa: E402
 from edgeopt.ir import Graph, QuantizedGraph  # noqa: E402
 from edgeopt.pipeline.calibrate import calibrate  # noqa: E402
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1  # noqa: E402
-from edgeopt.pipeline.load import export_torch  # noqa: E402
+from edgeopt.pipeline.frontend.load import export_torch  # noqa: E402
 from edgeopt.pipeline.lower import lower  # noqa: E402
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph  # noqa: E402
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph  # noqa: E402
 from edgeopt.pipeline.optimize import optimize  # noqa: E402
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization  # noqa: E402
-from edgeopt.pipeline.quantize import quantize_minmax  # noqa: E402
+from edgeopt.pipeline.quantize.minmax import quantize_minmax  # noqa: E402
 from edgeopt.pipeline.quantize.bias_correction import (  # noqa: E402
     analytical_bias_correction, empirical_bias_correction)
 from edgeopt.pipeline.quantize.per_tensor_weights import per_tensor_weights  # noqa: E402

@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cifar_resnet import load_checkpoint  # noqa: E402
 from shared_data import cifar10_nchw, require  # noqa: E402
 
-from edgeopt.pipeline.deploy import deploy  # noqa: E402
-from edgeopt.pipeline.load import export_torch  # noqa: E402
+from edgeopt.workflows.deploy import deploy  # noqa: E402
+from edgeopt.pipeline.frontend.load import export_torch  # noqa: E402
 
 
 def main() -> None:

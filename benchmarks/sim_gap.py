@@ -34,7 +34,7 @@ from edgeopt.ir import QuantizedGraph  # noqa: E402
 from edgeopt.pipeline.evaluate import quantize_input, run_int8, top1  # noqa: E402
 from edgeopt.pipeline.lower import lower  # noqa: E402
 from edgeopt.pipeline.lower.context import program_perm  # noqa: E402
-from edgeopt.quantsim import simulate  # noqa: E402
+from edgeopt.torch.quantsim import simulate  # noqa: E402
 from edgeopt.runtimes.reference.executor import run_intermediates  # noqa: E402
 
 GOAL = 0.2  # points: issue 5's bound on |sim − int8|
@@ -121,9 +121,9 @@ def main() -> None:
     from ptq import MODELS  # the models, data and calibration sets of the PTQ benchmark
 
     from edgeopt.pipeline.calibrate import calibrate
-    from edgeopt.pipeline.load import export_torch, load
+    from edgeopt.pipeline.frontend.load import export_torch, load
     from edgeopt.pipeline.optimize import optimize
-    from edgeopt.pipeline.quantize import quantize_minmax
+    from edgeopt.pipeline.quantize.minmax import quantize_minmax
     from edgeopt.pipeline.quantize.range_setting import set_ranges
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -24,8 +24,8 @@ from ai_edge_litert import schema_py_generated as schema
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from shared_data import require  # noqa: E402
 
-from edgeopt.pipeline.deploy import deploy  # noqa: E402
-from edgeopt.pipeline.load import export_torch  # noqa: E402
+from edgeopt.workflows.deploy import deploy  # noqa: E402
+from edgeopt.pipeline.frontend.load import export_torch  # noqa: E402
 from edgeopt.runtimes.litert import LiteRT  # noqa: E402
 
 STRAY = ("TRANSPOSE", "QUANTIZE", "DEQUANTIZE")

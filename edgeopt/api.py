@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeopt.torch_equalize import equalize
+from edgeopt.torch.equalize import equalize
 from edgeopt.ir import QuantizedGraph
-from edgeopt.pipeline.deploy import DeployResult
-from edgeopt.pipeline.deploy import deploy as _pipeline_deploy
-from edgeopt.quantsim import QuantSim
+from edgeopt.workflows.deploy import DeployResult
+from edgeopt.workflows.deploy import deploy as _pipeline_deploy
+from edgeopt.torch.quantsim import QuantSim
 
 __all__ = ["QuantSim", "deploy", "equalize"]
 
@@ -19,7 +19,7 @@ def deploy(model: QuantSim | QuantizedGraph | str | None, device: str, **options
         model: a QuantSim (its current weights and encodings are exported as they are: no new
             calibration), a QuantizedGraph, or a model spec as the CLI takes it.
         device: a device profile name or the path of a profile .toml.
-        **options: the keyword options of ``pipeline.deploy.deploy`` (``data``, ``out``, ``calib`` …).
+        **options: the keyword options of ``workflows.deploy.deploy`` (``data``, ``out``, ``calib`` …).
 
     Returns:
         The report, the output directory and the int8 program.

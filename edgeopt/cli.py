@@ -126,10 +126,10 @@ def deploy(
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
     from edgeopt.pipeline import report
-    from edgeopt.pipeline.deploy import deploy as run_deploy
-    from edgeopt.pipeline.report_precision import render_precision
-    from edgeopt.pipeline.report_recipe import render_recipe
-    from edgeopt.pipeline.report_sensitivity import render_sensitivity
+    from edgeopt.workflows.deploy import deploy as run_deploy
+    from edgeopt.pipeline.report.precision import render_precision
+    from edgeopt.pipeline.report.recipe import render_recipe
+    from edgeopt.pipeline.report.sensitivity import render_sensitivity
 
     shape = _parse_shape(input_shape)
     if precision is not None and precision not in ("w8a8", "w8a16"):
@@ -173,7 +173,7 @@ def emulate(
     debug: DebugOpt = False,
 ) -> None:
     """Run an int8 .tflite in the integer reference executor on DATA; print top-1 and the cost estimate."""
-    from edgeopt.pipeline.emulate import emulate as run_emulate
+    from edgeopt.workflows.emulate import emulate as run_emulate
 
     result = _guard(debug, lambda: run_emulate(model, data, device=device, save_outputs=save_outputs,
                                                rounding=rounding.value if rounding else None))
@@ -195,7 +195,7 @@ def convert(
     debug: DebugOpt = False,
 ) -> None:
     """Convert a quantized (QDQ) .onnx to an int8 .tflite, taking the encodings from the file."""
-    from edgeopt.pipeline.convert import convert as run_convert
+    from edgeopt.workflows.convert import convert as run_convert
 
     program = _guard(debug, lambda: run_convert(model, out, device=device))
     console.print(f"{out}: {len(program.ops)} int8 ops ({program.rounding} rounding)", highlight=False)
@@ -248,7 +248,7 @@ def profiles_calibrate(
     debug: DebugOpt = False,
 ) -> None:
     """Measure this machine's int8/fp32 MAC rates, bandwidth and per-op overhead; write them into a profile."""
-    from edgeopt.runtimes.calibrate_host import calibrate
+    from edgeopt.workflows.calibrate_host import calibrate
 
     with err_console.status("calibrating host (LiteRT micro-benchmarks)"):
         result = _guard(debug, lambda: calibrate(out=out, template=template))
@@ -273,7 +273,7 @@ def compare(
 ) -> None:
     """Deploy several models to one device and compare accuracy, latency, fps, energy and size."""
     from edgeopt.pipeline import report
-    from edgeopt.pipeline.compare import compare as run_compare
+    from edgeopt.workflows.compare import compare as run_compare
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")

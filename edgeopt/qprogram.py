@@ -65,6 +65,7 @@ from those scales (multipliers, shifts, offsets, clamp bounds); see ``runtimes.r
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -79,6 +80,8 @@ Rounding = Literal["single", "double"]
 CONVERSION_KINDS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 FullyConnectedRequantization = Literal["double_precision", "fixed_point"]
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+Dtype = Literal["int8", "int16", "fp16", "fp32"]
+"""The precision an op computes in: ``int8`` (w8a8), ``int16`` (16-bit activations, w8a16), ``fp16``, ``fp32``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -157,3 +160,38 @@ class QProgram:
 
     def tensor(self, name: str) -> QTensor:
         return self.tensors[name]
+
+
+@dataclass(frozen=True)
+class OpPlacement:
+    """Where one op runs. ``reason`` is empty on the preferred unit, else the rule(s) that sent it on."""
+
+    kind: str
+    source: str
+    unit: str
+    unit_kind: str
+    dtype: Dtype
+    reason: str = ""
+    float_fallback: bool = False
+    """No unit runs the op at its integer dtype, ``unit`` runs it in float32: its source node must become a
+    float island (``deploy`` re-lowers with it in ``float_nodes``)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The unit of every op of a program, in program order."""
+
+    profile: str
+    ops: tuple[OpPlacement, ...]
+
+    def counts(self) -> dict[str, int]:
+        """Ops per unit name, in first-use order."""
+        return dict(Counter(p.unit for p in self.ops))
+
+    def summary(self) -> str:
+        """One line like ``NPU 58 ops | CPU 3 ops``."""
+        return " | ".join(f"{unit.upper()} {n} op{'s' if n != 1 else ''}" for unit, n in self.counts().items())
+
+    def float_fallbacks(self) -> dict[tuple[str, str], str]:
+        """``(source node, op kind) → reason`` of the ops that must run in float32 (``float_fallback``)."""
+        return {(p.source, p.kind): p.reason for p in self.ops if p.float_fallback}

@@ -11,7 +11,7 @@ from builders import FLOAT_OPS, dequantize64, random_activation_qparams, random_
 
 from edgeopt.ir import QParams
 from edgeopt.qprogram import QOp, QProgram, QTensor
-from edgeopt.runtimes.reference.padding import compute_padding_height_width
+from edgeopt.runtimes.reference.arith.padding import compute_padding_height_width
 
 
 def transpose_conv_float(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, out_hw: tuple[int, int],

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeopt.ir import QParams
 from edgeopt.qprogram import QOp, QProgram, QTensor
-from edgeopt.runtimes.reference.padding import compute_out_size
+from edgeopt.runtimes.reference.arith.padding import compute_out_size
 
 
 def _qparams(rng: np.random.Generator) -> QParams:

@@ -7,7 +7,7 @@ import torch
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.evaluate import run_int8
 from edgeopt.qprogram import QProgram
-from edgeopt.quantsim import QuantSimModule, simulate
+from edgeopt.torch.quantsim import QuantSimModule, simulate
 
 
 def sim_and_executor(qgraph: QuantizedGraph | QuantSimModule, program: QProgram,

@@ -11,10 +11,10 @@ from onnx import helper
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import quantize_input
-from edgeopt.pipeline.load import load, onnx_to_graph
+from edgeopt.pipeline.frontend.load import load, onnx_to_graph
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, _layer, adaround
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program

@@ -19,10 +19,10 @@ from torch import nn
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input
-from edgeopt.pipeline.load import export_torch, load
+from edgeopt.pipeline.frontend.load import export_torch, load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program

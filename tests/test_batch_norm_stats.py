@@ -12,11 +12,11 @@ from torch import nn
 from edgeopt.ir import Graph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.evaluate import run_float
-from edgeopt.pipeline.load import export_torch, load
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.load import export_torch, load
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.bias_correction import analytical_bias_correction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

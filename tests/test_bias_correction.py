@@ -9,9 +9,9 @@ from edgeopt.ir import Graph, Node, QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.bias_correction import (
     analytical_bias_correction, clipped_normal_mean, empirical_bias_correction)
 from edgeopt.pipeline.quantize.per_tensor_weights import per_tensor_weights

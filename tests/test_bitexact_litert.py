@@ -27,7 +27,7 @@ from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.runtimes.reference.fixedpoint import multiply_by_quantized_multiplier
+from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier
 
 INPUTS_PER_PROGRAM = 300
 

@@ -11,7 +11,7 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import ProfileError
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.runtimes import calibrate_host
+from edgeopt.workflows import calibrate_host
 from edgeopt.runtimes.cost import estimate
 from edgeopt.runtimes.litert import LiteRT
 

@@ -14,10 +14,10 @@ from edgeopt.ir import Graph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import PASSES, optimize
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization, find_pairs
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.per_tensor_weights import per_tensor_weights
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgeopt.errors import DeviceError
-from edgeopt.pipeline.deploy import deploy
-from edgeopt.pipeline.measure import parse_target
+from edgeopt.workflows.deploy import deploy
+from edgeopt.workflows.measure import parse_target
 from edgeopt.runtimes.android import ensure_adb_key
 from tests.adb_device import Faults, TestDevice
 

@@ -7,13 +7,13 @@ import numpy as np
 import onnx
 import pytest
 
-from edgeopt.pipeline.deploy import deploy
+from edgeopt.workflows.deploy import deploy
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.evaluate import quantize_input
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from edgeopt.runtimes.reference.executor import run_program

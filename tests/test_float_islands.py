@@ -26,14 +26,14 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QParams
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.deploy import deploy
+from edgeopt.workflows.deploy import deploy
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input, run_float
-from edgeopt.pipeline.load import export_torch
+from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.cost import estimate
 from edgeopt.runtimes.litert import LiteRT

@@ -21,15 +21,15 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.deploy import deploy
+from edgeopt.workflows.deploy import deploy
 from edgeopt.pipeline.emit.onnx import quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input, run_float
-from edgeopt.pipeline.float_fallback import lower_and_place
+from edgeopt.pipeline.target import lower_and_place
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.precision import apply_precision, precision_plan
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.onnxruntime import OnnxRuntime

@@ -9,7 +9,7 @@ from onnx import helper
 
 from edgeopt.errors import ModelLoadError, UnsupportedOpError
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.optimize.fold_batch_norm import fold_batch_norm
 from edgeopt.pipeline.optimize.fuse_activation import fuse_activation
@@ -75,7 +75,7 @@ class _ClampForms(torch.nn.Module):
 
 
 def test_every_relu6_spelling_fuses():
-    from edgeopt.pipeline.load import export_torch
+    from edgeopt.pipeline.frontend.load import export_torch
 
     g = optimize(onnx_to_graph(export_torch(_ClampForms().eval(), torch.zeros(1, 4, 5, 5)), "clamp"))
     assert g.ops() == ["Conv"] * 4

@@ -15,8 +15,8 @@ from builders import CASES, random_inputs
 
 from edgeopt.errors import EdgeoptError, InternalError
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.pipeline.load import load
-from edgeopt.pipeline.tflite_reader import tflite_to_program
+from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.runtimes.reference.executor import run_program
 from tests.onnx_models import conv_bn_relu6
 

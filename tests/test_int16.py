@@ -25,16 +25,16 @@ from builders_int16 import CASES_16X8, Int16ProgramBuilder
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.deploy import deploy
+from edgeopt.workflows.deploy import deploy
 from edgeopt.pipeline.emit.onnx import quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input, run_float
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.precision import apply_precision, precision_plan
-from edgeopt.pipeline.report_precision import precision_summary
+from edgeopt.pipeline.report.precision import precision_summary
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.conv_16x8 import multiply_by_quantized_multiplier_int64

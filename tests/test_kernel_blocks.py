@@ -18,11 +18,12 @@ from test_reference_kernels import (
     mbqm_single_tflite,
 )
 
-from edgeopt.runtimes.reference import conv, im2col
+from edgeopt.runtimes.reference import conv
+from edgeopt.runtimes.reference.arith import im2col
 from edgeopt.runtimes.reference.conv import conv_per_channel
 from edgeopt.runtimes.reference.depthwise_conv import depthwise_conv_per_channel
-from edgeopt.runtimes.reference.fixedpoint import QuantizedMultiplier, Requantizer, requantize
-from edgeopt.runtimes.reference.im2col import output_blocks
+from edgeopt.runtimes.reference.arith.fixedpoint import QuantizedMultiplier, Requantizer, requantize
+from edgeopt.runtimes.reference.arith.im2col import output_blocks
 
 ROUNDINGS = ("single", "double")
 

@@ -12,15 +12,15 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
-from edgeopt.pipeline import deploy as deploy_mod
-from edgeopt.pipeline import recipe as recipe_mod
-from edgeopt.pipeline.mixed_precision import Promotion, promotion_plan, rank_promotions
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.workflows import deploy as deploy_mod
+from edgeopt.workflows import recipe as recipe_mod
+from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
-from edgeopt.pipeline.recipe import RecipeResult, run_recipe
-from edgeopt.pipeline.report_recipe import render_recipe
-from edgeopt.pipeline.sensitivity import LayerSensitivity
+from edgeopt.workflows.recipe import RecipeResult, run_recipe
+from edgeopt.pipeline.report.recipe import render_recipe
+from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
 from tests.test_sensitivity import _two_conv_model
 
 FAST_ADAROUND = AdaRoundConfig(iterations=40, samples=32)

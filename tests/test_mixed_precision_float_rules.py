@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from edgeopt.device_profiles import load_profile
-from edgeopt.pipeline import deploy as deploy_mod
+from edgeopt.workflows import deploy as deploy_mod
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.deploy import deploy
+from edgeopt.workflows.deploy import deploy
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.mixed_precision import profile_runs_float, rank_promotions
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.quantize.mixed_precision import profile_runs_float, rank_promotions
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
-from edgeopt.pipeline.recipe import run_recipe
-from edgeopt.pipeline.sensitivity import LayerSensitivity
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
+from edgeopt.workflows.recipe import run_recipe
+from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
 from tests.test_mixed_precision import BUDGET, FAST_ADAROUND, _planted, _x
 
 HOST = Path(__file__).parents[1] / "edgeopt/device_profiles/host.toml"

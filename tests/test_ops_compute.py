@@ -15,9 +15,9 @@ from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input, run_float
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.qprogram import QProgram, QTensor
 from edgeopt.runtimes.cost import MAC_COUNTERS
 from edgeopt.runtimes.litert import LiteRT
@@ -211,7 +211,7 @@ def test_attention_block_from_torch_bit_exact() -> None:
     and a ReLU MLP, exported by torch's dynamo exporter."""
     import torch
 
-    from edgeopt.pipeline.load import export_torch
+    from edgeopt.pipeline.frontend.load import export_torch
 
     class Attention(torch.nn.Module):
         def __init__(self, d: int = 16) -> None:

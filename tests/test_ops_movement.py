@@ -18,10 +18,10 @@ from edgeopt.ir import QParams
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.emit.tflite import OP_WRITERS, program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input
-from edgeopt.pipeline.load import export_torch, load
+from edgeopt.pipeline.frontend.load import export_torch, load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.qprogram import QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program

@@ -13,10 +13,10 @@ from onnx import TensorProto, helper, numpy_helper
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program

@@ -15,12 +15,12 @@ from rich.console import Console
 from edgeopt.device_profiles import load_profile, parse_profile
 from edgeopt.errors import ProfileError, UnsupportedOpError
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.deploy import deploy
-from edgeopt.pipeline.load import load
+from edgeopt.workflows.deploy import deploy
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.place import place
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.report import render
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.cost import estimate

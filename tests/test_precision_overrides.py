@@ -14,12 +14,12 @@ from edgeopt.errors import RegistryError
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.mixed_precision import Promotion
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.quantize.mixed_precision import Promotion
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.precision import apply_precision, precision_plan
-from edgeopt.pipeline.report_precision import precision_source, precision_summary, program_mode
+from edgeopt.pipeline.report.precision import precision_source, precision_summary, program_mode
 from tests.cli_helpers import assert_one_line_error
 from tests.onnx_models import conv_bn_relu6
 

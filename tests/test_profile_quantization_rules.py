@@ -20,7 +20,7 @@ import pytest
 from onnx import helper
 
 from edgeopt.errors import ProfileError, UnsupportedOpError
-from edgeopt.pipeline.deploy import DeployResult, deploy
+from edgeopt.workflows.deploy import DeployResult, deploy
 from edgeopt.pipeline.evaluate import quantize_input
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program

@@ -21,13 +21,13 @@ from ai_edge_litert.interpreter import Interpreter
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.deploy import DeployResult, deploy
+from edgeopt.workflows.deploy import DeployResult, deploy
 from edgeopt.pipeline.evaluate import quantize_input
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.place import place
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.precision import apply_precision, precision_plan
 from edgeopt.runtimes.cost import estimate
 from edgeopt.runtimes.litert import LiteRT

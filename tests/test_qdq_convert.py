@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edgeopt.cli import app
 from edgeopt.errors import ModelLoadError, UnsupportedOpError
-from edgeopt.pipeline.onnx_qdq_reader import qdq_to_quantized_graph
+from edgeopt.pipeline.frontend.qdq_onnx import qdq_to_quantized_graph
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from tests.onnx_models import conv_bn_relu6, model

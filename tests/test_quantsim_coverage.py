@@ -18,12 +18,12 @@ from onnx import helper
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.precision import apply_precision, precision_plan
 from edgeopt.pipeline.quantize.range_setting import set_ranges
-from edgeopt.quantsim import simulate
+from edgeopt.torch.quantsim import simulate
 from quantsim_helpers import sim_and_executor
 from onnx_models import model
 

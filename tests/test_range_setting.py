@@ -8,10 +8,10 @@ import pytest
 
 from edgeopt.errors import DataError
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
-from edgeopt.pipeline.calibrate_histogram import Histogram
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.calibrate import Histogram
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.range_setting import percentile_range, search_range, set_ranges
 from tests.onnx_models import conv_bn_relu6
 

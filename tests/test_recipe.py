@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
-from edgeopt.pipeline import recipe as recipe_mod
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.workflows import recipe as recipe_mod
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
-from edgeopt.pipeline.recipe import run_recipe
+from edgeopt.workflows.recipe import run_recipe
 from tests.onnx_models import conv_bn_relu6
 
 ALL_STEPS = ["min/max", "+ CLE", "+ bias correction", "ranges: percentile", "ranges: mse", "ranges: sqnr",

@@ -18,7 +18,7 @@ from edgeopt.runtimes.reference.add import add, add_func
 from edgeopt.runtimes.reference.conv import conv_per_channel
 from edgeopt.runtimes.reference.depthwise_conv import depthwise_conv_per_channel
 from edgeopt.runtimes.reference.executor import run_intermediates, run_program
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     multiply_by_quantized_multiplier,
     multiply_by_quantized_multiplier_smaller_than_one_exp,
     quantize_multiplier,
@@ -27,7 +27,7 @@ from edgeopt.runtimes.reference.fixedpoint import (
 )
 from edgeopt.runtimes.reference.fully_connected import fully_connected_per_channel
 from edgeopt.runtimes.reference.pad import pad
-from edgeopt.runtimes.reference.padding import compute_padding_height_width
+from edgeopt.runtimes.reference.arith.padding import compute_padding_height_width
 from edgeopt.runtimes.reference.pooling import average_pool
 from edgeopt.runtimes.reference.prepare import (
     calculate_activation_range_quantized,

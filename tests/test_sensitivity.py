@@ -16,10 +16,10 @@ from edgeopt.cli import app
 from edgeopt.device_profiles import load_profile
 from edgeopt.ir import Graph
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.load import load
+from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.sensitivity import LayerSensitivity, sensitivity, sqnr_db
-from edgeopt.pipeline.sensitivity_svg import sensitivity_svg
+from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitivity, sqnr_db
+from edgeopt.pipeline.report.sensitivity import sensitivity_svg
 from tests.onnx_models import model
 
 SVG = "{http://www.w3.org/2000/svg}"

@@ -1,7 +1,7 @@
 """Building blocks shared by the profile's models: the strict, frozen section base and the value types."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -9,9 +9,6 @@ Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonEmpty = Annotated[str, Field(min_length=1)]
-
-Dtype = Literal["int8", "int16", "fp16", "fp32"]
-"""The precision an op computes in: ``int8`` (w8a8), ``int16`` (16-bit activations, w8a16), ``fp16``, ``fp32``."""
 
 
 class Section(BaseModel):

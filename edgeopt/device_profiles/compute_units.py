@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from edgeopt.device_profiles.base import Dtype, NonEmpty, NonNegative, Positive, PositiveInt, Section
+from edgeopt.device_profiles.base import NonEmpty, NonNegative, Positive, PositiveInt, Section
+from edgeopt.qprogram import Dtype
 
 Pair = Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
 """``[height, width]``."""

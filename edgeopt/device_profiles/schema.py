@@ -9,11 +9,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from edgeopt.device_profiles.base import Dtype, NonEmpty, Positive, PositiveInt, Section
+from edgeopt.device_profiles.base import NonEmpty, Positive, PositiveInt, Section
 from edgeopt.device_profiles.compute_units import (ComputeUnit, Crossing, FallbackOrder, OpRule, UnitEnergy,
                                                    UnitPerformance)
 from edgeopt.device_profiles.quantization import Quantization, tflite_int8_spec
-from edgeopt.qprogram import Rounding
+from edgeopt.qprogram import Dtype, Rounding
 
 
 class Hardware(Section):

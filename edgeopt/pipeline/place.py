@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -29,50 +28,14 @@ from typing import Any
 import numpy as np
 
 from edgeopt.device_profiles import DeviceProfile
-from edgeopt.device_profiles.base import Dtype
 from edgeopt.device_profiles.compute_units import ComputeUnit, OpRule
 from edgeopt.errors import UnsupportedOpError
-from edgeopt.qprogram import QOp, QProgram
+from edgeopt.qprogram import Dtype, OpPlacement, Placement, QOp, QProgram
 
 _DTYPES: dict[str, Dtype] = {"int8": "int8", "uint8": "int8", "int16": "int16", "float16": "fp16",
                              "float32": "fp32"}
 BINARY_KINDS = frozenset({"ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM", "DIV"})
 PAD_KINDS = frozenset({"PAD", "PADV2", "MIRROR_PAD"})
-
-
-@dataclass(frozen=True)
-class OpPlacement:
-    """Where one op runs. ``reason`` is empty on the preferred unit, else the rule(s) that sent it on."""
-
-    kind: str
-    source: str
-    unit: str
-    unit_kind: str
-    dtype: Dtype
-    reason: str = ""
-    float_fallback: bool = False
-    """No unit runs the op at its integer dtype, ``unit`` runs it in float32: its source node must become a
-    float island (``deploy`` re-lowers with it in ``float_nodes``)."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """The unit of every op of a program, in program order."""
-
-    profile: str
-    ops: tuple[OpPlacement, ...]
-
-    def counts(self) -> dict[str, int]:
-        """Ops per unit name, in first-use order."""
-        return dict(Counter(p.unit for p in self.ops))
-
-    def summary(self) -> str:
-        """One line like ``NPU 58 ops | CPU 3 ops``."""
-        return " | ".join(f"{unit.upper()} {n} op{'s' if n != 1 else ''}" for unit, n in self.counts().items())
-
-    def float_fallbacks(self) -> dict[tuple[str, str], str]:
-        """``(source node, op kind) → reason`` of the ops that must run in float32 (``float_fallback``)."""
-        return {(p.source, p.kind): p.reason for p in self.ops if p.float_fallback}
 
 
 def place(program: QProgram, profile: DeviceProfile,

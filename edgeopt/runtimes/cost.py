@@ -32,7 +32,7 @@ from edgeopt.runtimes.reference.float_ops import runs_in_float
 from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
 
 if TYPE_CHECKING:
-    from edgeopt.pipeline.place import Placement
+    from edgeopt.qprogram import Placement
 
 Precision = Literal["int8", "fp32"]
 MacCounter = Callable[[QOp, QProgram], int]

@@ -26,7 +26,7 @@ from edgeopt.runtimes.cost import CostReport, OpCost, _macs
 from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
 
 if TYPE_CHECKING:
-    from edgeopt.pipeline.place import Placement
+    from edgeopt.qprogram import Placement
 
 
 def estimate_placed(program: QProgram, profile: DeviceProfile, placement: Placement) -> CostReport:

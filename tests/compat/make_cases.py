@@ -43,10 +43,10 @@ from builders_movement import (  # noqa: E402
 )
 
 from edgeopt.ir import QParams  # noqa: E402
-from edgeopt.pipeline.deploy import deploy  # noqa: E402
+from edgeopt.workflows.deploy import deploy  # noqa: E402
 from edgeopt.pipeline.emit.tflite import program_to_tflite  # noqa: E402
 from edgeopt.pipeline.evaluate import quantize_input  # noqa: E402
-from edgeopt.pipeline.load import load  # noqa: E402
+from edgeopt.pipeline.frontend.load import load  # noqa: E402
 from edgeopt.qprogram import QOp, QProgram, QTensor  # noqa: E402
 from edgeopt.runtimes.reference.executor import run_program  # noqa: E402
 from edgeopt.runtimes.reference.prepare import prepare_program  # noqa: E402

@@ -6,7 +6,7 @@ DequantizeLinear, and every activation tensor passes through QuantizeLinear → 
 encodings the int8 program uses: the same integers as the .tflite file, in the form ONNX Runtime and
 other QDQ tools (AIMET, NNCF) read.
 
-Nodes that the int8 program runs in float islands (``pipeline.float_nodes``) stay float
+Nodes that the int8 program runs in float islands (``pipeline.quantize.float_plan``) stay float
 here too: their weights and biases are the float initializers, with no Q/DQ, and a tensor passing from
 one float node to another is not quantized; a float node's output is quantized (Q → DQ, with its
 calibrated encoding) only where an integer node reads it or it is a graph output, as the island's QUANTIZE.
@@ -22,7 +22,7 @@ from onnx import helper, numpy_helper
 
 from edgeopt.fileio import atomic_write_bytes
 from edgeopt.ir import EDGEOPT_ATTRS, Graph, QParams, QuantizedGraph
-from edgeopt.pipeline.float_nodes import float_node_names
+from edgeopt.pipeline.quantize.float_plan import float_node_names
 
 PRODUCER = "edgeopt"
 # The newest IR version that ONNX Runtime 1.31 reads; onnx 1.23 would stamp a newer one by default.

@@ -16,7 +16,7 @@ from edgeopt.ir import Node, QParams
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext
 from edgeopt.pipeline.lower.ops import ACTIVATIONS
 from edgeopt.pipeline.quantize.encodings import bias_qparams
-from edgeopt.runtimes.reference.padding import compute_out_size, compute_padding
+from edgeopt.runtimes.reference.arith.padding import compute_out_size, compute_padding
 
 
 def _begin_pads(node: Node, in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],

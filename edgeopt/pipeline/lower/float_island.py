@@ -32,7 +32,7 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
-from edgeopt.pipeline.float_nodes import FLOAT_ISLAND_OPS
+from edgeopt.pipeline.quantize.float_plan import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.lower.context import LOWERINGS, Lowering, LowerContext, program_perm
 from edgeopt.qprogram import CONVERSION_KINDS, QTensor
 

@@ -5,7 +5,8 @@ entries are realised by ``apply_precision``; a ``"float"`` node keeps int8 encod
 outputs (where it meets integer ops, at the island's QUANTIZE/DEQUANTIZE) and is named in
 ``QuantizedGraph.float_nodes``, which the lowering turns into a float island (``lower.float_island``)
 and the QDQ writer leaves unquantized. Use it on ``apply_precision``'s result:
-``keep_in_float(apply_precision(qgraph, stats, plan), plan)``.
+``keep_in_float(apply_precision(qgraph, stats, plan), plan)``. ``float_node_names`` says which nodes of a
+quantized graph run in float32 islands (read by the lowering and the QDQ writer).
 """
 from __future__ import annotations
 
@@ -33,3 +34,12 @@ def keep_in_float(qgraph: QuantizedGraph, plan: Mapping[str, str] | Iterable[str
     if names <= qgraph.float_nodes:
         return qgraph
     return QuantizedGraph(qgraph.graph, qgraph.encodings, qgraph.float_nodes | names)
+
+
+# Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``).
+FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu"})
+
+
+def float_node_names(qgraph: QuantizedGraph) -> frozenset[str]:
+    """The nodes of ``qgraph`` that run in float islands: its ``float_nodes`` and every LayerNorm and Gelu."""
+    return qgraph.float_nodes | {n.name for n in qgraph.graph.nodes if n.op in FLOAT_ISLAND_OPS}

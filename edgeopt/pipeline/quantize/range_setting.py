@@ -27,7 +27,7 @@ import numpy as np
 
 from edgeopt.errors import DataError, InternalError
 from edgeopt.pipeline.calibrate import TensorStats
-from edgeopt.pipeline.calibrate_histogram import Histogram
+from edgeopt.pipeline.calibrate import Histogram
 
 RANGE_METHODS = ("minmax", "percentile", "mse", "sqnr")
 CANDIDATES = 200

@@ -15,7 +15,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import frozen_array
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     round_half_away_from_zero,

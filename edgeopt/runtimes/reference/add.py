@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     multiply_by_quantized_multiplier_smaller_than_one_exp as rescale,
 )
 from edgeopt.runtimes.reference.registry import KERNELS

@@ -11,7 +11,7 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import int32_accumulator, quantize_multiplier, requantize
+from edgeopt.runtimes.reference.arith.fixedpoint import int32_accumulator, quantize_multiplier, requantize
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params, _per_tensor
 from edgeopt.runtimes.reference.registry import KERNELS
 

@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import MAX_PRODUCT, Requantizer
-from edgeopt.runtimes.reference.im2col import (
+from edgeopt.runtimes.reference.arith.fixedpoint import MAX_PRODUCT, Requantizer
+from edgeopt.runtimes.reference.arith.im2col import (
     BLOCK_ELEMENTS,
     pad_for_windows,
     samples_per_chunk,

@@ -20,13 +20,13 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QParams
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     INT32_MIN,
     quantize_multiplier,
     round_half_away_from_zero,
     wrap_int32,
 )
-from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap, windows
+from edgeopt.runtimes.reference.arith.im2col import pad_for_windows, samples_per_chunk, window_tap, windows
 from edgeopt.runtimes.reference.int16_registry import INT16_KERNELS, INT16_PREPARERS
 from edgeopt.runtimes.reference.prepare import (
     Params,

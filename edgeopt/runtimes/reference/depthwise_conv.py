@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import Requantizer
-from edgeopt.runtimes.reference.im2col import (
+from edgeopt.runtimes.reference.arith.fixedpoint import Requantizer
+from edgeopt.runtimes.reference.arith.im2col import (
     output_blocks,
     pad_for_windows,
     samples_per_chunk,

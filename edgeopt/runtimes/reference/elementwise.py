@@ -12,7 +12,7 @@ import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.add import add_func
-from edgeopt.runtimes.reference.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
+from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params, _activation, _per_tensor, prepare_add
 from edgeopt.runtimes.reference.registry import KERNELS
 

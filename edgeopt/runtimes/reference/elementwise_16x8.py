@@ -21,14 +21,14 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.conv_16x8 import activation_range_int16, symmetric_16x8
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,
 )
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     multiply_by_quantized_multiplier_smaller_than_one_exp as rescale,
 )
-from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap
+from edgeopt.runtimes.reference.arith.im2col import pad_for_windows, samples_per_chunk, window_tap
 from edgeopt.runtimes.reference.int16_registry import INT16_KERNELS, INT16_PREPARERS
 from edgeopt.runtimes.reference import pad, reshape, strided_slice, transpose
 from edgeopt.runtimes.reference.prepare import (

@@ -19,7 +19,7 @@ import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.reference.float_ops import F32, FLOAT_KERNELS, _fused
-from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap, windows
+from edgeopt.runtimes.reference.arith.im2col import pad_for_windows, samples_per_chunk, window_tap, windows
 from edgeopt.runtimes.reference.prepare import _window
 from edgeopt.runtimes.reference.registry import constant, fold_run_axis, output_shape
 from edgeopt.runtimes.reference.transpose_conv import transpose_conv_geometry

@@ -16,7 +16,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.reference.float_ops import F32, FLOAT_KERNELS, _fused
-from edgeopt.runtimes.reference.im2col import pad_for_windows, window_tap
+from edgeopt.runtimes.reference.arith.im2col import pad_for_windows, window_tap
 from edgeopt.runtimes.reference.pad_variants import mirror_pad
 from edgeopt.runtimes.reference.prepare import _window
 from edgeopt.runtimes.reference import reshape, split, strided_slice, transpose

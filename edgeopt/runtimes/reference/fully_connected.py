@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import (
+from edgeopt.runtimes.reference.arith.fixedpoint import (
     INT32_MIN,
     MAX_PRODUCT,
     int32_accumulator,

@@ -14,7 +14,7 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
+from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params
 from edgeopt.runtimes.reference.registry import KERNELS, output_shape
 

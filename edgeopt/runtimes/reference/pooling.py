@@ -8,7 +8,7 @@ import numpy as np
 
 from edgeopt.errors import InternalError
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.runtimes.reference.im2col import pad_for_windows, samples_per_chunk, window_tap
+from edgeopt.runtimes.reference.arith.im2col import pad_for_windows, samples_per_chunk, window_tap
 from edgeopt.runtimes.reference.registry import KERNELS, fold_run_axis, output_shape
 
 

@@ -38,9 +38,9 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QParams, frozen_array
 from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
 from edgeopt.registry import Registry
-from edgeopt.runtimes.reference.fixedpoint import quantize_multiplier
+from edgeopt.runtimes.reference.arith.fixedpoint import quantize_multiplier
 from edgeopt.runtimes.reference.int16_registry import prepare_int16, runs_in_int16
-from edgeopt.runtimes.reference.padding import compute_padding_height_width
+from edgeopt.runtimes.reference.arith.padding import compute_padding_height_width
 
 Params = dict[str, Any]
 Preparer = Callable[[QOp, QProgram], Params]

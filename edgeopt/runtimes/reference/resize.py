@@ -10,7 +10,7 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import round_half_away_from_zero
+from edgeopt.runtimes.reference.arith.fixedpoint import round_half_away_from_zero
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params
 from edgeopt.runtimes.reference.registry import KERNELS
 

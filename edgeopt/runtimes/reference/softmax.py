@@ -14,8 +14,8 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.runtimes.reference import gemmlowp as gl
-from edgeopt.runtimes.reference.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
+from edgeopt.runtimes.reference.arith import gemmlowp as gl
+from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params
 from edgeopt.runtimes.reference.registry import KERNELS
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.fixedpoint import MAX_PRODUCT, int32_accumulator, requantize
-from edgeopt.runtimes.reference.padding import compute_padding_height_width
+from edgeopt.runtimes.reference.arith.fixedpoint import MAX_PRODUCT, int32_accumulator, requantize
+from edgeopt.runtimes.reference.arith.padding import compute_padding_height_width
 from edgeopt.runtimes.reference.prepare import (
     PREPARERS,
     Params,

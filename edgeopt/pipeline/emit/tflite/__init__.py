@@ -420,9 +420,9 @@ def _transpose(op: QOp, program: QProgram) -> OpEncoding:
 
 
 # Writers of other op families register themselves in OP_WRITERS when imported.
-from edgeopt.pipeline.emit import tflite_movement  # noqa: E402,F401
-from edgeopt.pipeline.emit import tflite_compute  # noqa: E402,F401
-from edgeopt.pipeline.emit import tflite_elementwise  # noqa: E402,F401
-from edgeopt.pipeline.emit import tflite_reduce_split  # noqa: E402,F401
-from edgeopt.pipeline.emit import tflite_float  # noqa: E402,F401
-from edgeopt.pipeline.emit.tflite_int16 import int16_encoding  # noqa: E402
+from edgeopt.pipeline.emit.tflite import movement  # noqa: E402,F401
+from edgeopt.pipeline.emit.tflite import compute  # noqa: E402,F401
+from edgeopt.pipeline.emit.tflite import elementwise  # noqa: E402,F401
+from edgeopt.pipeline.emit.tflite import reduce_split  # noqa: E402,F401
+from edgeopt.pipeline.emit.tflite import float  # noqa: E402,F401
+from edgeopt.pipeline.emit.tflite.int16 import int16_encoding  # noqa: E402

@@ -15,7 +15,7 @@ from onnx.reference import ReferenceEvaluator
 
 from edgeopt.errors import ModelLoadError, UnsupportedOpError, first_line
 from edgeopt.ir import Graph, Node, TensorInfo, topological_order
-from edgeopt.pipeline.batch_norm_stats import attach_stats
+from edgeopt.pipeline.frontend.batch_norm_stats import attach_stats
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ Steps, in order (like AIMET's AutoQuant, but every number comes from the integer
 4. ``ranges: percentile``, ``ranges: mse``, ``ranges: sqnr``: activation range setting.
 5. ``+ AdaRound``: adaptive weight rounding.
 6. ``mixed precision: k layers``: the ``k`` layers whose quantization alone costs most (the per-layer
-   sensitivity analysis, ``pipeline.sensitivity``, of the configuration so far) kept at int16
-   activations where the profile and the 16x8 kernels allow, else in float (``pipeline.mixed_precision``),
+   sensitivity analysis, ``pipeline.quantize.sensitivity``, of the configuration so far) kept at int16
+   activations where the profile and the 16x8 kernels allow, else in float (``pipeline.quantize.mixed_precision``),
    ``k`` doubling until every candidate is promoted.
 
 Each technique is adopted into the running configuration only if its accuracy is at least the best so
@@ -43,14 +43,14 @@ from edgeopt.ir import Graph, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.mixed_precision import Promotion, promotion_plan, rank_promotions
+from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction
 from edgeopt.pipeline.quantize.precision import apply_precision
 from edgeopt.pipeline.quantize.range_setting import set_ranges
-from edgeopt.pipeline.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitivity_of
+from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitivity_of
 from edgeopt.qprogram import QProgram
 
 log = logging.getLogger(__name__)

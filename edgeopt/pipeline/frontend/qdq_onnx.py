@@ -27,7 +27,7 @@ from onnx import numpy_helper
 
 from edgeopt.errors import ModelLoadError, UnsupportedOpError
 from edgeopt.ir import Graph, QParams, QuantizedGraph
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.pipeline.quantize.minmax import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS

@@ -21,17 +21,17 @@ from edgeopt.fileio import atomic_write_bytes, atomic_write_text
 from edgeopt.ir import Graph, QParams, QuantizedGraph, TensorInfo
 from edgeopt.pipeline import report as report_mod
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
-from edgeopt.pipeline.data import load_npz
+from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.load import LoadedModel, load
-from edgeopt.pipeline.float_fallback import lower_and_place
+from edgeopt.pipeline.frontend.load import LoadedModel, load
+from edgeopt.pipeline.target import lower_and_place
 from edgeopt.pipeline.lower import check_lowerable
-from edgeopt.pipeline.measure import measure_on_android, parse_target
+from edgeopt.workflows.measure import measure_on_android, parse_target
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.place import Placement
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.qprogram import Placement
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision
 from edgeopt.pipeline.quantize.profile_checks import (
     RuleException,
@@ -42,13 +42,13 @@ from edgeopt.pipeline.quantize.profile_checks import (
     symmetric_ranges,
 )
 from edgeopt.pipeline.quantize.profile_rules import int16_allowed, profile_weights, resolve_plan
-from edgeopt.pipeline.report_placement import placement_section
-from edgeopt.pipeline.report_precision import precision_source, precision_summary
+from edgeopt.pipeline.report.placement import placement_section
+from edgeopt.pipeline.report.precision import precision_source, precision_summary
 from edgeopt.pipeline.quantize.range_setting import set_ranges
-from edgeopt.pipeline.mixed_precision import profile_runs_float
-from edgeopt.pipeline.recipe import RecipeResult, SCREEN_SAMPLES, run_recipe
-from edgeopt.pipeline.sensitivity import sensitive_data, sensitivity_of
-from edgeopt.pipeline.sensitivity_svg import sensitivity_svg
+from edgeopt.pipeline.quantize.mixed_precision import profile_runs_float
+from edgeopt.workflows.recipe import RecipeResult, SCREEN_SAMPLES, run_recipe
+from edgeopt.pipeline.quantize.sensitivity import sensitive_data, sensitivity_of
+from edgeopt.pipeline.report.sensitivity import sensitivity_svg
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
 
@@ -91,7 +91,7 @@ def deploy(
     """Optimize, quantize, convert and emulate ``model`` for ``device``; write artifacts and report.
 
     Args:
-        model: model spec for ``pipeline.load.load`` (None: the built-in example), or a QuantizedGraph
+        model: model spec for ``pipeline.frontend.load.load`` (None: the built-in example), or a QuantizedGraph
             already optimized and quantized (``QuantSim.export()``): used as is, without calibration;
             its float graph (with its trained weights) is the report's fp32 reference.
         device: a device profile name or the path of a profile .toml.
@@ -112,11 +112,11 @@ def deploy(
             ``supported_kernels`` must allow it (``quantize.profile_checks``).
         precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``/``"float"`` (a float
             island), applied on top.
-        max_drop: run the automatic recipe (``pipeline.recipe``) until int8 accuracy on ``data`` is
+        max_drop: run the automatic recipe (``workflows.recipe``) until int8 accuracy on ``data`` is
             within this many points of fp32 (``range_method`` is then the recipe's choice).
         recipe_samples: the recipe scores each step on this many samples of ``data`` (0: all) and confirms
             a step within budget on all of them.
-        sensitivity: also measure each layer's quantization alone (``pipeline.sensitivity``) on the first
+        sensitivity: also measure each layer's quantization alone (``pipeline.quantize.sensitivity``) on the first
             samples of ``data`` (or of the calibration set): report's ``sensitivity``, ``sensitivity.svg``;
             when the recipe reached mixed precision, its own measurement (of the step it built on) is reused.
 

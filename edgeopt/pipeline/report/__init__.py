@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from edgeopt.pipeline.report_placement import render_placement
+from edgeopt.pipeline.report.placement import render_placement
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import CostReport
 from edgeopt.runtimes.reference.float_ops import runs_in_float

@@ -15,8 +15,8 @@ import numpy as np
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_bytes
-from edgeopt.pipeline.data import read_npz
-from edgeopt.pipeline.tflite_reader import tflite_to_program
+from edgeopt.pipeline.frontend.data import read_npz
+from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
 from edgeopt.runtimes.reference.executor import run_program

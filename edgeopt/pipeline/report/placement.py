@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from edgeopt.pipeline.place import Placement
+from edgeopt.qprogram import Placement
 from edgeopt.runtimes.cost import CostReport
 
 # Rules printed under the summary line (each with the first op it moved); every op's reason is in report.json.

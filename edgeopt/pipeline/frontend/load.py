@@ -21,8 +21,8 @@ import onnx
 
 from edgeopt.errors import ModelLoadError, first_line
 from edgeopt.ir import Graph
-from edgeopt.pipeline.batch_norm_stats import batch_norm_stats, with_stats
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.batch_norm_stats import batch_norm_stats, with_stats
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,8 @@ from edgeopt.device_profiles import DeviceProfile
 from edgeopt.errors import InternalError
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.place import Placement, place
+from edgeopt.pipeline.place import place
+from edgeopt.qprogram import Placement
 from edgeopt.pipeline.quantize.float_plan import keep_in_float
 from edgeopt.qprogram import QProgram
 

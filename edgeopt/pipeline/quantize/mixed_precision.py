@@ -1,7 +1,7 @@
 """Mixed precision from the per-layer sensitivity: which layers to keep at higher precision, in which order.
 
-The automatic recipe's last step (``pipeline.recipe``) promotes the layers whose quantization alone
-costs most (``pipeline.sensitivity``: the same numbers ``deploy --sensitivity`` reports), ``k`` = 1, 2,
+The automatic recipe's last step (``workflows.recipe``) promotes the layers whose quantization alone
+costs most (``pipeline.quantize.sensitivity``: the same numbers ``deploy --sensitivity`` reports), ``k`` = 1, 2,
 4, ... at a time, until the accuracy budget is met. A layer is promoted to:
 
 - ``"int16"`` activations (TFLite's 16x8 mode) when the profile allows 16-bit activations for its op type
@@ -30,7 +30,7 @@ from edgeopt.ir import Graph, Node
 from edgeopt.pipeline.place import float_unit
 from edgeopt.pipeline.quantize.minmax import SHARED_SCALE_OPS
 from edgeopt.pipeline.quantize.precision import int16_support
-from edgeopt.pipeline.sensitivity import Kind, LayerSensitivity
+from edgeopt.pipeline.quantize.sensitivity import Kind, LayerSensitivity
 from edgeopt.qprogram import CONVERSION_KINDS, QProgram
 
 Target = Literal["int16", "float"]

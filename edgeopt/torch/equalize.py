@@ -21,8 +21,8 @@ from torch import nn
 
 from edgeopt.errors import ModelLoadError
 from edgeopt.ir import Graph, Node
-from edgeopt.pipeline.load import export_torch
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.load import export_torch
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 
@@ -86,7 +86,7 @@ def _write_layer(model: nn.Module, weight_name: str, node: Node, graph: Graph) -
 
 def _batch_norms_after_layers(model: nn.Module, example: tuple[Any, ...]) -> dict[str, str]:
     """``{layer weight parameter: batch-norm module path}`` for the batch norms the exporter folds."""
-    from edgeopt.pipeline.batch_norm_stats import _LAYER_OPS, _BATCH_NORM_OPS, _aten_name, _training
+    from edgeopt.pipeline.frontend.batch_norm_stats import _LAYER_OPS, _BATCH_NORM_OPS, _aten_name, _training
 
     try:
         program = torch.export.export(model, example, strict=False)

@@ -50,13 +50,13 @@ from torch import nn
 from edgeopt.device_profiles import load_profile
 from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.errors import DataError, InternalError, UnsupportedOpError
-from edgeopt.fake_quant import ActivationQuantizer, WeightQuantizer, fake_quant_bias
+from edgeopt.torch.fake_quant import ActivationQuantizer, WeightQuantizer, fake_quant_bias
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.load import export_torch
+from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.lower import check_lowerable, lower
 from edgeopt.pipeline.lower.float_island import FLOAT_ISLAND_OPS
-from edgeopt.pipeline.onnx_frontend import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import DEFAULT_PASSES, optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.pipeline.quantize.minmax import (CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS,
@@ -65,9 +65,9 @@ from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, appl
 from edgeopt.pipeline.quantize.profile_rules import profile_weights, restrict_plan
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.qprogram import QProgram
-from edgeopt.quantsim_integer import INTEGER_OPS
-from edgeopt.quantsim_ops import ACTIVATIONS, TORCH_OPS
-from edgeopt.quantsim_requantize import (BINARY_KINDS, REQUANTIZED_OPS, Exact, WeightedKernel, binary_output,
+from edgeopt.torch.integer import INTEGER_OPS
+from edgeopt.torch.ops import ACTIVATIONS, TORCH_OPS
+from edgeopt.torch.requantize import (BINARY_KINDS, REQUANTIZED_OPS, Exact, WeightedKernel, binary_output,
                                          weighted_kernel, weighted_output)
 
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"

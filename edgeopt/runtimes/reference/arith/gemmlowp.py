@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeopt.runtimes.reference.fixedpoint import INT32_MAX, INT32_MIN, wrap_int32
+from edgeopt.runtimes.reference.arith.fixedpoint import INT32_MAX, INT32_MIN, wrap_int32
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:

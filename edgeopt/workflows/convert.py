@@ -15,7 +15,7 @@ from edgeopt.errors import ModelLoadError, first_line
 from edgeopt.fileio import atomic_write_bytes
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.onnx_qdq_reader import qdq_to_quantized_graph
+from edgeopt.pipeline.frontend.qdq_onnx import qdq_to_quantized_graph
 from edgeopt.qprogram import QProgram
 
 

@@ -25,7 +25,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeopt.errors import EdgeoptError, ModelLoadError, UnsupportedOpError, first_line
 from edgeopt.ir import QParams
-from edgeopt.pipeline.tflite_shapes import check_output_shapes
+from edgeopt.pipeline.frontend.tflite_shapes import check_output_shapes
 from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.prepare import prepare_program

@@ -25,7 +25,7 @@ from edgeopt.errors import DataError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
-from edgeopt.pipeline.quantize import quantize_minmax
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.minmax import WEIGHTED_OPS
 from edgeopt.pipeline.quantize.profile_rules import profile_weights
 from edgeopt.runtimes.onnxruntime import OnnxRuntime

@@ -1,14 +1,35 @@
-"""The sensitivity plot: a horizontal bar chart of the least-SQNR layers as a standalone SVG file.
-
-Written by hand (a bar chart is a few lines of SVG) so the report needs no plotting dependency.
-"""
+"""The sensitivity section of the report: the layers whose quantization alone costs the most, printed as a
+table and drawn as a standalone SVG bar chart (``sensitivity_svg``)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from xml.sax.saxutils import escape, quoteattr
 
-from edgeopt.pipeline.sensitivity import LayerSensitivity
+from rich.console import Console
+from rich.table import Table
+
+from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
+
+
+SHOWN = 5
+
+
+def render_sensitivity(report: dict, console: Console, shown: int = SHOWN) -> None:
+    """Print the ``shown`` most sensitive entries of ``report["sensitivity"]`` (lowest SQNR first), if any."""
+    entries = report.get("sensitivity")
+    if not entries:
+        return
+    table = Table(title=f"most sensitive layers (quantized alone; {len(entries)} measured)")
+    table.add_column("node")
+    table.add_column("quantized")
+    table.add_column("SQNR dB", justify="right")
+    table.add_column("top-1 agreement %", justify="right")
+    for e in entries[:shown]:
+        sqnr = "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f}"
+        table.add_row(e["node"], e["kind"], sqnr, f"{e['agreement']:.1f}")
+    console.print(table)
+
 
 MAX_BARS = 20
 LABEL_W, BAR_W, VALUE_W = 300, 380, 90  # columns: layer name, bar, value (px)

@@ -44,15 +44,15 @@ from edgeopt.ir import Graph, Node, QParams
 from edgeopt.pipeline.lower.ops import ACTIVATIONS as FUSED_ACTIVATIONS
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.qprogram import FullyConnectedRequantization, QOp, QProgram, QTensor, Rounding
-from edgeopt.quantsim_ops import TORCH_OPS
+from edgeopt.torch.ops import TORCH_OPS
 from edgeopt.runtimes.reference.add import add_func
 from edgeopt.runtimes.reference.conv_16x8 import _requantize_16, requantize_fully_connected_16x8
 from edgeopt.runtimes.reference.elementwise import binary_lookup, mul_func
 from edgeopt.runtimes.reference.elementwise_16x8 import add_16x8
-from edgeopt.runtimes.reference.fixedpoint import int32_accumulator, requantize
+from edgeopt.runtimes.reference.arith.fixedpoint import int32_accumulator, requantize
 from edgeopt.runtimes.reference.fully_connected import requantize_fully_connected
 # Elements requantized at a time: the executor's block size, whose int64 passes stay in the CPU's cache.
-from edgeopt.runtimes.reference.im2col import BLOCK_ELEMENTS as BLOCK
+from edgeopt.runtimes.reference.arith.im2col import BLOCK_ELEMENTS as BLOCK
 from edgeopt.runtimes.reference.int16_registry import prepare_int16
 from edgeopt.runtimes.reference.prepare import PREPARERS
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgeopt.pipeline.deploy import DeployResult, deploy
+from edgeopt.workflows.deploy import DeployResult, deploy
 
 
 def compare(models: list[str], device: str, *, out: str | Path | None = None, **options: Any) -> list[DeployResult]:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from edgeopt.pipeline.mixed_precision import Promotion
+from edgeopt.pipeline.quantize.mixed_precision import Promotion
 from edgeopt.pipeline.quantize.profile_checks import RuleException
 from edgeopt.pipeline.quantize.profile_rules import Int8Fallback
 from edgeopt.qprogram import CONVERSION_KINDS, QOp, QProgram
