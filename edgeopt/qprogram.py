@@ -3,60 +3,18 @@
 Every backend reads this one structure: the integer reference executor runs it, the TFLite writer
 serialises it, and the cost model prices it. A reader of ``.tflite`` files produces the same structure.
 
-Op kinds, their inputs and ``options`` (TFLite's builtin option names, snake_case; enums as strings):
-
-========================  ==================================  ============================================
-kind                      inputs                              options
-========================  ==================================  ============================================
-CONV_2D                   x[N,H,W,Ci], w[Co,KH,KW,Ci], b[Co]   padding SAME|VALID, stride_h, stride_w,
-                                                              dilation_h_factor, dilation_w_factor,
-                                                              fused_activation_function
-DEPTHWISE_CONV_2D         x, w[1,KH,KW,Co], b[Co]              same as CONV_2D + depth_multiplier
-CONV_2D (grouped)         x[..,Ci], w[Co,KH,KW,Ci/groups], b   as CONV_2D (op version 6)
-TRANSPOSE_CONV            out_shape (int32 [4]), w[Co,KH,KW,   padding SAME|VALID (of the output size),
-                          Ci], x[N,H,W,Ci], b[Co]             stride_h, stride_w, fused_activation_function
-FULLY_CONNECTED           x[N,Ci] (or [B,S,Ci]), w[Co,Ci],     fused_activation_function, keep_num_dims
-                          b[Co]
-BATCH_MATMUL              a[..,M,K], b[..,K,N] (activations)   adj_x, adj_y (always False here)
-SOFTMAX                   x (last axis; output 1/256 zp -128)  beta
-ADD, SUB, MUL             a, b (numpy broadcasting; either     fused_activation_function
-                          may be an int8 constant)
-RELU, RELU6, RELU_N1_TO_1 x (requantized to the output)      -
-HARD_SWISH                x                                  -
-LOGISTIC, TANH            x (output 1/256 zp -128; 1/128 0)  -
-AVERAGE_POOL_2D           x                                    padding, stride_h, stride_w, filter_height,
-                                                              filter_width, fused_activation_function
-RESHAPE                   x, shape (int32 constant)            new_shape
-PAD                       x, paddings (int32 [rank,2])         -
-STRIDED_SLICE             x, begin, end, strides (int32)       begin_mask (0 here), end_mask (set for a
-                                                              negative stride running through index 0)
-TRANSPOSE                 x, perm (int32)                      -
-CONCATENATION             x1, x2, ... (one shared encoding)    axis (program layout),
-                                                              fused_activation_function (NONE)
-MAX_POOL_2D               x                                    same as AVERAGE_POOL_2D
-RESIZE_NEAREST_NEIGHBOR   x, size (int32 [2]: H, W)            align_corners, half_pixel_centers
-RESIZE_BILINEAR           x, size (int32 [2]: H, W)            align_corners, half_pixel_centers
-PADV2                     x, paddings, value (int8 scalar)     -
-SPLIT                     axis (int32 scalar), x → y1..yn      num_splits (equal pieces)
-SPLIT_V                   x, size_splits, axis → y1..yn        num_splits
-MEAN                      x, axis (int32 [k])                  keep_dims
-MIRROR_PAD                x, paddings                          mode REFLECT|SYMMETRIC
-DEQUANTIZE                x int8 → float32 (enters an island)  -
-QUANTIZE                  x float32 → int8 (leaves an island)  -
-GELU (float32)            x                                    approximate (bool)
-SQUARED_DIFFERENCE (f32)  a, b                                 -
-RSQRT (float32)           x                                    -
-========================  ==================================  ============================================
+Op kinds: ``OPS`` below is the closed table of every kind a program may hold, with its inputs, its
+``options`` (TFLite's builtin option names, snake_case; enums as strings) and the modes it runs in
+(``op_mode``). Every registry keyed by op kind (kernels, Prepare, writers, shape rules, MAC counts)
+refuses a kind that is not in it, and a test checks that each covers every kind and mode of it.
 
 Float islands: an op whose output tensor is float32 (GELU, SQUARED_DIFFERENCE, RSQRT, DEQUANTIZE, and the
-float32 form of any op above for a node of ``QuantizedGraph.float_nodes``) computes in float32
-(``runtimes.reference.float_ops``, ``float_compute``, ``float_movement``, ``float_activations``) and has
-no ``params``.
+float32 form of any other kind for a node of ``QuantizedGraph.float_nodes``) runs in mode ``float32`` and
+has no ``params``.
 
-16x8 mode (``--precision w8a16``, ``pipeline.quantize.precision``): CONV_2D, DEPTHWISE_CONV_2D,
-FULLY_CONNECTED, ADD, AVERAGE_POOL_2D, PAD, RESHAPE, TRANSPOSE and STRIDED_SLICE may instead run on int16
-activations (symmetric, zero point 0) with int64 biases; QUANTIZE int8 <-> int16 joins them to int8 ops.
-Their Prepare and kernels are in ``runtimes.reference.int16_registry`` (``conv_16x8``, ``elementwise_16x8``).
+16x8 mode (``--precision w8a16``, ``pipeline.quantize.precision``): the kinds with mode ``16x8`` may
+instead run on int16 activations (symmetric, zero point 0) with int64 biases; QUANTIZE int8 <-> int16
+joins them to int8 ops.
 
 ``fused_activation_function`` is one of NONE, RELU, RELU6, RELU_N1_TO_1. Weights are int8 symmetric
 per-channel (axis 0, or 3 for depthwise), biases int32 with scale ``input_scale * weight_scale`` and
@@ -80,6 +38,9 @@ Rounding = Literal["single", "double"]
 CONVERSION_KINDS = frozenset({"QUANTIZE", "DEQUANTIZE"})
 FullyConnectedRequantization = Literal["double_precision", "fixed_point"]
 FUSED_ACTIVATIONS = ("NONE", "RELU", "RELU6", "RELU_N1_TO_1")
+Mode = Literal["int8", "16x8", "float32"]
+"""How an op computes: int8 activations, int16 activations with int8 weights (TFLite's 16x8), or float32."""
+MODES: tuple[Mode, ...] = ("int8", "16x8", "float32")
 Dtype = Literal["int8", "int16", "fp16", "fp32"]
 """The precision an op computes in: ``int8`` (w8a8), ``int16`` (16-bit activations, w8a16), ``fp16``, ``fp32``."""
 
@@ -160,6 +121,89 @@ class QProgram:
 
     def tensor(self, name: str) -> QTensor:
         return self.tensors[name]
+
+@dataclass(frozen=True)
+class OpKind:
+    """One row of ``OPS``: a TFLite builtin op kind as programs here hold it.
+
+    ``modes``: the modes a program may run it in. ``prepared``: the modes whose kernel reads ``params``
+    computed by a Prepare (TFLite's ``Prepare``: multipliers, shifts, offsets, clamp bounds); data
+    movement and float32 kernels need none. ``inputs`` and ``options`` document the operands and options.
+    """
+
+    modes: frozenset[Mode]
+    prepared: frozenset[Mode]
+    inputs: str
+    options: str = "-"
+
+    def __post_init__(self) -> None:
+        if not self.prepared <= self.modes:
+            raise ValueError(f"prepared modes {sorted(self.prepared)} not among modes {sorted(self.modes)}")
+
+
+def _kind(modes: str, prepared: str, inputs: str, options: str = "-") -> OpKind:
+    return OpKind(frozenset(modes.split()), frozenset(prepared.split()), inputs, options)  # type: ignore[arg-type]
+
+
+_ALL, _INT8_FLOAT = "int8 16x8 float32", "int8 float32"
+_CONV_OPTIONS = ("padding SAME|VALID, stride_h, stride_w, dilation_h_factor, dilation_w_factor, "
+                 "fused_activation_function")
+_POOL_OPTIONS = "padding, stride_h, stride_w, filter_height, filter_width, fused_activation_function"
+_BINARY = "a, b (numpy broadcasting; either may be a constant)"
+_RESIZE = "align_corners, half_pixel_centers"
+OPS: Mapping[str, OpKind] = MappingProxyType({
+    "CONV_2D": _kind(_ALL, "int8 16x8", "x[N,H,W,Ci], w[Co,KH,KW,Ci/groups], b[Co]", _CONV_OPTIONS),
+    "DEPTHWISE_CONV_2D": _kind(_ALL, "int8 16x8", "x, w[1,KH,KW,Co], b[Co]", _CONV_OPTIONS + ", depth_multiplier"),
+    "TRANSPOSE_CONV": _kind(_INT8_FLOAT, "int8", "out_shape (int32 [4]), w[Co,KH,KW,Ci], x[N,H,W,Ci], b[Co]",
+                            "padding SAME|VALID (of the output size), stride_h, stride_w, fused_activation_function"),
+    "FULLY_CONNECTED": _kind(_ALL, "int8 16x8", "x[N,Ci] (or [B,S,Ci]), w[Co,Ci], b[Co]",
+                             "fused_activation_function, keep_num_dims"),
+    "BATCH_MATMUL": _kind(_INT8_FLOAT, "int8", "a[..,M,K], b[..,K,N] (activations)", "adj_x, adj_y (always False here)"),
+    "SOFTMAX": _kind(_INT8_FLOAT, "int8", "x (last axis; output 1/256 zp -128)", "beta"),
+    "ADD": _kind(_ALL, "int8 16x8", _BINARY, "fused_activation_function"),
+    "SUB": _kind(_INT8_FLOAT, "int8", _BINARY, "fused_activation_function"),
+    "MUL": _kind(_INT8_FLOAT, "int8", _BINARY, "fused_activation_function"),
+    "RELU": _kind(_ALL, "int8 16x8", "x (requantized to the output)"),
+    "RELU6": _kind(_ALL, "int8 16x8", "x (requantized to the output)"),
+    "RELU_N1_TO_1": _kind(_INT8_FLOAT, "int8", "x (requantized to the output)"),
+    "HARD_SWISH": _kind(_INT8_FLOAT, "int8", "x"),
+    "LOGISTIC": _kind(_INT8_FLOAT, "int8", "x (output 1/256 zp -128)"),
+    "TANH": _kind(_INT8_FLOAT, "int8", "x (output 1/128 zp 0)"),
+    "AVERAGE_POOL_2D": _kind(_ALL, "int8 16x8", "x", _POOL_OPTIONS),
+    "MAX_POOL_2D": _kind(_ALL, "int8 16x8", "x", _POOL_OPTIONS),
+    "MEAN": _kind(_ALL, "int8 16x8", "x, axis (int32 [k])", "keep_dims"),
+    "RESHAPE": _kind(_ALL, "", "x, shape (int32 constant)", "new_shape"),
+    "TRANSPOSE": _kind(_ALL, "", "x, perm (int32)"),
+    "STRIDED_SLICE": _kind(_ALL, "", "x, begin, end, strides (int32)",
+                           "begin_mask (0 here), end_mask (set for a negative stride running through index 0)"),
+    "SPLIT": _kind(_INT8_FLOAT, "", "axis (int32 scalar), x -> y1..yn", "num_splits (equal pieces)"),
+    "SPLIT_V": _kind(_INT8_FLOAT, "", "x, size_splits, axis -> y1..yn", "num_splits"),
+    "CONCATENATION": _kind(_ALL, "int8 16x8", "x1, x2, ... (one shared encoding)",
+                           "axis (program layout), fused_activation_function (NONE)"),
+    "PAD": _kind(_ALL, "int8 16x8", "x, paddings (int32 [rank,2])"),
+    "PADV2": _kind(_ALL, "int8 16x8", "x, paddings, value (a scalar of x's dtype)"),
+    "MIRROR_PAD": _kind(_INT8_FLOAT, "int8", "x, paddings", "mode REFLECT|SYMMETRIC"),
+    "RESIZE_NEAREST_NEIGHBOR": _kind(_INT8_FLOAT, "int8", "x, size (int32 [2]: H, W)", _RESIZE),
+    "RESIZE_BILINEAR": _kind(_INT8_FLOAT, "int8", "x, size (int32 [2]: H, W)", _RESIZE),
+    "QUANTIZE": _kind("int8 16x8", "int8 16x8", "x float32 -> int8 (leaves an island), or int8 <-> int16"),
+    "DEQUANTIZE": _kind("float32", "", "x int8 -> float32 (enters an island)"),
+    "GELU": _kind("float32", "", "x", "approximate (bool)"),
+    "SQUARED_DIFFERENCE": _kind("float32", "", "a, b"),
+    "RSQRT": _kind("float32", "", "x"),
+})
+"""Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
+
+
+def op_mode(op: QOp, program: QProgram) -> Mode:
+    """The mode ``op`` runs in, read from its tensors as TFLite's kernels pick their path: ``float32`` when
+    its (first) output is float32 (a float island), ``16x8`` when it reads or writes an int16 activation
+    (constants do not count), else ``int8``."""
+    if program.tensor(op.outputs[0]).dtype == "float32":
+        return "float32"
+    names = (*op.inputs, *op.outputs)
+    if any(n and program.tensor(n).dtype == "int16" and not program.tensor(n).is_constant for n in names):
+        return "16x8"
+    return "int8"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 from edgeopt.errors import RegistryError
+from edgeopt.qprogram import OPS
 
 T = TypeVar("T")
 
@@ -42,6 +43,17 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(sorted(self._entries))
+
+
+class OpRegistry(Registry[T]):
+    """A registry keyed by TFLite op kind: it refuses a kind that is not in ``qprogram.OPS``, the closed
+    table of what a program may hold, so a new kind is added there first."""
+
+    def register(self, *names: str) -> Callable[[T], T]:
+        unknown = [n for n in names if n not in OPS]
+        if unknown:
+            raise RegistryError(f"{self.kind}: op kind(s) {', '.join(unknown)} not in qprogram.OPS (add a row there first)")
+        return super().register(*names)
 
 
 def import_submodules(package: str) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from edgeopt.device_profiles import DeviceProfile
 from edgeopt.errors import RegistryError, UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.float_ops import runs_in_float
 from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
 
@@ -41,7 +41,7 @@ FLOAT_BYTES = 4
 
 # Multiply-accumulates of one op, by op kind. An op kind missing here cannot be priced, so a new compute
 # op cannot slip through at zero MACs.
-MAC_COUNTERS: Registry[MacCounter] = Registry("cost-model op")
+MAC_COUNTERS: Registry[MacCounter] = OpRegistry("cost-model op")
 
 
 def _elements(shape: tuple[int, ...]) -> int:

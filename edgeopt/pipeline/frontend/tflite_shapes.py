@@ -15,12 +15,12 @@ import numpy as np
 
 from edgeopt.errors import ModelLoadError
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.strided_slice import axis_indices
 
 Shape = tuple[int, ...]
 ShapeRule = Callable[[QOp, QProgram], Shape]
-OUTPUT_SHAPES: Registry[ShapeRule] = Registry("TFLite output-shape rule")
+OUTPUT_SHAPES: Registry[ShapeRule] = OpRegistry("TFLite output-shape rule")
 
 
 class ShapeMismatch(ValueError):
@@ -117,7 +117,7 @@ def _broadcast(op: QOp, program: QProgram) -> Shape:
         raise ShapeMismatch(f"input shapes do not broadcast: {exc}") from None
 
 
-@OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "LEAKY_RELU")
+@OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6")
 def _same(op: QOp, program: QProgram) -> Shape:
     return _shape(program, op, 0)
 

@@ -35,11 +35,11 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.prepare import PREPARERS, Params, _per_tensor
 from edgeopt.runtimes.reference.registry import KERNELS, Kernel, constant
 
-FLOAT_KERNELS: Registry[Kernel] = Registry("float kernel")
+FLOAT_KERNELS: Registry[Kernel] = OpRegistry("float kernel")
 
 F32 = np.float32
 # TFLite's float activation bounds (CalculateActivationRange<float>).

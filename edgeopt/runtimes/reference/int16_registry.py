@@ -13,11 +13,11 @@ from typing import Any
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.registry import Kernel
 
-INT16_PREPARERS: Registry[Callable[[QOp, QProgram], dict[str, Any]]] = Registry("int16 (16x8) prepare")
-INT16_KERNELS: Registry[Kernel] = Registry("int16 (16x8) integer kernel")
+INT16_PREPARERS: Registry[Callable[[QOp, QProgram], dict[str, Any]]] = OpRegistry("int16 (16x8) prepare")
+INT16_KERNELS: Registry[Kernel] = OpRegistry("int16 (16x8) integer kernel")
 
 
 def runs_in_int16(op: QOp, program: QProgram) -> bool:

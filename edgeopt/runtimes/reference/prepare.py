@@ -37,7 +37,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QParams, frozen_array
 from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.arith.fixedpoint import quantize_multiplier
 from edgeopt.runtimes.reference.int16_registry import prepare_int16, runs_in_int16
 from edgeopt.runtimes.reference.arith.padding import compute_padding_height_width
@@ -45,7 +45,7 @@ from edgeopt.runtimes.reference.arith.padding import compute_padding_height_widt
 Params = dict[str, Any]
 Preparer = Callable[[QOp, QProgram], Params]
 
-PREPARERS: Registry[Preparer] = Registry("integer prepare")
+PREPARERS: Registry[Preparer] = OpRegistry("integer prepare")
 PARAMETERLESS = frozenset({"RESHAPE", "STRIDED_SLICE", "TRANSPOSE", "SPLIT", "SPLIT_V"})
 
 

@@ -13,11 +13,11 @@ from collections.abc import Callable
 import numpy as np
 
 from edgeopt.qprogram import QOp, QProgram
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 
 Kernel = Callable[[QOp, list[np.ndarray], QProgram], np.ndarray | tuple[np.ndarray, ...]]
 
-KERNELS: Registry[Kernel] = Registry("integer kernel")
+KERNELS: Registry[Kernel] = OpRegistry("integer kernel")
 
 
 def fold_run_axis(value: np.ndarray) -> np.ndarray:

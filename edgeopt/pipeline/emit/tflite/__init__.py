@@ -25,7 +25,7 @@ from ai_edge_litert import schema_py_generated as schema
 from edgeopt.errors import InternalError, UnsupportedOpError
 from edgeopt.fileio import atomic_write_bytes
 from edgeopt.qprogram import FUSED_ACTIVATIONS, QOp, QProgram, QTensor
-from edgeopt.registry import Registry
+from edgeopt.registry import OpRegistry, Registry
 
 SCHEMA_VERSION = 3
 DESCRIPTION = "edgeopt"
@@ -59,7 +59,7 @@ class OpEncoding:
 
 
 OpWriter = Callable[[QOp, QProgram], OpEncoding]
-OP_WRITERS: Registry[OpWriter] = Registry("TFLite op writer")
+OP_WRITERS: Registry[OpWriter] = OpRegistry("TFLite op writer")
 
 
 def program_to_tflite(program: QProgram) -> bytes:
