@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Generic, Literal, TypeVar
 
 from edgeopt.errors import RegistryError
-from edgeopt.qprogram import OPS
+from edgeopt.qprogram import MODES, OPS, Mode
 
 T = TypeVar("T")
 
@@ -54,6 +54,61 @@ class OpRegistry(Registry[T]):
         if unknown:
             raise RegistryError(f"{self.kind}: op kind(s) {', '.join(unknown)} not in qprogram.OPS (add a row there first)")
         return super().register(*names)
+
+
+class OpModeRegistry(Generic[T]):
+    """Entries keyed by (op kind, mode), checked against ``qprogram.OPS`` when registered: a kind outside
+    the table, or a mode its row does not list in ``column`` (``modes`` for kernels, ``prepared`` for
+    Prepare functions), is refused. A failed lookup lists the kinds registered for that mode."""
+
+    def __init__(self, kind: str, column: Literal["modes", "prepared"] = "modes") -> None:
+        self.kind = kind
+        self.column = column
+        self._entries: dict[tuple[str, Mode], T] = {}
+
+    def register(self, *kinds: str, mode: Mode | Iterable[Mode]) -> Callable[[T], T]:
+        """Decorator registering the decorated object for each of ``kinds`` in each mode of ``mode``
+        (one mode, or several when one function serves them all, as data movement does)."""
+        modes: tuple[Mode, ...] = (mode,) if isinstance(mode, str) else tuple(mode)  # type: ignore[assignment]
+        for name in kinds:
+            if name not in OPS:
+                raise RegistryError(f"{self.kind}: op kind {name} not in qprogram.OPS (add a row there first)")
+            allowed = getattr(OPS[name], self.column)
+            for m in modes:
+                if m not in allowed:
+                    raise RegistryError(f"{self.kind}: {name} has no mode '{m}' in qprogram.OPS "
+                                        f"({self.column}: {', '.join(sorted(allowed)) or 'none'})")
+
+        def add(obj: T) -> T:
+            for name in kinds:
+                for m in modes:
+                    if (name, m) in self._entries:
+                        raise RegistryError(f"{self.kind} '{name}' ({m}) registered twice")
+                    self._entries[name, m] = obj
+            return obj
+
+        return add
+
+    def get(self, kind: str, mode: Mode) -> T:
+        try:
+            return self._entries[kind, mode]
+        except KeyError:
+            known = ", ".join(self.kinds(mode)) or "none"
+            raise RegistryError(f"no {mode} {self.kind} for '{kind}' (known: {known})") from None
+
+    def kinds(self, mode: Mode) -> list[str]:
+        """The kinds registered in ``mode``, sorted."""
+        return sorted(k for k, m in self._entries if m == mode)
+
+    def modes(self, kind: str) -> list[Mode]:
+        """The modes ``kind`` is registered in, in ``qprogram.MODES`` order."""
+        return [m for m in MODES if (kind, m) in self._entries]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def __iter__(self) -> Iterator[tuple[str, Mode]]:
+        return iter(sorted(self._entries))
 
 
 def import_submodules(package: str) -> None:
