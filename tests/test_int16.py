@@ -37,7 +37,7 @@ from edgeopt.pipeline.quantize.precision import apply_precision, precision_plan
 from edgeopt.pipeline.report.precision import precision_summary
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.litert import LiteRT
-from edgeopt.runtimes.reference.conv_16x8 import multiply_by_quantized_multiplier_int64
+from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier_int64
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.runtimes.reference.prepare import prepare_program
 

@@ -8,7 +8,8 @@ from builders_int16_ops import CASES_16X8_OPS
 from test_int16 import assert_bitexact_16x8
 
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.runtimes.reference.int16_registry import INT16_KERNELS, runs_in_int16
+from edgeopt.qprogram import op_mode
+from edgeopt.runtimes.reference.registry import KERNELS
 
 
 @pytest.mark.parametrize("case", sorted(CASES_16X8_OPS))
@@ -17,7 +18,7 @@ def test_16x8_op_matches_litert_reference(case: str) -> None:
         rng = np.random.default_rng(seed)
         program = CASES_16X8_OPS[case](rng)
         op = program.ops[-1]
-        assert runs_in_int16(op, program) and op.kind in INT16_KERNELS
+        assert op_mode(op, program) == "16x8" and (op.kind, "16x8") in KERNELS
         assert_bitexact_16x8(program, rng)
 
 

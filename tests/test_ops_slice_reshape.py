@@ -20,7 +20,7 @@ from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.runtimes.reference.strided_slice import axis_indices
+from edgeopt.runtimes.reference.movement import axis_indices
 
 
 def _slice_program(rng: np.random.Generator, shape: tuple[int, ...], begin: list[int], end: list[int],

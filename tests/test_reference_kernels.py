@@ -34,9 +34,7 @@ from edgeopt.runtimes.reference.prepare import (
     needs_prepare,
     prepare_program,
 )
-from edgeopt.runtimes.reference.reshape import reshape
-from edgeopt.runtimes.reference.strided_slice import axis_indices, strided_slice
-from edgeopt.runtimes.reference.transpose import transpose
+from edgeopt.runtimes.reference.movement import axis_indices, reshape, strided_slice, transpose
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 

@@ -26,9 +26,8 @@ import numpy as np
 
 from edgeopt.device_profiles import DeviceProfile
 from edgeopt.errors import RegistryError, UnsupportedOpError
-from edgeopt.qprogram import QOp, QProgram
+from edgeopt.qprogram import QOp, QProgram, op_mode
 from edgeopt.registry import OpRegistry, Registry
-from edgeopt.runtimes.reference.float_ops import runs_in_float
 from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
 
 if TYPE_CHECKING:
@@ -223,12 +222,12 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
     for op in program.ops:
         macs = _macs(op, program)
         # A float island's ops run at the fp32 rate inside the int8 program too.
-        op_peak, op_mac_j = (perf.peak_fp32_macs_per_s, energy.fp32_mac_j) if runs_in_float(op, program) \
+        op_peak, op_mac_j = (perf.peak_fp32_macs_per_s, energy.fp32_mac_j) if op_mode(op, program) == "float32" \
             else (peak, mac_j)
         # TFLite marks an absent optional input (e.g. no bias) with an empty name.
         moved = sum(tensor_bytes(t) for t in (*op.inputs, *op.outputs) if t)
         # Measured refinements (channel blocks, per-kind rates, an output roof) when the profile has them.
-        op_dtype = "fp32" if precision == "fp32" or runs_in_float(op, program) else "int8"
+        op_dtype = "fp32" if precision == "fp32" or op_mode(op, program) == "float32" else "int8"
         compute_s = compute_time_s(op, program, macs, op_peak, perf, op_dtype)
         memory_s = max(moved / perf.memory_bandwidth_bytes_per_s, output_time_s(op, program, perf, op_dtype))
         time_s = max(compute_s, memory_s) + perf.per_op_overhead_s

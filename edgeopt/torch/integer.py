@@ -5,8 +5,8 @@ families round the *raw* int8 values instead (zero point included), so at ties (
 of 64 values is a tie once in 64) they disagree by a step, and the step then travels down the network:
 
 * AVERAGE_POOL_2D (AveragePool, GlobalAveragePool, ReduceMean over H and W): ``(acc ± n/2) / n`` on the
-  raw sum ``acc``, C division (TFLite ``reference_ops::AveragePool``, runtimes/reference/pooling.py; the
-  16x8 kernel rounds int16 sums the same way, ``elementwise_16x8.average_pool_16x8``);
+  raw sum ``acc``, C division (TFLite ``reference_ops::AveragePool``, runtimes/reference/pooling.py,
+  whose one kernel rounds int16 sums the same way);
 * int8 RESIZE_BILINEAR: Q10 source positions and weights, ``(acc + 2^19) >> 20`` (single rounding) or
   half away from zero (double), on raw values (runtimes/reference/resize.py).
 

@@ -13,7 +13,7 @@ a step, and the step travels down the network. This module gives the kernel's ex
   lowering stores them (``QParams.quantize``), and the convolution/matmul of those integers, bias
   included, in float32 or float64, exact while every partial sum stays below 2^24 or 2^53 (bounded by
   ``Σ|w_c| · max|x - zp| + |b_c|`` for output channel c; asserted);
-* the kernel's parameters come from the executor's own Prepare (``PREPARERS``/``prepare_int16``) run on
+* the kernel's parameters come from the executor's own Prepare (``PREPARERS``) run on
   a one-op program holding the current encodings, and its own requantization functions turn the
   accumulator (or, for ADD/SUB/MUL, the raw operands) into the output integers, clamped to the fused
   activation's range.
@@ -45,16 +45,13 @@ from edgeopt.pipeline.lower.ops import ACTIVATIONS as FUSED_ACTIVATIONS
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.qprogram import FullyConnectedRequantization, QOp, QProgram, QTensor, Rounding
 from edgeopt.torch.ops import TORCH_OPS
-from edgeopt.runtimes.reference.add import add_func
-from edgeopt.runtimes.reference.conv_16x8 import _requantize_16, requantize_fully_connected_16x8
-from edgeopt.runtimes.reference.elementwise import binary_lookup, mul_func
-from edgeopt.runtimes.reference.elementwise_16x8 import add_16x8
-from edgeopt.runtimes.reference.arith.fixedpoint import int32_accumulator, requantize
-from edgeopt.runtimes.reference.fully_connected import requantize_fully_connected
+from edgeopt.runtimes.reference.add import add_16x8, add_func, binary_lookup
+from edgeopt.runtimes.reference.arith.fixedpoint import int32_accumulator, requantize, requantize_16
+from edgeopt.runtimes.reference.fully_connected import requantize_fully_connected, requantize_fully_connected_16x8
 # Elements requantized at a time: the executor's block size, whose int64 passes stay in the CPU's cache.
 from edgeopt.runtimes.reference.arith.im2col import BLOCK_ELEMENTS as BLOCK
-from edgeopt.runtimes.reference.int16_registry import prepare_int16
-from edgeopt.runtimes.reference.prepare import PREPARERS
+from edgeopt.runtimes.reference.registry import PREPARERS
+from edgeopt.runtimes.reference.sub_mul import mul_func
 
 # How ``lower`` emits FULLY_CONNECTED: QProgram's default, LiteRT 2.3's double-precision scale.
 FULLY_CONNECTED_REQUANTIZATION: FullyConnectedRequantization = "double_precision"
@@ -77,7 +74,8 @@ WEIGHTED_TAILS: dict[tuple[str, bool], Callable[[np.ndarray, Params, Rounding], 
     ("CONV_2D", False): _requantize_conv,
     ("TRANSPOSE_CONV", False): _requantize_conv,
     ("FULLY_CONNECTED", False): requantize_fully_connected,
-    ("CONV_2D", True): lambda acc, p, r: _requantize_16(acc, p, p["output_multiplier"], p["output_shift"]),
+    ("CONV_2D", True): lambda acc, p, r: requantize_16(acc, p["output_multiplier"], p["output_shift"],
+                                                       p["activation_min"], p["activation_max"]),
     ("FULLY_CONNECTED", True): lambda acc, p, r: requantize_fully_connected_16x8(acc, p),
 }
 # Raw operands (broadcast like numpy) → output integers, per (kind, 16x8 mode); SUB is ADD with the
@@ -103,11 +101,11 @@ def _prepared(node: Node, kind: str, inputs: Sequence[tuple[tuple[int, ...], QPa
              source=node.name)
     program = QProgram(node.name, tensors, (op,), (), (), rounding=rounding,
                        fully_connected_requantization=FULLY_CONNECTED_REQUANTIZATION)
-    return prepare_int16(op, program) if int16 else PREPARERS.get(kind)(op, program)
+    return PREPARERS.get(kind, "16x8" if int16 else "int8")(op, program)
 
 
 def _runs_in_int16(*encodings: QParams) -> bool:
-    """Whether an op with these activation encodings runs TFLite's 16x8 kernel (``runs_in_int16``)."""
+    """Whether an op with these activation encodings runs TFLite's 16x8 kernel (``qprogram.op_mode``)."""
     return any(q.dtype == "int16" for q in encodings)
 
 

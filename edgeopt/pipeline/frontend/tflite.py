@@ -254,8 +254,9 @@ def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str]
     kind = _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
     if builtin == schema.BuiltinOperator.CUSTOM:
         kind = f"CUSTOM:{_text(code.customCode, '?')}"
-    if kind not in KERNELS:
-        raise UnsupportedOpError(kind, where, f"no integer kernel in the emulator yet (it runs: {', '.join(KERNELS)})")
+    if (kind, "int8") not in KERNELS:
+        raise UnsupportedOpError(kind, where,
+                                 f"no integer kernel in the emulator yet (it runs: {', '.join(KERNELS.kinds('int8'))})")
     if not outputs:
         raise ModelLoadError(f"'{name}': {kind} {where} has no output (corrupt file?)")
     inputs = tuple("" if i == -1 else names[_index(i, len(names), name, f"operator {index}'s input")]

@@ -16,7 +16,7 @@ import numpy as np
 from edgeopt.errors import ModelLoadError
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.registry import OpRegistry, Registry
-from edgeopt.runtimes.reference.strided_slice import axis_indices
+from edgeopt.runtimes.reference.movement import axis_indices
 
 Shape = tuple[int, ...]
 ShapeRule = Callable[[QOp, QProgram], Shape]

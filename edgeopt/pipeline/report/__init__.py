@@ -9,9 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from edgeopt.pipeline.report.placement import render_placement
-from edgeopt.qprogram import QProgram
+from edgeopt.qprogram import QProgram, op_mode
 from edgeopt.runtimes.cost import CostReport
-from edgeopt.runtimes.reference.float_ops import runs_in_float
 
 SCHEMA_VERSION = 1
 
@@ -47,7 +46,7 @@ def build(*, model: str, profile: Any, accuracy: dict | None, calibration: dict,
 
 def float_nodes(program: QProgram) -> list[str]:
     """Source nodes of the ops with float32 outputs (float islands), each once, in program order."""
-    return list(dict.fromkeys(op.source for op in program.ops if runs_in_float(op, program)))
+    return list(dict.fromkeys(op.source for op in program.ops if op_mode(op, program) == "float32"))
 
 
 def to_json(report: dict) -> str:

@@ -12,9 +12,7 @@ from rich.table import Table
 from edgeopt.pipeline.quantize.mixed_precision import Promotion
 from edgeopt.pipeline.quantize.profile_checks import RuleException
 from edgeopt.pipeline.quantize.profile_rules import Int8Fallback
-from edgeopt.qprogram import CONVERSION_KINDS, QOp, QProgram
-from edgeopt.runtimes.reference.float_ops import runs_in_float
-from edgeopt.runtimes.reference.int16_registry import runs_in_int16
+from edgeopt.qprogram import CONVERSION_KINDS, QOp, QProgram, op_mode
 
 # The mode of a program whose layers all run in one precision.
 _SINGLE_MODES = {"int8": "w8a8", "int16": "w8a16", "float32": "float"}
@@ -23,9 +21,8 @@ _SINGLE_MODES = {"int8": "w8a8", "int16": "w8a16", "float32": "float"}
 def op_dtype(op: QOp, program: QProgram) -> str:
     """``"int16"`` for an op reading or writing an int16 activation (a 16x8 op, or a QUANTIZE to or from
     int16), ``"float32"`` for an op of a float island (DEQUANTIZE included), else its output's dtype."""
-    if runs_in_int16(op, program):
-        return "int16"
-    return "float32" if runs_in_float(op, program) else program.tensor(op.outputs[0]).dtype
+    mode = op_mode(op, program)
+    return {"16x8": "int16", "float32": "float32"}.get(mode, program.tensor(op.outputs[0]).dtype)
 
 
 def program_mode(program: QProgram) -> str:

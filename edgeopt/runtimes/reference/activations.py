@@ -1,9 +1,18 @@
-"""Standalone int8 activations: RELU, RELU6, RELU_N1_TO_1, HARD_SWISH, LOGISTIC, TANH (TFLite
-``kernels/activations.cc`` with ``reference_ops::ReluX`` and ``reference/hard_swish.h``).
+"""Standalone activations: RELU, RELU6, RELU_N1_TO_1, HARD_SWISH, LOGISTIC, TANH: Prepare and the int8,
+16x8 and float32 kernels (TFLite ``kernels/activations.cc`` with ``reference_ops::ReluX`` and
+``reference/hard_swish.h``).
 
-Each output element depends on its input element alone, so every kernel evaluates TFLite's integer
-recipe once on the 256 int8 values and looks the tensor up in that table: the same integers as the
-C++ loops. LOGISTIC and TANH are table lookups in TFLite itself (Prepare's ``LUTPopulate``).
+* int8: each output element depends on its input element alone, so every kernel evaluates TFLite's
+  integer recipe once on the 256 int8 values and looks the tensor up in that table: the same integers
+  as the C++ loops. LOGISTIC and TANH are table lookups in TFLite itself (Prepare's ``LUTPopulate``).
+* 16x8, RELU and RELU6 (``QuantizedReluX<int16_t>``): ``clamp(zp_out + MultiplyByQuantizedMultiplier(x -
+  zp_in, m, s), act_min, act_max)`` with the int32 multiply of the build's rounding and the int16
+  bounds ``round(f / s_out)``. RELU_N1_TO_1 has no int16 case in LiteRT.
+* float32, as LiteRT 2.3's float reference kernels compute them: RELU, RELU6, RELU_N1_TO_1 a clamp;
+  HARD_SWISH (``reference/hard_swish.h``) ``x * min(6, max(0, x + 3)) / 6``, each step one float32
+  operation: both bit-exact. LOGISTIC (``reference/logistic.h``): 1 above 16.619047164916992188,
+  ``exp(x)`` below -9, else ``1 / (1 + exp(-x))`` in float32, with ``expf`` taken as the correctly
+  rounded float64 ``exp``; TANH: ``std::tanh`` taken as the correctly rounded float64 ``tanh``.
 """
 from __future__ import annotations
 
@@ -16,22 +25,27 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import frozen_array
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.arith.fixedpoint import (
+    INT16_MAX,
+    INT16_MIN,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     round_half_away_from_zero,
 )
 from edgeopt.runtimes.reference.prepare import (
-    PREPARERS,
-    Params,
-    _per_tensor,
-    _qparams,
+    activation_range_int16,
     calculate_activation_range_quantized,
+    per_tensor,
+    qparams_of,
+    zero_points_zero,
 )
-from edgeopt.runtimes.reference.registry import KERNELS
+from edgeopt.runtimes.reference.registry import ACTIVATION_BOUNDS, F32, KERNELS, PREPARERS, Params
 
 INT8_VALUES = np.arange(-128, 128, dtype=np.int64)
-INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 RELU_KINDS = ("RELU", "RELU6", "RELU_N1_TO_1")
+INT16_RELU_KINDS = ("RELU", "RELU6")
+# The float reference's LOGISTIC cut-offs (reference/logistic.h).
+_LOGISTIC_UPPER = F32(16.619047164916992188)
+_LOGISTIC_LOWER = F32(-9.0)
 
 
 def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -42,14 +56,14 @@ def lookup(table: np.ndarray, x: np.ndarray) -> np.ndarray:
 # -- RELU, RELU6, RELU_N1_TO_1 ----------------------------------------------------------------------
 
 
-@PREPARERS.register(*RELU_KINDS)
+@PREPARERS.register(*RELU_KINDS, mode="int8")
 def prepare_relu(op: QOp, program: QProgram) -> Params:
     """``ReluPrepare`` + ``QuantizedReluX``: ``QuantizeMultiplier(double(float32(s_in / s_out)))`` (the
     division is float32: both operands are floats) and the clamp bounds of the op's real range."""
-    s_in, zp_in = _per_tensor(program, op.inputs[0], op)
-    s_out, zp_out = _per_tensor(program, op.outputs[0], op)
+    s_in, zp_in = per_tensor(program, op.inputs[0], op)
+    s_out, zp_out = per_tensor(program, op.outputs[0], op)
     multiplier, shift = quantize_multiplier(float(np.float32(s_in) / np.float32(s_out)), program.rounding)
-    lo, hi = calculate_activation_range_quantized(op.kind, _qparams(program, op.outputs[0], op), op)
+    lo, hi = calculate_activation_range_quantized(op.kind, qparams_of(program, op.outputs[0], op), op)
     return {"input_offset": zp_in, "output_offset": zp_out, "output_multiplier": multiplier,
             "output_shift": shift, "activation_min": lo, "activation_max": hi}
 
@@ -64,9 +78,23 @@ def relu_x(x: np.ndarray, p: Mapping[str, Any], rounding: Rounding, dtype: type 
     return np.clip(out, p["activation_min"], p["activation_max"]).astype(dtype)
 
 
-@KERNELS.register(*RELU_KINDS)
-def _run_relu(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register(*RELU_KINDS, mode="int8")
+def _run_relu_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     return lookup(relu_x(INT8_VALUES, op.params, program.rounding), args[0])
+
+
+@PREPARERS.register(*INT16_RELU_KINDS, mode="16x8")
+def prepare_relu_16x8(op: QOp, program: QProgram) -> Params:
+    """``ReluPrepare`` (the int8 multiplier ``QuantizeMultiplier(s_in / s_out)``) with
+    ``QuantizedReluX<int16_t>``'s bounds: the op's real range on the int16 output grid."""
+    zero_points_zero(op, program)
+    lo, hi = activation_range_int16(op.kind, program.tensor(op.outputs[0]).qparams, op)
+    return {**prepare_relu(op, program), "activation_min": lo, "activation_max": hi}
+
+
+@KERNELS.register(*INT16_RELU_KINDS, mode="16x8")
+def _run_relu_16x8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    return relu_x(args[0], op.params, program.rounding, np.int16)
 
 
 # -- HARD_SWISH ---------------------------------------------------------------------------------------
@@ -79,7 +107,7 @@ def down_scale_int32_to_int16_multiplier(multiplier: int) -> int:
     return (multiplier + (1 << 15)) >> 16
 
 
-@PREPARERS.register("HARD_SWISH")
+@PREPARERS.register("HARD_SWISH", mode="int8")
 def prepare_hard_swish(op: QOp, program: QProgram) -> Params:
     """``HardSwishPrepare``, in float32 as the C++ computes it: ``hires = s_in / 128``, output multiplier
     ``hires / s_out`` and "reluish" multiplier ``hires / (3 / 32768)``, each quantized to Q0.31 with
@@ -88,8 +116,8 @@ def prepare_hard_swish(op: QOp, program: QProgram) -> Params:
     Raises:
         UnsupportedOpError: the output multiplier needs a left shift, which TFLite rejects.
     """
-    s_in, zp_in = _per_tensor(program, op.inputs[0], op)
-    s_out, zp_out = _per_tensor(program, op.outputs[0], op)
+    s_in, zp_in = per_tensor(program, op.inputs[0], op)
+    s_out, zp_out = per_tensor(program, op.outputs[0], op)
     hires_input_scale = np.float32(1.0 / 128.0) * np.float32(s_in)
     output_multiplier, output_exponent = quantize_multiplier(
         float(hires_input_scale / np.float32(s_out)), program.rounding)
@@ -171,22 +199,28 @@ def hard_swish(x: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
     return np.clip(out + p["output_zero_point"], -128, 127).astype(np.int8)
 
 
-@KERNELS.register("HARD_SWISH")
-def _run_hard_swish(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("HARD_SWISH", mode="int8")
+def _run_hard_swish_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     return lookup(hard_swish(INT8_VALUES, op.params), args[0])
 
 
 # -- LOGISTIC, TANH -----------------------------------------------------------------------------------
 
 
+def exp_f32(v: np.ndarray) -> np.ndarray:
+    """``expf`` taken as the correctly rounded float64 ``exp``, narrowed to float32 (overflow gives inf,
+    as ``expf`` does)."""
+    with np.errstate(over="ignore"):
+        return np.exp(v.astype(np.float64)).astype(F32)
+
+
 def _sigmoid_f32(v: np.ndarray) -> np.ndarray:
-    """``1.0f / (1.0f + std::exp(-v))`` in float32; ``expf`` as the correctly rounded float64 ``exp``."""
-    one = np.float32(1.0)
-    with np.errstate(over="ignore"):  # expf overflows to inf too, and 1 / (1 + inf) is 0
-        return one / (one + np.exp(-v.astype(np.float64)).astype(np.float32))
+    """``1.0f / (1.0f + std::exp(-v))`` in float32 (an overflowing ``exp`` gives 1 / (1 + inf) = 0)."""
+    one = F32(1.0)
+    return one / (one + exp_f32(-v))
 
 
-def _tanh_f32(v: np.ndarray) -> np.ndarray:
+def tanh_f32(v: np.ndarray) -> np.ndarray:
     """``std::tanh(float)``: the correctly rounded float64 ``tanh``, narrowed to float32."""
     return np.tanh(v.astype(np.float64)).astype(np.float32)
 
@@ -194,8 +228,8 @@ def _tanh_f32(v: np.ndarray) -> np.ndarray:
 def lut_populate(op: QOp, program: QProgram, transform: Any) -> np.ndarray:
     """TFLite ``LUTPopulate<int8_t>``: for every int8 ``q``, ``clamp(int(TfLiteRound(f(s_in * (q - zp_in))
     * (1 / s_out)) + zp_out), -128, 127)`` with every operation in float32, as the C++ computes it."""
-    s_in, zp_in = _per_tensor(program, op.inputs[0], op)
-    s_out, zp_out = _per_tensor(program, op.outputs[0], op)
+    s_in, zp_in = per_tensor(program, op.inputs[0], op)
+    s_out, zp_out = per_tensor(program, op.outputs[0], op)
     dequantized = np.float32(s_in) * (INT8_VALUES - zp_in).astype(np.float32)
     inverse_scale = np.float32(1.0) / np.float32(s_out)
     rescaled = transform(dequantized) * inverse_scale
@@ -205,7 +239,7 @@ def lut_populate(op: QOp, program: QProgram, transform: Any) -> np.ndarray:
     return frozen_array(np.clip(quantized, -128, 127).astype(np.int8))
 
 
-@PREPARERS.register("LOGISTIC")
+@PREPARERS.register("LOGISTIC", mode="int8")
 def prepare_logistic(op: QOp, program: QProgram) -> Params:
     """``SigmoidPrepare`` (reference and generic kernels, int8): the output scale must be 1/256; the
     table holds ``1 / (1 + exp(-x))`` quantized to the output encoding.
@@ -213,19 +247,46 @@ def prepare_logistic(op: QOp, program: QProgram) -> Params:
     Raises:
         UnsupportedOpError: the output scale is not 1/256.
     """
-    s_out, _ = _per_tensor(program, op.outputs[0], op)
+    s_out, _ = per_tensor(program, op.outputs[0], op)
     if float(s_out) != 1.0 / 256:
         raise UnsupportedOpError(op.kind, op.source, f"int8 LOGISTIC needs output scale 1/256, got {s_out}")
     return {"table": lut_populate(op, program, _sigmoid_f32)}
 
 
-@PREPARERS.register("TANH")
+@PREPARERS.register("TANH", mode="int8")
 def prepare_tanh(op: QOp, program: QProgram) -> Params:
     """``TanhPrepare`` (reference and generic kernels, int8): a table of ``tanh(x)`` quantized to the
     output encoding (1/128 with zero point 0 as the converter writes it)."""
-    return {"table": lut_populate(op, program, _tanh_f32)}
+    return {"table": lut_populate(op, program, tanh_f32)}
 
 
-@KERNELS.register("LOGISTIC", "TANH")
-def _run_table(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("LOGISTIC", "TANH", mode="int8")
+def _run_table_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     return lookup(op.params["table"], args[0])
+
+
+# -- float32 ------------------------------------------------------------------------------------------
+
+
+@KERNELS.register(*RELU_KINDS, mode="float32")
+def _run_relu_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    lo, hi = ACTIVATION_BOUNDS[op.kind]
+    return np.clip(np.asarray(args[0], F32), F32(lo), F32(hi)).astype(F32)
+
+
+@KERNELS.register("HARD_SWISH", mode="float32")
+def _run_hard_swish_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    x = np.asarray(args[0], F32)
+    return x * np.minimum(F32(6.0), np.maximum(F32(0.0), x + F32(3.0))) / F32(6.0)
+
+
+@KERNELS.register("LOGISTIC", mode="float32")
+def _run_logistic_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    x = np.asarray(args[0], F32)
+    middle = F32(1.0) / (F32(1.0) + exp_f32(-x))
+    return np.where(x > _LOGISTIC_UPPER, F32(1.0), np.where(x < _LOGISTIC_LOWER, exp_f32(x), middle)).astype(F32)
+
+
+@KERNELS.register("TANH", mode="float32")
+def _run_tanh_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    return tanh_f32(np.asarray(args[0], F32))

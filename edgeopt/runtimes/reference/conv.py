@@ -1,4 +1,19 @@
-"""CONV_2D, int8 per-channel: TFLite ``reference/integer_ops/conv.h`` ``ConvPerChannel``."""
+"""CONV_2D: Prepare and the int8, 16x8 and float32 kernels (TFLite ``kernels/conv.cc``).
+
+* int8: ``reference/integer_ops/conv.h`` ``ConvPerChannel`` (``conv_per_channel``).
+* 16x8: the ``int16_t`` overload of ``ConvPerChannel`` (``conv_per_channel_16x8``), which LiteRT 2.3
+  runs for int16 inputs under every op resolver: int16 activations with zero point 0, int8 per-channel
+  weights, an int64 accumulator ``acc = bias[c] + sum w * x`` (no input offset), then the int64
+  ``MultiplyByQuantizedMultiplier`` (``arith.fixedpoint.multiply_by_quantized_multiplier_int64``, one
+  rounding with a 16-bit multiplier in both rounding builds) and the clamp to the int16 activation
+  range. Its Prepare is the int8 one with the int16 activation range.
+* float32: ``reference/conv.h``. LiteRT sums each dot product in float32, one term after another, then
+  adds the bias in float32 and clamps to the fused activation. Here a dot product is a float64 BLAS
+  matmul rounded once to float32 (its result does not depend on how BLAS orders the sum, within
+  float64's precision), which is closer to the exact sum than LiteRT's running float32 total: the two
+  differ by the accumulated float32 rounding, a few ulp of the sum's magnitude
+  (``tests/test_float_nodes.py`` measures it).
+"""
 from __future__ import annotations
 
 import math
@@ -7,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.arith.fixedpoint import MAX_PRODUCT, Requantizer
+from edgeopt.runtimes.reference.arith.fixedpoint import MAX_PRODUCT, Requantizer, requantize_16
 from edgeopt.runtimes.reference.arith.im2col import (
     BLOCK_ELEMENTS,
     pad_for_windows,
@@ -16,7 +32,26 @@ from edgeopt.runtimes.reference.arith.im2col import (
     tile_channels,
     windows,
 )
-from edgeopt.runtimes.reference.registry import KERNELS, constant, fold_run_axis, output_shape
+from edgeopt.runtimes.reference.prepare import (
+    activation_params,
+    check_bias_int64,
+    effective_scales,
+    io_offsets,
+    multipliers,
+    symmetric_16x8,
+    window,
+)
+from edgeopt.runtimes.reference.registry import (
+    F32,
+    KERNELS,
+    PREPARERS,
+    Params,
+    constant,
+    float_bias,
+    fold_run_axis,
+    fused_activation_float,
+    output_shape,
+)
 
 # Sums per matmul: large enough that BLAS (and its threads, when it has several) run at speed.
 MATMUL_ELEMENTS = 1 << 20
@@ -24,10 +59,38 @@ MATMUL_ELEMENTS = 1 << 20
 EXACT_DEPTH = ((1 << 24) - 1) // MAX_PRODUCT
 
 
+@PREPARERS.register("CONV_2D", mode="int8")
+def prepare_conv(op: QOp, program: QProgram) -> Params:
+    """``conv.cc`` Prepare: ``stride_height``, ``stride_width``, ``dilation_height_factor``,
+    ``dilation_width_factor``, ``pad_height``, ``pad_width``, ``output_height``, ``output_width``,
+    ``input_offset`` (``-input_zp``), ``output_offset`` (``output_zp``), ``output_multiplier`` and
+    ``output_shift`` (int32 per output channel, from ``QuantizeMultiplier(double(s_in) *
+    double(s_w[c]) / double(s_out))``), ``activation_min``, ``activation_max``."""
+    in_shape = program.tensor(op.inputs[0]).shape
+    co, kh, kw, ci = program.tensor(op.inputs[1]).shape
+    if in_shape[3] % ci or co % (in_shape[3] // ci):
+        raise UnsupportedOpError(op.kind, op.source, f"{ci}-channel filters do not group {in_shape[3]} inputs")
+    multiplier, shift = multipliers(effective_scales(program, op, co), program.rounding)
+    return {
+        **window(op, in_shape, kh, kw, dilated=True),
+        **io_offsets(program, op),
+        "output_multiplier": multiplier,
+        "output_shift": shift,
+        **activation_params(program, op),
+    }
+
+
+@PREPARERS.register("CONV_2D", mode="16x8")
+def prepare_conv_16x8(op: QOp, program: QProgram) -> Params:
+    """``conv.cc`` Prepare for int16 input: padding and per-channel multipliers as for int8."""
+    check_bias_int64(op, program)
+    return {**prepare_conv(op, program), **symmetric_16x8(op, program)}
+
+
 def conv_per_channel(
     x: np.ndarray, w: np.ndarray, bias: np.ndarray, p: Mapping[str, Any], rounding: Rounding
 ) -> np.ndarray:
-    """Int8 convolution with per-output-channel requantization (one group; ``_run_conv`` splits groups).
+    """Int8 convolution with per-output-channel requantization (one group; ``_run_conv_int8`` splits groups).
 
     ``acc[n, y, x, c] = bias[c] + sum over (i, j, k) inside the image of
     w[c, i, j, k] * (in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k] + input_offset)`` in int32, then
@@ -96,8 +159,8 @@ def conv_per_channel(
     return out
 
 
-@KERNELS.register("CONV_2D")
-def _run_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("CONV_2D", mode="int8")
+def _run_conv_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     x, w, bias = fold_run_axis(args[0]), constant(args[1]), constant(args[2])
     # Filters with Ci / groups input channels: ConvPerChannel reads input channels
     # [g * Ci / groups, (g + 1) * Ci / groups) for output channel group g, one convolution per group.
@@ -110,4 +173,77 @@ def _run_conv(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
              "output_shift": op.params["output_shift"][out_c]}
         parts.append(conv_per_channel(x[..., g * ci : (g + 1) * ci], w[out_c], bias[out_c], p, program.rounding))
     y = parts[0] if groups == 1 else np.concatenate(parts, axis=3)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+def conv_per_channel_16x8(x: np.ndarray, w: np.ndarray, bias: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """16x8 ``ConvPerChannel`` of one group: ``acc[n, y, x, c] = bias[c] + sum over (i, j, k) inside the
+    image of w[c, i, j, k] * in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k]`` (int64), requantized.
+
+    The sum is one float64 matmul over im2col patches, exact: each product is an integer with
+    ``|w * x| <= 2**22``, so every partial sum of a K-term product is an integer below ``K * 2**22``,
+    exact in float64 (53-bit significand) for any ``K < 2**31``.
+
+    Args:
+        x: int16 input (N, H, W, Ci).
+        w: int8 filter (Co, KH, KW, Ci).
+        bias: int64 bias (Co,).
+        p: the op's params from ``prepare_conv_16x8``.
+
+    Returns:
+        int16 output (N, OH, OW, Co).
+    """
+    n = x.shape[0]
+    co, kh, kw, ci = w.shape
+    dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
+    oh, ow = p["output_height"], p["output_width"]
+    depth = kh * kw * ci
+    w_mat = w.reshape(co, depth).astype(np.float64)
+    bias = bias.astype(np.int64)[:, np.newaxis]
+    multiplier, shift = p["output_multiplier"][:, np.newaxis], p["output_shift"][:, np.newaxis]
+    out = np.empty((n, oh, ow, co), dtype=np.int16)
+    chunk = samples_per_chunk(oh * ow * depth)
+    for start in range(0, n, chunk):
+        xs = x[start : start + chunk].astype(np.float64)
+        patches = windows(pad_for_windows(xs, p, kh, kw, dh, dw), p, kh, kw, dh, dw)
+        acc = (w_mat @ patches.reshape(-1, depth).T).astype(np.int64) + bias
+        y = requantize_16(acc, multiplier, shift, p["activation_min"], p["activation_max"])
+        out[start : start + xs.shape[0]] = y.T.reshape(xs.shape[0], oh, ow, co)
+    return out
+
+
+@KERNELS.register("CONV_2D", mode="16x8")
+def _run_conv_16x8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    x, w = fold_run_axis(args[0]), constant(args[1])
+    bias = constant(args[2]) if len(args) > 2 else np.zeros(w.shape[0], np.int64)
+    if x.shape[3] != w.shape[3]:
+        raise UnsupportedOpError(op.kind, op.source, "grouped convolution has no 16x8 kernel")
+    y = conv_per_channel_16x8(x, w, bias, op.params)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+@KERNELS.register("CONV_2D", mode="float32")
+def _run_conv_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``out[n, y, x, c] = act(sum_{i, j, k} w[c, i, j, k] * in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k]
+    + bias[c])``, points outside the image skipped; output channel group g reads input channels
+    ``[g * Ci, (g + 1) * Ci)`` for filters of Ci channels (a grouped convolution)."""
+    x = fold_run_axis(args[0])
+    w = constant(args[1]).astype(np.float64)
+    co, kh, kw, ci = w.shape
+    bias = float_bias(args, 2, co)
+    p = window(op, program.tensor(op.inputs[0]).shape, kh, kw, dilated=True)
+    dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
+    groups = x.shape[3] // ci
+    co_g = co // groups
+    out = np.empty((x.shape[0], p["output_height"], p["output_width"], co), F32)
+    chunk = samples_per_chunk(p["output_height"] * p["output_width"] * kh * kw * x.shape[3])
+    for start in range(0, x.shape[0], chunk):
+        xs = x[start : start + chunk].astype(np.float64)
+        patches = windows(pad_for_windows(xs, p, kh, kw, dh, dw), p, kh, kw, dh, dw)  # (n, OH, OW, KH, KW, C)
+        for g in range(groups):
+            cols = patches[..., g * ci : (g + 1) * ci].reshape(-1, kh * kw * ci)
+            acc = cols @ w[g * co_g : (g + 1) * co_g].reshape(co_g, -1).T
+            out[start : start + xs.shape[0], ..., g * co_g : (g + 1) * co_g] = \
+                acc.astype(F32).reshape(xs.shape[0], p["output_height"], p["output_width"], co_g)
+    y = fused_activation_float(op, out + bias)
     return y.reshape((args[0].shape[0],) + output_shape(op, program))

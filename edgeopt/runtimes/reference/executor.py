@@ -1,6 +1,7 @@
 """The integer reference executor: runs a QProgram on a batch of int8 inputs, bit-exact with LiteRT.
 
-Every op goes through the kernel registered for its kind (``registry.KERNELS``). Values carry a
+Every op goes through the kernel registered for its kind and mode (``registry.KERNELS``; the mode is
+``qprogram.op_mode``: int8, 16x8 or float32, read from its tensors' dtypes). Values carry a
 leading run axis of length N in front of each tensor's program shape (whose own batch is usually 1),
 so one call runs a batch of N program-sized inputs vectorised.
 """
@@ -14,12 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from edgeopt.errors import DataError, InternalError, UnsupportedOpError
-from edgeopt.qprogram import QProgram
-from edgeopt.runtimes.reference.float_ops import FLOAT_KERNELS, runs_in_float
-from edgeopt.runtimes.reference.int16_registry import INT16_KERNELS, runs_in_int16
+from edgeopt.errors import DataError, InternalError
+from edgeopt.qprogram import QProgram, op_mode
 from edgeopt.runtimes.reference.prepare import needs_prepare, prepare_program
-from edgeopt.runtimes.reference.registry import KERNELS
+from edgeopt.runtimes.reference.registry import kernel_for
 
 
 def run_program(program: QProgram, inputs: Sequence[np.ndarray], threads: int | None = None) -> list[np.ndarray]:
@@ -78,12 +77,9 @@ def _execute(program: QProgram, inputs: Sequence[np.ndarray], keep_all: bool) ->
     last_use = {name: i for i, op in enumerate(program.ops) for name in op.inputs}
     kept = dict(env) if keep_all else {}
     for i, op in enumerate(program.ops):
-        kernels = FLOAT_KERNELS if runs_in_float(op, program) else KERNELS  # float islands
-        kernels = INT16_KERNELS if kernels is KERNELS and runs_in_int16(op, program) else kernels  # 16x8
-        if op.kind not in kernels:
-            raise UnsupportedOpError(op.kind, op.source, f"no {kernels.kind}")
+        kernel = kernel_for(op, op_mode(op, program))
         args = [_value(program, env, name) for name in op.inputs if name]
-        result = kernels.get(op.kind)(op, args, program)
+        result = kernel(op, args, program)
         outs = result if isinstance(result, tuple) else (result,)  # multi-output ops return a tuple
         for name, out in zip(op.outputs, outs, strict=True):
             expected, dtype = (n,) + program.tensor(name).shape, np.dtype(program.tensor(name).dtype)

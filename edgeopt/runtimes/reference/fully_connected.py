@@ -1,4 +1,8 @@
-"""FULLY_CONNECTED, int8 per-channel: TFLite ``reference/integer_ops/fully_connected.h``.
+"""FULLY_CONNECTED: Prepare and the int8, 16x8 and float32 kernels (TFLite ``kernels/fully_connected.cc``).
+
+int8 and 16x8: ``reference/integer_ops/fully_connected.h`` (its ``int8_t`` and ``int16_t`` overloads;
+16x8 accumulates ``w * x`` in int64 without an input offset, and clamps to int16). float32:
+``reference/fully_connected.h``, a float64 matmul rounded once to float32 (see ``conv``).
 
 The reference kernels requantize the int32 accumulator differently by runtime version, and Prepare
 (``prepare_fully_connected``) stores the parameters of the one the program names in
@@ -18,16 +22,64 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.ir import frozen_array
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.arith.fixedpoint import (
     INT32_MIN,
     MAX_PRODUCT,
     int32_accumulator,
     requantize,
+    requantize_16,
     round_half_away_from_zero,
     wrap_int32,
 )
-from edgeopt.runtimes.reference.registry import KERNELS, constant, output_shape
+from edgeopt.runtimes.reference.prepare import (
+    activation_params,
+    check_bias_int64,
+    effective_scales,
+    io_offsets,
+    multipliers,
+    symmetric_16x8,
+)
+from edgeopt.runtimes.reference.registry import (
+    F32,
+    KERNELS,
+    PREPARERS,
+    Params,
+    constant,
+    float_bias,
+    fused_activation_float,
+    output_shape,
+)
+
+
+@PREPARERS.register("FULLY_CONNECTED", mode="int8")
+def prepare_fully_connected(op: QOp, program: QProgram) -> Params:
+    """``fully_connected.cc`` Prepare: ``input_offset``, ``output_offset``, ``effective_scale`` (float64 per
+    output channel, ``double(s_in) * double(s_w[c]) / double(s_out)``), or, when the program's
+    ``fully_connected_requantization`` is ``"fixed_point"``, their ``output_multiplier`` and
+    ``output_shift`` instead, ``activation_min``, ``activation_max``."""
+    return {**io_offsets(program, op), **_requantization(op, program), **activation_params(program, op)}
+
+
+@PREPARERS.register("FULLY_CONNECTED", mode="16x8")
+def prepare_fully_connected_16x8(op: QOp, program: QProgram) -> Params:
+    """``fully_connected.cc`` Prepare for int16 input: the double effective scales ``s_in * s_w[c] /
+    s_out`` (ai-edge-litert 2.3 requantizes the int16 kernel's accumulator with them, as its int8 one:
+    measured by ``tests/test_int16.py``), or, for a ``"fixed_point"`` program, their ``QuantizeMultiplier``
+    pairs for the int64 ``MultiplyByQuantizedMultiplier`` of ``reference/integer_ops/fully_connected.h``."""
+    check_bias_int64(op, program)
+    return {**_requantization(op, program), **symmetric_16x8(op, program)}
+
+
+def _requantization(op: QOp, program: QProgram) -> Params:
+    """``effective_scale`` per output channel, or their ``output_multiplier``/``output_shift`` for a
+    ``"fixed_point"`` program."""
+    scales = effective_scales(program, op, program.tensor(op.inputs[1]).shape[0])
+    if program.fully_connected_requantization == "fixed_point":
+        multiplier, shift = multipliers(scales, program.rounding)
+        return {"output_multiplier": multiplier, "output_shift": shift}
+    return {"effective_scale": frozen_array(scales)}
 
 
 def fully_connected_per_channel(
@@ -76,9 +128,58 @@ def requantize_fully_connected(acc: np.ndarray, p: Mapping[str, Any], rounding: 
     return np.clip(y, p["activation_min"], p["activation_max"]).astype(np.int8)
 
 
-@KERNELS.register("FULLY_CONNECTED")
-def _run_fully_connected(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("FULLY_CONNECTED", mode="int8")
+def _run_fully_connected_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     x, w = args[0], constant(args[1])
     bias = constant(args[2]) if len(args) > 2 else None
     y = fully_connected_per_channel(x.reshape(-1, w.shape[1]), w, bias, op.params, program.rounding)
     return y.reshape((x.shape[0],) + output_shape(op, program))
+
+
+def fully_connected_16x8(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None, p: Mapping[str, Any]) -> np.ndarray:
+    """16x8 ``FullyConnected``: ``acc[b, c] = bias[c] + sum_d w[c, d] * x[b, d]`` (int64; a float64
+    matmul, exact as in ``conv_per_channel_16x8``), then ``clamp(round(double(acc) * effective_scale[c]))``
+    (C ``round``; an out-of-range double becomes ``INT32_MIN`` as on x86) or, with fixed-point params,
+    the int64 ``MultiplyByQuantizedMultiplier`` and the clamp.
+
+    Args:
+        x: int16 input (B, D).
+        w: int8 weights (Co, D).
+        bias: int64 bias (Co,) or None.
+        p: the op's params from ``prepare_fully_connected_16x8``.
+
+    Returns:
+        int16 output (B, Co).
+    """
+    acc = (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+    if bias is not None:
+        acc += bias.astype(np.int64)
+    return requantize_fully_connected_16x8(acc, p)
+
+
+def requantize_fully_connected_16x8(acc: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """The tail of ``fully_connected_16x8`` on its int64 accumulators (bias included, output channels
+    last): the double-precision or fixed-point scaling ``p`` holds, then the int16 clamp."""
+    if "output_multiplier" in p:
+        return requantize_16(acc, p["output_multiplier"], p["output_shift"], p["activation_min"], p["activation_max"])
+    rounded = round_half_away_from_zero(acc.astype(np.float64) * p["effective_scale"])
+    scaled = np.where((rounded >= -(2.0**31)) & (rounded < 2.0**31), rounded, INT32_MIN).astype(np.int64)
+    return np.clip(scaled, p["activation_min"], p["activation_max"]).astype(np.int16)
+
+
+@KERNELS.register("FULLY_CONNECTED", mode="16x8")
+def _run_fully_connected_16x8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    x, w = args[0], constant(args[1])
+    bias = constant(args[2]) if len(args) > 2 else None
+    y = fully_connected_16x8(x.reshape(-1, w.shape[1]), w, bias, op.params)
+    return y.reshape((x.shape[0],) + output_shape(op, program))
+
+
+@KERNELS.register("FULLY_CONNECTED", mode="float32")
+def _run_fully_connected_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``out[b, c] = act(sum_d w[c, d] * in[b, d] + bias[c])`` over the input's last axis."""
+    w = constant(args[1]).astype(np.float64)
+    bias = float_bias(args, 2, w.shape[0])
+    acc = (args[0].reshape(-1, w.shape[1]).astype(np.float64) @ w.T).astype(F32)
+    y = fused_activation_float(op, acc + bias)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))

@@ -1,9 +1,13 @@
-"""MEAN, int8: LiteRT ``kernels/reduce.cc`` ``EvalMean`` → ``EvalQuantizedMean`` →
-``reference_ops::QuantizedMeanOrSum`` (``reference/reduce.h``, integer form, ``compute_sum = false``).
+"""MEAN: Prepare and the int8, 16x8 and float32 kernels (LiteRT ``kernels/reduce.cc`` ``EvalMean``).
 
-LiteRT 2.3 runs every int8 MEAN under the reference kernels through this one integer path, whatever
-the axes, ``keep_dims`` or encodings (older TensorFlow Lite releases had a 4-D H,W special case, a
-truncating division for equal encodings and a float path; LiteRT 2.3 matches none of them, measured).
+* int8: ``EvalQuantizedMean`` → ``reference_ops::QuantizedMeanOrSum`` (``reference/reduce.h``, integer
+  form, ``compute_sum = false``). LiteRT 2.3 runs every int8 MEAN under the reference kernels through
+  this one integer path, whatever the axes, ``keep_dims`` or encodings (older TensorFlow Lite releases
+  had a 4-D H,W special case, a truncating division for equal encodings and a float path; LiteRT 2.3
+  matches none of them, measured).
+* 16x8: ``QuantizedMeanOrSum<int16_t>``, the same integer mean (int32 sum, ``1 / n`` folded into the
+  multiplier), clamped to int16; zero points 0.
+* float32: the float reference path (``_run_mean_float32``).
 """
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
-from edgeopt.runtimes.reference.prepare import PREPARERS, Params
-from edgeopt.runtimes.reference.registry import KERNELS, output_shape
+from edgeopt.runtimes.reference.prepare import zero_points_zero
+from edgeopt.runtimes.reference.registry import F32, KERNELS, PREPARERS, Params, constant, output_shape
 
 
 def resolve_axes(axes: list[int], rank: int) -> tuple[int, ...]:
@@ -39,7 +43,7 @@ def mean_multiplier(multiplier: int, shift: int, n: int) -> tuple[int, int]:
     return (multiplier << k) // n, shift - k
 
 
-@PREPARERS.register("MEAN")
+@PREPARERS.register("MEAN", mode="int8")
 def prepare_mean(op: QOp, program: QProgram) -> Params:
     """``reduce.cc`` ``PrepareMeanOrSum`` for int8 (``QuantizeMultiplier(double(s_in) /
     double(s_out))``), with ``1 / n`` folded in as the kernel does, and the resolved axes."""
@@ -69,6 +73,13 @@ def prepare_mean(op: QOp, program: QProgram) -> Params:
     }
 
 
+@PREPARERS.register("MEAN", mode="16x8")
+def prepare_mean_16x8(op: QOp, program: QProgram) -> Params:
+    """``reduce.cc`` Prepare for int16: the int8 multiplier with ``1 / n`` folded in; zero points 0."""
+    zero_points_zero(op, program)
+    return prepare_mean(op, program)
+
+
 def mean(x: np.ndarray, p: Mapping[str, Any], rounding: Rounding) -> np.ndarray:
     """Int8 (or int16, the same ``QuantizedMeanOrSum`` arithmetic) mean of ``x`` over ``p["axes"]`` (kept as length-1 axes).
 
@@ -92,9 +103,29 @@ def mean(x: np.ndarray, p: Mapping[str, Any], rounding: Rounding) -> np.ndarray:
     return np.clip(y + p["output_zero_point"], info.min, info.max).astype(x.dtype)
 
 
-@KERNELS.register("MEAN")
+@KERNELS.register("MEAN", mode=("int8", "16x8"))  # clamps to the input's dtype
 def _run_mean(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     x = args[0]
     p = dict(op.params)
     p["axes"] = tuple(a + 1 for a in p["axes"])  # past the run axis
     return mean(x, p, program.rounding).reshape((x.shape[0],) + output_shape(op, program))
+
+
+@KERNELS.register("MEAN", mode="float32")
+def _run_mean_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``reduce.cc``'s float reference path: a float32 running sum over the reduced elements in row-major
+    order, divided once by their count: bit-exact (numpy's own ``mean`` sums pairwise and would differ)."""
+    x = np.asarray(args[0], dtype=F32)
+    rank = x.ndim - 1
+    axes = sorted({int(a) % rank for a in np.ravel(constant(args[1]))})
+    kept = [i for i in range(rank) if i not in axes]
+    # Program axes (run axis first) with the reduced ones last, flattened: their row-major order is
+    # the order in which the reference kernel visits them for each output element.
+    moved = x.transpose([0] + [i + 1 for i in kept] + [i + 1 for i in axes])
+    flat = moved.reshape(moved.shape[: 1 + len(kept)] + (-1,))
+    total = np.zeros(flat.shape[:-1], dtype=F32)
+    for i in range(flat.shape[-1]):
+        total = total + flat[..., i]
+    count = F32(flat.shape[-1])
+    out = total / count
+    return out.reshape((x.shape[0],) + output_shape(op, program))

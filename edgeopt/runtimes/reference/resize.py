@@ -1,8 +1,11 @@
-"""RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR, int8: TFLite ``reference/resize_nearest_neighbor.h``
-and ``reference/resize_bilinear.h`` (the int8 overload of ``ResizeBilinear``).
+"""RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR: Prepare and the int8 and float32 kernels, TFLite
+``reference/resize_nearest_neighbor.h`` and ``reference/resize_bilinear.h`` (int8: the int8 overload of
+``ResizeBilinear``).
 
-Neither kernel rescales: LiteRT's int8 kernels copy or interpolate raw values, so input and output
-share one encoding (the quantizer's shared-scale rule).
+Neither int8 kernel rescales: LiteRT's int8 kernels copy or interpolate raw values, so input and output
+share one encoding (the quantizer's shared-scale rule). The float32 nearest-neighbour kernel copies
+(bit-exact); the float32 bilinear one computes in float32 in the reference's order
+(``tests/test_float_nodes.py`` allows it an ulp-sized step).
 """
 from __future__ import annotations
 
@@ -11,8 +14,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.arith.fixedpoint import round_half_away_from_zero
-from edgeopt.runtimes.reference.prepare import PREPARERS, Params
-from edgeopt.runtimes.reference.registry import KERNELS
+from edgeopt.runtimes.reference.registry import F32, KERNELS, PREPARERS, Params, fold_run_axis, output_shape
 
 
 def nearest_neighbor_indices(out_size: int, in_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
@@ -103,7 +105,10 @@ def resize_bilinear(x: np.ndarray, out_hw: tuple[int, int], align_corners: bool,
     return out.astype(np.int8)
 
 
-def _prepare_resize(op: QOp, program: QProgram) -> Params:
+@PREPARERS.register("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR", mode="int8")
+def prepare_resize(op: QOp, program: QProgram) -> Params:
+    """``resize_*.cc`` Prepare for int8: ``output_height``, ``output_width``, ``align_corners``,
+    ``half_pixel_centers``; a 4-D input, a constant size and one shared encoding."""
     x, y = program.tensor(op.inputs[0]), program.tensor(op.outputs[0])
     if len(x.shape) != 4:
         raise UnsupportedOpError(op.kind, op.source, "only 4-D NHWC inputs can be resized")
@@ -119,11 +124,8 @@ def _prepare_resize(op: QOp, program: QProgram) -> Params:
             "half_pixel_centers": half}
 
 
-PREPARERS.register("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR")(_prepare_resize)
-
-
-@KERNELS.register("RESIZE_NEAREST_NEIGHBOR")
-def _run_resize_nearest_neighbor(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("RESIZE_NEAREST_NEIGHBOR", mode="int8")
+def _run_resize_nearest_neighbor_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     p = op.params
     x = args[0].reshape((-1,) + args[0].shape[2:])
     out = resize_nearest_neighbor(x, (p["output_height"], p["output_width"]), p["align_corners"],
@@ -131,10 +133,52 @@ def _run_resize_nearest_neighbor(op: QOp, args: list[np.ndarray], program: QProg
     return out.reshape(args[0].shape[:2] + out.shape[1:])
 
 
-@KERNELS.register("RESIZE_BILINEAR")
-def _run_resize_bilinear(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("RESIZE_BILINEAR", mode="int8")
+def _run_resize_bilinear_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     p = op.params
     x = args[0].reshape((-1,) + args[0].shape[2:])
     out = resize_bilinear(x, (p["output_height"], p["output_width"]), p["align_corners"],
                           p["half_pixel_centers"], program.rounding)
     return out.reshape(args[0].shape[:2] + out.shape[1:])
+
+
+def _resize_options(op: QOp, program: QProgram) -> tuple[tuple[int, int], bool, bool]:
+    align, half = bool(op.options.get("align_corners", False)), bool(op.options.get("half_pixel_centers", False))
+    if align and half:
+        raise UnsupportedOpError(op.kind, op.source, "align_corners and half_pixel_centers exclude each other")
+    _, oh, ow, _ = output_shape(op, program)
+    return (oh, ow), align, half
+
+
+@KERNELS.register("RESIZE_NEAREST_NEIGHBOR", mode="float32")
+def _run_resize_nearest_neighbor_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    out_hw, align, half = _resize_options(op, program)
+    y = resize_nearest_neighbor(fold_run_axis(args[0]), out_hw, align, half)
+    return y.reshape((args[0].shape[0],) + output_shape(op, program))
+
+
+def _interpolation(out_size: int, in_size: int, align: bool, half: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``ComputeInterpolationValues`` (float): the source position, its lower and upper neighbours."""
+    scale = F32(in_size - 1) / F32(out_size - 1) if align and out_size > 1 else F32(in_size) / F32(out_size)
+    pos = np.arange(out_size, dtype=F32)
+    value = (pos + F32(0.5)) * scale - F32(0.5) if half else pos * scale
+    lower = np.maximum(np.floor(value).astype(np.int64), 0)
+    upper = np.minimum(np.ceil(value).astype(np.int64), in_size - 1)
+    return value, lower, upper
+
+
+@KERNELS.register("RESIZE_BILINEAR", mode="float32")
+def _run_resize_bilinear_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """``reference_ops::ResizeBilinear`` (float): the four neighbours weighted by the source position's
+    distance to the lower (clamped) neighbour, summed in the reference's order in float32."""
+    (oh, ow), align, half = _resize_options(op, program)
+    x = fold_run_axis(args[0]).astype(F32)
+    vy, y0, y1 = _interpolation(oh, x.shape[1], align, half)
+    vx, x0, x1 = _interpolation(ow, x.shape[2], align, half)
+    dy = (vy - y0.astype(F32))[:, None, None]
+    dx = (vx - x0.astype(F32))[None, :, None]
+    one = F32(1.0)
+    top, bottom = x[:, y0], x[:, y1]
+    y = (top[:, :, x0] * (one - dy) * (one - dx) + bottom[:, :, x0] * dy * (one - dx)
+         + top[:, :, x1] * (one - dy) * dx + bottom[:, :, x1] * dy * dx)
+    return y.astype(F32).reshape((args[0].shape[0],) + output_shape(op, program))

@@ -1,8 +1,11 @@
-"""SOFTMAX, int8 in and out: TFLite ``reference/softmax.h`` (the quantized ``Softmax`` template).
+"""SOFTMAX: Prepare and the int8 and float32 kernels, TFLite ``reference/softmax.h``.
 
-LiteRT's reference registration (``activations.cc``, ``kReference``) prepares with
-``PreprocessSoftmaxScaling`` and runs gemmlowp's fixed-point recipe; the optimised kernels use a float
-lookup table instead and may differ by one step. Output encoding is fixed: scale 1/256, zero point -128.
+int8 in and out: the quantized ``Softmax`` template. LiteRT's reference registration (``activations.cc``,
+``kReference``) prepares with ``PreprocessSoftmaxScaling`` and runs gemmlowp's fixed-point recipe; the
+optimised kernels use a float lookup table instead and may differ by one step. Output encoding is fixed: scale 1/256, zero point -128.
+
+float32: ``exp((x - max) * beta) / sum`` over the last axis; the sum is in float64 here (the reference
+sums in float32), so values may differ by an ulp or so.
 """
 from __future__ import annotations
 
@@ -16,8 +19,8 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.reference.arith import gemmlowp as gl
 from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
-from edgeopt.runtimes.reference.prepare import PREPARERS, Params
-from edgeopt.runtimes.reference.registry import KERNELS
+from edgeopt.runtimes.reference.activations import exp_f32
+from edgeopt.runtimes.reference.registry import F32, KERNELS, PREPARERS, Params
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12
@@ -32,7 +35,7 @@ def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total
     return int(math.floor(max_input_rescaled))
 
 
-@PREPARERS.register("SOFTMAX")
+@PREPARERS.register("SOFTMAX", mode="int8")
 def prepare_softmax(op: QOp, program: QProgram) -> Params:
     """``activations.cc`` SoftmaxPrepare (kReference) for int8: ``PreprocessSoftmaxScaling`` and ``diff_min``.
 
@@ -101,6 +104,15 @@ def softmax_int8(x: np.ndarray, p: Mapping[str, Any], rounding: str) -> np.ndarr
     return np.where(valid, out, -128).astype(np.int8)
 
 
-@KERNELS.register("SOFTMAX")
-def _run_softmax(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+@KERNELS.register("SOFTMAX", mode="int8")
+def _run_softmax_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     return softmax_int8(args[0], op.params, program.rounding)
+
+
+@KERNELS.register("SOFTMAX", mode="float32")
+def _run_softmax_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    x = np.asarray(args[0], F32)
+    beta = F32(op.options.get("beta", 1.0))
+    e = exp_f32((x - x.max(axis=-1, keepdims=True)) * beta)
+    total = e.astype(np.float64).sum(axis=-1, keepdims=True).astype(F32)
+    return (e / total).astype(F32)

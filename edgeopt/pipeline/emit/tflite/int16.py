@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from edgeopt.pipeline.emit.tflite import OpEncoding
-from edgeopt.qprogram import QOp, QProgram
-from edgeopt.runtimes.reference.int16_registry import runs_in_int16
+from edgeopt.qprogram import QOp, QProgram, op_mode
 
 INT16_VERSIONS = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 5, "FULLY_CONNECTED": 7, "AVERAGE_POOL_2D": 3, "ADD": 3,
                   "PAD": 3, "MAX_POOL_2D": 3, "CONCATENATION": 3, "RELU": 3, "RELU6": 3, "MEAN": 3}
@@ -21,7 +20,7 @@ INT16_VERSIONS = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 5, "FULLY_CONNECTED": 7, "A
 
 def int16_encoding(op: QOp, program: QProgram, enc: OpEncoding) -> OpEncoding:
     """``enc`` with the op version (and ADD's ``pot_scale_int16``) of a 16x8 op; others unchanged."""
-    if not runs_in_int16(op, program):
+    if op_mode(op, program) != "16x8":
         return enc
     if op.kind == "ADD":
         enc.options.potScaleInt16 = False

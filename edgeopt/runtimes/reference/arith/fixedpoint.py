@@ -27,6 +27,7 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 # Largest |w * (x - zp)| of int8 operands: |w| <= 128 and |x - zp| <= 255.
 MAX_PRODUCT = 128 * 255
+INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 
 
 def quantize_multiplier(real: float, rounding: Rounding = "single") -> tuple[int, int]:
@@ -257,3 +258,39 @@ def int32_accumulator(acc: np.ndarray, bound: int) -> np.ndarray:
     ``bound >= max |acc|``: the sums themselves when they fit, else wrapped as two's complement
     arithmetic (modular, whatever the order of the additions) leaves them."""
     return acc if bound < 1 << 31 else wrap_int32(acc)
+
+
+def multiply_by_quantized_multiplier_int64(
+    x: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int
+) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier(int64_t x, int32_t multiplier, int shift)`` (``common.cc``).
+
+    The Q0.31 multiplier is first reduced to Q0.15, ``m16 = (m + 2**15) >> 16`` (``0x7FFF`` when ``m >=
+    0x7FFF0000``, where that would overflow), then ``(x * m16 + 2**(14 - shift)) >> (15 - shift)``, one
+    rounding half up, narrowed to int32. Both the single- and double-rounding builds compute this.
+    ``|x| < 2**47`` (TFLite's assumption) and ``m16 <= 2**15`` keep ``x * m16`` inside int64.
+
+    Args:
+        x: int64 accumulators.
+        multiplier: Q0.31 multipliers in ``[0, 2**31 - 1]``, broadcastable to ``x``.
+        shift: exponents in ``[-31, 7]``, broadcastable to ``x``.
+
+    Returns:
+        int64 array holding the int32 results.
+    """
+    m = np.asarray(multiplier, dtype=np.int64)
+    reduced = np.where(m < 0x7FFF0000, (m + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - np.asarray(shift, dtype=np.int64)
+    result = np.asarray(x, dtype=np.int64) * reduced
+    result += np.left_shift(np.int64(1), total - 1)
+    result >>= total
+    return wrap_int32(result)
+
+
+def requantize_16(acc: np.ndarray, multiplier: np.ndarray | int, shift: np.ndarray | int,
+                  activation_min: int, activation_max: int) -> np.ndarray:
+    """The int16 tail of TFLite's 16x8 conv, depthwise and fixed-point fully-connected kernels:
+    ``clamp(multiply_by_quantized_multiplier_int64(acc, m[c], s[c]), act_min, act_max)`` as int16
+    (the output zero point is 0 in 16x8 mode)."""
+    scaled = multiply_by_quantized_multiplier_int64(acc, multiplier, shift)
+    return np.clip(scaled, activation_min, activation_max).astype(np.int16)
