@@ -16,7 +16,7 @@ from onnx_models import model as onnx_model
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QParams
 from edgeopt.pipeline.calibrate import calibrate
-from edgeopt.pipeline.emit.tflite import OP_WRITERS, program_to_tflite
+from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input
 from edgeopt.pipeline.frontend.load import export_torch, load
 from edgeopt.pipeline.lower import lower
@@ -172,8 +172,6 @@ def test_unet_with_resize_end_to_end(up: str, tmp_path: Path) -> None:
 
 
 def test_unet_with_conv_transpose_end_to_end(tmp_path: Path) -> None:
-    if "TRANSPOSE_CONV" not in OP_WRITERS:
-        pytest.skip("ConvTranspose → TRANSPOSE_CONV is not registered yet (lower/conv_transpose.py in progress)")
     torch.manual_seed(0)
     path = tmp_path / "unet_t.onnx"
     path.write_bytes(export_torch(UNet("transpose").eval(), torch.zeros(1, 3, 16, 16)).SerializeToString())

@@ -2,7 +2,6 @@
 (the official MLPerf Tiny int8 ResNet-8) emulated bit-exact with LiteRT, and bad files named clearly."""
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +10,8 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from builders import CASES, random_inputs
+from builders_compute import grouped_conv_program, softmax_program, transpose_conv_program
+from builders_movement import concat_program, max_pool_program, mirror_pad_program, resize_program
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
@@ -27,7 +28,6 @@ from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.runtimes.reference.prepare import prepare_program
-from edgeopt.runtimes.reference.registry import KERNELS
 from tests.onnx_models import conv_bn_relu6
 from tests.cli_helpers import assert_one_line_error
 
@@ -76,37 +76,26 @@ def test_builder_programs_read_back_identically(case: str) -> None:
     assert_round_trip(CASES[case](rng), rng)
 
 
-def _other_builders() -> dict[str, Callable[[np.random.Generator], QProgram]]:
-    """Single-op programs of the ops other modules add (skipped until their builders exist)."""
-    def lazy(module: str, fn: str, **kwargs: object) -> Callable[[np.random.Generator], QProgram]:
-        return lambda rng: getattr(importlib.import_module(module), fn)(rng, **kwargs)
-
-    return {
-        "SOFTMAX": lazy("builders_compute", "softmax_program", beta=0.5),
-        "TRANSPOSE_CONV": lazy("builders_compute", "transpose_conv_program"),
-        "CONV_2D (grouped)": lazy("builders_compute", "grouped_conv_program"),
-        "MIRROR_PAD": lazy("builders_movement", "mirror_pad_program", shape=(1, 4, 5, 2),
-                           paddings=((0, 0), (1, 2), (2, 1), (0, 0)), mode="REFLECT"),
-        "MAX_POOL_2D": lazy("builders_movement", "max_pool_program", shape=(1, 7, 6, 3), kernel=(3, 2),
-                            stride=(2, 1), padding="SAME", activation="RELU"),
-        "CONCATENATION": lazy("builders_movement", "concat_program", shapes=[(1, 3, 4, 2), (1, 3, 4, 5)], axis=3),
-        "RESIZE_BILINEAR": lazy("builders_movement", "resize_program", kind="RESIZE_BILINEAR", shape=(1, 3, 4, 2),
-                                out_hw=(6, 8), align_corners=False, half_pixel_centers=True),
-        "RESIZE_NEAREST_NEIGHBOR": lazy("builders_movement", "resize_program", kind="RESIZE_NEAREST_NEIGHBOR",
-                                        shape=(1, 3, 4, 2), out_hw=(6, 8), align_corners=True,
-                                        half_pixel_centers=False),
-    }
+OTHER_KINDS: dict[str, Callable[[np.random.Generator], QProgram]] = {
+    "SOFTMAX": lambda rng: softmax_program(rng, beta=0.5),
+    "TRANSPOSE_CONV": transpose_conv_program,
+    "CONV_2D (grouped)": grouped_conv_program,
+    "MIRROR_PAD": lambda rng: mirror_pad_program(rng, shape=(1, 4, 5, 2), paddings=((0, 0), (1, 2), (2, 1), (0, 0)),
+                                                 mode="REFLECT"),
+    "MAX_POOL_2D": lambda rng: max_pool_program(rng, shape=(1, 7, 6, 3), kernel=(3, 2), stride=(2, 1), padding="SAME",
+                                                activation="RELU"),
+    "CONCATENATION": lambda rng: concat_program(rng, shapes=[(1, 3, 4, 2), (1, 3, 4, 5)], axis=3),
+    "RESIZE_BILINEAR": lambda rng: resize_program(rng, kind="RESIZE_BILINEAR", shape=(1, 3, 4, 2), out_hw=(6, 8),
+                                                  align_corners=False, half_pixel_centers=True),
+    "RESIZE_NEAREST_NEIGHBOR": lambda rng: resize_program(rng, kind="RESIZE_NEAREST_NEIGHBOR", shape=(1, 3, 4, 2),
+                                                          out_hw=(6, 8), align_corners=True, half_pixel_centers=False),
+}
+"""Single-op programs of the kinds the builders of ``CASES`` leave out."""
 
 
-@pytest.mark.parametrize("kind", sorted(_other_builders()))
+@pytest.mark.parametrize("kind", sorted(OTHER_KINDS))
 def test_other_op_kinds_read_back_identically(kind: str) -> None:
-    if (kind.split()[0], "int8") not in KERNELS:
-        pytest.skip(f"{kind} has no kernel yet")
-    try:
-        program = _other_builders()[kind](np.random.default_rng(3))
-    except (ImportError, AttributeError, TypeError) as exc:
-        pytest.skip(f"no builder for {kind} yet: {exc}")
-    assert_round_trip(program, np.random.default_rng(4))
+    assert_round_trip(OTHER_KINDS[kind](np.random.default_rng(3)), np.random.default_rng(4))
 
 
 def test_lowered_onnx_model_reads_back_identically(tmp_path: Path) -> None:
@@ -240,8 +229,6 @@ needs_data = pytest.mark.skipif(not RESNET8.is_file() or not CIFAR10.is_file(),
 
 @needs_data
 def test_mlperf_tiny_resnet8_emulates_bit_exact_and_reproduces_top1(tmp_path: Path) -> None:
-    if ("SOFTMAX", "int8") not in KERNELS:
-        pytest.xfail("ResNet-8 ends in SOFTMAX, which has no integer kernel yet")
     out = tmp_path / "out.npz"
     result = runner.invoke(app, ["emulate", str(RESNET8), "--data", str(CIFAR10), "--rounding", "double",
                                  "--save-outputs", str(out)], catch_exceptions=False)

@@ -14,24 +14,33 @@ not a prediction of a measured latency; the ``android`` runtime measures that.
 A profile measured by ``edgeopt profiles calibrate host`` also carries refinements that make it predict
 measured latency (``edgeopt.runtimes.cost_refine``): dense channels rounded up to the kernels' block,
 per-kind MAC rates (DEPTHWISE_CONV_2D), and a roof on output elements per second.
+
+Priced with a placement (``estimate(..., placement)``), each op uses the roofline of the compute unit it
+was placed on (``compute_units.<unit>.performance`` and ``.energy``, per dtype; a unit without its own
+numbers uses the top-level ones and their measured refinements):
+
+    time   = max(MACs / peak[unit, dtype], bytes / bandwidth[unit]) + overhead[unit] + crossing
+    energy = MACs * mac_j[unit, dtype] + bytes * dram_byte_j[unit] + static_power[unit] * time
+             + crossing_bytes * crossing.byte_j
+
+``crossing`` is paid by an op for each activation input produced on another unit (and for a graph
+input read by a unit other than the first in the fallback order): ``crossing.overhead_s +
+bytes / crossing.bandwidth_bytes_per_s``, once per tensor and destination unit.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 
 from edgeopt.device_profiles import DeviceProfile
-from edgeopt.errors import RegistryError, UnsupportedOpError
-from edgeopt.qprogram import QOp, QProgram, op_mode
+from edgeopt.errors import InternalError, ProfileError, RegistryError, UnsupportedOpError
+from edgeopt.qprogram import Placement, QOp, QProgram, op_mode
 from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.cost_refine import compute_time_s, output_time_s
-
-if TYPE_CHECKING:
-    from edgeopt.qprogram import Placement
 
 Precision = Literal["int8", "fp32"]
 MacCounter = Callable[[QOp, QProgram], int]
@@ -68,6 +77,27 @@ def fully_connected_macs(op: QOp, program: QProgram) -> int:
     return _elements(program.tensor(op.outputs[0]).shape) // co * co * ci
 
 
+@MAC_COUNTERS.register("TRANSPOSE_CONV")
+def transpose_conv_macs(op: QOp, program: QProgram) -> int:
+    """Input elements x KH x KW x Co, with ``w[Co, KH, KW, Ci]``: each input scatters a KHxKWxCo patch."""
+    co, kh, kw, _ = program.tensor(op.inputs[1]).shape
+    return _elements(program.tensor(op.inputs[2]).shape) * kh * kw * co
+
+
+@MAC_COUNTERS.register("BATCH_MATMUL")
+def batch_matmul_macs(op: QOp, program: QProgram) -> int:
+    """Output elements x K, with ``lhs[..., M, K]``."""
+    return _elements(program.tensor(op.outputs[0]).shape) * program.tensor(op.inputs[0]).shape[-1]
+
+
+@MAC_COUNTERS.register("SOFTMAX", "GELU", "SQUARED_DIFFERENCE")
+def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
+    """One multiply per output element: SOFTMAX's normalisation, GELU's product with its erfc or tanh
+    polynomial, SQUARED_DIFFERENCE's square (exponentials and polynomials are table or vector work,
+    counted as memory traffic)."""
+    return _elements(program.tensor(op.outputs[0]).shape)
+
+
 @MAC_COUNTERS.register(
     "ADD",
     "SUB",
@@ -94,9 +124,11 @@ def fully_connected_macs(op: QOp, program: QProgram) -> int:
     "PADV2",
     "QUANTIZE",
     "DEQUANTIZE",
+    "RSQRT",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
-    """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move."""
+    """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's
+    square root and division per element are priced the same way.)"""
     return 0
 
 
@@ -116,7 +148,7 @@ class OpCost:
     energy_j: float
     bound: Literal["compute", "memory"]
     unit: str = ""
-    """Compute unit that runs the op, when priced with a placement (``cost_placed``)."""
+    """Compute unit that runs the op, when priced with a placement."""
     dtype: str = ""
     crossing_s: float = 0.0
     """Part of ``time_s`` spent moving inputs from other units."""
@@ -175,18 +207,18 @@ def estimate(program: QProgram, profile: DeviceProfile, placement: Placement | N
         program: the lowered program.
         profile: the device whose roofline and energy numbers to use.
         placement: the unit of each op (``pipeline.place``): each op is then priced on its unit, and
-            tensors crossing units add the profile's crossing cost (``cost_placed``).
+            tensors crossing units add the profile's crossing cost (see the module docstring).
 
     Returns:
         Per-op costs and totals.
 
     Raises:
         UnsupportedOpError: an op kind the model has no MAC count for.
+        InternalError: ``placement`` is not one of ``program``.
+        ProfileError: a unit has no MAC rate or energy for a dtype an op placed on it computes in.
     """
     if placement is not None:
-        from edgeopt.runtimes.cost_placed import estimate_placed
-
-        return estimate_placed(program, profile, placement)
+        return _estimate_placed(program, profile, placement)
     return _estimate(program, profile, "int8")
 
 
@@ -221,13 +253,13 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
     rows: list[OpCost] = []
     for op in program.ops:
         macs = _macs(op, program)
+        in_float = op_mode(op, program) == "float32"
         # A float island's ops run at the fp32 rate inside the int8 program too.
-        op_peak, op_mac_j = (perf.peak_fp32_macs_per_s, energy.fp32_mac_j) if op_mode(op, program) == "float32" \
-            else (peak, mac_j)
+        op_peak, op_mac_j = (perf.peak_fp32_macs_per_s, energy.fp32_mac_j) if in_float else (peak, mac_j)
         # TFLite marks an absent optional input (e.g. no bias) with an empty name.
         moved = sum(tensor_bytes(t) for t in (*op.inputs, *op.outputs) if t)
         # Measured refinements (channel blocks, per-kind rates, an output roof) when the profile has them.
-        op_dtype = "fp32" if precision == "fp32" or op_mode(op, program) == "float32" else "int8"
+        op_dtype = "fp32" if precision == "fp32" or in_float else "int8"
         compute_s = compute_time_s(op, program, macs, op_peak, perf, op_dtype)
         memory_s = max(moved / perf.memory_bandwidth_bytes_per_s, output_time_s(op, program, perf, op_dtype))
         time_s = max(compute_s, memory_s) + perf.per_op_overhead_s
@@ -235,6 +267,71 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
         bound: Literal["compute", "memory"] = "compute" if compute_s >= memory_s else "memory"
         rows.append(OpCost(op.kind, op.source, macs, moved, time_s, energy_j, bound))
     return CostReport.from_rows(precision, profile.name, rows, program, _formula(profile, precision, peak, mac_j))
+
+
+def _estimate_placed(program: QProgram, profile: DeviceProfile, placement: Placement) -> CostReport:
+    """``estimate`` with each op on its placed unit and dtype, crossings between units included."""
+    if len(placement.ops) != len(program.ops):
+        raise InternalError(f"placement of {len(placement.ops)} ops given for a program of {len(program.ops)}")
+    units = profile.units()
+    inherits = {key: key not in profile.compute_units or profile.compute_units[key].performance is None
+                for key in units}
+    home = next(iter(units))
+    producer_unit = {name: home for name in program.inputs}
+    crossed: set[tuple[str, str]] = set()
+    rows: list[OpCost] = []
+
+    def nbytes(name: str) -> int:
+        tensor = program.tensor(name)
+        return math.prod(tensor.shape) * np.dtype(tensor.dtype).itemsize
+
+    for op, where in zip(program.ops, placement.ops):
+        unit = units[where.unit]
+        perf, energy = unit.performance, unit.energy
+        assert perf is not None and energy is not None  # profile.units() fills them
+        if where.dtype not in perf.peak_macs_per_s or where.dtype not in energy.mac_j:
+            raise ProfileError(f"{profile.name}: compute_units.{where.unit} has no peak_macs_per_s or mac_j for "
+                               f"{where.dtype}, which {op.kind} ('{op.source}') is placed there at")
+        macs = _macs(op, program)
+        moved = sum(nbytes(t) for t in (*op.inputs, *op.outputs) if t)
+        crossing_bytes = 0
+        crossings = 0
+        for t in op.inputs:
+            src = producer_unit.get(t)
+            if t and src is not None and src != where.unit and (t, where.unit) not in crossed:
+                crossed.add((t, where.unit))
+                crossing_bytes += nbytes(t)
+                crossings += 1
+        crossing_s = 0.0
+        crossing_j = 0.0
+        if crossings:
+            assert profile.crossing is not None  # required by the schema with two or more units
+            crossing_s = crossings * profile.crossing.overhead_s + crossing_bytes / profile.crossing.bandwidth_bytes_per_s
+            crossing_j = crossing_bytes * profile.crossing.byte_j
+        peak = perf.peak_macs_per_s[where.dtype]
+        if inherits[where.unit]:
+            # A unit priced with the top-level numbers also gets their measured refinements (cost_refine).
+            compute_s = compute_time_s(op, program, macs, peak, profile.performance, where.dtype)
+            memory_s = max(moved / perf.memory_bandwidth_bytes_per_s,
+                           output_time_s(op, program, profile.performance, where.dtype))
+        else:
+            compute_s = macs / peak
+            memory_s = moved / perf.memory_bandwidth_bytes_per_s
+        time_s = max(compute_s, memory_s) + perf.per_op_overhead_s + crossing_s
+        energy_j = (macs * energy.mac_j[where.dtype] + moved * energy.dram_byte_j
+                    + energy.static_power_w * time_s + crossing_j)
+        bound: Literal["compute", "memory"] = "compute" if compute_s >= memory_s else "memory"
+        rows.append(OpCost(op.kind, op.source, macs, moved, time_s, energy_j, bound,
+                           unit=where.unit, dtype=where.dtype, crossing_s=crossing_s))
+        for t in op.outputs:
+            producer_unit[t] = where.unit
+    return CostReport.from_rows(
+        "int8", profile.name, rows, program,
+        (f"placed roofline on {profile.name}: each op on its unit ({placement.summary()}): "
+         "time = max(MACs / peak[unit, dtype], bytes / bandwidth[unit]) + overhead[unit] + crossings; "
+         "energy = MACs x mac_j[unit, dtype] + bytes x dram_byte_j[unit] + static_power[unit] x time "
+         "+ crossing bytes x crossing.byte_j; a crossing costs crossing.overhead_s + bytes / "
+         "crossing.bandwidth_bytes_per_s; latency and energy are sums over ops."))
 
 
 def _macs(op: QOp, program: QProgram) -> int:
@@ -260,8 +357,3 @@ def _formula(profile: DeviceProfile, precision: Precision, peak: float, mac_j: f
         f"bytes = inputs + weights + outputs at {sizes}, all assumed to travel to DRAM; "
         f"latency and energy are sums over ops."
     )
-
-
-# MAC counters of other op families register themselves in MAC_COUNTERS when imported.
-from edgeopt.runtimes import cost_compute  # noqa: E402,F401
-from edgeopt.runtimes import cost_float  # noqa: E402,F401

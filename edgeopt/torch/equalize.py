@@ -86,7 +86,8 @@ def _write_layer(model: nn.Module, weight_name: str, node: Node, graph: Graph) -
 
 def _batch_norms_after_layers(model: nn.Module, example: tuple[Any, ...]) -> dict[str, str]:
     """``{layer weight parameter: batch-norm module path}`` for the batch norms the exporter folds."""
-    from edgeopt.pipeline.frontend.batch_norm_stats import _LAYER_OPS, _BATCH_NORM_OPS, _aten_name, _training
+    from edgeopt.pipeline.frontend.batch_norm_stats import BATCH_NORM_OPS as _BATCH_NORM_OPS, LAYER_OPS as _LAYER_OPS
+    from edgeopt.pipeline.frontend.batch_norm_stats import aten_name as _aten_name, is_training as _training
 
     try:
         program = torch.export.export(model, example, strict=False)

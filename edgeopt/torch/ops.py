@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, Node
-from edgeopt.pipeline.lower.conv_transpose import _begin_pads
-from edgeopt.pipeline.lower.pooling import _pads
+from edgeopt.pipeline.lower.conv_transpose import begin_pads as _begin_pads
+from edgeopt.pipeline.lower.pooling import resolved_pads as _pads
 from edgeopt.pipeline.lower.resize import onnx_nearest_indices, onnx_source_coordinate
 
 TorchOp = Callable[[Node, Sequence["torch.Tensor | None"], Graph], torch.Tensor]

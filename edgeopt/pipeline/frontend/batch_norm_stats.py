@@ -26,8 +26,8 @@ from edgeopt.ir import Graph
 
 METADATA_KEY = "edgeopt.batch_norm_stats"
 # aten ops (torch.export's pre-dispatch IR) whose output a batch norm can be folded into.
-_LAYER_OPS = ("conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "linear")
-_BATCH_NORM_OPS = ("batch_norm", "_native_batch_norm_legit_no_training")
+LAYER_OPS = ("conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d", "linear")
+BATCH_NORM_OPS = ("batch_norm", "_native_batch_norm_legit_no_training")
 
 BatchNormStats = dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
 
@@ -47,15 +47,15 @@ def batch_norm_stats(program: Any) -> BatchNormStats:
     state = program.state_dict
     weight_uses: dict[str, int] = {}
     for node in program.graph.nodes:
-        if node.op == "call_function" and _aten_name(node.target) in _LAYER_OPS and len(node.args) > 1:
+        if node.op == "call_function" and aten_name(node.target) in LAYER_OPS and len(node.args) > 1:
             weight_uses[str(node.args[1])] = weight_uses.get(str(node.args[1]), 0) + 1
     stats: BatchNormStats = {}
     for bn in program.graph.nodes:
-        if bn.op != "call_function" or _aten_name(bn.target) not in _BATCH_NORM_OPS:
+        if bn.op != "call_function" or aten_name(bn.target) not in BATCH_NORM_OPS:
             continue
         layer = bn.args[0]
-        if (getattr(layer, "op", None) != "call_function" or _aten_name(layer.target) not in _LAYER_OPS
-                or len(layer.users) != 1 or len(layer.args) < 2 or _training(bn)):
+        if (getattr(layer, "op", None) != "call_function" or aten_name(layer.target) not in LAYER_OPS
+                or len(layer.users) != 1 or len(layer.args) < 2 or is_training(bn)):
             continue
         weight = str(layer.args[1])
         if weight not in params or weight_uses.get(weight) != 1:
@@ -104,16 +104,16 @@ def _with_node_stats(node: Any, graph: Graph, table: Mapping[str, Mapping[str, l
     return node.with_(attrs={"bn_beta": tuple(entry["beta"]), "bn_gamma": tuple(entry["gamma"])})
 
 
-def _aten_name(target: Any) -> str:
+def aten_name(target: Any) -> str:
     """``conv2d`` for ``torch.ops.aten.conv2d.default``; '' for anything that is not an aten op."""
     name = getattr(target, "__name__", "")
     namespace = getattr(target, "namespace", "")
     return name.split(".")[0] if namespace == "aten" else ""
 
 
-def _training(bn: Any) -> bool:
+def is_training(bn: Any) -> bool:
     """Whether a batch-norm call normalizes with batch statistics (aten.batch_norm's ``training`` arg)."""
-    return _aten_name(bn.target) == "batch_norm" and len(bn.args) > 5 and bool(bn.args[5])
+    return aten_name(bn.target) == "batch_norm" and len(bn.args) > 5 and bool(bn.args[5])
 
 
 def _value(arg: Any, params: Mapping[str, str], state: Mapping[str, Any]) -> np.ndarray | None:

@@ -1,10 +1,11 @@
-"""The output shape each op's Prepare gives in TFLite, for checking ``.tflite`` files before they run.
+"""The output shapes each op's Prepare gives in TFLite, for checking ``.tflite`` files before they run.
 
 TFLite's Prepare functions check operand ranks and constant operands and resize every output from its
-inputs; a file whose stored shapes disagree never runs there. The integer kernels here trust the
-program's shapes instead, so the reader checks a file against these rules first: a corrupt file then
-ends in one ``ModelLoadError`` rather than a kernel indexing past an array. One rule per op kind, in
-``OUTPUT_SHAPES``; a kind without a rule is read unchecked.
+inputs (``ResizeOutputTensor`` and the like); a file whose stored shapes disagree never runs there. The
+integer kernels here trust the program's shapes instead, so the reader checks a file against these rules
+first: a corrupt file then ends in one ``ModelLoadError`` rather than a kernel indexing past an array.
+One rule per op kind of ``qprogram.OPS``, in ``OUTPUT_SHAPES``: it returns the shape of the op's output,
+or a list with one shape per output for an op with several (SPLIT, SPLIT_V).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.movement import axis_indices
 
 Shape = tuple[int, ...]
-ShapeRule = Callable[[QOp, QProgram], Shape]
+ShapeRule = Callable[[QOp, QProgram], Shape | list[Shape]]
 OUTPUT_SHAPES: Registry[ShapeRule] = OpRegistry("TFLite output-shape rule")
 
 
@@ -27,24 +28,37 @@ class ShapeMismatch(ValueError):
     """A rule's own finding: the operands do not fit the op."""
 
 
+def output_shapes(op: QOp, program: QProgram) -> list[Shape]:
+    """The shape of each output of ``op`` that TFLite's Prepare gives from its inputs.
+
+    Raises:
+        ShapeMismatch: the operands do not fit the op (or an operand is missing: IndexError, KeyError).
+        RegistryError: ``op.kind`` has no rule (a kind outside ``qprogram.OPS``).
+    """
+    shapes = OUTPUT_SHAPES.get(op.kind)(op, program)
+    return shapes if isinstance(shapes, list) else [shapes]
+
+
 def check_output_shapes(program: QProgram) -> None:
-    """Check every op with a rule: operands well formed, output shape the one TFLite would give.
+    """Check every op: operands well formed, output shapes the ones TFLite would give.
 
     Raises:
         ModelLoadError: naming the op, its index and output, and what does not fit (a corrupt file).
     """
     for i, op in enumerate(program.ops):
-        if op.kind not in OUTPUT_SHAPES:
-            continue
         where = f"{op.kind} operator {i} → '{op.outputs[0]}'"
         try:
-            want = OUTPUT_SHAPES.get(op.kind)(op, program)
+            wants = output_shapes(op, program)
         except (ShapeMismatch, IndexError, KeyError) as exc:
             raise ModelLoadError(f"'{program.name}': {where}: {exc or 'missing operand'} (corrupt file?)") from exc
-        have = program.tensor(op.outputs[0]).shape
-        if have != want:
-            raise ModelLoadError(f"'{program.name}': {where} has output shape {have}, but its inputs give {want} "
-                                 "(corrupt file?)")
+        if len(wants) != len(op.outputs):
+            raise ModelLoadError(f"'{program.name}': {where} has {len(op.outputs)} outputs, but its inputs give "
+                                 f"{len(wants)} (corrupt file?)")
+        for name, want in zip(op.outputs, wants):
+            have = program.tensor(name).shape
+            if have != want:
+                raise ModelLoadError(f"'{program.name}': {where} has output '{name}' of shape {have}, but its inputs "
+                                     f"give {want} (corrupt file?)")
 
 
 def _shape(program: QProgram, op: QOp, i: int, rank: int | None = None) -> Shape:
@@ -56,12 +70,21 @@ def _shape(program: QProgram, op: QOp, i: int, rank: int | None = None) -> Shape
     return shape
 
 
-def _constant(program: QProgram, op: QOp, i: int, shape: Shape) -> np.ndarray:
+def _constant(program: QProgram, op: QOp, i: int, shape: Shape | None = None) -> np.ndarray:
+    """Input ``i``'s constant value (of ``shape``, when given) as int64."""
     _shape(program, op, i)
     data = program.tensor(op.inputs[i]).data
-    if data is None or data.shape != shape:
-        raise ShapeMismatch(f"input {i} must be a constant of shape {shape}")
+    if data is None or (shape is not None and data.shape != shape):
+        raise ShapeMismatch(f"input {i} must be a constant" + (f" of shape {shape}" if shape is not None else ""))
     return data.astype(np.int64)
+
+
+def _axis(program: QProgram, op: QOp, i: int, rank: int) -> int:
+    """A one-element constant axis (SPLIT, SPLIT_V), negative counting from the end, within ``rank``."""
+    axis = _constant(program, op, i)
+    if axis.size != 1 or not -rank <= int(axis.reshape(-1)[0]) < rank:
+        raise ShapeMismatch(f"axis {axis.tolist()} for an input of rank {rank}")
+    return int(axis.reshape(-1)[0]) % rank
 
 
 def _windowed(op: QOp, n: int, channels: int) -> Shape:
@@ -109,7 +132,45 @@ def _fully_connected(op: QOp, program: QProgram) -> Shape:
     return (math.prod(x) // ci, co)
 
 
-@OUTPUT_SHAPES.register("ADD", "SUB", "MUL")
+@OUTPUT_SHAPES.register("TRANSPOSE_CONV")
+def _transpose_conv(op: QOp, program: QProgram) -> Shape:
+    """``transpose_conv.cc``: inputs (output_shape, weights, input[, bias]); the output takes the constant
+    output_shape, which the kernel reads with the batch of the input and the depth of the weights."""
+    w = _shape(program, op, 1, 4)
+    x = _shape(program, op, 2, 4)
+    out = tuple(int(d) for d in _constant(program, op, 0, (4,)))
+    if x[3] != w[3]:
+        raise ShapeMismatch(f"{x[3]} input channels for filters of depth {w[3]}")
+    if len(op.inputs) > 3 and op.inputs[3] and _shape(program, op, 3) != (w[0],):
+        raise ShapeMismatch(f"bias shape {_shape(program, op, 3)} for {w[0]} output channels")
+    if min(out) < 1 or out[0] != x[0] or out[3] != w[0]:
+        raise ShapeMismatch(f"output shape {out} for a batch of {x[0]} and {w[0]} filters")
+    return out
+
+
+@OUTPUT_SHAPES.register("BATCH_MATMUL")
+def _batch_matmul(op: QOp, program: QProgram) -> Shape:
+    """``batch_matmul.cc``: ranks 2 to 5, the batch dimensions broadcast (aligned from the right), the
+    reduced dimensions (the last of lhs and the second last of rhs, or the other one when adjoint) equal."""
+    lhs, rhs = _shape(program, op, 0), _shape(program, op, 1)
+    if not (2 <= len(lhs) <= 5 and 2 <= len(rhs) <= 5):
+        raise ShapeMismatch(f"operands of rank {len(lhs)} and {len(rhs)} (2 to 5 allowed)")
+    rank = max(len(lhs), len(rhs))
+    lhs, rhs = (1,) * (rank - len(lhs)) + lhs, (1,) * (rank - len(rhs)) + rhs
+    adj_x, adj_y = bool(op.options.get("adj_x", False)), bool(op.options.get("adj_y", False))
+    rows, lhs_depth = (lhs[-1], lhs[-2]) if adj_x else (lhs[-2], lhs[-1])
+    rhs_depth, cols = (rhs[-1], rhs[-2]) if adj_y else (rhs[-2], rhs[-1])
+    if lhs_depth != rhs_depth:
+        raise ShapeMismatch(f"operands {lhs} and {rhs} do not agree on the reduced dimension")
+    batch = []
+    for a, b in zip(lhs[:-2], rhs[:-2]):
+        if a != b and 1 not in (a, b):
+            raise ShapeMismatch(f"batch dimensions of {lhs} and {rhs} do not broadcast")
+        batch.append(b if a == 1 else a)
+    return (*batch, rows, cols)
+
+
+@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE")
 def _broadcast(op: QOp, program: QProgram) -> Shape:
     try:
         return tuple(np.broadcast_shapes(_shape(program, op, 0), _shape(program, op, 1)))
@@ -117,7 +178,8 @@ def _broadcast(op: QOp, program: QProgram) -> Shape:
         raise ShapeMismatch(f"input shapes do not broadcast: {exc}") from None
 
 
-@OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6")
+@OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "GELU",
+                        "RSQRT", "QUANTIZE", "DEQUANTIZE")
 def _same(op: QOp, program: QProgram) -> Shape:
     return _shape(program, op, 0)
 
@@ -130,13 +192,64 @@ def _reshape(op: QOp, program: QProgram) -> Shape:
     return out
 
 
-@OUTPUT_SHAPES.register("PAD")
+@OUTPUT_SHAPES.register("PAD", "MIRROR_PAD")
 def _pad(op: QOp, program: QProgram) -> Shape:
+    """``pad.cc`` and ``mirror_pad.cc``: each axis grows by its constant paddings ``[rank, 2]`` (MIRROR_PAD's
+    limits on them, below the axis size, are its Prepare's to check)."""
     x = _shape(program, op, 0)
     paddings = _constant(program, op, 1, (len(x), 2))
     if np.any(paddings < 0):
         raise ShapeMismatch("negative paddings")
     return tuple(int(d + a + b) for d, (a, b) in zip(x, paddings))
+
+
+@OUTPUT_SHAPES.register("PADV2")
+def _pad_v2(op: QOp, program: QProgram) -> Shape:
+    """PAD's shape, and a pad value of one element of the input's type (``pad.cc``)."""
+    value = program.tensor(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else None
+    if value is not None and (math.prod(value.shape) != 1 or value.dtype != program.tensor(op.inputs[0]).dtype):
+        raise ShapeMismatch(f"pad value of shape {value.shape} and type {value.dtype}")
+    return _pad(op, program)
+
+
+@OUTPUT_SHAPES.register("MEAN")
+def _mean(op: QOp, program: QProgram) -> Shape:
+    """``reduce.cc`` ``ResizeOutputTensor``: the constant axes (negative from the end, repeats counted
+    once) become 1 with ``keep_dims``, else are dropped."""
+    x = _shape(program, op, 0)
+    axes = _constant(program, op, 1).reshape(-1)
+    if np.any(axes < -len(x)) or np.any(axes >= len(x)):
+        raise ShapeMismatch(f"axes {axes.tolist()} for an input of rank {len(x)}")
+    reduced = {int(a) % len(x) for a in axes}
+    if op.options.get("keep_dims", False):
+        return tuple(1 if i in reduced else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in reduced)
+
+
+@OUTPUT_SHAPES.register("SPLIT")
+def _split(op: QOp, program: QProgram) -> list[Shape]:
+    """``split.cc``: inputs (axis, x); ``num_splits`` equal pieces along the constant axis."""
+    x = _shape(program, op, 1)
+    axis = _axis(program, op, 0, len(x))
+    pieces = int(op.options.get("num_splits", len(op.outputs)))
+    if pieces != len(op.outputs) or pieces < 1 or x[axis] % pieces:
+        raise ShapeMismatch(f"{len(op.outputs)} outputs for {pieces} splits of a dimension of {x[axis]}")
+    return [(*x[:axis], x[axis] // pieces, *x[axis + 1:])] * pieces
+
+
+@OUTPUT_SHAPES.register("SPLIT_V")
+def _split_v(op: QOp, program: QProgram) -> list[Shape]:
+    """``split_v.cc``: inputs (x, size_splits, axis); one constant size per output, at most one -1 (the
+    rest of the dimension), summing to the dimension along the constant axis."""
+    x = _shape(program, op, 0)
+    axis = _axis(program, op, 2, len(x))
+    sizes = _constant(program, op, 1, (len(op.outputs),)).tolist()
+    known = sum(s for s in sizes if s != -1)
+    if sizes.count(-1) == 1 and 0 <= known <= x[axis]:
+        sizes[sizes.index(-1)] = x[axis] - known
+    if any(s < 0 for s in sizes) or sum(sizes) != x[axis]:
+        raise ShapeMismatch(f"sizes {_constant(program, op, 1).tolist()} do not split a dimension of {x[axis]}")
+    return [(*x[:axis], s, *x[axis + 1:]) for s in sizes]
 
 
 @OUTPUT_SHAPES.register("TRANSPOSE")

@@ -19,7 +19,7 @@ from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.runtimes.reference.arith.padding import compute_out_size, compute_padding
 
 
-def _begin_pads(node: Node, in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],
+def begin_pads(node: Node, in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int],
                 strides: tuple[int, int], output_padding: tuple[int, int]) -> tuple[int, int]:
     """ONNX's leading padding per spatial axis (explicit pads, or derived from auto_pad)."""
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
@@ -68,7 +68,7 @@ def lower_conv_transpose(node: Node, ctx: LowerContext) -> None:
     kh, kw = w_int.shape[2:]
     strides = tuple(node.attrs.get("strides", (1, 1)))
     output_padding = tuple(node.attrs.get("output_padding", (0, 0)))
-    top, left = _begin_pads(node, (h, w), (oh, ow), (kh, kw), strides, output_padding)
+    top, left = begin_pads(node, (h, w), (oh, ow), (kh, kw), strides, output_padding)
     x_q = ctx.tensors[x].qparams
     tw_q = QParams(w_q.scale, w_q.zero_point, "int8", axis=0)
     weights = ctx.constant(w_name, w_int.transpose(1, 2, 3, 0), "int8", tw_q)  # OHWI

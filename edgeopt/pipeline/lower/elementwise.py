@@ -17,7 +17,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
-from edgeopt.pipeline.lower.ops import _activation
+from edgeopt.pipeline.lower.ops import fused_activation
 from edgeopt.pipeline.optimize.fuse_activation import _clip_bounds
 from edgeopt.pipeline.quantize.encodings import activation_qparams
 
@@ -57,7 +57,7 @@ def lower_binary(node: Node, ctx: LowerContext) -> None:
     out_rank = len(ctx.src_shape(node.outputs[0]))
     a, b = (_operand(node, ctx, t, out_rank) for t in node.inputs)
     y = ctx.activation(node.outputs[0], node)
-    ctx.emit(BINARY_KINDS[node.op], [a, b], [y], node, fused_activation_function=_activation(node))
+    ctx.emit(BINARY_KINDS[node.op], [a, b], [y], node, fused_activation_function=fused_activation(node))
 
 
 @LOWERINGS.register("Relu")

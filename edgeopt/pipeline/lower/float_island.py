@@ -9,7 +9,7 @@ shared by all its float readers; consecutive float nodes share one island (the f
 straight from one to the next, with no QUANTIZE/DEQUANTIZE between them); a float output is QUANTIZE'd
 back to the encoding calibration gave it (int8, or int16 under a w8a16 plan) only where an integer op
 reads it or it is a graph output. Tensors inside an island are float32 with no quantization parameters;
-the executor runs them with ``float_ops`` and ``float_kernels``.
+the executor runs them with the float32 kernels of their op families (``qprogram.op_mode``).
 
 A node of ``float_nodes`` is lowered generically (``lower_float_node``): its own int8 lowering runs in
 a sub-context whose constants keep their float values (``LowerContext.quantized``), and its ops are then

@@ -20,11 +20,12 @@ ACTIVATIONS = {None: "NONE", "Relu": "RELU", "Relu6": "RELU6"}
 NCHW_FROM_NHWC = (0, 3, 1, 2)
 
 
-def _activation(node: Node) -> str:
+def fused_activation(node: Node) -> str:
+    """The TFLite ``fused_activation_function`` of a node the optimizer fused an activation into."""
     return ACTIVATIONS[node.attrs.get("fused_activation")]
 
 
-def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
     """TFLite's SAME padding (before, after) for one spatial dimension (ComputePaddingHeightWidth)."""
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
@@ -41,7 +42,7 @@ def _spatial_padding(node: Node, ctx: LowerContext, x: str, kernel: tuple[int, i
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad == "VALID":
         return x, "VALID"
-    same = [_same_padding(s, k, st, d) for s, k, st, d in zip((h, w), kernel, strides, dilations)]
+    same = [same_padding(s, k, st, d) for s, k, st, d in zip((h, w), kernel, strides, dilations)]
     if auto_pad == "SAME_UPPER":
         return x, "SAME"
     if auto_pad == "SAME_LOWER":
@@ -89,7 +90,7 @@ def lower_conv(node: Node, ctx: LowerContext) -> None:
     x_q = ctx.tensors[x].qparams
     x, padding = _spatial_padding(node, ctx, x, (kh, kw), strides, dilations)
     options = dict(padding=padding, stride_h=strides[0], stride_w=strides[1], dilation_h_factor=dilations[0],
-                   dilation_w_factor=dilations[1], fused_activation_function=_activation(node))
+                   dilation_w_factor=dilations[1], fused_activation_function=fused_activation(node))
     bias = _bias(node, ctx, x_q, w_q, c_out)
     if groups == c_in and c_in > 1 and c_out % c_in == 0:
         dw_q = QParams(w_q.scale, w_q.zero_point, "int8", axis=3)
@@ -115,7 +116,7 @@ def lower_gemm(node: Node, ctx: LowerContext) -> None:
         w_int, w_q = w_int.T, QParams(w_q.scale, w_q.zero_point, "int8", axis=0)
     w = ctx.constant(node.inputs[1], w_int, "int8", w_q)
     bias = _bias(node, ctx, ctx.tensors[x].qparams, w_q, w_int.shape[0])
-    ctx.emit("FULLY_CONNECTED", [x, w, bias], [y], node, fused_activation_function=_activation(node))
+    ctx.emit("FULLY_CONNECTED", [x, w, bias], [y], node, fused_activation_function=fused_activation(node))
 
 
 def _avg_pool(node: Node, ctx: LowerContext, x: str, y: str, kernel: tuple[int, int],

@@ -13,16 +13,16 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext
-from edgeopt.pipeline.lower.ops import _same_padding
+from edgeopt.pipeline.lower.ops import same_padding
 
 
-def _pads(node: Node, size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int]) -> list[int]:
+def resolved_pads(node: Node, size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int]) -> list[int]:
     """ONNX pads [top, left, bottom, right] after resolving auto_pad."""
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
     if auto_pad == "VALID":
         return [0, 0, 0, 0]
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        same = [_same_padding(s, k, st, 1) for s, k, st in zip(size, kernel, strides)]
+        same = [same_padding(s, k, st, 1) for s, k, st in zip(size, kernel, strides)]
         if auto_pad == "SAME_UPPER":
             return [same[0][0], same[1][0], same[0][1], same[1][1]]
         return [same[0][1], same[1][1], same[0][0], same[1][0]]
@@ -43,14 +43,14 @@ def lower_max_pool(node: Node, ctx: LowerContext) -> None:
     x = ctx.activation(node.inputs[0], node)
     y = ctx.activation(node.outputs[0], node)
     n, h, w, c = ctx.shape(x)
-    top, left, bottom, right = _pads(node, (h, w), kernel, strides)
+    top, left, bottom, right = resolved_pads(node, (h, w), kernel, strides)
     floor_out = [(size + a + b - k) // s + 1 for size, a, b, k, s in
                  zip((h, w), (top, left), (bottom, right), kernel, strides)]
     if list(ctx.shape(y)[1:3]) != floor_out:
         # ceil_mode added a last window that starts in the padding: TFLite has no such window.
         raise UnsupportedOpError("MaxPool", node.name,
                                  f"ceil_mode output {ctx.shape(y)[1:3]} differs from floor mode {floor_out}")
-    same = [_same_padding(s, k, st, 1) for s, k, st in zip((h, w), kernel, strides)]
+    same = [same_padding(s, k, st, 1) for s, k, st in zip((h, w), kernel, strides)]
     if not any((top, left, bottom, right)):
         padding = "VALID"
     elif [(top, bottom), (left, right)] == same and floor_out == [math.ceil(h / strides[0]),

@@ -7,16 +7,16 @@ their scales and zero points (per-channel along axis 0, or 3 for DEPTHWISE_CONV_
 carry the op version the converter assigns (``tensorflow/lite/tools/versioning/op_version.cc``), and a
 ``serving_default`` signature names the inputs and outputs.
 
-One small writer per op kind, in ``OP_WRITERS``, maps ``QOp.options`` to the op's builtin options and
-version; the rest of the file is the same for every op.
+One small writer per op kind, in ``options.OP_WRITERS``, maps ``QOp.options`` to the op's builtin options
+and version; the family modules beside it hold the writers (compute, elementwise, movement, reduce_split,
+float_island), ``int16`` raises the versions of 16x8 ops, and this module writes the rest of the file,
+which is the same for every op.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import flatbuffers
 import numpy as np
@@ -24,8 +24,11 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeopt.errors import InternalError, UnsupportedOpError
 from edgeopt.fileio import atomic_write_bytes
-from edgeopt.qprogram import FUSED_ACTIVATIONS, QOp, QProgram, QTensor
-from edgeopt.registry import OpRegistry, Registry
+# Imported for their side effect: each family module registers its writers in OP_WRITERS.
+from edgeopt.pipeline.emit.tflite import compute, elementwise, float_island, movement, reduce_split  # noqa: F401
+from edgeopt.pipeline.emit.tflite.int16 import int16_encoding
+from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding
+from edgeopt.qprogram import QOp, QProgram, QTensor
 
 SCHEMA_VERSION = 3
 DESCRIPTION = "edgeopt"
@@ -38,28 +41,14 @@ BUFFER_ALIGNMENT = 16
 _PLACEHOLDER_FOR_GREATER_OP_CODES = schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
 
 # The dtypes a QProgram holds: int8 activations and weights, int32 biases and shape operands, float32
-# islands. Others (int16 activations) would need their own op versions below.
+# islands, and the int16 activations and int64 biases of 16x8 ops.
 _TENSOR_TYPES: Mapping[str, int] = {
     "float32": schema.TensorType.FLOAT32,
     "int8": schema.TensorType.INT8,
     "int32": schema.TensorType.INT32,
-    "int16": schema.TensorType.INT16,  # 16x8 activations (tflite_int16)
-    "int64": schema.TensorType.INT64,  # 16x8 biases
+    "int16": schema.TensorType.INT16,
+    "int64": schema.TensorType.INT64,
 }
-
-
-@dataclass(frozen=True)
-class OpEncoding:
-    """How one QOp appears in the flatbuffer: builtin code, op version and builtin options."""
-
-    code: int
-    version: int
-    options_type: int
-    options: Any
-
-
-OpWriter = Callable[[QOp, QProgram], OpEncoding]
-OP_WRITERS: Registry[OpWriter] = OpRegistry("TFLite op writer")
 
 
 def program_to_tflite(program: QProgram) -> bytes:
@@ -218,211 +207,3 @@ def _signature(program: QProgram, index: Mapping[str, int]) -> schema.SignatureD
     sig.inputs = [tensor_map(name) for name in program.inputs]
     sig.outputs = [tensor_map(name) for name in program.outputs]
     return sig
-
-
-# Option helpers. A missing option with no TFLite default is a lowering bug, hence InternalError.
-
-_REQUIRED = object()
-
-
-def _option(op: QOp, key: str, default: Any = _REQUIRED) -> Any:
-    if key in op.options:
-        return op.options[key]
-    if default is _REQUIRED:
-        raise InternalError(f"{op.kind} op '{op.source}' lacks option '{key}'")
-    return default
-
-
-def _enum(op: QOp, key: str, enum: type, allowed: tuple[str, ...], default: Any = _REQUIRED) -> int:
-    value = _option(op, key, default)
-    if value not in allowed:
-        raise UnsupportedOpError(op.kind, op.source, f"{key} {value!r} is not one of {', '.join(allowed)}")
-    return int(getattr(enum, value))
-
-
-def _padding(op: QOp) -> int:
-    return _enum(op, "padding", schema.Padding, ("SAME", "VALID"))
-
-
-def _activation(op: QOp) -> int:
-    return _enum(op, "fused_activation_function", schema.ActivationFunctionType, FUSED_ACTIVATIONS, "NONE")
-
-
-def _dtype(program: QProgram, op: QOp, i: int) -> str:
-    return program.tensors[op.inputs[i]].dtype
-
-
-def _rank(program: QProgram, op: QOp) -> int:
-    return len(program.tensors[op.inputs[0]].shape)
-
-
-def _require_same_encoding(op: QOp, program: QProgram) -> None:
-    """TFLite's int8 AVERAGE_POOL_2D and data-movement kernels work on the raw values and never requantize.
-
-    The reference kernels then silently ignore a different output encoding and XNNPACK refuses the op
-    (PAD, TRANSPOSE), so such a program must not be written.
-    """
-    x, y = program.tensors[op.inputs[0]].qparams, program.tensors[op.outputs[0]].qparams
-    if x is not None and y is not None and not x.same_as(y):
-        raise InternalError(f"{op.kind} op '{op.source}' has an output encoding different from its input's")
-
-
-def _int8(program: QProgram, op: QOp) -> bool:
-    """Whether the op runs on int8 data (its first input), the case that raises most op versions."""
-    return _dtype(program, op, 0) == "int8"
-
-
-# One writer per op kind. Versions follow op_version.cc for the types a QProgram holds (int8
-# activations and weights, or float32 for a float island); ops and ranks the table below does not
-# list stay at version 1, as the converter leaves them.
-
-
-@OP_WRITERS.register("CONV_2D")
-def _conv_2d(op: QOp, program: QProgram) -> OpEncoding:
-    opts = schema.Conv2DOptionsT()
-    opts.padding = _padding(op)
-    opts.strideH = int(_option(op, "stride_h"))
-    opts.strideW = int(_option(op, "stride_w"))
-    opts.dilationHFactor = int(_option(op, "dilation_h_factor", 1))
-    opts.dilationWFactor = int(_option(op, "dilation_w_factor", 1))
-    opts.fusedActivationFunction = _activation(op)
-    # Version 3 is the int8 kernel (per-channel weights included); float with dilation stays 1;
-    # filters with fewer input channels than the input (a grouped convolution) need version 6.
-    version = 3 if _int8(program, op) and _dtype(program, op, 1) == "int8" else 1
-    if program.tensors[op.inputs[1]].shape[3] != program.tensors[op.inputs[0]].shape[3]:
-        version = 6
-    return OpEncoding(schema.BuiltinOperator.CONV_2D, version, schema.BuiltinOptions.Conv2DOptions, opts)
-
-
-@OP_WRITERS.register("DEPTHWISE_CONV_2D")
-def _depthwise_conv_2d(op: QOp, program: QProgram) -> OpEncoding:
-    in_channels = program.tensors[op.inputs[0]].shape[3]
-    out_channels = program.tensors[op.inputs[1]].shape[3]
-    opts = schema.DepthwiseConv2DOptionsT()
-    opts.padding = _padding(op)
-    opts.strideH = int(_option(op, "stride_h"))
-    opts.strideW = int(_option(op, "stride_w"))
-    opts.dilationHFactor = int(_option(op, "dilation_h_factor", 1))
-    opts.dilationWFactor = int(_option(op, "dilation_w_factor", 1))
-    opts.depthMultiplier = int(_option(op, "depth_multiplier", out_channels // in_channels))
-    opts.fusedActivationFunction = _activation(op)
-    if _int8(program, op) and _dtype(program, op, 1) == "int8":
-        version = 3
-    else:
-        version = 2 if (opts.dilationHFactor, opts.dilationWFactor) != (1, 1) else 1
-    return OpEncoding(
-        schema.BuiltinOperator.DEPTHWISE_CONV_2D, version, schema.BuiltinOptions.DepthwiseConv2DOptions, opts
-    )
-
-
-@OP_WRITERS.register("FULLY_CONNECTED")
-def _fully_connected(op: QOp, program: QProgram) -> OpEncoding:
-    opts = schema.FullyConnectedOptionsT()
-    opts.fusedActivationFunction = _activation(op)
-    opts.keepNumDims = bool(_option(op, "keep_num_dims", False))
-    has_bias = len(op.inputs) > 2 and op.inputs[2] != ""
-    if not has_bias:
-        version = 6
-    elif opts.keepNumDims:
-        version = 5
-    else:
-        version = 4 if _int8(program, op) and _dtype(program, op, 1) == "int8" else 1
-    return OpEncoding(
-        schema.BuiltinOperator.FULLY_CONNECTED, version, schema.BuiltinOptions.FullyConnectedOptions, opts
-    )
-
-
-@OP_WRITERS.register("ADD")
-def _add(op: QOp, program: QProgram) -> OpEncoding:
-    opts = schema.AddOptionsT()
-    opts.fusedActivationFunction = _activation(op)
-    version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.ADD, version, schema.BuiltinOptions.AddOptions, opts)
-
-
-def pool_options(op: QOp) -> schema.Pool2DOptionsT:
-    """The Pool2DOptions of AVERAGE_POOL_2D and MAX_POOL_2D."""
-    opts = schema.Pool2DOptionsT()
-    opts.padding = _padding(op)
-    opts.strideH = int(_option(op, "stride_h"))
-    opts.strideW = int(_option(op, "stride_w"))
-    opts.filterHeight = int(_option(op, "filter_height"))
-    opts.filterWidth = int(_option(op, "filter_width"))
-    opts.fusedActivationFunction = _activation(op)
-    return opts
-
-
-@OP_WRITERS.register("AVERAGE_POOL_2D")
-def _average_pool_2d(op: QOp, program: QProgram) -> OpEncoding:
-    _require_same_encoding(op, program)
-    version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.AVERAGE_POOL_2D, version, schema.BuiltinOptions.Pool2DOptions,
-                      pool_options(op))
-
-
-@OP_WRITERS.register("RESHAPE")
-def _reshape(op: QOp, program: QProgram) -> OpEncoding:
-    _require_same_encoding(op, program)
-    # A program read from another converter's file may carry the shape only as the constant input.
-    shape = program.tensors[op.inputs[1]].data if len(op.inputs) > 1 else None
-    opts = schema.ReshapeOptionsT()
-    opts.newShape = [int(d) for d in _option(op, "new_shape", _REQUIRED if shape is None else shape)]
-    # RESHAPE has a single version for every type.
-    return OpEncoding(schema.BuiltinOperator.RESHAPE, 1, schema.BuiltinOptions.ReshapeOptions, opts)
-
-
-@OP_WRITERS.register("PAD")
-def _pad(op: QOp, program: QProgram) -> OpEncoding:
-    _require_same_encoding(op, program)
-    if _rank(program, op) > 4:
-        version = 4
-    else:
-        version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.PAD, version, schema.BuiltinOptions.PadOptions, schema.PadOptionsT())
-
-
-@OP_WRITERS.register("STRIDED_SLICE")
-def _strided_slice(op: QOp, program: QProgram) -> OpEncoding:
-    _require_same_encoding(op, program)
-    opts = schema.StridedSliceOptionsT()
-    opts.beginMask = int(_option(op, "begin_mask", 0))
-    opts.endMask = int(_option(op, "end_mask", 0))
-    opts.ellipsisMask = int(_option(op, "ellipsis_mask", 0))
-    opts.newAxisMask = int(_option(op, "new_axis_mask", 0))
-    opts.shrinkAxisMask = int(_option(op, "shrink_axis_mask", 0))
-    opts.offset = bool(_option(op, "offset", False))
-    if opts.offset:
-        version = 8
-    elif opts.ellipsisMask or opts.newAxisMask:
-        version = 6
-    elif _rank(program, op) > 4:
-        version = 4
-    else:
-        version = 2 if _int8(program, op) else 1
-    return OpEncoding(
-        schema.BuiltinOperator.STRIDED_SLICE, version, schema.BuiltinOptions.StridedSliceOptions, opts
-    )
-
-
-@OP_WRITERS.register("TRANSPOSE")
-def _transpose(op: QOp, program: QProgram) -> OpEncoding:
-    _require_same_encoding(op, program)
-    rank = _rank(program, op)
-    if rank > 5:
-        version = 6
-    elif rank > 4:
-        version = 4
-    else:
-        version = 2 if _int8(program, op) else 1
-    return OpEncoding(
-        schema.BuiltinOperator.TRANSPOSE, version, schema.BuiltinOptions.TransposeOptions, schema.TransposeOptionsT()
-    )
-
-
-# Writers of other op families register themselves in OP_WRITERS when imported.
-from edgeopt.pipeline.emit.tflite import movement  # noqa: E402,F401
-from edgeopt.pipeline.emit.tflite import compute  # noqa: E402,F401
-from edgeopt.pipeline.emit.tflite import elementwise  # noqa: E402,F401
-from edgeopt.pipeline.emit.tflite import reduce_split  # noqa: E402,F401
-from edgeopt.pipeline.emit.tflite import float  # noqa: E402,F401
-from edgeopt.pipeline.emit.tflite.int16 import int16_encoding  # noqa: E402

@@ -1,8 +1,8 @@
-"""TFLite writers for the elementwise and activation ops: SUB, MUL, RELU, RELU6, RELU_N1_TO_1, HARD_SWISH,
-LOGISTIC, TANH (int8, or float32 in a float island).
+"""TFLite writers for the elementwise and activation ops: ADD, SUB, MUL, RELU, RELU6, RELU_N1_TO_1,
+HARD_SWISH, LOGISTIC, TANH (int8, or float32 in a float island).
 
-Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: int8 raises SUB, MUL, RELU, RELU6,
-LOGISTIC and TANH to version 2; SUB with a broadcast beyond 4-D is version 3; MUL whose rescale
+Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: int8 raises ADD, SUB, MUL, RELU,
+RELU6, LOGISTIC and TANH to version 2; SUB with a broadcast beyond 4-D is version 3; MUL whose rescale
 ``s1 * s2 / s_out`` is at least 1 is version 3; RELU_N1_TO_1 and HARD_SWISH have one version.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeopt.pipeline.emit.tflite import OP_WRITERS, OpEncoding, _activation, _int8
+from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding, activation, int8_version, reads_int8
 from edgeopt.qprogram import QOp, QProgram
 
 _UNARY = {
@@ -24,6 +24,13 @@ _UNARY = {
 _SINGLE_VERSION = frozenset({"RELU_N1_TO_1", "HARD_SWISH"})
 
 
+@OP_WRITERS.register("ADD")
+def _add(op: QOp, program: QProgram) -> OpEncoding:
+    opts = schema.AddOptionsT()
+    opts.fusedActivationFunction = activation(op)
+    return OpEncoding(schema.BuiltinOperator.ADD, int8_version(program, op), schema.BuiltinOptions.AddOptions, opts)
+
+
 def _broadcast_beyond_4d(op: QOp, program: QProgram) -> bool:
     a, b = (program.tensors[name].shape for name in op.inputs[:2])
     return a != b and max(len(a), len(b)) > 4
@@ -32,30 +39,24 @@ def _broadcast_beyond_4d(op: QOp, program: QProgram) -> bool:
 @OP_WRITERS.register("SUB")
 def _sub(op: QOp, program: QProgram) -> OpEncoding:
     opts = schema.SubOptionsT()
-    opts.fusedActivationFunction = _activation(op)
-    if _broadcast_beyond_4d(op, program):
-        version = 3
-    else:
-        version = 2 if _int8(program, op) else 1
+    opts.fusedActivationFunction = activation(op)
+    version = 3 if _broadcast_beyond_4d(op, program) else int8_version(program, op)
     return OpEncoding(schema.BuiltinOperator.SUB, version, schema.BuiltinOptions.SubOptions, opts)
 
 
 @OP_WRITERS.register("MUL")
 def _mul(op: QOp, program: QProgram) -> OpEncoding:
     opts = schema.MulOptionsT()
-    opts.fusedActivationFunction = _activation(op)
+    opts.fusedActivationFunction = activation(op)
     version = 1
-    if _int8(program, op):
+    if reads_int8(program, op):
         s1, s2, s_out = (np.float32(program.tensors[n].qparams.scale[0]) for n in (*op.inputs[:2], op.outputs[0]))
         # op_version.cc compares the float product of the scales with 1.
         version = 3 if s1 * s2 / s_out >= 1.0 else 2
     return OpEncoding(schema.BuiltinOperator.MUL, version, schema.BuiltinOptions.MulOptions, opts)
 
 
+@OP_WRITERS.register(*_UNARY)
 def _unary(op: QOp, program: QProgram) -> OpEncoding:
-    version = 2 if _int8(program, op) and op.kind not in _SINGLE_VERSION else 1
+    version = 2 if reads_int8(program, op) and op.kind not in _SINGLE_VERSION else 1
     return OpEncoding(_UNARY[op.kind], version, schema.BuiltinOptions.NONE, None)
-
-
-for _kind in _UNARY:
-    OP_WRITERS.register(_kind)(_unary)

@@ -1,7 +1,8 @@
 """Op versions of TFLite's 16x8 ops (int16 activations, int8 weights, int64 biases).
 
-The per-kind writers in ``tflite.OP_WRITERS`` choose versions for int8 and float32 programs;
-``int16_encoding`` raises them for an op that reads or writes int16 activations, following
+The per-kind writers in ``options.OP_WRITERS`` choose versions for int8 and float32 programs;
+``int16_encoding`` raises them for an op in 16x8 mode (``qprogram.op_mode``: it reads or writes int16
+activations), following
 ``tensorflow/lite/tools/versioning/op_version.cc``: CONV_2D 4, DEPTHWISE_CONV_2D 5, FULLY_CONNECTED 7,
 AVERAGE_POOL_2D 3, MAX_POOL_2D 3, CONCATENATION 3, RELU 3, RELU6 3, MEAN 3, ADD 3 (with ``pot_scale_int16 = false``: the general-scale kernel; the schema's
 default ``true`` would select the power-of-two-scale one), PAD 3, TRANSPOSE 5 (rank <= 5); QUANTIZE's
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edgeopt.pipeline.emit.tflite import OpEncoding
+from edgeopt.pipeline.emit.tflite.options import OpEncoding
 from edgeopt.qprogram import QOp, QProgram, op_mode
 
 INT16_VERSIONS = {"CONV_2D": 4, "DEPTHWISE_CONV_2D": 5, "FULLY_CONNECTED": 7, "AVERAGE_POOL_2D": 3, "ADD": 3,

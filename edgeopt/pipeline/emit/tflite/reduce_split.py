@@ -7,24 +7,24 @@ from __future__ import annotations
 
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeopt.pipeline.emit.tflite import OP_WRITERS, OpEncoding, _dtype, _option, _require_same_encoding
+from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding, input_dtype, option, require_same_encoding
 from edgeopt.qprogram import QOp, QProgram
 
 
 def _version(program: QProgram, op: QOp, data_input: int) -> int:
-    return 2 if _dtype(program, op, data_input) == "int8" else 1
+    return 2 if input_dtype(program, op, data_input) == "int8" else 1
 
 
 @OP_WRITERS.register("MEAN")
 def _mean(op: QOp, program: QProgram) -> OpEncoding:
     opts = schema.ReducerOptionsT()
-    opts.keepDims = bool(_option(op, "keep_dims"))
+    opts.keepDims = bool(option(op, "keep_dims"))
     return OpEncoding(schema.BuiltinOperator.MEAN, _version(program, op, 0), schema.BuiltinOptions.ReducerOptions, opts)
 
 
 def _split_outputs_share_encoding(op: QOp, program: QProgram, data_input: int) -> None:
     for out in op.outputs:
-        _require_same_encoding(QOp(op.kind, (op.inputs[data_input],), (out,), source=op.source), program)
+        require_same_encoding(QOp(op.kind, (op.inputs[data_input],), (out,), source=op.source), program)
 
 
 @OP_WRITERS.register("SPLIT")

@@ -1,6 +1,9 @@
 """TFLite writers for float islands: QUANTIZE, DEQUANTIZE and the float32 ops GELU, SQUARED_DIFFERENCE
 and RSQRT (float ADD, SUB, MUL and MEAN use the int8 ops' writers, which write version 1 for float32).
 
+(Not named ``float.py``: a package's submodule becomes an attribute of the package, and one named
+``float`` would shadow the builtin inside ``__init__``.)
+
 Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: QUANTIZE to int8 is version 1
 (int16 output raises it), DEQUANTIZE from per-tensor int8 is version 2, and every float32 op is
 version 1 (GELU, SQUARED_DIFFERENCE and RSQRT are version 2 with int8 inputs).
@@ -9,7 +12,7 @@ from __future__ import annotations
 
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeopt.pipeline.emit.tflite import OP_WRITERS, OpEncoding, _int8, _option
+from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding, int8_version, option
 from edgeopt.qprogram import QOp, QProgram
 
 
@@ -22,27 +25,23 @@ def _quantize(op: QOp, program: QProgram) -> OpEncoding:
 
 @OP_WRITERS.register("DEQUANTIZE")
 def _dequantize(op: QOp, program: QProgram) -> OpEncoding:
-    version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.DEQUANTIZE, version, schema.BuiltinOptions.DequantizeOptions,
-                      schema.DequantizeOptionsT())
+    return OpEncoding(schema.BuiltinOperator.DEQUANTIZE, int8_version(program, op),
+                      schema.BuiltinOptions.DequantizeOptions, schema.DequantizeOptionsT())
 
 
 @OP_WRITERS.register("GELU")
 def _gelu(op: QOp, program: QProgram) -> OpEncoding:
     opts = schema.GeluOptionsT()
-    opts.approximate = bool(_option(op, "approximate", False))
-    version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.GELU, version, schema.BuiltinOptions.GeluOptions, opts)
+    opts.approximate = bool(option(op, "approximate", False))
+    return OpEncoding(schema.BuiltinOperator.GELU, int8_version(program, op), schema.BuiltinOptions.GeluOptions, opts)
 
 
 @OP_WRITERS.register("SQUARED_DIFFERENCE")
 def _squared_difference(op: QOp, program: QProgram) -> OpEncoding:
-    version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.SQUARED_DIFFERENCE, version,
+    return OpEncoding(schema.BuiltinOperator.SQUARED_DIFFERENCE, int8_version(program, op),
                       schema.BuiltinOptions.SquaredDifferenceOptions, schema.SquaredDifferenceOptionsT())
 
 
 @OP_WRITERS.register("RSQRT")
 def _rsqrt(op: QOp, program: QProgram) -> OpEncoding:
-    version = 2 if _int8(program, op) else 1
-    return OpEncoding(schema.BuiltinOperator.RSQRT, version, schema.BuiltinOptions.NONE, None)
+    return OpEncoding(schema.BuiltinOperator.RSQRT, int8_version(program, op), schema.BuiltinOptions.NONE, None)
