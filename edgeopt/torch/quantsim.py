@@ -59,8 +59,8 @@ from edgeopt.pipeline.lower.float_island import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import DEFAULT_PASSES, optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams
-from edgeopt.pipeline.quantize.minmax import (CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS,
-                                              quantize_minmax)
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
+from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision, precision_plan
 from edgeopt.pipeline.quantize.profile_rules import profile_weights, restrict_plan
 from edgeopt.pipeline.quantize.range_setting import set_ranges

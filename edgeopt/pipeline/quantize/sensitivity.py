@@ -26,7 +26,7 @@ from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.quantize.minmax import quantize_minmax
-from edgeopt.pipeline.quantize.minmax import WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.pipeline.quantize.profile_rules import profile_weights
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
