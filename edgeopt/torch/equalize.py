@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgeopt.errors import ModelLoadError
-from edgeopt.ir import Graph, Node
+from edgeopt.ir import Graph, Node, weight_out_axis
 from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
@@ -70,7 +70,7 @@ def _write_layer(model: nn.Module, weight_name: str, node: Node, graph: Graph) -
     module = model.get_submodule(module_path)
     param = module.get_parameter("weight")
     weight = torch.from_numpy(graph.initializers[node.inputs[1]].copy())
-    if node.op == "Gemm" and not node.attrs.get("transB", 0):
+    if weight_out_axis(node) == 1:  # a Gemm's (K, N): the module's weight is (N, K)
         weight = weight.T
     if tuple(weight.shape) != tuple(param.shape):
         raise ModelLoadError(f"equalize cannot map layer '{node.name}': weight shape {tuple(weight.shape)} "

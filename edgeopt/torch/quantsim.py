@@ -51,7 +51,7 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.errors import DataError, InternalError, UnsupportedOpError
 from edgeopt.torch.fake_quant import ActivationQuantizer, WeightQuantizer, fake_quant_bias
-from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.lower import check_lowerable, lower
@@ -71,12 +71,6 @@ from edgeopt.torch.requantize import (BINARY_KINDS, REQUANTIZED_OPS, Exact, Weig
                                          weighted_kernel, weighted_output)
 
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
-
-
-def _weight_axis(node: Node) -> int:
-    """The output-channel axis of a weight, as ``quantize_minmax`` chooses it."""
-    transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
-    return 1 if transposed else 0
 
 
 def _check_ops(graph: Graph) -> None:
@@ -134,7 +128,7 @@ class QuantSimModule(nn.Module):
             else:
                 self.register_buffer(key, tensor)
         self.weight_q = nn.ModuleDict({
-            self.keys[n.inputs[1]]: WeightQuantizer(_weight_axis(n), graph.initializers[n.inputs[1]].shape[_weight_axis(n)],
+            self.keys[n.inputs[1]]: WeightQuantizer(weight_out_axis(n), graph.initializers[n.inputs[1]].shape[weight_out_axis(n)],
                                                     bits=weight_bits, learn_scale=learn_ranges,
                                                     per_channel=rules is None or rules.per_channel(n.op))
             for n in self.weighted.values()})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from edgeopt.errors import InternalError
-from edgeopt.ir import Graph, QParams, QuantizedGraph
+from edgeopt.ir import Graph, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
@@ -48,11 +48,9 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
                 enc[name] = activation_qparams(graph.initializers[name].min(), graph.initializers[name].max())
         if node.op in WEIGHTED_OPS and node.inputs[1] in graph.initializers:
             w_name = node.inputs[1]
-            # Output channels: axis 1 of ConvTranspose (Ci, Co/g, KH, KW), MatMul (K, N) and Gemm without transB.
-            transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
-            axis = 1 if transposed else 0
             fixed_w = (weight_encodings or {}).get(w_name)
-            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], axis, weight_bits, strict_symmetric)
+            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], weight_out_axis(node), weight_bits,
+                                                    strict_symmetric)
             if len(node.inputs) > 2 and node.inputs[2]:
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=graph, encodings=enc)
