@@ -150,14 +150,22 @@ def profile_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGra
         w_q = enc.get(w_name)
         if w_q is None or not w_q.per_channel:
             continue
-        w = g.initializers[w_name]
-        nonzero = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != w_q.axis)) > 0
-        scale = float(w_q.scale[nonzero].max()) if nonzero.any() else 1.0
-        if node.op == "ConvTranspose":  # its lowering reads axis-1 scales: equal ones are per-tensor in value
-            enc[w_name] = QParams(np.full_like(w_q.scale, scale), w_q.zero_point, w_q.dtype, axis=w_q.axis)
-        else:
-            enc[w_name] = QParams(np.float32(scale), 0, w_q.dtype)
+        enc[w_name] = per_tensor_weight(node.op, g.initializers[w_name], w_q)
         changed = True
         if len(node.inputs) > 2 and node.inputs[2] in enc and node.inputs[0] in enc:
             enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=g, encodings=enc) if changed else qgraph
+
+
+def per_tensor_weight(op: str, weight: np.ndarray, w_q: QParams) -> QParams:
+    """The per-tensor form of the per-channel weight encoding ``w_q`` of ``weight`` (an ``op`` node's).
+
+    The tensor's scale is the largest of its channels' scales (a channel of zeros, whose scale is a
+    placeholder, does not count). A ConvTranspose keeps the per-channel form with every channel on that
+    scale: its lowering reads axis-1 scales, and equal ones are per-tensor in value.
+    """
+    nonzero = np.abs(weight).max(axis=tuple(i for i in range(weight.ndim) if i != w_q.axis)) > 0
+    scale = float(w_q.scale[nonzero].max()) if nonzero.any() else 1.0
+    if op == "ConvTranspose":
+        return QParams(np.full_like(w_q.scale, scale), w_q.zero_point, w_q.dtype, axis=w_q.axis)
+    return QParams(np.float32(scale), 0, w_q.dtype)
