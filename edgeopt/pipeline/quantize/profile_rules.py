@@ -4,9 +4,10 @@ per op type (``supported_kernels``) and per-channel or per-tensor weights (``per
 ``resolve_plan`` makes the plan ``precision.apply_precision`` realises: ``--precision`` (or, left unset,
 each op type's default kernel: the first ``supported_kernels`` entry), overrides, the 16x8 kernels here,
 and the profile's kernels; a node keeps int16 activations only when the profile lists a kernel with
-16-bit activations for its ONNX op type, and every int16 request kept int8 is listed with its reason
-(``restrict_plan`` applies the profile part alone to a plan made elsewhere). ``profile_weights`` runs
-after ``quantize_minmax``: the weights of every op type whose rule says ``per_channel_quantization = false`` get one scale for the whole tensor, written to the .tflite as one scale.
+16-bit activations for its ONNX op type, and every int16 request kept int8 is listed with its reason.
+``profile_weights`` runs after ``quantize_minmax``: the weights of every op type whose rule says
+``per_channel_quantization = false`` get one scale for the whole tensor (``per_tensor_weight``), written
+to the .tflite as one scale. ``pipeline.target.Target`` applies these with the other rules.
 """
 from __future__ import annotations
 
@@ -103,34 +104,6 @@ def resolve_plan(graph: Graph, precision: Precision | None, rules: Quantization,
         if why:
             fallbacks.append(Int8Fallback(node.name, node.op, why, by_profile))
     return ResolvedPlan(plan, f"--precision {precision}" if precision else "profile default", tuple(fallbacks))
-
-
-def restrict_plan(graph: Graph, plan: PrecisionPlan, rules: Quantization, profile: str,
-                  overrides: Mapping[str, ActivationDtype] | None = None) -> PrecisionPlan:
-    """``plan`` with int16 kept only on nodes whose op type the profile allows int16 activations for.
-
-    Args:
-        graph: the float graph the plan is for.
-        plan: ``{node name: "int8" | "int16"}`` from ``precision_plan``.
-        rules: the profile's quantization rules.
-        profile: the profile's name, for the error message.
-        overrides: the user's per-node / per-op-type overrides: an explicit int16 request the profile
-            forbids is an error rather than silently dropped.
-
-    Raises:
-        UnsupportedOpError: an override asks for int16 where the profile's ``supported_kernels`` have no
-            16-bit activation kernel.
-    """
-    overrides = overrides or {}
-    restricted = dict(plan)
-    for node in graph.nodes:
-        why = _profile_refusal(rules, profile, node.op) if plan.get(node.name) == "int16" else None
-        if why is None:
-            continue
-        if overrides.get(node.name, overrides.get(node.op)) == "int16":
-            raise UnsupportedOpError(node.op, node.name, f"int16 activations requested, but {why}")
-        restricted[node.name] = "int8"
-    return restricted
 
 
 def profile_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGraph:
