@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -21,7 +21,6 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_bytes, atomic_write_text
 from edgeopt.ir import Graph, QuantizedGraph, TensorInfo
-from edgeopt.pipeline import report as report_mod
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
@@ -33,12 +32,12 @@ from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
-from edgeopt.pipeline.report.placement import placement_section
+from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
 from edgeopt.pipeline.report.sensitivity import sensitivity_svg
 from edgeopt.pipeline.target import Shipped, Target
 from edgeopt.qprogram import QProgram
-from edgeopt.runtimes.cost import CostReport, estimate, estimate_float
+from edgeopt.runtimes.cost import estimate, estimate_float
 from edgeopt.workflows.measure import measure_on_android, parse_target
 from edgeopt.workflows.recipe import SCREEN_SAMPLES, RecipeResult, run_recipe
 
@@ -111,7 +110,8 @@ class DeployOptions:
 
 @dataclass(frozen=True)
 class DeployResult:
-    """The report (as written to report.json), where the artifacts are, and the int8 program they hold."""
+    """The report (``Report.to_json``: as written to report.json), where the artifacts are, and the int8
+    program they hold."""
 
     report: dict
     out_dir: Path
@@ -188,20 +188,24 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     cost_fp32 = estimate_float(shipped.program, target.profile)
     out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
     paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key == "report"}
-    report = _report(loaded.name, target, resolved, qgraph.float_nodes, shipped, accuracy,
-                     {"source": calib_source, "n": int(len(calib_x))}, cost_int8, cost_fp32, files, paths,
-                     layers, recipe, given=isinstance(model, QuantizedGraph))
+    report = Report(
+        model=loaded.name, profile=target.profile, program=shipped.program, placement=shipped.placement,
+        cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy, calibration=Calibration(calib_source, len(calib_x)),
+        sizes={k: len(v) for k, v in files.items()}, artifacts=paths,
+        precision=_precision(target, resolved, qgraph.float_nodes, shipped, recipe, isinstance(model, QuantizedGraph)),
+        sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
     step("write")
     for key, blob in files.items():
         atomic_write_bytes(paths[key], blob)
-    atomic_write_text(paths["report"], report_mod.to_json(report))
+    atomic_write_text(paths["report"], dumps(report.to_json()))
     if where.kind == "adb":
         step(f"measure on {where}")
-        report["measured"] = measure_on_android(where, paths["tflite"], target.profile, keep=options.keep,
-                                                benchmark_binary=Path(options.benchmark_binary)
-                                                if options.benchmark_binary else None)
-        atomic_write_text(paths["report"], report_mod.to_json(report))
-    return DeployResult(report=report, out_dir=out_dir, program=shipped.program)
+        measured = measure_on_android(where, paths["tflite"], target.profile, keep=options.keep,
+                                      benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary
+                                      else None)
+        report = replace(report, measured=measured)
+        atomic_write_text(paths["report"], dumps(report.to_json()))
+    return DeployResult(report=report.to_json(), out_dir=out_dir, program=shipped.program)
 
 
 def _load(model: ModelSpec, input_shape: tuple[int, ...] | None) -> LoadedModel:
@@ -226,28 +230,17 @@ def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndar
     return sensitivity_of(qgraph, sensitive_data(x, calib_x))
 
 
-def _report(model: str, target: Target, resolved: ResolvedPlan, planned_float: frozenset[str], shipped: Shipped,
-            accuracy: dict | None, calibration: dict, cost_int8: CostReport, cost_fp32: CostReport,
-            files: Mapping[str, bytes], paths: Mapping[str, Path], layers: list[LayerSensitivity] | None,
-            recipe: RecipeResult | None, given: bool) -> dict:
-    """The report, in report.json's key order. ``planned_float``: the float nodes the overrides and the
-    recipe asked for (the others in the program are float-only ops); ``given``: the model came quantized."""
-    report = report_mod.build(model=model, profile=target.profile, accuracy=accuracy, calibration=calibration,
-                              cost_int8=cost_int8, cost_fp32=cost_fp32, sizes={k: len(v) for k, v in files.items()},
-                              artifacts={k: str(p) for k, p in paths.items()}, program=shipped.program)
+def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[str], shipped: Shipped,
+               recipe: RecipeResult | None, given: bool) -> dict:
+    """The report's ``precision`` section. ``planned_float``: the float nodes the overrides and the recipe
+    asked for (the program's others are float-only ops); ``given``: the model came quantized."""
     default = target.rules.defaults.supported_kernels[0]
     source = precision_source(GIVEN_IN_MEMORY if given else resolved.source, target.precision_overrides,
                               recipe.config.promoted if recipe is not None else (),
-                              set(report["float_nodes"]) - planned_float)
-    report["precision"] = precision_summary(
-        shipped.program, target.precision or f"w{default.param}a{default.activation}", resolved.fallbacks, source,
-        [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
-    report["placement"] = placement_section(shipped.placement, cost_int8)
-    if layers is not None:
-        report["sensitivity"] = [r.to_json() for r in layers]
-    if recipe is not None:
-        report.update(recipe.report())
-    return report
+                              set(float_nodes(shipped.program)) - planned_float)
+    return precision_summary(shipped.program, target.precision or f"w{default.param}a{default.activation}",
+                             resolved.fallbacks, source,
+                             [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
 
 
 def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,
