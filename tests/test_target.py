@@ -2,6 +2,7 @@
 every shipped profile, and QuantSim's simulated outputs are still the integer executor's."""
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.evaluate import run_int8
 from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
-from edgeopt.workflows.deploy import DEFAULT_CALIB_SIZE, deploy
+from edgeopt.workflows.deploy import DEFAULT_CALIB_SIZE, DeployOptions, deploy
 
 PROFILES = sorted(p.stem for p in (Path(edgeopt.__file__).parent / "device_profiles").glob("*.toml"))
 HTP = "snapdragon-8-gen-2-htp"
@@ -92,3 +93,13 @@ def test_htp_weights_use_minus_128_in_quantsim_and_in_deploy(tmp_path: Path,
     assert min(int(w.min()) for w in weights) == -128
     w = sim.model.weight_q[next(iter(sim.model.weight_q))]
     assert (w.qmin, w.qmax) == (-128, 127)
+
+
+def test_deploy_options_are_frozen_and_the_keyword_form_refuses_an_unknown_option(tmp_path: Path) -> None:
+    options = DeployOptions("host", precision_overrides={"conv": "int16"})
+    with pytest.raises(FrozenInstanceError):
+        options.max_drop = 1.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        options.precision_overrides["fc"] = "float"  # type: ignore[index]
+    with pytest.raises(TypeError, match="max_dorp"):
+        deploy(None, "host", out=tmp_path, max_dorp=1.0)
