@@ -36,8 +36,8 @@ w8a16 plans (``precision``) run the quantized graph's requantizing nodes and int
 weights, and their outputs are quantized only where the program QUANTIZEs them (int8 readers, outputs).
 
 ``sim.compute_encodings(batches)`` calibrates and quantizes through the target (``Target.ranges``, with
-a range method of ``quantize.range_setting``, and ``Target.quantize``); ``sim.model`` is then trained or evaluated in the user's
-loop; ``sim.export()`` returns the QuantizedGraph (trained weights, and the learned encodings when
+a range method of ``quantize.range_setting``, and ``Target.quantize``); ``sim.model`` is then trained or
+evaluated in the user's loop; ``sim.export()`` returns the QuantizedGraph (trained weights, and the learned encodings when
 ``learn_ranges``) that ``lower``/``edgeopt.deploy`` turn into the int8 program and files.
 """
 from __future__ import annotations

@@ -185,7 +185,8 @@ def _weight_layout(node: Node, kind: str) -> tuple[int, ...]:
     """TFLite's weight layout as a permutation of the ONNX weight's axes: OHWI from ONNX's (Co, Ci/groups,
     KH, KW) or ConvTranspose's (Ci, Co, KH, KW); (Co, K) from Gemm's (Co, K) with transB, else (K, Co)
     as MatMul's."""
-    return {"CONV_2D": (0, 2, 3, 1), "TRANSPOSE_CONV": (1, 2, 3, 0)}.get(kind, (1, 0) if weight_out_axis(node) else (0, 1))
+    fully_connected = (1, 0) if weight_out_axis(node) else (0, 1)
+    return {"CONV_2D": (0, 2, 3, 1), "TRANSPOSE_CONV": (1, 2, 3, 0)}.get(kind, fully_connected)
 
 
 def _channels_last(ndim: int) -> tuple[int, ...]:

@@ -190,8 +190,9 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key == "report"}
     report = Report(
         model=loaded.name, profile=target.profile, program=shipped.program, placement=shipped.placement,
-        cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy, calibration=Calibration(calib_source, len(calib_x)),
-        sizes={k: len(v) for k, v in files.items()}, artifacts=paths,
+        cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy,
+        calibration=Calibration(calib_source, len(calib_x)), sizes={k: len(v) for k, v in files.items()},
+        artifacts=paths,
         precision=_precision(target, resolved, qgraph.float_nodes, shipped, recipe, isinstance(model, QuantizedGraph)),
         sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
     step("write")
