@@ -8,15 +8,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from onnx import helper
 
 import edgeopt
 from edgeopt.device_profiles import load_profile
 from edgeopt.examples import digits
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.evaluate import run_int8
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
 from edgeopt.workflows.deploy import DEFAULT_CALIB_SIZE, DeployOptions, deploy
+from tests.onnx_models import model as onnx_model
 
 PROFILES = sorted(p.stem for p in (Path(edgeopt.__file__).parent / "device_profiles").glob("*.toml"))
 HTP = "snapdragon-8-gen-2-htp"
@@ -105,3 +108,31 @@ def test_deploy_options_are_frozen_and_the_keyword_form_refuses_an_unknown_optio
         options.precision_overrides["fc"] = "float"  # type: ignore[index]
     with pytest.raises(TypeError, match="max_dorp"):
         deploy(None, "host", out=tmp_path, max_dorp=1.0)
+
+
+def _weighted_graph():
+    """Conv → ConvTranspose → Flatten → MatMul → Gemm (without transB): a weight on each output axis."""
+    rng = np.random.default_rng(3)
+    inits = {"w1": rng.normal(0, 0.3, (6, 4, 3, 3)), "w2": rng.normal(0, 0.3, (6, 4, 2, 2)),
+             "w3": rng.normal(0, 0.3, (4 * 16 * 16, 5)), "w4": rng.normal(0, 0.3, (5, 3))}
+    inits = {k: v.astype(np.float32) for k, v in inits.items()}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["a"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("ConvTranspose", ["a", "w2"], ["b"], name="deconv", strides=[2, 2]),
+             helper.make_node("Flatten", ["b"], ["f"], name="flatten"),
+             helper.make_node("MatMul", ["f", "w3"], ["m"], name="matmul"),
+             helper.make_node("Gemm", ["m", "w4"], ["y"], name="gemm")]
+    return onnx_to_graph(onnx_model(nodes, inits, [1, 4, 8, 8], [1, 3]), "weighted")
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_weight_encoding_is_quantizes_own(profile: str) -> None:
+    """``Target.weight_encoding`` (what QuantSim recomputes while training) gives each weight the encoding
+    ``Target.quantize`` gives it: axis, strict or full range, per-channel or per-tensor."""
+    graph = _weighted_graph()
+    target = Target(load_profile(profile))
+    x = np.random.default_rng(4).normal(size=(8, 4, 8, 8)).astype(np.float32)
+    qgraph = target.quantize(graph, target.ranges(graph, x))
+    for node in graph.nodes:
+        if node.op in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+            w = node.inputs[1]
+            assert target.weight_encoding(node, graph.initializers[w]).same_as(qgraph.encodings[w]), (profile, node.op)
