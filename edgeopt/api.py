@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeopt.torch.equalize import equalize
 from edgeopt.ir import QuantizedGraph
-from edgeopt.workflows.deploy import DeployResult
-from edgeopt.workflows.deploy import deploy as _pipeline_deploy
+from edgeopt.torch.equalize import equalize
 from edgeopt.torch.quantsim import QuantSim
+from edgeopt.workflows import deploy as deploy_workflow
+from edgeopt.workflows.deploy import DeployResult
 
 __all__ = ["QuantSim", "deploy", "equalize"]
 
@@ -19,11 +19,12 @@ def deploy(model: QuantSim | QuantizedGraph | str | None, device: str, **options
         model: a QuantSim (its current weights and encodings are exported as they are: no new
             calibration), a QuantizedGraph, or a model spec as the CLI takes it.
         device: a device profile name or the path of a profile .toml.
-        **options: the keyword options of ``workflows.deploy.deploy`` (``data``, ``out``, ``calib`` …).
+        **options: the fields of ``workflows.deploy.DeployOptions`` (``data``, ``out``, ``calib``,
+            ``max_drop`` …), and ``progress``.
 
     Returns:
         The report, the output directory and the int8 program.
     """
     if isinstance(model, QuantSim):
         model = model.export()
-    return _pipeline_deploy(model, device, **options)
+    return deploy_workflow.deploy(model, device, **options)

@@ -126,7 +126,7 @@ def deploy(
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
     from edgeopt.pipeline import report
-    from edgeopt.workflows.deploy import deploy as run_deploy
+    from edgeopt.workflows.deploy import DeployOptions, deploy_with
     from edgeopt.pipeline.report.precision import render_precision
     from edgeopt.pipeline.report.recipe import render_recipe
     from edgeopt.pipeline.report.sensitivity import render_sensitivity
@@ -134,17 +134,15 @@ def deploy(
     shape = _parse_shape(input_shape)
     if precision is not None and precision not in ("w8a8", "w8a16"):
         raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
-    overrides = _parse_overrides(override or [])
+    options = DeployOptions(device, data=data, calib=calib, out=out, input_shape=shape, calib_size=calib_size,
+                            range_method=range_method, target=target, keep=keep, benchmark_binary=benchmark_binary,
+                            precision=precision, precision_overrides=_parse_overrides(override or []),
+                            weight_bits=weight_bits, max_drop=max_drop, recipe_samples=recipe_samples,
+                            sensitivity=sensitivity)
 
     def work() -> Any:
         with err_console.status("deploying") as status:
-            return run_deploy(model, device, data=data, calib=calib, out=out, input_shape=shape,
-                              calib_size=calib_size, range_method=range_method, target=target, keep=keep,
-                              benchmark_binary=benchmark_binary, precision=precision, max_drop=max_drop,
-                              recipe_samples=recipe_samples,
-                              weight_bits=weight_bits, precision_overrides=overrides,
-                              sensitivity=sensitivity,
-                              progress=lambda s: status.update(f"deploy: {s}"))
+            return deploy_with(model, options, progress=lambda s: status.update(f"deploy: {s}"))
 
     result = _guard(debug, work)
     report.render(result.report, console)

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from edgeopt.errors import InternalError
+
 
 def frozen_array(a: np.ndarray) -> np.ndarray:
     """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous)."""
@@ -56,6 +58,24 @@ class Node:
         if "attrs" in changes:
             changes["attrs"] = {**self.attrs, **changes["attrs"]}
         return replace(self, **changes)
+
+
+def weight_out_axis(node: Node) -> int:
+    """The axis of ``node``'s weight (its input 1) that indexes the output channels.
+
+    Conv's weight is (Co, Ci/groups, KH, KW): 0. ConvTranspose's (Ci, Co/groups, KH, KW), MatMul's (K, N)
+    and Gemm's without ``transB`` (K, N): 1. Gemm's with ``transB`` (N, K): 0.
+
+    Raises:
+        InternalError: ``node`` is not a Conv, ConvTranspose, Gemm or MatMul.
+    """
+    if node.op == "Conv":
+        return 0
+    if node.op in ("ConvTranspose", "MatMul"):
+        return 1
+    if node.op == "Gemm":
+        return 0 if node.attrs.get("transB", 0) else 1
+    raise InternalError(f"{node.op} node '{node.name}' has no weight with output channels")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan,
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
+from edgeopt.pipeline.target import Target
 from edgeopt.workflows.recipe import RecipeResult, run_recipe
 from edgeopt.pipeline.report.recipe import render_recipe
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
+from tests.target_helpers import spec_target
 from tests.test_sensitivity import _two_conv_model
 
 FAST_ADAROUND = AdaRoundConfig(iterations=40, samples=32)
@@ -37,20 +39,19 @@ def _x(n: int = 48) -> np.ndarray:
     return np.random.default_rng(1).normal(size=(n, 3, 8, 8)).astype(np.float32)
 
 
-def _recipe(**target) -> RecipeResult:
+def _recipe(target: Target) -> RecipeResult:
     graph = optimize(onnx_to_graph(_planted(), "planted"))
-    return run_recipe(graph, _x(), _x(), None, max_drop=BUDGET, rounding="double", adaround_config=FAST_ADAROUND,
-                      **target)
+    return run_recipe(graph, _x(), _x(), None, target=target, max_drop=BUDGET, adaround_config=FAST_ADAROUND)
 
 
 @pytest.fixture(scope="module")
 def int16_result() -> RecipeResult:
-    return _recipe(int16_allowed=lambda op: True)
+    return _recipe(spec_target())
 
 
 @pytest.fixture(scope="module")
 def float_result() -> RecipeResult:
-    return _recipe(int16_allowed=lambda op: op != "Conv", float_allowed=True)
+    return _recipe(spec_target(int8_only=("Conv",)))
 
 
 def test_planted_layer_is_promoted_first_to_int16_and_meets_the_budget(int16_result: RecipeResult) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,9 @@ from torch import nn
 
 import edgeopt
 from edgeopt.pipeline.evaluate import run_int8
+from edgeopt.torch.quantsim import DEFAULT_DEVICE
+
+PROFILES = Path(edgeopt.__file__).parent / "device_profiles"
 
 
 class SmallNet(nn.Module):
@@ -89,7 +93,18 @@ def test_learned_ranges_train_and_stay_exact() -> None:
     np.testing.assert_array_equal(simulated, run_int8(sim.program(), x[32:].numpy()))
 
 
-def test_qat_improves_a_badly_quantized_model_on_the_int8_executor() -> None:
+def _w4_profile(tmp_path: Path) -> Path:
+    """The default device's profile with a W4A8 kernel (no shipped profile has one; QuantSim refuses W4
+    where the profile's ``supported_kernels`` do not allow it, as deploy does)."""
+    text = (PROFILES / f"{DEFAULT_DEVICE}.toml").read_text()
+    line = "supported_kernels = [{ activation = 8, param = 8 }, { activation = 16, param = 8 }]"
+    assert line in text
+    path = tmp_path / "w4.toml"
+    path.write_text(text.replace(line, line[:-1] + ", { activation = 8, param = 4 }]"))
+    return path
+
+
+def test_qat_improves_a_badly_quantized_model_on_the_int8_executor(tmp_path: Path) -> None:
     """W4 weights where one weight per row is 8x the others: at 4 bits the rest round to 0 or ±1 step
     (7 % of the output variance lost). Sixty full-batch steps of the user's own loop on the fake-quant
     module, then export → lower → the integer executor: the error must fall clearly (measured 0.58x)."""
@@ -104,7 +119,7 @@ def test_qat_improves_a_badly_quantized_model_on_the_int8_executor() -> None:
         target = teacher(x)
     student = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 10))
     student.load_state_dict(teacher.state_dict())
-    sim = edgeopt.QuantSim(student, x[:1], weight_bits=4)
+    sim = edgeopt.QuantSim(student, x[:1], str(_w4_profile(tmp_path)), weight_bits=4)
     sim.compute_encodings(x[:256])
 
     def int8_error() -> float:

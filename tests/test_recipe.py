@@ -16,6 +16,7 @@ from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
 from edgeopt.workflows.recipe import run_recipe
 from tests.onnx_models import conv_bn_relu6
+from tests.target_helpers import spec_target
 
 ALL_STEPS = ["min/max", "+ CLE", "+ bias correction", "ranges: percentile", "ranges: mse", "ranges: sqnr",
              "+ AdaRound"]
@@ -49,8 +50,8 @@ def test_impossible_budget_tries_every_step_and_warns_once(caplog: pytest.LogCap
     x = rng.normal(size=(48, 3, 8, 8)).astype(np.float32)
     with caplog.at_level(logging.WARNING, logger="edgeopt"):
         # Without labels the metric is agreement with fp32 (100 %): a negative drop cannot be met.
-        result = run_recipe(graph, calib, x, None, max_drop=-1.0, rounding="double",
-                            int16_allowed=lambda op: True, adaround_config=AdaRoundConfig(iterations=40, samples=32))
+        result = run_recipe(graph, calib, x, None, target=spec_target(), max_drop=-1.0,
+                            adaround_config=AdaRoundConfig(iterations=40, samples=32))
     names = [s.step for s in result.steps]
     assert names[:len(ALL_STEPS)] == ALL_STEPS
     assert names[len(ALL_STEPS)] == "mixed precision: 1 layer" and names[-1].startswith("mixed precision: all ")
@@ -67,7 +68,7 @@ def test_impossible_budget_tries_every_step_and_warns_once(caplog: pytest.LogCap
 def _small_recipe(x: np.ndarray, **kwargs):
     rng = np.random.default_rng(1)
     graph = optimize(onnx_to_graph(conv_bn_relu6(rng), "small"))
-    return run_recipe(graph, x[:32], x, None, rounding="double", int16_allowed=lambda op: True,
+    return run_recipe(graph, x[:32], x, None, target=spec_target(),
                       adaround_config=AdaRoundConfig(iterations=40, samples=32), **kwargs)
 
 

@@ -18,8 +18,9 @@ from edgeopt.ir import Graph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitivity, sqnr_db
+from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitivity_of, sqnr_db
 from edgeopt.pipeline.report.sensitivity import sensitivity_svg
+from edgeopt.pipeline.target import Target
 from tests.onnx_models import model
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -64,7 +65,7 @@ def _x(n: int = 64) -> np.ndarray:
 def test_huge_activation_range_ranks_most_sensitive(tmp_path: Path):
     graph = _graph(tmp_path, _two_conv_model(np.random.default_rng(0), huge_bias=1000.0))
     x = _x()
-    layers = sensitivity(graph, calibrate(graph, x), x, load_profile("arm-cortex-a78-xnnpack"))
+    layers = sensitivity_of(Target(load_profile("arm-cortex-a78-xnnpack")).quantize(graph, calibrate(graph, x)), x)
     assert (layers[0].node, layers[0].kind) == ("conv1", "activation")
     assert layers[0].sqnr_db < layers[1].sqnr_db - 10
     assert [r.sqnr_db for r in layers] == sorted(r.sqnr_db for r in layers)
@@ -80,7 +81,7 @@ def test_weights_alone_follow_the_profile_per_tensor_rule(tmp_path: Path):
     stats = calibrate(graph, x)
 
     def conv2_weights(profile: str) -> float:
-        layers = sensitivity(graph, stats, x, load_profile(profile))
+        layers = sensitivity_of(Target(load_profile(profile)).quantize(graph, stats), x)
         return next(r.sqnr_db for r in layers if (r.node, r.kind) == ("conv2", "weights"))
 
     per_channel, per_tensor = conv2_weights("arm-cortex-a78-xnnpack"), conv2_weights("google-coral-edgetpu")

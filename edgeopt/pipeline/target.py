@@ -1,20 +1,176 @@
-"""Lower, place, and honour the placement: ops the device runs only in float become float islands.
+"""The target: a device profile's quantization rules, with the user's precision, weight bits and range
+method, as one frozen object.
 
-``place`` tags an integer op that no compute unit runs at its dtype, but one runs in float32, as a float
-fallback. Its source node then joins ``QuantizedGraph.float_nodes``, the graph is lowered once more
-(the node's ops now float32 between DEQUANTIZE and QUANTIZE) and placed once more, with the first
-placement's reasons kept on those ops' rows.
+``deploy``, the automatic recipe and QuantSim all quantize through it, so what QAT trains on, what the
+recipe scores and what ships carry the same encodings. In the order the pipeline calls them::
+
+    resolved = target.check(graph)                    # fail fast; the precision plan
+    stats = target.ranges(graph, calib_x)             # calibrate, range method, symmetric where asked
+    qgraph = target.quantize(graph, stats, resolved.plan)
+    shipped = target.ship(qgraph)                     # supergroups, lowering, placement, float islands
+
+``lower_and_place`` (the last part of ``ship``): ``place`` tags an integer op that no compute unit runs at
+its dtype, but one runs in float32, as a float fallback. Its source node then joins
+``QuantizedGraph.float_nodes``, the graph is lowered once more (the node's ops now float32 between
+DEQUANTIZE and QUANTIZE) and placed once more, with the first placement's reasons kept on those ops' rows.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
 from edgeopt.device_profiles import DeviceProfile
+from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.errors import InternalError
-from edgeopt.ir import QuantizedGraph
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, weight_out_axis
+from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.place import place
-from edgeopt.qprogram import Placement
+from edgeopt.pipeline.quantize.encodings import weight_qparams
 from edgeopt.pipeline.quantize.float_plan import keep_in_float
-from edgeopt.qprogram import QProgram
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
+from edgeopt.pipeline.quantize.mixed_precision import profile_runs_float
+from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, PrecisionPlan, apply_precision
+from edgeopt.pipeline.quantize.profile_checks import (
+    RuleException,
+    check_tflite_rules,
+    check_weight_bits,
+    honour_supergroups,
+    symmetric_ranges,
+)
+from edgeopt.pipeline.quantize.profile_rules import (
+    ResolvedPlan,
+    int16_allowed,
+    per_tensor_weight,
+    profile_weights,
+    resolve_plan,
+)
+from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.qprogram import Placement, QProgram
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """What ships from a quantized graph: the graph with the profile's supergroups honoured and its
+    float-only ops in float islands, the supergroups it could not honour, its program and placement."""
+
+    qgraph: QuantizedGraph
+    unfused: tuple[RuleException, ...]
+    program: QProgram
+    placement: Placement
+
+
+@dataclass(frozen=True)
+class Target:
+    """A device profile's quantization rules and the user's choices on top of them.
+
+    Attributes:
+        profile: the device; its ``quantization`` rules, requantization rounding and compute units apply.
+        weight_bits: Conv/Gemm/MatMul/ConvTranspose weight bit width (4 or 8, stored as int8); the
+            profile's ``supported_kernels`` must allow it.
+        precision: ``"w8a8"`` or ``"w8a16"``; None: each op type's default kernel (the first
+            ``supported_kernels`` entry).
+        precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``/``"float"``, on top.
+        range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
+    """
+
+    profile: DeviceProfile
+    weight_bits: int = 8
+    precision: Precision | None = None
+    precision_overrides: Mapping[str, ActivationDtype] = field(default_factory=dict)
+    range_method: str = "minmax"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision_overrides", MappingProxyType(dict(self.precision_overrides)))
+
+    @property
+    def rules(self) -> Quantization:
+        """The profile's quantization rules."""
+        return self.profile.quantization
+
+    @property
+    def rounding(self) -> str:
+        """The profile's requantization rounding ("single" or "double")."""
+        return self.profile.runtime.requantization_rounding
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        """The integer range of the weights: ``[-(2^(b-1)-1), 2^(b-1)-1]``, or down to ``-2^(b-1)`` where the
+        profile's ``strict_symmetric`` is false."""
+        qmax = 2 ** (self.weight_bits - 1) - 1
+        return (-qmax if self.rules.defaults.strict_symmetric else -qmax - 1), qmax
+
+    def check(self, graph: Graph) -> ResolvedPlan:
+        """Refuse what the profile's rules and a TFLite program cannot do with ``graph``, before any work.
+
+        Returns:
+            The precision plan (every node's activation dtype), where it came from, and the int16
+            requests it kept at int8 with why.
+
+        Raises:
+            ProfileError: rules a TFLite program cannot follow (asymmetric weights, float model inputs
+                or outputs).
+            UnsupportedOpError: an override or ``weight_bits`` the profile or the kernels here refuse.
+            RegistryError: an override names no node or op type of ``graph``.
+        """
+        check_tflite_rules(self.rules, self.profile.name)
+        resolved = resolve_plan(graph, self.precision, self.rules, self.profile.name, self.precision_overrides)
+        check_weight_bits(graph, self.rules, self.profile.name, resolved.plan, self.weight_bits)
+        return resolved
+
+    def ranges(self, graph: Graph, x: np.ndarray) -> dict[str, TensorStats]:
+        """The activation ranges of ``graph`` on the calibration inputs ``x`` (``set_ranges``)."""
+        return self.set_ranges(graph, calibrate(graph, x, histograms=self.range_method != "minmax"))
+
+    def set_ranges(self, graph: Graph, stats: Mapping[str, TensorStats],
+                   method: str | None = None) -> dict[str, TensorStats]:
+        """The ranges ``method`` (default: ``range_method``) sets from calibration ``stats`` (with histograms
+        unless it is "minmax"), widened to ``[-a, a]`` on the outputs the profile wants symmetric."""
+        return symmetric_ranges(graph, set_ranges(stats, method or self.range_method), self.rules)
+
+    def quantize(self, graph: Graph, stats: Mapping[str, TensorStats], plan: PrecisionPlan | None = None, *,
+                 weight_encodings: Mapping[str, QParams] | None = None) -> QuantizedGraph:
+        """The quantized graph: min/max encodings from ``stats`` with the profile's weight range and
+        per-tensor weights and ``weight_bits``, then the activation dtypes of ``plan``.
+
+        Args:
+            graph: the float graph.
+            stats: its ranges (``ranges``).
+            plan: node name → ``"int8"``/``"int16"``/``"float"`` (``check``'s); None: int8 everywhere, for a
+                caller that refines the int8 graph (AdaRound, bias correction) before its plan applies.
+            weight_encodings: fixed encodings for some weights (AdaRound's, whose weights are on them).
+        """
+        qgraph = quantize_minmax(graph, stats, weight_bits=self.weight_bits, weight_encodings=weight_encodings,
+                                 strict_symmetric=self.rules.defaults.strict_symmetric)
+        qgraph = profile_weights(qgraph, self.rules)
+        return qgraph if plan is None else apply_precision(qgraph, stats, plan)
+
+    def weight_encoding(self, node: Node, weight: np.ndarray) -> QParams:
+        """The encoding ``quantize`` gives ``node``'s weight when its value is ``weight`` (QuantSim recomputes
+        it as training changes the weight)."""
+        w_q = weight_qparams(weight, weight_out_axis(node), self.weight_bits, self.rules.defaults.strict_symmetric)
+        return w_q if self.rules.per_channel(node.op) else per_tensor_weight(node.op, weight, w_q)
+
+    def int16_allowed(self, op_type: str) -> bool:
+        """Whether the profile has a kernel with 16-bit activations for ONNX op type ``op_type``."""
+        return int16_allowed(self.rules, op_type)
+
+    def float_allowed(self, program: QProgram) -> frozenset[str]:
+        """The nodes of ``program`` the profile can keep in float32 (``mixed_precision.profile_runs_float``)."""
+        return profile_runs_float(self.profile, program)
+
+    def ship(self, qgraph: QuantizedGraph) -> Shipped:
+        """What ships from ``qgraph``: supergroups honoured, then lowered and placed (``lower_and_place``).
+
+        Raises:
+            UnsupportedOpError: an op no unit of the profile runs, in its dtype or in float32.
+        """
+        qgraph, unfused = honour_supergroups(qgraph, self.rules)
+        qgraph, program, placement = lower_and_place(qgraph, self.profile)
+        return Shipped(qgraph, tuple(unfused), program, placement)
 
 
 def lower_and_place(qgraph: QuantizedGraph, profile: DeviceProfile) -> tuple[QuantizedGraph, QProgram, Placement]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from edgeopt.errors import ModelLoadError
-from edgeopt.ir import Graph, Node
+from edgeopt.ir import Graph, Node, weight_out_axis
 from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
@@ -70,7 +70,7 @@ def _write_layer(model: nn.Module, weight_name: str, node: Node, graph: Graph) -
     module = model.get_submodule(module_path)
     param = module.get_parameter("weight")
     weight = torch.from_numpy(graph.initializers[node.inputs[1]].copy())
-    if node.op == "Gemm" and not node.attrs.get("transB", 0):
+    if weight_out_axis(node) == 1:  # a Gemm's (K, N): the module's weight is (N, K)
         weight = weight.T
     if tuple(weight.shape) != tuple(param.shape):
         raise ModelLoadError(f"equalize cannot map layer '{node.name}': weight shape {tuple(weight.shape)} "
@@ -86,8 +86,7 @@ def _write_layer(model: nn.Module, weight_name: str, node: Node, graph: Graph) -
 
 def _batch_norms_after_layers(model: nn.Module, example: tuple[Any, ...]) -> dict[str, str]:
     """``{layer weight parameter: batch-norm module path}`` for the batch norms the exporter folds."""
-    from edgeopt.pipeline.frontend.batch_norm_stats import BATCH_NORM_OPS as _BATCH_NORM_OPS, LAYER_OPS as _LAYER_OPS
-    from edgeopt.pipeline.frontend.batch_norm_stats import aten_name as _aten_name, is_training as _training
+    from edgeopt.pipeline.frontend import batch_norm_stats as bn_stats
 
     try:
         program = torch.export.export(model, example, strict=False)
@@ -97,10 +96,11 @@ def _batch_norms_after_layers(model: nn.Module, example: tuple[Any, ...]) -> dic
     buffers = program.graph_signature.inputs_to_buffers
     found: dict[str, str] = {}
     for bn in program.graph.nodes:
-        if bn.op != "call_function" or _aten_name(bn.target) not in _BATCH_NORM_OPS or _training(bn):
+        if (bn.op != "call_function" or bn_stats.aten_name(bn.target) not in bn_stats.BATCH_NORM_OPS
+                or bn_stats.is_training(bn)):
             continue
         layer = bn.args[0]
-        if getattr(layer, "op", None) != "call_function" or _aten_name(layer.target) not in _LAYER_OPS:
+        if getattr(layer, "op", None) != "call_function" or bn_stats.aten_name(layer.target) not in bn_stats.LAYER_OPS:
             continue
         if len(layer.users) != 1 or str(layer.args[1]) not in params:
             continue

@@ -8,12 +8,13 @@ this expression, which is the LSQ estimator (Esser et al. 2020) with the zero po
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
 from edgeopt.ir import QParams
-from edgeopt.pipeline.quantize.encodings import weight_qparams
 
 
 def round_half_away(y: torch.Tensor) -> torch.Tensor:
@@ -74,56 +75,51 @@ class ActivationQuantizer(nn.Module):
 
 
 class WeightQuantizer(nn.Module):
-    """Symmetric per-channel fake quantizer of a weight along ``axis`` (range ``[-qmax, qmax]``).
+    """Symmetric fake quantizer of a weight along its output-channel ``axis``, on the integer range ``qrange``.
 
-    Without ``learn_scale`` the scale is recomputed from the current weight on every call, exactly as
-    ``encodings.weight_qparams`` computes it at export, so training sees the export's rounding grid.
-    With ``learn_scale`` the scale is a parameter, initialised from the weight when encodings load.
+    ``encode`` gives the weight's encoding from its value, as the target quantizes it
+    (``Target.weight_encoding``: bit width, ``strict_symmetric``, per-channel or per-tensor). Without
+    ``learn_scale`` it is called on the current weight on every call, so training sees exactly the grid
+    that export writes and the program ships. With ``learn_scale`` the scale is a parameter, initialised
+    from the weight's encoding when encodings load (``per_channel`` False: one scale, the largest, exported).
     """
 
-    def __init__(self, axis: int, channels: int, bits: int = 8, learn_scale: bool = False,
-                 per_channel: bool = True) -> None:
+    def __init__(self, axis: int, channels: int, encode: Callable[[np.ndarray], QParams], qrange: tuple[int, int],
+                 learn_scale: bool = False, per_channel: bool = True) -> None:
         super().__init__()
-        self.axis, self.qmax, self.learn_scale = axis, 2 ** (bits - 1) - 1, learn_scale
-        self.per_channel = per_channel
-        self.bits = bits
+        self.axis, self.encode, self.learn_scale, self.per_channel = axis, encode, learn_scale, per_channel
+        self.qmin, self.qmax = qrange
         self.scale = nn.Parameter(torch.ones(channels), requires_grad=learn_scale)
         self.encoding: QParams | None = None
         self.enabled = False
 
     def load(self, weight: torch.Tensor, encoding: QParams | None = None) -> None:
-        """Enable, starting from the weight's own min/max scale, or holding ``encoding``'s scales (a
+        """Enable, starting from the weight's own encoding, or holding ``encoding``'s scales (a
         QuantizedGraph's weight encodings, e.g. AdaRound's, whose weights already sit on that grid)."""
         self.encoding = encoding
         with torch.no_grad():
             if encoding is None:
-                self.scale.copy_(self._absmax_scale(weight))
+                self.scale.copy_(self._minmax_scale(weight))
             else:
                 self.scale.copy_(torch.from_numpy(encoding.scale.astype(np.float32)).expand_as(self.scale))
         self.enabled = True
 
-    def _absmax_scale(self, weight: torch.Tensor) -> torch.Tensor:
-        dims = [d for d in range(weight.ndim) if d != self.axis]
-        absmax = weight.detach().abs().amax(dim=dims).double()
-        # Divided in double and stored float32, as weight_qparams does, so both give the same scale.
-        scale = torch.where(absmax > 0, absmax / self.qmax, torch.ones_like(absmax)).to(weight.dtype)
-        if self.per_channel:
-            return scale
-        # One scale for the tensor: the widest non-zero channel's, as profile_rules.profile_weights takes it.
-        widest = scale[absmax > 0].max() if bool((absmax > 0).any()) else torch.ones((), dtype=weight.dtype)
-        return widest.expand_as(scale)
+    def _minmax_scale(self, weight: torch.Tensor) -> torch.Tensor:
+        """The scales of ``encode``'s encoding of the current weight, one per channel."""
+        scale = self.encode(weight.detach().cpu().numpy()).scale
+        return torch.from_numpy(scale.copy()).to(weight.device, weight.dtype).expand_as(self.scale)
 
     def current_scale(self, weight: torch.Tensor) -> torch.Tensor:
         held = self.learn_scale or self.encoding is not None
-        return self.scale.abs() if held else self._absmax_scale(weight)
+        return self.scale.abs() if held else self._minmax_scale(weight)
 
     def qparams(self, weight: torch.Tensor) -> QParams:
         """The encoding export writes for ``weight``."""
         if self.encoding is not None and not self.learn_scale:
             return self.encoding
-        if not self.learn_scale and self.per_channel:
-            return weight_qparams(weight.detach().cpu().numpy(), self.axis, self.bits)
-        scale = self.current_scale(weight).detach().cpu().numpy().astype(np.float32)
+        if not self.learn_scale:
+            return self.encode(weight.detach().cpu().numpy())
+        scale = self.scale.detach().abs().cpu().numpy().astype(np.float32)
         if not self.per_channel:
             return QParams(scale=np.float32(scale.max()), zero_point=0, dtype="int8")
         return QParams(scale=scale, zero_point=np.zeros(scale.shape, np.int64), dtype="int8", axis=self.axis)
@@ -132,7 +128,7 @@ class WeightQuantizer(nn.Module):
         if not self.enabled:
             return weight
         scale = _bcast(self.current_scale(weight), weight.ndim, self.axis)
-        return fake_quant(weight, scale, torch.zeros((), dtype=weight.dtype), -self.qmax, self.qmax)
+        return fake_quant(weight, scale, torch.zeros((), dtype=weight.dtype), self.qmin, self.qmax)
 
 
 def fake_quant_bias(bias: torch.Tensor, input_scale: torch.Tensor, weight_scale: torch.Tensor,

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, Node
-from edgeopt.pipeline.lower.conv_transpose import begin_pads as _begin_pads
-from edgeopt.pipeline.lower.pooling import resolved_pads as _pads
+from edgeopt.pipeline.lower.conv_transpose import begin_pads
+from edgeopt.pipeline.lower.pooling import resolved_pads
 from edgeopt.pipeline.lower.resize import onnx_nearest_indices, onnx_source_coordinate
 
 TorchOp = Callable[[Node, Sequence["torch.Tensor | None"], Graph], torch.Tensor]
@@ -148,7 +148,7 @@ def _pool_args(node: Node, data: torch.Tensor) -> tuple[list[int], tuple[int, in
         raise UnsupportedOpError(node.op, node.name, "ceil_mode pooling has no TFLite int8 equivalent")
     kernel = tuple(int(k) for k in node.attrs["kernel_shape"])
     strides = tuple(int(s) for s in node.attrs.get("strides", (1, 1)))
-    return _pads(node, tuple(data.shape[2:]), kernel, strides), kernel, strides
+    return resolved_pads(node, tuple(data.shape[2:]), kernel, strides), kernel, strides
 
 
 @_op("MaxPool")
@@ -251,7 +251,7 @@ def conv_transpose(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -
     strides = tuple(int(s) for s in node.attrs.get("strides", (1, 1)))
     kernel = tuple(int(k) for k in w.shape[2:])
     out_hw = graph.shape(node.outputs[0])[2:]
-    begins = _begin_pads(node, tuple(data.shape[2:]), out_hw, kernel, strides,
+    begins = begin_pads(node, tuple(data.shape[2:]), out_hw, kernel, strides,
                          tuple(node.attrs.get("output_padding", (0, 0))))
     full = F.conv_transpose2d(data, w, None, stride=strides, groups=int(node.attrs.get("group", 1)),
                               dilation=tuple(node.attrs.get("dilations", (1, 1))))

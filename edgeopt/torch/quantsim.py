@@ -5,12 +5,14 @@
 torch module that computes that Graph with fake quantizers exactly where the int8 program quantizes:
 
 * the graph input and every node output (after a fused activation: one quantizer per fused group),
-  with the encodings ``quantize_minmax`` gives them: data-movement/pooling ops and Concat share their
-  input's encoding (one quantizer object for the whole group, so learned scales stay tied), softmax
-  and logistic keep TFLite's fixed output encodings;
-* Conv/Gemm/MatMul weights symmetric per output channel on ``[-127, 127]`` (one scale per tensor where
-  the profile says ``per_channel_quantization = false``, as ``profile_rules.profile_weights``), biases int32 on
-  scale ``input_scale · weight_scale``, constant operands of Add/Sub/Mul per tensor.
+  with the encodings the ``Target`` (``pipeline.target``, the very object ``deploy`` quantizes with)
+  gives them: data-movement/pooling ops and Concat share their input's encoding (one quantizer object
+  for the whole group, so learned scales stay tied), softmax and logistic keep TFLite's fixed output
+  encodings, outputs the profile wants symmetric have zero point 0;
+* Conv/Gemm/MatMul weights symmetric per output channel on ``[-127, 127]``, or ``[-128, 127]`` where the
+  profile says ``strict_symmetric = false`` (one scale per tensor where it says
+  ``per_channel_quantization = false``), recomputed from the current weight by ``Target.weight_encoding``;
+  biases int32 on scale ``input_scale · weight_scale``, constant operands of Add/Sub/Mul per tensor.
 
 Rounding is half away from zero, as the converter and the kernels; gradients use the straight-through
 estimator (``fake_quant``). The forward value is the integer program's own wherever its kernel
@@ -33,14 +35,16 @@ w8a16 plans (``precision``) run the quantized graph's requantizing nodes and int
 ``QuantizedGraph.float_nodes`` (and the lowering's float-island ops) compute in float with unquantized
 weights, and their outputs are quantized only where the program QUANTIZEs them (int8 readers, outputs).
 
-``sim.compute_encodings(batches)`` calibrates with ``pipeline.calibrate`` and ``quantize_minmax`` (or a
-range method of ``quantize.range_setting``); ``sim.model`` is then trained or evaluated in the user's
-loop; ``sim.export()`` returns the QuantizedGraph (trained weights, and the learned encodings when
+``sim.compute_encodings(batches)`` calibrates and quantizes through the target (``Target.ranges``, with
+a range method of ``quantize.range_setting``, and ``Target.quantize``); ``sim.model`` is then trained or
+evaluated in the user's loop; ``sim.export()`` returns the QuantizedGraph (trained weights, and the learned encodings when
 ``learn_ranges``) that ``lower``/``edgeopt.deploy`` turn into the int8 program and files.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,22 +52,18 @@ import torch
 from torch import nn
 
 from edgeopt.device_profiles import load_profile
-from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.errors import DataError, InternalError, UnsupportedOpError
 from edgeopt.torch.fake_quant import ActivationQuantizer, WeightQuantizer, fake_quant_bias
-from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
-from edgeopt.pipeline.calibrate import calibrate
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.lower import check_lowerable, lower
 from edgeopt.pipeline.lower.float_island import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import DEFAULT_PASSES, optimize
-from edgeopt.pipeline.quantize.encodings import bias_qparams
-from edgeopt.pipeline.quantize.minmax import (CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS,
-                                              quantize_minmax)
-from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, apply_precision, precision_plan
-from edgeopt.pipeline.quantize.profile_rules import profile_weights, restrict_plan
-from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.pipeline.quantize.encodings import bias_qparams, weight_qparams
+from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
+from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
 from edgeopt.torch.integer import INTEGER_OPS
 from edgeopt.torch.ops import ACTIVATIONS, TORCH_OPS
@@ -73,10 +73,15 @@ from edgeopt.torch.requantize import (BINARY_KINDS, REQUANTIZED_OPS, Exact, Weig
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
 
 
-def _weight_axis(node: Node) -> int:
-    """The output-channel axis of a weight, as ``quantize_minmax`` chooses it."""
-    transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
-    return 1 if transposed else 0
+def _weight_quantizer(node: Node, graph: Graph, target: Target | None, learn_ranges: bool) -> WeightQuantizer:
+    """The fake quantizer of ``node``'s weight on ``target``'s grid (without a target: TFLite's spec, int8
+    per-channel weights in [-127, 127])."""
+    axis = weight_out_axis(node)
+    channels = graph.initializers[node.inputs[1]].shape[axis]
+    if target is None:
+        return WeightQuantizer(axis, channels, partial(weight_qparams, axis=axis), (-127, 127), learn_ranges)
+    return WeightQuantizer(axis, channels, partial(target.weight_encoding, node), target.weight_range, learn_ranges,
+                           target.rules.per_channel(node.op))
 
 
 def _check_ops(graph: Graph) -> None:
@@ -112,8 +117,8 @@ class QuantSimModule(nn.Module):
     of Conv/Gemm/MatMul/ConvTranspose, plus the quantizer scales when ``learn_ranges``.
     """
 
-    def __init__(self, graph: Graph, learn_ranges: bool = False, rules: Quantization | None = None,
-                 weight_bits: int = 8, rounding: str = "double") -> None:
+    def __init__(self, graph: Graph, learn_ranges: bool = False, target: Target | None = None,
+                 rounding: str = "double") -> None:
         super().__init__()
         _check_ops(graph)
         self.source = graph  # the float structure (what calibration runs)
@@ -133,11 +138,8 @@ class QuantSimModule(nn.Module):
                 self.params[key] = nn.Parameter(tensor.float())
             else:
                 self.register_buffer(key, tensor)
-        self.weight_q = nn.ModuleDict({
-            self.keys[n.inputs[1]]: WeightQuantizer(_weight_axis(n), graph.initializers[n.inputs[1]].shape[_weight_axis(n)],
-                                                    bits=weight_bits, learn_scale=learn_ranges,
-                                                    per_channel=rules is None or rules.per_channel(n.op))
-            for n in self.weighted.values()})
+        self.weight_q = nn.ModuleDict({self.keys[n.inputs[1]]: _weight_quantizer(n, graph, target, learn_ranges)
+                                       for n in self.weighted.values()})
         self.act_q = nn.ModuleDict()
         self.groups: dict[str, str] = {}  # activation tensor → key of its quantizer in act_q
         self.encodings: dict[str, QParams] = {}
@@ -378,20 +380,21 @@ class QuantSimModule(nn.Module):
         return QuantizedGraph(graph=graph, encodings=enc, float_nodes=self.float_nodes)
 
 
-def simulate(qgraph: QuantizedGraph, rules: Quantization | None = None, rounding: str = "double") -> QuantSimModule:
+def simulate(qgraph: QuantizedGraph, target: Target | None = None, rounding: str = "double") -> QuantSimModule:
     """The simulation of an already quantized graph, as it stands (its weights, weight encodings,
     activation encodings and float nodes; no calibration): e.g. to measure a PTQ recipe's simulated
     accuracy next to the integer executor's.
 
     Args:
         qgraph: from ``quantize_minmax`` (then AdaRound, ``apply_precision`` …) or ``QuantSim.export``.
-        rules: the profile's quantization rules (per-tensor weights where they say so).
+        target: the target it was quantized for (its weight range; per-tensor weights where its profile says
+            so); None: TFLite's spec (int8 per-channel weights in [-127, 127]).
         rounding: the requantization rounding of the program it stands for ("single" or "double").
 
     Raises:
         UnsupportedOpError: an op has no torch implementation here.
     """
-    module = QuantSimModule(qgraph.graph, rules=rules, rounding=rounding)
+    module = QuantSimModule(qgraph.graph, target=target, rounding=rounding)
     module.load_encodings(qgraph, hold_weight_encodings=True)
     return module.eval()
 
@@ -409,7 +412,7 @@ class QuantSim:
 
     def __init__(self, model: nn.Module, example_input: Any, device: str = DEFAULT_DEVICE, *,
                  learn_ranges: bool = False, passes: tuple[str, ...] = DEFAULT_PASSES, weight_bits: int = 8,
-                 precision: Precision = "w8a8", precision_overrides: Mapping[str, ActivationDtype] | None = None,
+                 precision: Precision | None = None, precision_overrides: Mapping[str, ActivationDtype] | None = None,
                  float_nodes: Iterable[str] = ()) -> None:
         """Export ``model`` and build the simulation module.
 
@@ -417,37 +420,38 @@ class QuantSim:
             model: the float torch model (exported in eval mode; it is not modified).
             example_input: an input tensor (or a tuple of them) for the exporter.
             device: device profile name or .toml path; its requantization rounding is used by ``program``,
-                its quantization rules restrict int16 activations and choose per-tensor weights.
+                its quantization rules are checked and applied as ``edgeopt deploy`` does (``Target``).
             learn_ranges: make the activation and weight quantizer scales trainable parameters.
             passes: optimization passes applied before quantization (the pipeline's by default).
             weight_bits: bit width of the Conv/Gemm/MatMul/ConvTranspose weights (4 for W4A8).
             precision: ``"w8a8"`` or ``"w8a16"`` (int16 activations where a 16x8 kernel exists and the
-                profile allows it), as ``edgeopt deploy --precision``.
+                profile allows it), as ``edgeopt deploy --precision``; None: the profile's default kernel per
+                op type, as ``edgeopt deploy`` without ``--precision``.
             precision_overrides: node name or op type → ``"int8"``/``"int16"``, applied on top.
             float_nodes: names of nodes the int8 program keeps in float32 (a float island).
 
         Raises:
             ModelLoadError: the export failed.
-            UnsupportedOpError: an op has no int8 lowering or no torch implementation here, or the
-                precision plan asks for int16 where there is no 16x8 kernel.
+            ProfileError: the profile asks for what a TFLite program cannot do.
+            UnsupportedOpError: an op has no int8 lowering or no torch implementation here, the
+                precision plan asks for int16 where there is no 16x8 kernel or the profile forbids it, or
+                the profile's ``supported_kernels`` allow no ``weight_bits`` weights.
         """
         self.profile = load_profile(device)
+        self.target = Target(self.profile, weight_bits, precision, precision_overrides or {})
         example = example_input if isinstance(example_input, tuple) else (example_input,)
         was_training = model.training
         onnx_model = export_torch(model.eval(), *example)
         model.train(was_training)
         graph = optimize(onnx_to_graph(onnx_model, type(model).__name__, None), passes)
         check_lowerable(graph)
-        plan = precision_plan(graph, precision, precision_overrides)
-        self.plan = restrict_plan(graph, plan, self.profile.quantization, self.profile.name, precision_overrides)
-        self.weight_bits = weight_bits
+        self.plan = self.target.check(graph).plan
         self.float_nodes = frozenset(float_nodes)
         unknown = self.float_nodes - {n.name for n in graph.nodes}
         if unknown:
             raise UnsupportedOpError("float_nodes", ", ".join(sorted(unknown)),
                                      "no node of the optimized graph has this name (names are the ONNX node names)")
-        self.model = QuantSimModule(graph, learn_ranges, self.profile.quantization, weight_bits,
-                                    self.profile.runtime.requantization_rounding)
+        self.model = QuantSimModule(graph, learn_ranges, self.target, self.target.rounding)
 
     @property
     def graph(self) -> Graph:
@@ -467,9 +471,8 @@ class QuantSim:
         """
         x = _stack(batches)
         graph = self.graph
-        stats = set_ranges(calibrate(graph, x, histograms=range_method != "minmax"), range_method)
-        qgraph = profile_weights(quantize_minmax(graph, stats, weight_bits=self.weight_bits), self.profile.quantization)
-        qgraph = apply_precision(qgraph, stats, self.plan)
+        target = replace(self.target, range_method=range_method)
+        qgraph = target.quantize(graph, target.ranges(graph, x), self.plan)
         self.model.load_encodings(QuantizedGraph(qgraph.graph, qgraph.encodings, qgraph.float_nodes | self.float_nodes))
 
     def export(self) -> QuantizedGraph:

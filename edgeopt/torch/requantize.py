@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from edgeopt.errors import InternalError
-from edgeopt.ir import Graph, Node, QParams
+from edgeopt.ir import Graph, Node, QParams, weight_out_axis
 from edgeopt.pipeline.lower.ops import ACTIVATIONS as FUSED_ACTIVATIONS
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.qprogram import FullyConnectedRequantization, QOp, QProgram, QTensor, Rounding
@@ -183,8 +183,8 @@ def _weight_layout(node: Node, kind: str) -> tuple[int, ...]:
     """TFLite's weight layout as a permutation of the ONNX weight's axes: OHWI from ONNX's (Co, Ci/groups,
     KH, KW) or ConvTranspose's (Ci, Co, KH, KW); (Co, K) from Gemm's (Co, K) with transB, else (K, Co)
     as MatMul's."""
-    transposed = node.op == "MatMul" or (node.op == "Gemm" and not node.attrs.get("transB", 0))
-    return {"CONV_2D": (0, 2, 3, 1), "TRANSPOSE_CONV": (1, 2, 3, 0)}.get(kind, (1, 0) if transposed else (0, 1))
+    fully_connected = (1, 0) if weight_out_axis(node) else (0, 1)
+    return {"CONV_2D": (0, 2, 3, 1), "TRANSPOSE_CONV": (1, 2, 3, 0)}.get(kind, fully_connected)
 
 
 def _channels_last(ndim: int) -> tuple[int, ...]:

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Target:
+class RunTarget:
     """Where the model runs: ``kind`` "emulate" or "adb"; ``serial`` picks one adb device (None: the only one)."""
 
     kind: str
@@ -27,7 +27,7 @@ class Target:
         return self.kind if self.serial is None else f"{self.kind}:{self.serial}"
 
 
-def parse_target(text: str) -> Target:
+def parse_target(text: str) -> RunTarget:
     """``emulate``, ``adb`` or ``adb:SERIAL`` (SERIAL a USB serial or ``HOST:PORT``).
 
     Raises:
@@ -35,13 +35,13 @@ def parse_target(text: str) -> Target:
     """
     kind, _, serial = text.partition(":")
     if kind == "emulate" and not serial:
-        return Target("emulate")
+        return RunTarget("emulate")
     if kind == "adb":
-        return Target("adb", serial or None)
+        return RunTarget("adb", serial or None)
     raise DeviceError(f"unknown target '{text}': use emulate, adb, or adb:SERIAL (e.g. adb:192.168.1.20:5555)")
 
 
-def measure_on_android(target: Target, model: Path, profile: DeviceProfile, *, keep: bool = False,
+def measure_on_android(target: RunTarget, model: Path, profile: DeviceProfile, *, keep: bool = False,
                        benchmark_binary: Path | None = None, key_path: Path | None = None,
                        timeout_s: float = 600.0) -> dict:
     """Push ``model`` to the adb device ``target``, benchmark it, sample energy; the report's "measured" part.

@@ -27,45 +27,42 @@ search works the same way (a cheap phase-1 evaluation, by default SQNR on a few 
 search; the user's full phase-2 evaluation to decide). Scoring dominates the recipe's time
 (EfficientNet-Lite0, 1300 ImageNet images: about 85 s per step on 2 cores, 14 steps), and the steps'
 differences of a few tenths of a point are at the resolution of even 1300 samples (one image is 0.08
-point). Each step also records the estimated latency of its program (when the caller gives a cost
-model), so the report shows what mixed precision costs in latency.
+point). Each step also records the estimated latency of its program (the target profile's cost model),
+so the report shows what mixed precision costs in latency.
+
+Every configuration is quantized and shipped through the ``Target`` (``pipeline.target``), as deploy's
+own configuration is: the recipe scores the very program that would ship.
 """
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Set
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeopt.ir import Graph, QParams, QuantizedGraph
+from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.lower import lower
-from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
-from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction
+from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.quantize.precision import apply_precision
-from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitivity_of
+from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
+from edgeopt.runtimes.cost import estimate
 
 log = logging.getLogger(__name__)
 
 BIAS_CORRECTION_SAMPLES = 32
 SCREEN_SAMPLES = 500
 RANGE_STEPS = ("percentile", "mse", "sqnr")
-Built = tuple[QuantizedGraph, QProgram, float | None]
+Built = tuple[QuantizedGraph, QProgram, float]
 """A configuration: its quantized graph, the program that ships from it, and that program's estimated
 latency (ms)."""
-Finish = Callable[[QuantizedGraph], tuple[QProgram, float | None]]
-FloatAllowed = bool | Callable[[QProgram], Set[str]]
-"""Which layers mixed precision may keep in float: all or none, or the nodes a program's ops allow."""
-Quantize = Callable[[Graph, Mapping[str, TensorStats], Mapping[str, QParams] | None], QuantizedGraph]
-Ranges = Callable[[Graph, dict[str, TensorStats]], dict[str, TensorStats]]
 
 
 @dataclass(frozen=True)
@@ -79,7 +76,7 @@ class RecipeStep:
     int8: float
     drop: float
     seconds: float
-    latency_ms: float | None
+    latency_ms: float
     adopted: bool
     promoted: tuple[Promotion, ...] = ()
     confirmed: float | None = None
@@ -87,7 +84,7 @@ class RecipeStep:
     def as_dict(self) -> dict:
         entry = {"step": self.step, "int8": round(self.int8, 4), "drop": round(self.drop, 4),
                  "seconds": round(self.seconds, 3),
-                 "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 6),
+                 "latency_ms": round(self.latency_ms, 6),
                  "adopted": self.adopted}
         if self.promoted:
             entry["promoted"] = [p.to_json() for p in self.promoted]
@@ -119,7 +116,7 @@ class MixedPrecision:
     seconds: float
     candidates: tuple[Promotion, ...]
     base_step: str
-    base_latency_ms: float | None
+    base_latency_ms: float
 
 
 @dataclass(frozen=True)
@@ -168,8 +165,7 @@ class RecipeResult:
                                                  "fp32_all": round(sc.fp32_all, 4), "int8_all": round(sc.int8_all, 4)}
         mp = self.mixed_precision
         if mp is not None:
-            price = None if mp.base_latency_ms is None or chosen.latency_ms is None \
-                else chosen.latency_ms - mp.base_latency_ms
+            price = chosen.latency_ms - mp.base_latency_ms
             out["recipe_mixed_precision"] = {
                 "sensitivity_samples": mp.samples, "sensitivity_seconds": round(mp.seconds, 3),
                 "candidates": [p.to_json() for p in mp.candidates],
@@ -179,19 +175,17 @@ class RecipeResult:
         return out
 
 
-def _ms(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
+def _ms(value: float) -> float:
+    return round(value, 6)
 
 
 class _Builder:
     """Builds and scores configurations, caching what several steps share (CLE graph, statistics)."""
 
     def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, screen: int,
-                 base_plan: Mapping[str, str], adaround_config: AdaRoundConfig, quantize: Quantize,
-                 ranges: Ranges, finish: Finish) -> None:
-        self.graph, self.calib_x = graph, calib_x
-        self.quantize, self.ranges = quantize, ranges
-        self.base_plan, self.adaround_config, self.finish = dict(base_plan), adaround_config, finish
+                 target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig) -> None:
+        self.graph, self.calib_x, self.target = graph, calib_x, target
+        self.base_plan, self.adaround_config = dict(base_plan), adaround_config
         self.all_x, self.all_y, self.all_fp32_out = x, y, run_float(graph, x)
         self.screened = 0 < screen < len(x)
         n = screen if self.screened else len(x)
@@ -212,7 +206,7 @@ class _Builder:
         if (cle, method) not in self._stats:
             if cle not in self._raw:
                 self._raw[cle] = calibrate(self.float_graph(cle), self.calib_x, histograms=True)
-            self._stats[cle, method] = self.ranges(self.float_graph(cle), set_ranges(self._raw[cle], method))
+            self._stats[cle, method] = self.target.set_ranges(self.float_graph(cle), self._raw[cle], method)
         return self._stats[cle, method]
 
     def int8(self, config: RecipeConfig) -> QuantizedGraph:
@@ -220,19 +214,21 @@ class _Builder:
         key = replace(config, promoted=())
         if key not in self._int8:
             stats = self.stats(config.cle, config.range_method)
-            qgraph = self.quantize(self.float_graph(config.cle), stats, None)
+            qgraph = self.target.quantize(self.float_graph(config.cle), stats)
             if config.adaround:
                 result = adaround(qgraph, self.calib_x, self.adaround_config)
-                qgraph = self.quantize(result.graph, stats, result.weight_encodings)
+                qgraph = self.target.quantize(result.graph, stats, weight_encodings=result.weight_encodings)
             if config.bias_correction:
                 qgraph = empirical_bias_correction(qgraph, self.calib_x[:BIAS_CORRECTION_SAMPLES])
             self._int8[key] = qgraph
         return self._int8[key]
 
     def build(self, config: RecipeConfig) -> Built:
+        # The plan applies after AdaRound and bias correction, which refine the int8 graph (``int8``).
         plan = {**self.base_plan, **promotion_plan(config.promoted)}
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
-        return (qgraph, *self.finish(qgraph))
+        shipped = self.target.ship(qgraph)
+        return qgraph, shipped.program, estimate(shipped.program, self.target.profile, shipped.placement).latency_ms
 
     def score(self, program: QProgram, every_sample: bool = False) -> tuple[float, np.ndarray]:
         """The program's accuracy on the screening samples (or on all of them), and its outputs."""
@@ -248,10 +244,9 @@ class _Builder:
         return float(np.mean(fp32.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)) * 100)
 
 
-def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, max_drop: float,
-               rounding: str, int16_allowed: Callable[[str], bool], float_allowed: FloatAllowed = False,
-               base_plan: Mapping[str, str] | None = None, adaround_config: AdaRoundConfig = AdaRoundConfig(),
-               quantize: Quantize | None = None, ranges: Ranges | None = None, finish: Finish | None = None,
+def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, target: Target,
+               max_drop: float, base_plan: Mapping[str, str] | None = None,
+               adaround_config: AdaRoundConfig = AdaRoundConfig(),
                sensitivity_samples: int = DEFAULT_SAMPLES, screen_samples: int = SCREEN_SAMPLES,
                progress: Callable[[str], None] | None = None) -> RecipeResult:
     """Try the recipe's steps on ``graph`` until the int8 program is within ``max_drop`` of fp32.
@@ -260,24 +255,13 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         graph: the optimized float graph (batch norms folded, activations fused).
         calib_x: calibration inputs.
         x: evaluation inputs; ``y``: their labels, or None to score top-1 agreement with fp32.
+        target: the device's rules: every configuration is quantized (``ranges``, ``quantize``) and shipped
+            (``ship``, then priced by the cost model) through it; mixed precision promotes a layer to int16
+            where it allows (``int16_allowed``), else to float where a unit runs it so (``float_allowed``).
+            Its ``range_method`` is ignored: the steps choose theirs.
         max_drop: the accuracy budget, in points below fp32.
-        rounding: the profile's requantization rounding for the lowered program (used when ``finish``
-            is None).
-        int16_allowed: whether the device profile allows int16 activations for an ONNX op type.
-        float_allowed: whether mixed precision may keep a layer in float (a float island) where int16
-            is not allowed: True / False for every layer, or a function of the program of the configuration
-            mixed precision starts from giving the nodes a unit runs in float32
-            (``mixed_precision.profile_runs_float``).
         base_plan: the precision plan to start from (default: every node int8).
         adaround_config: AdaRound's budget.
-        quantize: ``(float graph, ranges, fixed weight encodings or None)`` → the int8 quantized graph,
-            with the profile's rules (weight bits, per-tensor weights; deploy's); default
-            ``quantize_minmax``.
-        ranges: ``(float graph, ranges)`` → the ranges the profile wants (e.g. symmetric ones); default:
-            unchanged.
-        finish: a configuration's quantized graph → the program that ships from it and its estimated
-            latency in ms, or None (deploy's profile rules, lowering, placement and cost model);
-            default: ``lower`` with ``rounding``, no latency.
         sensitivity_samples: evaluation samples the mixed-precision step's sensitivity analysis uses.
         screen_samples: how many evaluation samples each step is scored on (0: all); a step within budget
             on them is confirmed on all samples.
@@ -287,9 +271,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         The first configuration meeting the budget, else the most accurate one tried.
     """
     step_cb = progress or (lambda _: None)
-    builder = _Builder(graph, calib_x, x, y, screen_samples, base_plan or {}, adaround_config,
-                       quantize or (lambda g, stats, fixed: quantize_minmax(g, stats, weight_encodings=fixed)),
-                       ranges or (lambda g, stats: stats), finish or (lambda q: (lower(q, rounding=rounding), None)))
+    builder = _Builder(graph, calib_x, x, y, screen_samples, target, base_plan or {}, adaround_config)
     steps: list[RecipeStep] = []
     # best: the configuration later steps build on (a tie adopts the newer technique); chosen: the
     # earliest step with the highest accuracy (what is returned when the budget is missed).
@@ -328,7 +310,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
     def current() -> RecipeConfig:
         return adopted()[2]
 
-    mixed = _MixedPrecisionStep(builder, int16_allowed, float_allowed, sensitivity_samples)
+    mixed = _MixedPrecisionStep(builder, sensitivity_samples)
     met = (attempt("min/max", RecipeConfig())
            or attempt("+ CLE", replace(current(), cle=True))
            or attempt("+ bias correction", replace(current(), bias_correction=True))
@@ -353,10 +335,8 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
 class _MixedPrecisionStep:
     """Promotes the most sensitive layers of a configuration, doubling their number until in budget."""
 
-    def __init__(self, builder: _Builder, int16_allowed: Callable[[str], bool], float_allowed: FloatAllowed,
-                 samples: int) -> None:
+    def __init__(self, builder: _Builder, samples: int) -> None:
         self.builder, self.samples = builder, samples
-        self.int16_allowed, self.float_allowed = int16_allowed, float_allowed
         self.seen: MixedPrecision | None = None
 
     def run(self, base: tuple[float, str, RecipeConfig, Built], attempt: Callable[..., bool]) -> bool:
@@ -369,9 +349,9 @@ class _MixedPrecisionStep:
         start = time.perf_counter()
         qgraph = self.builder.int8(config)
         layers = sensitivity_of(qgraph, self.builder.x, samples=self.samples)
-        in_float = self.float_allowed(base_program) if callable(self.float_allowed) else self.float_allowed
-        ranked = rank_promotions(qgraph.graph, layers, int16_allowed=self.int16_allowed,
-                                 float_allowed=in_float, base_plan=self.builder.base_plan)
+        target = self.builder.target
+        ranked = rank_promotions(qgraph.graph, layers, int16_allowed=target.int16_allowed,
+                                 float_allowed=target.float_allowed(base_program), base_plan=self.builder.base_plan)
         extra = time.perf_counter() - start
         self.seen = MixedPrecision(tuple(layers), min(self.samples, len(self.builder.x)), extra, tuple(ranked),
                                    base_step, base_latency_ms)

@@ -30,7 +30,7 @@ from edgeopt.ir import Graph, QParams, QuantizedGraph
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams
-from edgeopt.pipeline.quantize.minmax import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 
 log = logging.getLogger(__name__)
 

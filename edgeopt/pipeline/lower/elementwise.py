@@ -18,7 +18,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.ops import fused_activation
-from edgeopt.pipeline.optimize.fuse_activation import _clip_bounds
+from edgeopt.pipeline.optimize.fuse_activation import clip_bounds
 from edgeopt.pipeline.quantize.encodings import activation_qparams
 
 BINARY_KINDS = {"Add": "ADD", "Sub": "SUB", "Mul": "MUL"}
@@ -73,7 +73,7 @@ def lower_clip(node: Node, ctx: LowerContext) -> None:
     Raises:
         UnsupportedOpError: bounds other than [0, inf), [0, 6] and [-1, 1], or bounds computed at run time.
     """
-    bounds = _clip_bounds(node, ctx.graph)
+    bounds = clip_bounds(node, ctx.graph)
     if bounds not in CLIP_KINDS:
         raise UnsupportedOpError("Clip", node.name, f"Clip to {bounds} has no TFLite int8 activation "
                                  "(supported: [0, inf), [0, 6], [-1, 1] with constant bounds)")

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeopt.ir import Graph, Node
+from edgeopt.ir import Graph, Node, weight_out_axis
 from edgeopt.pipeline.optimize import PASSES
 
 ACTIVATIONS = (None, "Relu", "Relu6")
@@ -73,14 +73,10 @@ def _kind(node: Node, graph: Graph) -> str | None:
     return None
 
 
-def _out_axis(node: Node) -> int:
-    return 1 if node.op == "Gemm" and not node.attrs.get("transB", 0) else 0
-
-
 def _in_axis(node: Node, kind: str) -> int:
     if kind == "depthwise":
         return 0  # filter i reads input channel i only
-    return 0 if node.op == "Gemm" and not node.attrs.get("transB", 0) else 1
+    return 1 - weight_out_axis(node)  # a Conv's or Gemm's 2 leading axes: one output, one input
 
 
 def _channel_absmax(w: np.ndarray, axis: int) -> np.ndarray:
@@ -131,7 +127,7 @@ class _Weights:
         w = self.graph.initializers[node.inputs[1]].astype(np.float64)
         self.w[name] = w
         has_bias = len(node.inputs) > 2 and node.inputs[2]
-        c_out = w.shape[_out_axis(node)]
+        c_out = w.shape[weight_out_axis(node)]
         self.b[name] = self.graph.initializers[node.inputs[2]].astype(np.float64) if has_bias else np.zeros(c_out)
         if "bn_beta" in node.attrs:
             self.beta[name] = np.array(node.attrs["bn_beta"], np.float64)
@@ -141,7 +137,7 @@ class _Weights:
     def scale_output(self, name: str, s: np.ndarray) -> None:
         node = self.nodes[name]
         w = self.w[name]
-        self.w[name] = w / _bcast(s, w.ndim, _out_axis(node))
+        self.w[name] = w / _bcast(s, w.ndim, weight_out_axis(node))
         self.b[name] = self.b[name] / s
         if name in self.beta:
             self.beta[name] = self.beta[name] / s
@@ -161,13 +157,13 @@ def _relu6_bound(weights: _Weights, first: Node, graph: Graph) -> np.ndarray:
     if activation != "Relu6":
         return np.full(c_out, np.inf)
     w = weights.w[first.name]
-    axis = _out_axis(first)
+    axis = weight_out_axis(first)
     positive = np.moveaxis(np.maximum(w, 0.0), axis, 0).reshape(c_out, -1).sum(axis=1)
     return weights.b[first.name] + 6.0 * positive
 
 
 def _scales(weights: _Weights, first: Node, second: Node, graph: Graph, relu6: str) -> np.ndarray:
-    r1 = _channel_absmax(weights.w[first.name], _out_axis(first))
+    r1 = _channel_absmax(weights.w[first.name], weight_out_axis(first))
     r2 = _channel_absmax(weights.w[second.name], _in_axis(second, _kind(second, graph)))
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 * r2) / r2, 1.0)
@@ -238,7 +234,7 @@ def _absorb_high_bias(weights: _Weights, first: Node, second: Node, graph: Graph
     weights.beta[first.name] = weights.beta[first.name] - c
     w2 = weights.w[second.name]
     kind = _kind(second, graph)
-    in_axis, out_axis = _in_axis(second, kind), _out_axis(second)
+    in_axis, out_axis = _in_axis(second, kind), weight_out_axis(second)
     if kind == "depthwise":
         shift = c * w2.reshape(w2.shape[0], -1).sum(axis=1)
     else:

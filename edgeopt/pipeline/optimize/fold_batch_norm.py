@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeopt.ir import Graph
+from edgeopt.ir import Graph, weight_out_axis
 from edgeopt.pipeline.optimize import PASSES
 
 FOLDABLE = {"Conv", "ConvTranspose", "Gemm"}
@@ -34,9 +34,8 @@ def fold_batch_norm(graph: Graph) -> Graph:
         gamma, beta, mean, var = (inits[t].astype(np.float64) for t in bn.inputs[1:5])
         scale = gamma / np.sqrt(var + bn.attrs.get("epsilon", 1e-5))
         weight = inits[producer.inputs[1]].astype(np.float64)
-        out_axis = 1 if producer.op == "ConvTranspose" else 0
         shape = [1] * weight.ndim
-        shape[out_axis] = -1
+        shape[weight_out_axis(producer)] = -1
         bias = inits[producer.inputs[2]].astype(np.float64) if len(producer.inputs) > 2 else 0.0
         w_name, b_name = f"{producer.name}.weight_folded", f"{producer.name}.bias_folded"
         inits[w_name] = (weight * scale.reshape(shape)).astype(np.float32)

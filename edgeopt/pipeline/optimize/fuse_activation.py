@@ -20,7 +20,7 @@ def activation_kind(node: Node, graph: Graph) -> str | None:
         return "Relu"
     if node.op != "Clip":
         return None
-    lo, hi = _clip_bounds(node, graph)
+    lo, hi = clip_bounds(node, graph)
     if lo == 0.0 and hi == 6.0:
         return "Relu6"
     if lo == 0.0 and hi == np.inf:
@@ -28,7 +28,9 @@ def activation_kind(node: Node, graph: Graph) -> str | None:
     return None
 
 
-def _clip_bounds(node: Node, graph: Graph) -> tuple[float | None, float | None]:
+def clip_bounds(node: Node, graph: Graph) -> tuple[float | None, float | None]:
+    """A Clip's ``(min, max)``: attributes before opset 11, else its constant inputs; an absent bound is
+    infinite, and ``(None, None)`` means a bound is computed at run time."""
     if graph.opset < 11:
         return float(node.attrs.get("min", -np.inf)), float(node.attrs.get("max", np.inf))
     bounds = []

@@ -86,7 +86,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeopt.errors import InternalError
-from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
@@ -161,7 +161,7 @@ class _Layer:
 
     def to_gok(self, w: object) -> object:
         """The weight (numpy or torch, in its graph layout) as ``[groups, out per group, patch]``."""
-        if self.node.op == "Gemm" and not self.node.attrs.get("transB", 0):
+        if weight_out_axis(self.node) == 1:  # a Gemm's (K, N)
             w = w.T
         return w.reshape(self.groups, w.shape[0] // self.groups, -1)
 
@@ -293,7 +293,7 @@ def _row_bytes(graph: Graph, lay: _Layer) -> int:
     """Bytes one cached position of ``lay`` takes: int8 patch codes and a float32 target row."""
     w_shape = graph.shape(lay.node.inputs[1])
     patch = math.prod(w_shape[1:]) * lay.groups if lay.kernel else math.prod(graph.shape(lay.node.inputs[0])[1:])
-    out = w_shape[0] if lay.node.op == "Conv" or lay.node.attrs.get("transB", 0) else w_shape[1]
+    out = w_shape[weight_out_axis(lay.node)]
     return patch + 4 * out
 
 

@@ -33,7 +33,7 @@ import onnx
 from onnx import helper
 
 from edgeopt.errors import DataError
-from edgeopt.ir import Graph, Node, QuantizedGraph
+from edgeopt.ir import Graph, Node, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
@@ -118,7 +118,7 @@ def clipped_normal_mean(mu: np.ndarray, sigma: np.ndarray, lo: float, hi: float)
 def _weight_error_times_mean(layer: Node, eps: np.ndarray, mean_x: np.ndarray) -> np.ndarray:
     """``sum_{i,k} eps[c, i, k] E[x_i]`` per output channel ``c``."""
     if layer.op == "Gemm":
-        return (eps if layer.attrs.get("transB", 0) else eps.T) @ mean_x
+        return (eps.T if weight_out_axis(layer) else eps) @ mean_x
     group = layer.attrs.get("group", 1)
     c_out, c_in_per_group = eps.shape[:2]
     per_pair = eps.reshape(c_out, c_in_per_group, -1).sum(axis=2)

@@ -2,31 +2,18 @@
 
 Ops that only move data (and average pooling, whose TFLite kernel requires it) share their input's
 encoding, so the int8 program runs them without requantizing, as the TFLite spec demands. Ops whose
-TFLite kernels fix the output encoding (softmax, logistic, tanh) take it from ``FIXED_OUTPUT``.
+TFLite kernels fix the output encoding (softmax, logistic, tanh) take it from ``spec.FIXED_OUTPUT``.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from edgeopt.errors import InternalError
-from edgeopt.ir import Graph, QParams, QuantizedGraph
+from edgeopt.ir import Graph, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
-
-SHARED_SCALE_OPS = {
-    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split",
-    "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
-    "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
-}
-WEIGHTED_OPS = {"Conv", "Gemm", "ConvTranspose", "MatMul"}
-# ONNX op → the output encoding its TFLite int8 kernel requires, whatever the calibration saw.
-FIXED_OUTPUT: dict[str, QParams] = {}
-FIXED_OUTPUT["Softmax"] = QParams(1.0 / 256, -128)  # int8 SOFTMAX (activations.cc SoftmaxPrepare)
-FIXED_OUTPUT["Sigmoid"] = QParams(1.0 / 256, -128)  # int8 LOGISTIC (activations.cc SigmoidPrepare)
-FIXED_OUTPUT["Tanh"] = QParams(1.0 / 128, 0)  # int8 TANH, as TensorFlow's converter fixes it
-# Constant operands of these ops become int8 per-tensor tensors over their own range, as the converter writes.
-CONSTANT_OPERAND_OPS = {"Add", "Sub", "Mul"}
+from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 
 
 def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bits: int = 8,
@@ -61,11 +48,9 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
                 enc[name] = activation_qparams(graph.initializers[name].min(), graph.initializers[name].max())
         if node.op in WEIGHTED_OPS and node.inputs[1] in graph.initializers:
             w_name = node.inputs[1]
-            # Output channels: axis 1 of ConvTranspose (Ci, Co/g, KH, KW), MatMul (K, N) and Gemm without transB.
-            transposed = node.op in ("ConvTranspose", "MatMul") or (node.op == "Gemm" and not node.attrs.get("transB", 0))
-            axis = 1 if transposed else 0
             fixed_w = (weight_encodings or {}).get(w_name)
-            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], axis, weight_bits, strict_symmetric)
+            enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], weight_out_axis(node), weight_bits,
+                                                    strict_symmetric)
             if len(node.inputs) > 2 and node.inputs[2]:
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=graph, encodings=enc)

@@ -28,7 +28,7 @@ from typing import Literal
 from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.ir import Graph, Node
 from edgeopt.pipeline.place import float_unit
-from edgeopt.pipeline.quantize.minmax import SHARED_SCALE_OPS
+from edgeopt.pipeline.quantize.spec import SHARED_SCALE_OPS
 from edgeopt.pipeline.quantize.precision import int16_support
 from edgeopt.pipeline.quantize.sensitivity import Kind, LayerSensitivity
 from edgeopt.qprogram import CONVERSION_KINDS, QProgram

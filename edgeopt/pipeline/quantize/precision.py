@@ -24,7 +24,7 @@ from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.optimize.fuse_activation import activation_kind
 from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams
 from edgeopt.pipeline.quantize.float_plan import keep_in_float
-from edgeopt.pipeline.quantize.minmax import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
 
 Precision = Literal["w8a8", "w8a16"]

@@ -30,7 +30,7 @@ from edgeopt.errors import ProfileError, UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.optimize.fuse_activation import activation_kind
-from edgeopt.pipeline.quantize.minmax import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 from edgeopt.pipeline.quantize.precision import PrecisionPlan
 
 

@@ -4,9 +4,10 @@ per op type (``supported_kernels``) and per-channel or per-tensor weights (``per
 ``resolve_plan`` makes the plan ``precision.apply_precision`` realises: ``--precision`` (or, left unset,
 each op type's default kernel: the first ``supported_kernels`` entry), overrides, the 16x8 kernels here,
 and the profile's kernels; a node keeps int16 activations only when the profile lists a kernel with
-16-bit activations for its ONNX op type, and every int16 request kept int8 is listed with its reason
-(``restrict_plan`` applies the profile part alone to a plan made elsewhere). ``profile_weights`` runs
-after ``quantize_minmax``: the weights of every op type whose rule says ``per_channel_quantization = false`` get one scale for the whole tensor, written to the .tflite as one scale.
+16-bit activations for its ONNX op type, and every int16 request kept int8 is listed with its reason.
+``profile_weights`` runs after ``quantize_minmax``: the weights of every op type whose rule says
+``per_channel_quantization = false`` get one scale for the whole tensor (``per_tensor_weight``), written
+to the .tflite as one scale. ``pipeline.target.Target`` applies these with the other rules.
 """
 from __future__ import annotations
 
@@ -105,34 +106,6 @@ def resolve_plan(graph: Graph, precision: Precision | None, rules: Quantization,
     return ResolvedPlan(plan, f"--precision {precision}" if precision else "profile default", tuple(fallbacks))
 
 
-def restrict_plan(graph: Graph, plan: PrecisionPlan, rules: Quantization, profile: str,
-                  overrides: Mapping[str, ActivationDtype] | None = None) -> PrecisionPlan:
-    """``plan`` with int16 kept only on nodes whose op type the profile allows int16 activations for.
-
-    Args:
-        graph: the float graph the plan is for.
-        plan: ``{node name: "int8" | "int16"}`` from ``precision_plan``.
-        rules: the profile's quantization rules.
-        profile: the profile's name, for the error message.
-        overrides: the user's per-node / per-op-type overrides: an explicit int16 request the profile
-            forbids is an error rather than silently dropped.
-
-    Raises:
-        UnsupportedOpError: an override asks for int16 where the profile's ``supported_kernels`` have no
-            16-bit activation kernel.
-    """
-    overrides = overrides or {}
-    restricted = dict(plan)
-    for node in graph.nodes:
-        why = _profile_refusal(rules, profile, node.op) if plan.get(node.name) == "int16" else None
-        if why is None:
-            continue
-        if overrides.get(node.name, overrides.get(node.op)) == "int16":
-            raise UnsupportedOpError(node.op, node.name, f"int16 activations requested, but {why}")
-        restricted[node.name] = "int8"
-    return restricted
-
-
 def profile_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGraph:
     """``qgraph`` with per-tensor weights (one scale, ``axis`` None) on the ops whose rule is
     ``per_channel_quantization = false``, their biases re-encoded to match.
@@ -150,14 +123,22 @@ def profile_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGra
         w_q = enc.get(w_name)
         if w_q is None or not w_q.per_channel:
             continue
-        w = g.initializers[w_name]
-        nonzero = np.abs(w).max(axis=tuple(i for i in range(w.ndim) if i != w_q.axis)) > 0
-        scale = float(w_q.scale[nonzero].max()) if nonzero.any() else 1.0
-        if node.op == "ConvTranspose":  # its lowering reads axis-1 scales: equal ones are per-tensor in value
-            enc[w_name] = QParams(np.full_like(w_q.scale, scale), w_q.zero_point, w_q.dtype, axis=w_q.axis)
-        else:
-            enc[w_name] = QParams(np.float32(scale), 0, w_q.dtype)
+        enc[w_name] = per_tensor_weight(node.op, g.initializers[w_name], w_q)
         changed = True
         if len(node.inputs) > 2 and node.inputs[2] in enc and node.inputs[0] in enc:
             enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=g, encodings=enc) if changed else qgraph
+
+
+def per_tensor_weight(op: str, weight: np.ndarray, w_q: QParams) -> QParams:
+    """The per-tensor form of the per-channel weight encoding ``w_q`` of ``weight`` (an ``op`` node's).
+
+    The tensor's scale is the largest of its channels' scales (a channel of zeros, whose scale is a
+    placeholder, does not count). A ConvTranspose keeps the per-channel form with every channel on that
+    scale: its lowering reads axis-1 scales, and equal ones are per-tensor in value.
+    """
+    nonzero = np.abs(weight).max(axis=tuple(i for i in range(weight.ndim) if i != w_q.axis)) > 0
+    scale = float(w_q.scale[nonzero].max()) if nonzero.any() else 1.0
+    if op == "ConvTranspose":
+        return QParams(np.full_like(w_q.scale, scale), w_q.zero_point, w_q.dtype, axis=w_q.axis)
+    return QParams(np.float32(scale), 0, w_q.dtype)

@@ -20,14 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.errors import DataError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
-from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
-from edgeopt.pipeline.quantize.minmax import quantize_minmax
-from edgeopt.pipeline.quantize.minmax import WEIGHTED_OPS
-from edgeopt.pipeline.quantize.profile_rules import profile_weights
+from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
 DEFAULT_SAMPLES = 64
@@ -52,22 +48,6 @@ class LayerSensitivity:
         """The report.json entry (an infinite SQNR is written as null: JSON has no infinity)."""
         sqnr = round(self.sqnr_db, 3) if math.isfinite(self.sqnr_db) else None
         return {"node": self.node, "kind": self.kind, "sqnr_db": sqnr, "agreement": round(self.agreement, 3)}
-
-
-def sensitivity(graph: Graph, stats: Mapping[str, TensorStats], x: np.ndarray, profile: DeviceProfile, *,
-                samples: int = DEFAULT_SAMPLES) -> list[LayerSensitivity]:
-    """Sensitivity of each layer of ``graph`` under min/max encodings from ``stats`` and the profile's
-    weight rules (per-tensor weights where ``profile`` asks for them), most sensitive first.
-
-    Args:
-        graph: the optimized float graph.
-        stats: calibration statistics of every tensor (``calibrate.calibrate``).
-        x: model-ready inputs; the first ``samples`` are used.
-        profile: the device profile whose quantization rules the encodings follow.
-        samples: how many samples of ``x`` to measure on.
-    """
-    qgraph = profile_weights(quantize_minmax(graph, stats), profile.quantization)
-    return sensitivity_of(qgraph, x, samples=samples)
 
 
 def sensitivity_of(qgraph: QuantizedGraph, x: np.ndarray, *, samples: int = DEFAULT_SAMPLES) -> list[LayerSensitivity]:

@@ -1,47 +1,100 @@
-"""report: the deploy result as a JSON-ready dict, and its human rendering (a rich table)."""
+"""report: the deploy result as one typed object (``Report``, written as report.json), and its human
+rendering (a rich table) of report.json's dict."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from edgeopt.pipeline.report.placement import render_placement
-from edgeopt.qprogram import QProgram, op_mode
+from edgeopt.device_profiles import DeviceProfile
+from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
+from edgeopt.pipeline.report.placement import placement_section, render_placement
+from edgeopt.qprogram import Placement, QProgram, op_mode
 from edgeopt.runtimes.cost import CostReport
 
 SCHEMA_VERSION = 1
 
 
-def build(*, model: str, profile: Any, accuracy: dict | None, calibration: dict, cost_int8: CostReport,
-          cost_fp32: CostReport, sizes: dict[str, int], artifacts: dict[str, str],
-          program: QProgram | None = None) -> dict:
-    """The report dict written to report.json (see README "The report" for each key); ``float_nodes``
-    names the model's nodes that ``program`` runs in float islands."""
-    def estimate(field: str) -> dict:
-        return {"int8": round(getattr(cost_int8, field), 6), "fp32": round(getattr(cost_fp32, field), 6),
-                "source": "estimate"}
+@dataclass(frozen=True)
+class Calibration:
+    """Where the calibration samples came from, and how many were used."""
 
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "model": model,
-        "device": profile.name,
-        "rounding": profile.runtime.requantization_rounding,
-        "accuracy": accuracy,
-        "calibration": calibration,
-        "latency_ms": estimate("latency_ms"),
-        "fps": estimate("fps"),
-        "energy_mj": estimate("energy_mj"),
-        "estimate_formula": cost_int8.formula,
-        "macs": int(cost_int8.macs),
-        "params": int(cost_int8.params),
-        "size_bytes": {"fp32_onnx": sizes["fp32_onnx"], "int8_tflite": sizes["tflite"],
-                       "int8_onnx": sizes["onnx"]},
-        "artifacts": artifacts,
-        "float_nodes": float_nodes(program) if program is not None else [],
-    }
+    source: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Report:
+    """The deploy result, assembled once: ``to_json`` gives report.json (see README "The report").
+
+    Attributes:
+        model: the model's name.
+        profile: the device profile it was deployed for.
+        program: the int8 program that ships.
+        placement: the program's placement on the profile's compute units.
+        cost_int8: the cost model's estimate of ``program``; ``cost_fp32``: of its float32 form.
+        accuracy: fp32 against int8 on the evaluation data (``metric`` top1 or top1_agreement), if any.
+        calibration: the calibration set.
+        sizes: artifact key → bytes (``fp32_onnx``, ``onnx``, ``tflite``).
+        artifacts: artifact key → path.
+        precision: the program's precisions (``report.precision.precision_summary``).
+        sensitivity: each layer quantized alone, when measured.
+        recipe: the automatic recipe's sections (``RecipeResult.report``), when it ran.
+        measured: what the Android device measured, when one did.
+    """
+
+    model: str
+    profile: DeviceProfile
+    program: QProgram
+    placement: Placement
+    cost_int8: CostReport
+    cost_fp32: CostReport
+    accuracy: Mapping[str, Any] | None
+    calibration: Calibration
+    sizes: Mapping[str, int]
+    artifacts: Mapping[str, Path]
+    precision: Mapping[str, Any]
+    sensitivity: tuple[LayerSensitivity, ...] | None = None
+    recipe: Mapping[str, Any] | None = None
+    measured: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict:
+        """The JSON-ready dict written to report.json, its keys in report.json's order."""
+        def estimate(field: str) -> dict:
+            return {"int8": round(getattr(self.cost_int8, field), 6), "fp32": round(getattr(self.cost_fp32, field), 6),
+                    "source": "estimate"}
+
+        out = {
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model,
+            "device": self.profile.name,
+            "rounding": self.profile.runtime.requantization_rounding,
+            "accuracy": None if self.accuracy is None else dict(self.accuracy),
+            "calibration": {"source": self.calibration.source, "n": self.calibration.n},
+            "latency_ms": estimate("latency_ms"),
+            "fps": estimate("fps"),
+            "energy_mj": estimate("energy_mj"),
+            "estimate_formula": self.cost_int8.formula,
+            "macs": int(self.cost_int8.macs),
+            "params": int(self.cost_int8.params),
+            "size_bytes": {"fp32_onnx": self.sizes["fp32_onnx"], "int8_tflite": self.sizes["tflite"],
+                           "int8_onnx": self.sizes["onnx"]},
+            "artifacts": {key: str(path) for key, path in self.artifacts.items()},
+            "float_nodes": float_nodes(self.program),
+            "precision": dict(self.precision),
+            "placement": placement_section(self.placement, self.cost_int8),
+        }
+        if self.sensitivity is not None:
+            out["sensitivity"] = [r.to_json() for r in self.sensitivity]
+        out.update(self.recipe or {})
+        if self.measured is not None:
+            out["measured"] = dict(self.measured)
+        return out
 
 
 def float_nodes(program: QProgram) -> list[str]:
@@ -49,7 +102,8 @@ def float_nodes(program: QProgram) -> list[str]:
     return list(dict.fromkeys(op.source for op in program.ops if op_mode(op, program) == "float32"))
 
 
-def to_json(report: dict) -> str:
+def dumps(report: Mapping[str, Any]) -> str:
+    """report.json's text of ``Report.to_json``'s dict."""
     return json.dumps(report, indent=2) + "\n"
 
 

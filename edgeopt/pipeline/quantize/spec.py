@@ -1,0 +1,31 @@
+"""The op roles quantization follows, as frozen data: which ONNX ops share their input's encoding, carry
+a weight, have an output encoding their TFLite int8 kernel fixes, or quantize their constant operands.
+
+Every stage that encodes, re-encodes or simulates a quantized graph (``minmax``, ``precision``,
+``profile_checks``, the QDQ reader, QuantSim) reads these, so they agree by construction; they are
+immutable so that no importer can change them for the others.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from edgeopt.ir import QParams
+
+# Ops that only move data (and average pooling, whose TFLite kernel requires it) run without
+# requantizing: their output takes their input's encoding, as the TFLite spec demands.
+SHARED_SCALE_OPS: frozenset[str] = frozenset({
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split",
+    "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
+    "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
+})
+# Ops whose input 1 is a weight quantized per output channel (``ir.weight_out_axis``).
+WEIGHTED_OPS: frozenset[str] = frozenset({"Conv", "Gemm", "ConvTranspose", "MatMul"})
+# ONNX op → the output encoding its TFLite int8 kernel requires, whatever the calibration saw.
+FIXED_OUTPUT: Mapping[str, QParams] = MappingProxyType({
+    "Softmax": QParams(1.0 / 256, -128),  # int8 SOFTMAX (activations.cc SoftmaxPrepare)
+    "Sigmoid": QParams(1.0 / 256, -128),  # int8 LOGISTIC (activations.cc SigmoidPrepare)
+    "Tanh": QParams(1.0 / 128, 0),  # int8 TANH, as TensorFlow's converter fixes it
+})
+# Constant operands of these ops become int8 per-tensor tensors over their own range, as the converter writes.
+CONSTANT_OPERAND_OPS: frozenset[str] = frozenset({"Add", "Sub", "Mul"})
