@@ -10,8 +10,8 @@ from onnx import helper
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
-from tests.cli_helpers import assert_one_line_error
-from tests.onnx_models import conv_bn_relu6, model
+from tests.builders.cli import assert_one_line_error
+from tests.builders.onnx_models import conv_bn_relu6, model
 
 runner = CliRunner()
 

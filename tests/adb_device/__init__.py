@@ -1,7 +1,7 @@
 """A test ADB device on loopback: the real wire protocol, a sandboxed shell, a benchmark stand-in."""
 from __future__ import annotations
 
-from .sandbox import Battery, standin_script
-from .server import Faults, TestDevice
+from tests.adb_device.sandbox import Battery, standin_script
+from tests.adb_device.server import Faults, TestDevice
 
 __all__ = ["Battery", "Faults", "TestDevice", "standin_script"]

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from . import protocol
-from .protocol import A_VERSION, A_VERSION_SKIP_CHECKSUM, MAX_PAYLOAD, Packet
-from .sandbox import Battery, Sandbox
-from .services import run_shell, run_sync
-from .streams import Stream
+from tests.adb_device import protocol
+from tests.adb_device.protocol import A_VERSION, A_VERSION_SKIP_CHECKSUM, MAX_PAYLOAD, Packet
+from tests.adb_device.sandbox import Battery, Sandbox
+from tests.adb_device.services import run_shell, run_sync
+from tests.adb_device.streams import Stream
 
 JOIN_TIMEOUT_S = 5.0
 PROPERTIES = {

@@ -16,11 +16,11 @@ import subprocess
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .sandbox import Sandbox
-from .streams import Stream, StreamClosedError
+from tests.adb_device.sandbox import Sandbox
+from tests.adb_device.streams import Stream, StreamClosedError
 
 if TYPE_CHECKING:  # the server imports this module
-    from .server import Faults, Record
+    from tests.adb_device.server import Faults, Record
 
 SYNC_DATA_MAX = 64 * 1024
 _REQUEST = struct.Struct("<4sI")

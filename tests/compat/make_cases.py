@@ -1,7 +1,7 @@
 """Write the tflite-runtime 2.14 compatibility cases: one ``.tflite`` and one ``.npz`` per case.
 
 Runs in edgeopt's own environment: ``python tests/compat/make_cases.py OUT_DIR``. Each case is an int8
-program (from ``tests/builders.py``'s CASES and chains, the newer builders modules, hand-made one-op
+program (from ``tests/builders/programs.py``'s CASES and chains, the newer builders modules, hand-made one-op
 programs for the elementwise kernels and exact-tie requantizations, and the built-in example deployed
 end to end) written by ``program_to_tflite``. Its ``.npz`` holds ``input_<i>`` (int8, one row per model
 run, stacked along the model's batch axis) and ``expected_<i>``: the integer executor's outputs under
@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-TESTS = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(TESTS), str(TESTS.parent)]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for tests.builders
 
-from builders import (  # noqa: E402
+from tests.builders.programs import (  # noqa: E402
     CASES,
     ProgramBuilder,
     add_program,
@@ -28,13 +27,13 @@ from builders import (  # noqa: E402
     fully_connected_program,
     random_inputs,
 )
-from builders_compute import (  # noqa: E402
+from tests.builders.compute import (  # noqa: E402
     batch_matmul_program,
     grouped_conv_program,
     softmax_program,
     transpose_conv_program,
 )
-from builders_movement import (  # noqa: E402
+from tests.builders.movement import (  # noqa: E402
     concat_program,
     max_pool_program,
     mirror_pad_program,
@@ -78,7 +77,7 @@ def _random(name: str, make: Callable[[np.random.Generator], QProgram], seeds: I
 
 
 def builder_cases() -> Iterator[Case]:
-    """Every program of ``builders.CASES`` (chains included) and a two-stage residual network."""
+    """Every program of ``builders.programs.CASES`` (chains included) and a two-stage residual network."""
     for name in sorted(CASES):
         yield from _random(name, CASES[name])
 

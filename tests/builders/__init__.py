@@ -1,0 +1,1 @@
+"""Builders of test programs, ONNX models and checks shared by the tests."""
