@@ -12,7 +12,7 @@
   matmul rounded once to float32 (its result does not depend on how BLAS orders the sum, within
   float64's precision), which is closer to the exact sum than LiteRT's running float32 total: the two
   differ by the accumulated float32 rounding, a few ulp of the sum's magnitude
-  (``tests/test_float_nodes.py`` measures it).
+  (``tests/pipeline/lower/test_float_nodes.py`` measures it).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ rounded to float32 (the correctly rounded value). Measured on 1,024,000 random e
 a quarter of the float32 values differ from LiteRT's, by at most 3 ulp (erf form) or 5.8e-7 absolute
 (tanh form, where ``1 + tanh`` cancels); after the island's QUANTIZE none of the int8 values differed
 (an element differs only when its float value lies within those ulps of a rounding boundary;
-``tests/test_float_islands.py`` allows 0.1 %).
+``tests/pipeline/lower/test_float_islands.py`` allows 0.1 %).
 """
 from __future__ import annotations
 

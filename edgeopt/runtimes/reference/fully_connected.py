@@ -66,7 +66,7 @@ def prepare_fully_connected(op: QOp, program: QProgram) -> Params:
 def prepare_fully_connected_16x8(op: QOp, program: QProgram) -> Params:
     """``fully_connected.cc`` Prepare for int16 input: the double effective scales ``s_in * s_w[c] /
     s_out`` (ai-edge-litert 2.3 requantizes the int16 kernel's accumulator with them, as its int8 one:
-    measured by ``tests/test_int16.py``), or, for a ``"fixed_point"`` program, their ``QuantizeMultiplier``
+    measured by ``tests/runtimes/reference/test_int16.py``), or, for a ``"fixed_point"`` program, their ``QuantizeMultiplier``
     pairs for the int64 ``MultiplyByQuantizedMultiplier`` of ``reference/integer_ops/fully_connected.h``."""
     check_bias_int64(op, program)
     return {**_requantization(op, program), **symmetric_16x8(op, program)}

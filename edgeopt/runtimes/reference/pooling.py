@@ -156,7 +156,7 @@ def _pool_window(op: QOp, program: QProgram) -> tuple[dict, int, int]:
 @KERNELS.register("AVERAGE_POOL_2D", mode="float32")
 def _run_average_pool_float32(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
     """A float32 running sum over the window's points inside the image (row-major), divided by their
-    count, in the reference's order (``tests/test_float_nodes.py`` allows it an ulp-sized step)."""
+    count, in the reference's order (``tests/pipeline/lower/test_float_nodes.py`` allows it an ulp-sized step)."""
     x = fold_run_axis(args[0]).astype(F32)
     p, fh, fw = _pool_window(op, program)
     ones = pad_for_windows(np.ones((1,) + x.shape[1:3] + (1,), F32), p, fh, fw, 1, 1)

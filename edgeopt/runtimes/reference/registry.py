@@ -2,7 +2,7 @@
 
 ``KERNELS`` holds one kernel per kind and mode of ``qprogram.OPS``; ``PREPARERS`` one Prepare per kind and
 mode in its row's ``prepared``. Both refuse, when a module registers, a kind outside ``OPS`` or a mode
-its row does not list; ``tests/test_op_registries.py`` checks that they cover the table. An op's mode is
+its row does not list; ``tests/runtimes/reference/test_op_registries.py`` checks that they cover the table. An op's mode is
 ``qprogram.op_mode``: TFLite's kernels pick their path from the tensor types the same way.
 
 A kernel adapts a ``QOp`` to its arithmetic. It receives the op, the values of its inputs and the

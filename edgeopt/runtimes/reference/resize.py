@@ -5,7 +5,7 @@
 Neither int8 kernel rescales: LiteRT's int8 kernels copy or interpolate raw values, so input and output
 share one encoding (the quantizer's shared-scale rule). The float32 nearest-neighbour kernel copies
 (bit-exact); the float32 bilinear one computes in float32 in the reference's order
-(``tests/test_float_nodes.py`` allows it an ulp-sized step).
+(``tests/pipeline/lower/test_float_nodes.py`` allows it an ulp-sized step).
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ Two roundings of ``x * M`` exist in TFLite builds (``tensorflow/lite/kernels/int
 * ``"double"`` (gemmlowp, the default): ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(
   x << left, m), right)``: the high half of ``2 * x * m`` rounded half up, then a right shift rounded
   half away from zero. The reference kernels of ai-edge-litert 2.3.0 and of tflite-runtime 2.14 both
-  round this way (measured by ``tests/test_bitexact_litert.py``).
+  round this way (measured by ``tests/runtimes/reference/test_bitexact_litert.py``).
 
 Everything here is vectorised numpy on int64; ``multiplier`` and ``shift`` broadcast against ``x``
 (per-channel values broadcast along the channel axis).
