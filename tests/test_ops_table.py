@@ -1,5 +1,6 @@
 """Every op kind of ``qprogram.OPS`` has a TFLite writer, an output-shape rule and a MAC count; those
-registries hold nothing outside the table, and a registry keyed by op kind refuses a kind outside it."""
+registries hold nothing outside the table, and a registry keyed by op kind refuses a kind outside it. (The
+kernels and Prepare of every kind and mode: ``tests/runtimes/reference/test_op_registries.py``.)"""
 from __future__ import annotations
 
 import pytest
