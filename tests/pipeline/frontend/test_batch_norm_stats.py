@@ -103,6 +103,10 @@ class _HighBias(nn.Module):
 
 
 def test_high_bias_absorption_runs_on_exported_model(tmp_path: Path) -> None:
+    # Absorption keeps outputs exactly only where every pre-activation stays above beta - 3|gamma| (the DFQ
+    # paper's 3-sigma assumption); with unseeded conv weights about one draw in five put a few of the 4096
+    # outputs below it, so the weights are seeded.
+    torch.manual_seed(0)
     module = _randomize_batch_norms(_HighBias(), seed=1)
     with torch.no_grad():
         module.bn1.bias.copy_(torch.linspace(4.0, 8.0, 8))  # beta - 3 |gamma| > 0 on every channel
