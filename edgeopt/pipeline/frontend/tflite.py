@@ -6,7 +6,9 @@ verifier, so a truncated or corrupt file surfaces as whatever ``struct``/``numpy
 and sizes that point nowhere; both become one ``ModelLoadError``. Tensors keep their names, shapes,
 dtypes and quantization (per-tensor, or per-channel along ``quantizedDimension``); constants get their
 buffer's bytes; each operator becomes a ``QOp`` of its builtin name with the options of the op table in
-``edgeopt.qprogram`` (TFLite's option names in snake_case, enums as strings).
+``edgeopt.qprogram`` (TFLite's option names in snake_case, enums as strings). Shape-computing ops
+(SHAPE → STRIDED_SLICE → PACK chains of TensorFlow's converter) are evaluated into constants first
+(``tflite_fold``); only what is left must have a kernel.
 
 One small function per builtin options type, in ``OPTION_READERS``, maps the flatbuffer options to that
 vocabulary; an options type nobody registered falls back to the same camelCase → snake_case mapping
@@ -25,6 +27,7 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeopt.errors import EdgeoptError, ModelLoadError, UnsupportedOpError, first_line
 from edgeopt.ir import QParams
+from edgeopt.pipeline.frontend.tflite_fold import fold_constants
 from edgeopt.pipeline.frontend.tflite_shapes import check_output_shapes
 from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
 from edgeopt.registry import Registry
@@ -103,8 +106,12 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
         raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
     by_name = {t.name: t for t in tensors}
     _reject_float_model(name, [by_name[i] for i in inputs], tensors)
-    ops = tuple(_op(model, op, i, names, name) for i, op in enumerate(subgraph.operators or []))
-    _check_dataflow(name, ops, inputs, outputs, by_name)
+    numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
+    numbered, by_name = fold_constants(numbered, by_name, name)
+    for i, op in numbered:
+        _check_kernel(op, i)
+    _check_dataflow(name, numbered, inputs, outputs, by_name)
+    ops = tuple(op for _, op in numbered)
     program = QProgram(
         name=name,
         tensors=by_name,
@@ -254,9 +261,6 @@ def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str]
     kind = _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
     if builtin == schema.BuiltinOperator.CUSTOM:
         kind = f"CUSTOM:{_text(code.customCode, '?')}"
-    if (kind, "int8") not in KERNELS:
-        raise UnsupportedOpError(kind, where,
-                                 f"no integer kernel in the emulator yet (it runs: {', '.join(KERNELS.kinds('int8'))})")
     if not outputs:
         raise ModelLoadError(f"'{name}': {kind} {where} has no output (corrupt file?)")
     inputs = tuple("" if i == -1 else names[_index(i, len(names), name, f"operator {index}'s input")]
@@ -264,14 +268,21 @@ def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str]
     return QOp(kind, inputs, outputs, _options(op, kind, where), source=outputs[0])
 
 
-def _check_dataflow(name: str, ops: tuple[QOp, ...], inputs: tuple[str, ...], outputs: tuple[str, ...],
+def _check_kernel(op: QOp, index: int) -> None:
+    """An op left after folding must run: it needs an integer kernel."""
+    if (op.kind, "int8") not in KERNELS:
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", "no integer kernel in the "
+                                 f"emulator yet (it runs: {', '.join(KERNELS.kinds('int8'))})")
+
+
+def _check_dataflow(name: str, ops: list[tuple[int, QOp]], inputs: tuple[str, ...], outputs: tuple[str, ...],
                     tensors: Mapping[str, QTensor]) -> None:
     """Ops in execution order, each activation written once before it is read, all of it int8."""
     written = set(inputs)
     for t in inputs:
         if tensors[t].is_constant:
             raise ModelLoadError(f"'{name}': graph input '{t}' is a constant (corrupt file?)")
-    for i, op in enumerate(ops):
+    for i, op in ops:
         where = f"operator {i} → '{op.outputs[0]}'"
         for t in op.inputs:
             if t and not tensors[t].is_constant and t not in written:
