@@ -29,7 +29,7 @@ from edgeopt.errors import EdgeoptError, ModelLoadError, UnsupportedOpError, fir
 from edgeopt.ir import QParams
 from edgeopt.pipeline.frontend.tflite_fold import fold_constants
 from edgeopt.pipeline.frontend.tflite_shapes import check_output_shapes
-from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
+from edgeopt.qprogram import Mode, QOp, QProgram, QTensor, Rounding
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.prepare import prepare_program
 from edgeopt.runtimes.reference.registry import KERNELS
@@ -80,7 +80,8 @@ OPTION_READERS: Registry[OptionReader] = Registry("TFLite builtin options reader
 
 
 def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
-    """Read a ``.tflite`` flatbuffer into a prepared int8 QProgram.
+    """Read a ``.tflite`` flatbuffer into a prepared int8 QProgram (a float32 input or output joined to
+    the int8 ops by the file's own QUANTIZE or DEQUANTIZE stays float32).
 
     Args:
         data: the file's bytes.
@@ -109,7 +110,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
     numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
     numbered, by_name = fold_constants(numbered, by_name, name)
     for i, op in numbered:
-        _check_kernel(op, i)
+        _check_kernel(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
     ops = tuple(op for _, op in numbered)
     program = QProgram(
@@ -243,12 +244,11 @@ def _constant(model: schema.ModelT, index: int, data: bytes, dtype: str, shape: 
 
 
 def _reject_float_model(name: str, inputs: list[QTensor], tensors: list[QTensor]) -> None:
+    """A float model has no quantized int8 tensor at all; a float input feeding QUANTIZE is fine."""
+    if any(x.qparams is not None and x.dtype == "int8" for x in tensors):
+        return
     for t in inputs:
         if t.dtype in _FLOAT_TYPES:
-            if any(x.qparams is not None and x.dtype == "int8" for x in tensors):
-                raise ModelLoadError(
-                    f"'{name}' has a {t.dtype} input ('{t.name}') with int8 ops inside; emulate runs int8 models "
-                    "with int8 inputs and outputs: convert with int8 input and output types")
             raise ModelLoadError(f"'{name}' is a float model (input dtype {t.dtype}); emulate runs int8 models")
 
 
@@ -268,11 +268,36 @@ def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str]
     return QOp(kind, inputs, outputs, _options(op, kind, where), source=outputs[0])
 
 
-def _check_kernel(op: QOp, index: int) -> None:
-    """An op left after folding must run: it needs an integer kernel."""
-    if (op.kind, "int8") not in KERNELS:
-        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", "no integer kernel in the "
-                                 f"emulator yet (it runs: {', '.join(KERNELS.kinds('int8'))})")
+def _mode(op: QOp, tensors: Mapping[str, QTensor]) -> Mode:
+    """float32 for an op writing float32 (DEQUANTIZE, a float island), else int8 (``qprogram.op_mode``
+    before int16 activations, which the reader refuses)."""
+    return "float32" if tensors[op.outputs[0]].dtype == "float32" else "int8"
+
+
+def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
+    """An op left after folding must run: it needs a kernel in its mode."""
+    mode = _mode(op, tensors)
+    if (op.kind, mode) not in KERNELS:
+        what = "an integer kernel" if mode == "int8" else "a float32 kernel"
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"no {what} in the "
+                                 f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
+
+
+def _check_activation(op: QOp, where: str, t: str, tensors: Mapping[str, QTensor]) -> None:
+    """int8 ops read and write quantized int8 activations, float32 ops float32 ones; QUANTIZE (float32 →
+    int8) and DEQUANTIZE (int8 → float32) join the two, as at the edges of a float-input file."""
+    tensor = tensors[t]
+    quantized = tensor.dtype == "int8" and tensor.qparams is not None
+    mode = _mode(op, tensors)
+    crossing = t in op.inputs and op.kind == ("QUANTIZE" if mode == "int8" else "DEQUANTIZE")
+    if (mode == "int8") != crossing:
+        ok, want = quantized, "int8 activations with quantization"
+    else:
+        ok, want = tensor.dtype == "float32", "float32 activations"
+    if not ok:
+        raise UnsupportedOpError(op.kind, where, f"tensor '{t}' is {tensor.dtype}"
+                                 f"{' without quantization' if tensor.dtype == 'int8' else ''}; "
+                                 f"the emulator runs this op on {want} only")
 
 
 def _check_dataflow(name: str, ops: list[tuple[int, QOp]], inputs: tuple[str, ...], outputs: tuple[str, ...],
@@ -293,10 +318,8 @@ def _check_dataflow(name: str, ops: list[tuple[int, QOp]], inputs: tuple[str, ..
                                      "(corrupt file?)")
             written.add(t)
         for t in (*op.inputs, *op.outputs):
-            if t and not tensors[t].is_constant and (tensors[t].dtype != "int8" or tensors[t].qparams is None):
-                raise UnsupportedOpError(op.kind, where, f"tensor '{t}' is {tensors[t].dtype}"
-                                         f"{'' if tensors[t].qparams else ' without quantization'}; "
-                                         "the emulator runs int8 activations only")
+            if t and not tensors[t].is_constant:
+                _check_activation(op, where, t, tensors)
     for t in outputs:
         if t not in written:
             raise ModelLoadError(f"'{name}': graph output '{t}' is never written (corrupt file?)")
