@@ -59,9 +59,10 @@ def _opcode(model: schema.ModelT, builtin: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _tensor(model: schema.ModelT, name: str, shape: tuple[int, ...], tensor_type: int,
-            data: np.ndarray | None = None, qparams: tuple[float, int] | None = None) -> int:
-    """Append a tensor (and its buffer: ``data``'s bytes, or empty for an activation); return its index."""
+def add_tensor(model: schema.ModelT, name: str, shape: tuple[int, ...], tensor_type: int,
+               data: np.ndarray | None = None) -> int:
+    """Append an unquantized tensor (and its buffer: ``data``'s bytes, or empty for an activation); return
+    its index."""
     subgraph = model.subgraphs[0]
     tensor = schema.TensorT()
     tensor.name, tensor.shape, tensor.type = name, np.asarray(shape, np.int32), tensor_type
@@ -70,16 +71,13 @@ def _tensor(model: schema.ModelT, name: str, shape: tuple[int, ...], tensor_type
         buffer.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
     model.buffers.append(buffer)
     tensor.buffer = len(model.buffers) - 1
-    if qparams is not None:
-        q = schema.QuantizationParametersT()
-        q.scale, q.zeroPoint = np.array([qparams[0]], np.float32), np.array([qparams[1]], np.int64)
-        tensor.quantization = q
     subgraph.tensors.append(tensor)
     return len(subgraph.tensors) - 1
 
 
-def _operator(model: schema.ModelT, builtin: int, inputs: list[int], outputs: list[int],
-              options_type: int = 0, options: object = None) -> schema.OperatorT:
+def add_operator(model: schema.ModelT, builtin: int, inputs: list[int], outputs: list[int],
+                 options_type: int = 0, options: object = None) -> schema.OperatorT:
+    """An operator of ``builtin`` (its operator code added if new), for the caller to place in the subgraph."""
     op = schema.OperatorT()
     op.opcodeIndex = _opcode(model, builtin)
     op.inputs, op.outputs = inputs, outputs
@@ -88,7 +86,7 @@ def _operator(model: schema.ModelT, builtin: int, inputs: list[int], outputs: li
 
 
 def _int32(model: schema.ModelT, name: str, values: list[int]) -> int:
-    return _tensor(model, name, (len(values),), schema.TensorType.INT32, np.array(values, np.int32))
+    return add_tensor(model, name, (len(values),), schema.TensorType.INT32, np.array(values, np.int32))
 
 
 def with_shape_chain(data: bytes) -> bytes:
@@ -102,12 +100,13 @@ def with_shape_chain(data: bytes) -> bytes:
             code = model.operatorCodes[op.opcodeIndex]
             if max(code.builtinCode, code.deprecatedBuiltinCode) == Op.RESHAPE:
                 x = int(op.inputs[0])
-                prefix = _name(subgraph.tensors[x])
+                prefix = tensor_name(subgraph.tensors[x])
                 rank = len(subgraph.tensors[x].shape)
-                shape = _tensor(model, f"{prefix}/Shape", (rank,), schema.TensorType.INT32)
-                batch = _tensor(model, f"{prefix}/strided_slice", (), schema.TensorType.INT32)
-                packed = _tensor(model, f"{prefix}/Reshape/shape", (2,), schema.TensorType.INT32)
-                rest = _tensor(model, f"{prefix}/Reshape/shape/1", (), schema.TensorType.INT32, np.array(-1, np.int32))
+                shape = add_tensor(model, f"{prefix}/Shape", (rank,), schema.TensorType.INT32)
+                batch = add_tensor(model, f"{prefix}/strided_slice", (), schema.TensorType.INT32)
+                packed = add_tensor(model, f"{prefix}/Reshape/shape", (2,), schema.TensorType.INT32)
+                rest = add_tensor(model, f"{prefix}/Reshape/shape/1", (), schema.TensorType.INT32,
+                                  np.array(-1, np.int32))
                 shape_options = schema.ShapeOptionsT()
                 shape_options.outType = schema.TensorType.INT32
                 slice_options = schema.StridedSliceOptionsT()
@@ -115,12 +114,12 @@ def with_shape_chain(data: bytes) -> bytes:
                 pack_options = schema.PackOptionsT()
                 pack_options.valuesCount, pack_options.axis = 2, 0
                 operators += [
-                    _operator(model, Op.SHAPE, [x], [shape], schema.BuiltinOptions.ShapeOptions, shape_options),
-                    _operator(model, Op.STRIDED_SLICE, [shape, _int32(model, f"{prefix}/begin", [0]),
+                    add_operator(model, Op.SHAPE, [x], [shape], schema.BuiltinOptions.ShapeOptions, shape_options),
+                    add_operator(model, Op.STRIDED_SLICE, [shape, _int32(model, f"{prefix}/begin", [0]),
                                                         _int32(model, f"{prefix}/end", [1]),
                                                         _int32(model, f"{prefix}/strides", [1])], [batch],
                               schema.BuiltinOptions.StridedSliceOptions, slice_options),
-                    _operator(model, Op.PACK, [batch, rest], [packed], schema.BuiltinOptions.PackOptions,
+                    add_operator(model, Op.PACK, [batch, rest], [packed], schema.BuiltinOptions.PackOptions,
                               pack_options),
                 ]
                 op.inputs = [x, packed]
@@ -141,13 +140,13 @@ def with_float_io(data: bytes) -> bytes:
         renamed: dict[int, int] = {}
         for i in [int(i) for i in subgraph.inputs]:
             t = subgraph.tensors[i]
-            f = _tensor(model, f"{_name(t)}_float", tuple(int(d) for d in t.shape), schema.TensorType.FLOAT32)
-            quantizes.append(_operator(model, Op.QUANTIZE, [f], [i]))
+            f = add_tensor(model, f"{tensor_name(t)}_float", tuple(int(d) for d in t.shape), schema.TensorType.FLOAT32)
+            quantizes.append(add_operator(model, Op.QUANTIZE, [f], [i]))
             renamed[i] = f
         for i in [int(i) for i in subgraph.outputs]:
             t = subgraph.tensors[i]
-            f = _tensor(model, f"{_name(t)}_float", tuple(int(d) for d in t.shape), schema.TensorType.FLOAT32)
-            dequantizes.append(_operator(model, Op.DEQUANTIZE, [i], [f]))
+            f = add_tensor(model, f"{tensor_name(t)}_float", tuple(int(d) for d in t.shape), schema.TensorType.FLOAT32)
+            dequantizes.append(add_operator(model, Op.DEQUANTIZE, [i], [f]))
             renamed[i] = f
         subgraph.operators = [*quantizes, *subgraph.operators, *dequantizes]
         subgraph.inputs = [renamed[int(i)] for i in subgraph.inputs]
@@ -159,7 +158,8 @@ def with_float_io(data: bytes) -> bytes:
     return edit_model(data, edit)
 
 
-def _name(tensor: schema.TensorT) -> str:
+def tensor_name(tensor: schema.TensorT) -> str:
+    """A tensor's name as text (the object API gives bytes)."""
     return tensor.name.decode() if isinstance(tensor.name, bytes) else str(tensor.name)
 
 

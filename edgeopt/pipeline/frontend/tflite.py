@@ -302,7 +302,8 @@ def _check_activation(op: QOp, where: str, t: str, tensors: Mapping[str, QTensor
 
 def _check_dataflow(name: str, ops: list[tuple[int, QOp]], inputs: tuple[str, ...], outputs: tuple[str, ...],
                     tensors: Mapping[str, QTensor]) -> None:
-    """Ops in execution order, each activation written once before it is read, all of it int8."""
+    """Ops in execution order, each activation written once before it is read, int8 or float32 as its
+    ops' modes want (``_check_activation``)."""
     written = set(inputs)
     for t in inputs:
         if tensors[t].is_constant:

@@ -179,7 +179,8 @@ def _strided_slice(op: QOp, values: list[np.ndarray], tensors: list[QTensor]) ->
     x = values[0]
     begin, end, strides = (v.astype(np.int64).reshape(-1) for v in values[1:4])
     if not len(begin) == len(end) == len(strides) == x.ndim:
-        raise CannotFold(f"begin, end and strides of lengths {len(begin)}, {len(end)}, {len(strides)} for rank {x.ndim}")
+        raise CannotFold(f"begin, end and strides of lengths {len(begin)}, {len(end)}, {len(strides)} "
+                         f"for rank {x.ndim}")
     if np.any(strides == 0):
         raise CannotFold("a stride is 0")
     begin_mask, end_mask = int(op.options.get("begin_mask", 0)), int(op.options.get("end_mask", 0))

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 from tests.builders.cli import assert_one_line_error
-from tests.builders.converter_files import conv_flatten_softmax_program, converter_style_bytes, edit_model
+from tests.builders.converter_files import (
+    add_operator,
+    add_tensor,
+    conv_flatten_softmax_program,
+    converter_style_bytes,
+    edit_model,
+    tensor_name,
+)
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
@@ -80,3 +87,30 @@ def test_float_tensor_into_an_int8_op_is_named(tmp_path: Path, float_io_file: by
     np.savez(tmp_path / "d.npz", x=_float_inputs(2))
     assert_one_line_error(runner.invoke(app, ["emulate", str(model), "--data", str(tmp_path / "d.npz")],
                                         catch_exceptions=False), 4, "CONV_2D", "input_0_float")
+
+
+def test_float_island_inside_reads_and_emulates_bit_exact_with_builtin_ref() -> None:
+    """The same rule admits a float island between int8 ops: RESHAPE run in float32 between a DEQUANTIZE and
+    a QUANTIZE of the same encoding, as the converter leaves an op it kept in float."""
+
+    def float_reshape(model: schema.ModelT) -> None:
+        subgraph = model.subgraphs[0]
+        ops = subgraph.operators
+        at = next(i for i, op in enumerate(ops)
+                  if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.RESHAPE)
+        reshape = ops[at]
+        x, y = int(reshape.inputs[0]), int(reshape.outputs[0])
+        x_float, y_float = (add_tensor(model, f"{tensor_name(subgraph.tensors[i])}_float",
+                                       tuple(subgraph.tensors[i].shape), schema.TensorType.FLOAT32) for i in (x, y))
+        reshape.inputs, reshape.outputs = [x_float, *reshape.inputs[1:]], [y_float]
+        dequantize, quantize = (add_operator(model, code, [a], [b]) for code, a, b in (
+            (schema.BuiltinOperator.DEQUANTIZE, x, x_float), (schema.BuiltinOperator.QUANTIZE, y_float, y)))
+        subgraph.operators = [*ops[:at], dequantize, reshape, quantize, *ops[at + 1:]]
+
+    data = edit_model(converter_style_bytes(conv_flatten_softmax_program(np.random.default_rng(0))), float_reshape)
+    program = tflite_to_program(data, "island", "double")
+    assert [op.kind for op in program.ops] == ["CONV_2D", "DEQUANTIZE", "RESHAPE", "QUANTIZE", "FULLY_CONNECTED",
+                                               "SOFTMAX"]
+    x = np.random.default_rng(3).integers(-128, 128, (100, 6, 5, 3)).astype(np.int8)
+    np.testing.assert_array_equal(run_program(program, [x])[0], LiteRT(data, kernels="reference").run([x])[0])
+
