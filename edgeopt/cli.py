@@ -161,7 +161,8 @@ class RoundingChoice(str, Enum):
 
 @app.command()
 def emulate(
-    model: Annotated[Path, typer.Argument(help="An int8 .tflite file, made by edgeopt or any converter.")],
+    model: Annotated[Path, typer.Argument(help="An int8 .tflite file, made by edgeopt or any converter "
+                                                  "(float32 input and output around int8 ops too).")],
     data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize) and "
                                             "optional labels y.")],
     save_outputs: Annotated[Path | None, typer.Option(help="Write the raw outputs to this .npz.")] = None,

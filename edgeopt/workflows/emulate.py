@@ -1,5 +1,8 @@
 """emulate: run any int8 ``.tflite`` in the integer reference executor on a data set, and price it.
 
+Files with float32 input and output around int8 ops (TensorFlow's converter default for full-integer
+models: QUANTIZE at the input, DEQUANTIZE at the output) run as they are, on float data.
+
 The file is read into the same QProgram our lowering makes (``tflite_reader``), so the executor runs
 another converter's model exactly as it runs ours: bit-exact with LiteRT's reference kernels for the
 rounding mode chosen (the device profile's unless overridden).
@@ -42,9 +45,11 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
     """Run the int8 ``.tflite`` ``model`` on the ``x`` of ``data`` in the integer reference executor.
 
     Args:
-        model: path of an int8 ``.tflite`` file (made by any converter).
+        model: path of an int8 ``.tflite`` file (made by any converter; float32 input and output around
+            int8 ops too).
         data: ``.npz`` with ``x`` (in the model input's own dtype, used as is, or real values, quantized
-            with the input tensor's scale and zero point) and optional integer labels ``y``.
+            with the input tensor's scale and zero point; for a float32 input, real values fed as float32)
+            and optional integer labels ``y``.
         device: device profile name or path: its rounding (unless ``rounding`` is given) and cost model.
         rounding: ``"single"`` or ``"double"`` requantization rounding, overriding the profile's.
         save_outputs: where to write the raw outputs as ``.npz`` (``output_0``, ... in output order, and
@@ -82,7 +87,10 @@ def _load_data(path: Path, program: QProgram) -> tuple[np.ndarray, np.ndarray | 
             or not np.issubdtype(x.dtype, np.number):
         raise DataError(f"'{path}': x is {x.dtype}{tuple(x.shape)} but the model input '{tensor.name}' needs "
                         f"numbers shaped [N, {', '.join(map(str, tensor.shape[1:]))}] (the model's own layout)")
-    if x.dtype != np.dtype(tensor.dtype):
+    if tensor.dtype == "float32":
+        # A float-input file (QUANTIZE at its edge) takes real values as they are.
+        x = x.astype(np.float32)
+    elif x.dtype != np.dtype(tensor.dtype):
         if tensor.qparams is None:
             raise DataError(f"'{path}': x is {x.dtype} but the model input '{tensor.name}' is {tensor.dtype} without "
                             f"quantization parameters; give x as {tensor.dtype}")

@@ -6,7 +6,9 @@ verifier, so a truncated or corrupt file surfaces as whatever ``struct``/``numpy
 and sizes that point nowhere; both become one ``ModelLoadError``. Tensors keep their names, shapes,
 dtypes and quantization (per-tensor, or per-channel along ``quantizedDimension``); constants get their
 buffer's bytes; each operator becomes a ``QOp`` of its builtin name with the options of the op table in
-``edgeopt.qprogram`` (TFLite's option names in snake_case, enums as strings).
+``edgeopt.qprogram`` (TFLite's option names in snake_case, enums as strings). Shape-computing ops
+(SHAPE → STRIDED_SLICE → PACK chains of TensorFlow's converter) are evaluated into constants first
+(``tflite_fold``); only what is left must have a kernel.
 
 One small function per builtin options type, in ``OPTION_READERS``, maps the flatbuffer options to that
 vocabulary; an options type nobody registered falls back to the same camelCase → snake_case mapping
@@ -25,8 +27,9 @@ from ai_edge_litert import schema_py_generated as schema
 
 from edgeopt.errors import EdgeoptError, ModelLoadError, UnsupportedOpError, first_line
 from edgeopt.ir import QParams
+from edgeopt.pipeline.frontend.tflite_fold import fold_constants
 from edgeopt.pipeline.frontend.tflite_shapes import check_output_shapes
-from edgeopt.qprogram import QOp, QProgram, QTensor, Rounding
+from edgeopt.qprogram import Mode, QOp, QProgram, QTensor, Rounding
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.prepare import prepare_program
 from edgeopt.runtimes.reference.registry import KERNELS
@@ -77,7 +80,8 @@ OPTION_READERS: Registry[OptionReader] = Registry("TFLite builtin options reader
 
 
 def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
-    """Read a ``.tflite`` flatbuffer into a prepared int8 QProgram.
+    """Read a ``.tflite`` flatbuffer into a prepared int8 QProgram (a float32 input or output joined to
+    the int8 ops by the file's own QUANTIZE or DEQUANTIZE stays float32).
 
     Args:
         data: the file's bytes.
@@ -103,8 +107,12 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
         raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
     by_name = {t.name: t for t in tensors}
     _reject_float_model(name, [by_name[i] for i in inputs], tensors)
-    ops = tuple(_op(model, op, i, names, name) for i, op in enumerate(subgraph.operators or []))
-    _check_dataflow(name, ops, inputs, outputs, by_name)
+    numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
+    numbered, by_name = fold_constants(numbered, by_name, name)
+    for i, op in numbered:
+        _check_kernel(op, i, by_name)
+    _check_dataflow(name, numbered, inputs, outputs, by_name)
+    ops = tuple(op for _, op in numbered)
     program = QProgram(
         name=name,
         tensors=by_name,
@@ -236,12 +244,11 @@ def _constant(model: schema.ModelT, index: int, data: bytes, dtype: str, shape: 
 
 
 def _reject_float_model(name: str, inputs: list[QTensor], tensors: list[QTensor]) -> None:
+    """A float model has no quantized int8 tensor at all; a float input feeding QUANTIZE is fine."""
+    if any(x.qparams is not None and x.dtype == "int8" for x in tensors):
+        return
     for t in inputs:
         if t.dtype in _FLOAT_TYPES:
-            if any(x.qparams is not None and x.dtype == "int8" for x in tensors):
-                raise ModelLoadError(
-                    f"'{name}' has a {t.dtype} input ('{t.name}') with int8 ops inside; emulate runs int8 models "
-                    "with int8 inputs and outputs: convert with int8 input and output types")
             raise ModelLoadError(f"'{name}' is a float model (input dtype {t.dtype}); emulate runs int8 models")
 
 
@@ -254,9 +261,6 @@ def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str]
     kind = _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
     if builtin == schema.BuiltinOperator.CUSTOM:
         kind = f"CUSTOM:{_text(code.customCode, '?')}"
-    if (kind, "int8") not in KERNELS:
-        raise UnsupportedOpError(kind, where,
-                                 f"no integer kernel in the emulator yet (it runs: {', '.join(KERNELS.kinds('int8'))})")
     if not outputs:
         raise ModelLoadError(f"'{name}': {kind} {where} has no output (corrupt file?)")
     inputs = tuple("" if i == -1 else names[_index(i, len(names), name, f"operator {index}'s input")]
@@ -264,14 +268,47 @@ def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str]
     return QOp(kind, inputs, outputs, _options(op, kind, where), source=outputs[0])
 
 
-def _check_dataflow(name: str, ops: tuple[QOp, ...], inputs: tuple[str, ...], outputs: tuple[str, ...],
+def _mode(op: QOp, tensors: Mapping[str, QTensor]) -> Mode:
+    """float32 for an op writing float32 (DEQUANTIZE, a float island), else int8 (``qprogram.op_mode``
+    before int16 activations, which the reader refuses)."""
+    return "float32" if tensors[op.outputs[0]].dtype == "float32" else "int8"
+
+
+def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
+    """An op left after folding must run: it needs a kernel in its mode."""
+    mode = _mode(op, tensors)
+    if (op.kind, mode) not in KERNELS:
+        what = "an integer kernel" if mode == "int8" else "a float32 kernel"
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"no {what} in the "
+                                 f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
+
+
+def _check_activation(op: QOp, where: str, t: str, tensors: Mapping[str, QTensor]) -> None:
+    """int8 ops read and write quantized int8 activations, float32 ops float32 ones; QUANTIZE (float32 →
+    int8) and DEQUANTIZE (int8 → float32) join the two, as at the edges of a float-input file."""
+    tensor = tensors[t]
+    quantized = tensor.dtype == "int8" and tensor.qparams is not None
+    mode = _mode(op, tensors)
+    crossing = t in op.inputs and op.kind == ("QUANTIZE" if mode == "int8" else "DEQUANTIZE")
+    if (mode == "int8") != crossing:
+        ok, want = quantized, "int8 activations with quantization"
+    else:
+        ok, want = tensor.dtype == "float32", "float32 activations"
+    if not ok:
+        raise UnsupportedOpError(op.kind, where, f"tensor '{t}' is {tensor.dtype}"
+                                 f"{' without quantization' if tensor.dtype == 'int8' else ''}; "
+                                 f"the emulator runs this op on {want} only")
+
+
+def _check_dataflow(name: str, ops: list[tuple[int, QOp]], inputs: tuple[str, ...], outputs: tuple[str, ...],
                     tensors: Mapping[str, QTensor]) -> None:
-    """Ops in execution order, each activation written once before it is read, all of it int8."""
+    """Ops in execution order, each activation written once before it is read, int8 or float32 as its
+    ops' modes want (``_check_activation``)."""
     written = set(inputs)
     for t in inputs:
         if tensors[t].is_constant:
             raise ModelLoadError(f"'{name}': graph input '{t}' is a constant (corrupt file?)")
-    for i, op in enumerate(ops):
+    for i, op in ops:
         where = f"operator {i} → '{op.outputs[0]}'"
         for t in op.inputs:
             if t and not tensors[t].is_constant and t not in written:
@@ -282,10 +319,8 @@ def _check_dataflow(name: str, ops: tuple[QOp, ...], inputs: tuple[str, ...], ou
                                      "(corrupt file?)")
             written.add(t)
         for t in (*op.inputs, *op.outputs):
-            if t and not tensors[t].is_constant and (tensors[t].dtype != "int8" or tensors[t].qparams is None):
-                raise UnsupportedOpError(op.kind, where, f"tensor '{t}' is {tensors[t].dtype}"
-                                         f"{'' if tensors[t].qparams else ' without quantization'}; "
-                                         "the emulator runs int8 activations only")
+            if t and not tensors[t].is_constant:
+                _check_activation(op, where, t, tensors)
     for t in outputs:
         if t not in written:
             raise ModelLoadError(f"'{name}': graph output '{t}' is never written (corrupt file?)")

@@ -26,7 +26,8 @@ def run_program(program: QProgram, inputs: Sequence[np.ndarray], threads: int | 
 
     Args:
         program: the int8 program; prepared here if some op still lacks its params.
-        inputs: one int8 array per program input, in the program's layout, shaped ``(N * B,) +
+        inputs: one array per program input in its dtype (int8; float32 for a file whose QUANTIZE takes a
+            float input), in the program's layout, shaped ``(N * B,) +
             shape[1:]`` where ``shape`` is the input's program shape and ``B = shape[0]`` its batch
             (usually 1): N program-sized chunks stacked along the first axis, N any size.
         threads: split the batch over this many threads (default: one per CPU core; 1 also keeps
@@ -112,11 +113,11 @@ def _check_inputs(program: QProgram, inputs: Sequence[np.ndarray]) -> int:
         raise DataError(f"program '{program.name}' takes {len(program.inputs)} input(s), got {len(inputs)}")
     counts = set()
     for name, x in zip(program.inputs, inputs, strict=True):
-        shape = program.tensor(name).shape
+        shape, dtype = program.tensor(name).shape, np.dtype(program.tensor(name).dtype)
         x = np.asarray(x)
-        if x.dtype != np.int8 or not shape or x.shape[1:] != shape[1:] or x.shape[0] % shape[0]:
+        if x.dtype != dtype or not shape or x.shape[1:] != shape[1:] or x.shape[0] % shape[0]:
             raise DataError(
-                f"input '{name}' must be int8 of shape (N * {shape[0]}, {', '.join(map(str, shape[1:]))}),"
+                f"input '{name}' must be {dtype} of shape (N * {shape[0]}, {', '.join(map(str, shape[1:]))}),"
                 f" got {x.dtype}{tuple(x.shape)}"
             )
         counts.add(x.shape[0] // shape[0])

@@ -4,6 +4,14 @@ int8 in and out: the quantized ``Softmax`` template. LiteRT's reference registra
 ``kReference``) prepares with ``PreprocessSoftmaxScaling`` and runs gemmlowp's fixed-point recipe; the
 optimised kernels use a float lookup table instead and may differ by one step. Output encoding is fixed: scale 1/256, zero point -128.
 
+Tiny input scales: when ``beta * s_in * 2**26 <= 1``, ``PreprocessSoftmaxScaling``'s
+``QuantizeMultiplierGreaterThanOne`` fails its ``TFLITE_CHECK`` and LiteRT's reference resolver
+(``BUILTIN_REF``) aborts the process (measured with ai-edge-litert 2.3: SIGABRT, no message). LiteRT's
+default kernels run such files with the float lookup table of ``optimized_ops::Softmax`` (x86 builds;
+ARM64 clang builds use a uint16 table instead), so that is what Prepare selects there, bit-exact with
+LiteRT's default kernels (XNNPACK off). Every input difference then maps to nearly the same
+probability, so the two recipes could differ by a step at most anyway.
+
 float32: ``exp((x - max) * beta) / sum`` over the last axis; the sum is in float64 here (the reference
 sums in float32), so values may differ by an ulp or so.
 """
@@ -18,7 +26,12 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram
 from edgeopt.runtimes.reference.arith import gemmlowp as gl
-from edgeopt.runtimes.reference.arith.fixedpoint import multiply_by_quantized_multiplier, quantize_multiplier, wrap_int32
+from edgeopt.runtimes.reference.arith.fixedpoint import (
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    round_half_away_from_zero,
+    wrap_int32,
+)
 from edgeopt.runtimes.reference.activations import exp_f32
 from edgeopt.runtimes.reference.registry import F32, KERNELS, PREPARERS, Params
 
@@ -51,8 +64,9 @@ def prepare_softmax(op: QOp, program: QProgram) -> Params:
         raise UnsupportedOpError(op.kind, op.source, "int8 softmax output must have scale 1/256 and zero point -128")
     beta = float(np.float32(op.options.get("beta", 1.0)))
     real = min(beta * float(x_q.scale[0]) * (1 << (31 - SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
-    if real <= 1.0:
-        raise UnsupportedOpError(op.kind, op.source, f"input scale x beta = {real / 2**26:g} is too small for TFLite")
+    if real <= 1.0:  # the reference Prepare aborts here; LiteRT's default kernels run the float table
+        return {"table": softmax_lookup_table(float(x_q.scale[0]), beta),
+                "output_scale": F32(y_q.scale[0]), "output_zero_point": int(y_q.zero_point[0])}
     multiplier, shift = quantize_multiplier(real, program.rounding)
     return {
         "input_multiplier": multiplier,
@@ -104,8 +118,34 @@ def softmax_int8(x: np.ndarray, p: Mapping[str, Any], rounding: str) -> np.ndarr
     return np.where(valid, out, -128).astype(np.int8)
 
 
+def softmax_lookup_table(input_scale: float, beta: float) -> np.ndarray:
+    """``optimized_ops::PopulateSoftmaxLookupTable``: ``table[255 - v] = expf(float(-s_in * beta) * v)`` for
+    ``v`` in 0..255, all in float32 (``table[255 - d]`` is the weight of an input ``d`` below the row's max)."""
+    scale = -F32(input_scale) * F32(beta)
+    values = np.arange(256, dtype=F32)
+    return exp_f32(scale * values)[::-1].copy()
+
+
+def softmax_int8_table(x: np.ndarray, p: Mapping[str, Any]) -> np.ndarray:
+    """Int8 softmax over the last axis, as TFLite ``optimized_ops::Softmax<int8_t, int8_t>`` (float table).
+
+    Per row: ``w = table[255 - (max - x)]``, ``sum`` of ``w`` in float32 in row order, ``inv = 1.0f / (sum *
+    s_out)``, ``out = clamp(lround(w * inv) + zp_out, -128, 127)``, every product in float32.
+    """
+    xi = x.astype(np.int64)
+    w = p["table"][255 - (xi.max(axis=-1, keepdims=True) - xi)]
+    # cumsum adds in row order, as the C++ loop does (np.sum would add pairwise, rounding differently).
+    total = np.cumsum(w, axis=-1, dtype=F32)[..., -1:]
+    inv = F32(1.0) / (total * F32(p["output_scale"]))
+    prob = (w * inv).astype(F32)
+    rounded = round_half_away_from_zero(prob.astype(np.float64))  # std::lround
+    return np.clip(rounded + p["output_zero_point"], -128, 127).astype(np.int8)
+
+
 @KERNELS.register("SOFTMAX", mode="int8")
 def _run_softmax_int8(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    if "table" in op.params:
+        return softmax_int8_table(args[0], op.params)
     return softmax_int8(args[0], op.params, program.rounding)
 
 
