@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import quantize_input, run_float
@@ -27,6 +28,7 @@ from edgeopt.pipeline.optimize import optimize
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.workflows.deploy import deploy
+from tests.builders.onnx_models import model as onnx_model
 
 SHAPE = (1, 8, 40)  # 8 features (e.g. MFCCs) over 40 frames
 
@@ -109,3 +111,17 @@ def test_deploys_bitexact_with_litert(exported: tuple[nn.Module, onnx.ModelProto
     x = quantize_input(program, _data(2, 16))
     tflite = (result.out_dir / "model.int8.tflite").read_bytes()
     np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([x])[0], run_program(program, [x])[0])
+
+
+def test_a_weight_tied_to_another_op_keeps_its_one_d_form_there() -> None:
+    """A tied autoencoder's Conv1d and ConvTranspose1d share one weight: the Conv reads a 4-D copy."""
+    w = np.random.default_rng(0).normal(size=(4, 4, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1]),
+             helper.make_node("ConvTranspose", ["c", "w"], ["y"], name="deconv", pads=[1, 1])]
+    graph = onnx_to_graph(onnx_model(nodes, {"w": w}, [1, 4, 10], [1, 4, 10]), "tied")
+    rewritten = optimize(graph, ["conv1d_as_conv2d"])
+    conv = next(n for n in rewritten.nodes if n.op == "Conv")
+    deconv = next(n for n in rewritten.nodes if n.op == "ConvTranspose")
+    assert rewritten.shape(conv.inputs[1]) == (4, 4, 1, 3) and rewritten.shape(deconv.inputs[1]) == (4, 4, 3)
+    x = np.random.default_rng(3).normal(size=(2, 4, 10)).astype(np.float32)
+    np.testing.assert_allclose(run_float(rewritten, x), run_float(graph, x), rtol=1e-5, atol=1e-6)
