@@ -224,7 +224,7 @@ def _try_fold(proto: onnx.NodeProto, consts: dict[str, np.ndarray], infos: dict[
     feeds = {t: consts[t] for t in proto.input if t}
     model = _single_node_model(proto, list(feeds.items()), list(proto.output), opset)
     values = ReferenceEvaluator(model).run(None, feeds)
-    return dict(zip(proto.output, (np.asarray(v) for v in values)))
+    return {name: np.asarray(v) for name, v in zip(proto.output, values) if name}  # "": an unused optional output
 
 
 def _single_node_model(proto: onnx.NodeProto, feeds: list[tuple[str, np.ndarray]],
