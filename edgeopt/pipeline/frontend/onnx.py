@@ -3,6 +3,11 @@
 Constant folding evaluates each node whose inputs are all known with ONNX's own reference evaluator,
 and turns ``Shape`` of a statically shaped tensor into a constant, so that the shape arithmetic
 exporters emit (Shape → Gather → Unsqueeze → Concat → Reshape) collapses into one constant.
+
+Shape inference and folding alternate until neither changes anything: PyTorch's TorchScript exporter
+writes ``F.pad`` as a Pad whose pads come from a ConstantOfShape/Concat/Slice/Transpose/Cast/Reshape
+chain, and ONNX shape inference cannot see through that chain, so the Pad's output shape (and the shape
+of everything after it, including a later ``Shape`` to fold) is only known once the chain is folded.
 """
 from __future__ import annotations
 
@@ -38,29 +43,15 @@ def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...
     """
     model = _normalized(model)
     _fix_input_shapes(model, input_shape)
-    try:
-        model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
-    except Exception as exc:  # onnx raises several unrelated types here
-        raise ModelLoadError(f"ONNX shape inference failed for '{name}': {first_line(exc)}") from exc
+    model, consts = _folded_to_fixed_point(model, name)
     opset = _default_opset(model)
-    try:
-        consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    except (ValueError, KeyError, TypeError) as exc:  # a corrupt initializer: wrong size or unknown type
-        raise ModelLoadError(f"'{name}' has an unreadable initializer (corrupt file?): {first_line(exc)}") from exc
     infos = _value_infos(model)
     nodes: list[Node] = []
     alias: dict[str, str] = {}
     for i, proto in enumerate(model.graph.node):
         node = _node_from_proto(proto, i, alias)
-        if node.op == "Constant":
-            consts[node.outputs[0]] = _constant_value(proto)
-            continue
         if node.op in PASSTHROUGH_OPS:
             alias[node.outputs[0]] = node.inputs[0]
-            continue
-        folded = _try_fold(node, consts, infos, opset)
-        if folded is not None:
-            consts.update(folded)
             continue
         nodes.append(node)
 
@@ -92,6 +83,48 @@ def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...
     )
     log.info("loaded %s: %d nodes, %d weights", name, len(graph.nodes), len(graph.initializers))
     return attach_stats(graph, model)  # batch-norm statistics an exporter folded away (batch_norm_stats)
+
+
+def _folded_to_fixed_point(model: onnx.ModelProto, name: str) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """``model`` (modified) with shapes inferred and constants folded until nothing more folds.
+
+    Every round but the last folds at least one node away, so the loop ends after at most as many
+    rounds as the model has nodes; in practice after one round per computed chain in sequence.
+
+    Returns:
+        The model, its shapes inferred and no node left whose outputs are known before the inputs
+        arrive, and the values of all its initializers.
+
+    Raises:
+        ModelLoadError: shape inference fails, or an initializer is unreadable.
+    """
+    try:
+        consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    except (ValueError, KeyError, TypeError) as exc:  # a corrupt initializer: wrong size or unknown type
+        raise ModelLoadError(f"'{name}' has an unreadable initializer (corrupt file?): {first_line(exc)}") from exc
+    opset = _default_opset(model)
+    while True:
+        # Shapes a previous round could not infer would otherwise be merged into this round's.
+        del model.graph.value_info[:]
+        try:
+            model = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        except Exception as exc:  # onnx raises several unrelated types here
+            raise ModelLoadError(f"ONNX shape inference failed for '{name}': {first_line(exc)}") from exc
+        infos = _value_infos(model)
+        kept: list[onnx.NodeProto] = []
+        folded: dict[str, np.ndarray] = {}
+        for proto in model.graph.node:
+            values = _try_fold(proto, consts, infos, opset)
+            if values is None:
+                kept.append(proto)
+                continue
+            consts.update(values)
+            folded.update(values)
+        if not folded:
+            return model, consts
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
+        model.graph.initializer.extend(numpy_helper.from_array(np.asarray(v), k) for k, v in folded.items())
 
 
 def _normalized(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -173,26 +206,25 @@ def _node_from_proto(proto: onnx.NodeProto, index: int, alias: dict[str, str]) -
     )
 
 
-def _constant_value(proto: onnx.NodeProto) -> np.ndarray:
-    return np.asarray(ReferenceEvaluator(_single_node_model(proto, [], [])).run(None, {})[0])
-
-
-def _try_fold(node: Node, consts: dict[str, np.ndarray], infos: dict[str, TensorInfo],
+def _try_fold(proto: onnx.NodeProto, consts: dict[str, np.ndarray], infos: dict[str, TensorInfo],
               opset: int) -> dict[str, np.ndarray] | None:
-    """Values of ``node``'s outputs when they are known before any input arrives, else None."""
-    if node.op == "Shape" and node.inputs[0] in infos and all(d > 0 for d in infos[node.inputs[0]].shape):
-        shape = np.array(infos[node.inputs[0]].shape, dtype=np.int64)
-        start, end = node.attrs.get("start", 0), node.attrs.get("end", None)
-        return {node.outputs[0]: shape[start:end]}
-    if node.op in ("QuantizeLinear", "DequantizeLinear") or not node.inputs:
+    """Values of ``proto``'s outputs when they are known before any input arrives, else None."""
+    if proto.domain not in ("", "ai.onnx"):
+        return None  # refused with its name when the Graph is built
+    if proto.op_type == "Constant":
+        return {proto.output[0]: np.asarray(ReferenceEvaluator(_single_node_model(proto, [], [])).run(None, {})[0])}
+    if proto.op_type == "Shape" and proto.input[0] in infos and all(d > 0 for d in infos[proto.input[0]].shape):
+        attrs = {a.name: a.i for a in proto.attribute}
+        shape = np.array(infos[proto.input[0]].shape, dtype=np.int64)
+        return {proto.output[0]: shape[attrs.get("start", 0):attrs.get("end", None)]}
+    if proto.op_type in ("QuantizeLinear", "DequantizeLinear") or not proto.input:
         return None
-    if not all(t == "" or t in consts for t in node.inputs):
+    if not all(t == "" or t in consts for t in proto.input):
         return None
-    proto = onnx.helper.make_node(node.op, list(node.inputs), list(node.outputs), **dict(node.attrs))
-    feeds = {t: consts[t] for t in node.inputs if t}
-    model = _single_node_model(proto, list(feeds.items()), list(node.outputs), opset)
+    feeds = {t: consts[t] for t in proto.input if t}
+    model = _single_node_model(proto, list(feeds.items()), list(proto.output), opset)
     values = ReferenceEvaluator(model).run(None, feeds)
-    return dict(zip(node.outputs, (np.asarray(v) for v in values)))
+    return {name: np.asarray(v) for name, v in zip(proto.output, values) if name}  # "": an unused optional output
 
 
 def _single_node_model(proto: onnx.NodeProto, feeds: list[tuple[str, np.ndarray]],

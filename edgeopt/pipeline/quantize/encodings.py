@@ -11,19 +11,32 @@ import numpy as np
 
 from edgeopt.ir import QParams
 
-# A range narrower than this (a constant tensor) still gets a usable, non-zero scale.
-MIN_RANGE = 1e-8
+# TFLite's converter (``ExpandVerySmallRange``, ``kNearZeroTolerance``) widens a calibrated range no
+# wider than this to ``[-NEAR_ZERO_RANGE / 2, NEAR_ZERO_RANGE / 2]``. A dead ReLU6 (all zeros on the
+# calibration data) then gets the int8 scale 1e-6 / 255, whose fused bound 6 / scale = 1.5e9 still fits
+# the int32 that LiteRT's Prepare (``CalculateActivationRangeQuantized``) requires of it.
+NEAR_ZERO_RANGE = 1e-6
+# The int16 (symmetric, 32767 steps) floor, chosen here (the converter's 1e-6 would overflow): the fused
+# RELU6 bound fits int32 when the half range is at least 6 * 32767 / 2**31 = 9.2e-5.
+MIN_INT16_HALF_RANGE = 1e-4
 
 
 def activation_qparams(lo: float, hi: float, dtype: str = "int8") -> QParams:
     """Asymmetric per-tensor parameters covering ``[min(lo, 0), max(hi, 0)]``; for int16 (TFLite's 16x8
-    mode) symmetric instead: zero point 0, scale ``max(|lo|, |hi|) / 32767``."""
+    mode) symmetric instead: zero point 0, scale ``max(|lo|, |hi|) / 32767``.
+
+    A degenerate range (a constant or dead tensor) is widened first (int8: as TFLite's converter does,
+    ``NEAR_ZERO_RANGE``; int16: ``MIN_INT16_HALF_RANGE``), so that any fused activation bound of the op
+    writing the tensor stays representable.
+    """
     info = np.iinfo(dtype)
     if dtype == "int16":
-        return QParams(scale=np.float32(max(abs(float(lo)), abs(float(hi)), MIN_RANGE) / info.max), zero_point=0,
-                       dtype=dtype)
+        half_range = max(abs(float(lo)), abs(float(hi)), MIN_INT16_HALF_RANGE)
+        return QParams(scale=np.float32(half_range / info.max), zero_point=0, dtype=dtype)
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    scale = np.float32(max(hi - lo, MIN_RANGE) / (info.max - info.min))
+    if hi - lo <= NEAR_ZERO_RANGE:
+        lo, hi = min(lo, -NEAR_ZERO_RANGE / 2), max(hi, NEAR_ZERO_RANGE / 2)
+    scale = np.float32((hi - lo) / (info.max - info.min))
     zero_point = int(np.clip(np.round(info.min - lo / float(scale)), info.min, info.max))
     return QParams(scale=scale, zero_point=zero_point, dtype=dtype)
 
@@ -45,6 +58,25 @@ def weight_qparams(w: np.ndarray, axis: int, bits: int = 8, strict: bool = True)
         absmax = np.maximum(positive, negative * (qmax / (qmax + 1))).astype(np.float64)  # scale: negative / 2^(b-1)
     scale = np.where(absmax > 0, absmax / qmax, 1.0).astype(np.float32)
     return QParams(scale=scale, zero_point=np.zeros_like(scale, dtype=np.int64), dtype="int8", axis=axis)
+
+
+def weight_qparams_for_bias(w_q: QParams, input_q: QParams, bias: np.ndarray) -> QParams:
+    """``w_q`` with each channel's scale raised where its bias would use more than half of int32.
+
+    The bias is stored as ``round(b / (input_scale * weight_scale))`` in int32. After a dead input (a
+    scale of ``NEAR_ZERO_RANGE / 255``), or for a channel of near-zero weights, that overflows and
+    saturates, and the layer's output is wrong by the lost bias. TFLite's converter
+    (``AdjustWeightsForBiasScale``) widens the weight scale instead; where that applies, the products
+    the coarser weights make are negligible beside the bias. Keeping ``|b| / bias_scale <= 2**30`` leaves
+    the other half of int32 for the accumulated products.
+    """
+    needed = np.abs(np.asarray(bias, np.float64)) / (np.float64(input_q.scale[0]) * 2.0**30)
+    if not w_q.per_channel:
+        needed = needed.max(initial=0.0)
+    if np.all(w_q.scale >= needed):
+        return w_q
+    scale = np.maximum(w_q.scale.astype(np.float64), needed).astype(np.float32)
+    return QParams(scale=scale, zero_point=w_q.zero_point, dtype=w_q.dtype, axis=w_q.axis)
 
 
 def bias_qparams(input_q: QParams, weight_q: QParams) -> QParams:

@@ -64,19 +64,10 @@ def calculate_activation_range_quantized(
     """
     if activation not in _ACTIVATION_REAL_BOUNDS:
         raise UnsupportedOpError(op.kind, op.source, f"fused activation {activation} has no int8 form")
-    scale = np.float32(qparams.scale[0])
     zp = int(qparams.zero_point[0])
     lo, hi = _ACTIVATION_REAL_BOUNDS[activation]
-
-    def quantize(f: float) -> int:
-        tmp = float(np.float32(f) / scale)
-        rounded = np.copysign(np.floor(abs(tmp) + 0.5), tmp)  # float32 tmp: + 0.5 is exact here
-        if not -(2.0**31) <= rounded <= 2.0**31 - 1:
-            raise UnsupportedOpError(op.kind, op.source, f"activation bound {f} overflows int32")
-        return zp + int(rounded)
-
-    act_min = -128 if lo is None else max(-128, quantize(lo))
-    act_max = 127 if hi is None else min(127, quantize(hi))
+    act_min = -128 if lo is None else max(-128, zp + _quantized_bound(lo, qparams, op))
+    act_max = 127 if hi is None else min(127, zp + _quantized_bound(hi, qparams, op))
     return act_min, act_max
 
 
@@ -85,15 +76,20 @@ def activation_range_int16(activation: str, qparams: QParams, op: QOp) -> tuple[
     ``f`` becomes ``round(float32(f) / float32(scale))`` (half away from zero), clamped to int16."""
     if activation not in _ACTIVATION_REAL_BOUNDS:
         raise UnsupportedOpError(op.kind, op.source, f"fused activation {activation} has no int16 form")
-    scale = np.float32(qparams.scale[0])
-
-    def quantize(f: float) -> int:
-        tmp = float(np.float32(f) / scale)
-        return int(np.copysign(np.floor(abs(tmp) + 0.5), tmp))
-
     lo, hi = _ACTIVATION_REAL_BOUNDS[activation]
-    return (INT16_MIN if lo is None else max(INT16_MIN, quantize(lo)),
-            INT16_MAX if hi is None else min(INT16_MAX, quantize(hi)))
+    return (INT16_MIN if lo is None else max(INT16_MIN, _quantized_bound(lo, qparams, op)),
+            INT16_MAX if hi is None else min(INT16_MAX, _quantized_bound(hi, qparams, op)))
+
+
+def _quantized_bound(f: float, qparams: QParams, op: QOp) -> int:
+    """``round(float32(f) / float32(scale))``, half away from zero, as TFLite's ``Quantize`` in
+    ``kernel_util.cc``, which fails Prepare (``no_integer_overflow_from_quantization``) when that
+    does not fit int32: LiteRT refuses such a file, so the executor does too."""
+    tmp = float(np.float32(f) / np.float32(qparams.scale[0]))
+    rounded = np.copysign(np.floor(abs(tmp) + 0.5), tmp)  # float32 tmp: + 0.5 is exact here
+    if not -(2.0**31) <= rounded <= 2.0**31 - 1:
+        raise UnsupportedOpError(op.kind, op.source, f"activation bound {f} overflows int32")
+    return int(rounded)
 
 
 def qparams_of(program: QProgram, name: str, op: QOp) -> QParams:
