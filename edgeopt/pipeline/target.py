@@ -29,7 +29,7 @@ from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.place import place
-from edgeopt.pipeline.quantize.encodings import weight_qparams
+from edgeopt.pipeline.quantize.encodings import bias_qparams, weight_qparams, weight_qparams_for_bias
 from edgeopt.pipeline.quantize.float_plan import keep_in_float
 from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.mixed_precision import profile_runs_float
@@ -45,10 +45,10 @@ from edgeopt.pipeline.quantize.profile_rules import (
     ResolvedPlan,
     int16_allowed,
     per_tensor_weight,
-    profile_weights,
     resolve_plan,
 )
 from edgeopt.pipeline.quantize.range_setting import set_ranges
+from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.qprogram import Placement, QProgram
 
 
@@ -134,7 +134,8 @@ class Target:
     def quantize(self, graph: Graph, stats: Mapping[str, TensorStats], plan: PrecisionPlan | None = None, *,
                  weight_encodings: Mapping[str, QParams] | None = None) -> QuantizedGraph:
         """The quantized graph: min/max encodings from ``stats`` with the profile's weight range and
-        per-tensor weights and ``weight_bits``, then the activation dtypes of ``plan``.
+        ``weight_bits``, the activation dtypes of ``plan``, then every weight's ``weight_encoding`` (per-tensor
+        where the profile says so, widened where an int32 bias would overflow).
 
         Args:
             graph: the float graph.
@@ -145,14 +146,56 @@ class Target:
         """
         qgraph = quantize_minmax(graph, stats, weight_bits=self.weight_bits, weight_encodings=weight_encodings,
                                  strict_symmetric=self.rules.defaults.strict_symmetric)
-        qgraph = profile_weights(qgraph, self.rules)
-        return qgraph if plan is None else apply_precision(qgraph, stats, plan)
+        if plan is not None:
+            qgraph = apply_precision(qgraph, stats, plan)
+        # After the plan: a weight's encoding depends on its input's (int8: the bias must fit int32).
+        return self._encode_weights(qgraph, weight_encodings or {})
 
-    def weight_encoding(self, node: Node, weight: np.ndarray) -> QParams:
+    def weight_encoding(self, node: Node, weight: np.ndarray, input_q: QParams | None = None,
+                        bias: np.ndarray | None = None) -> QParams:
         """The encoding ``quantize`` gives ``node``'s weight when its value is ``weight`` (QuantSim recomputes
-        it as training changes the weight)."""
+        it as training changes the weight).
+
+        Args:
+            node: the Conv/Gemm/MatMul/ConvTranspose node.
+            weight: its weight's current value.
+            input_q: the encoding of its input; with ``bias``, the scale is widened where the int32 bias
+                would overflow (``encodings.weight_qparams_for_bias``), after the per-tensor reduction so
+                that no reduction can undo it.
+            bias: its bias's current value, if it has one.
+        """
         w_q = weight_qparams(weight, weight_out_axis(node), self.weight_bits, self.rules.defaults.strict_symmetric)
-        return w_q if self.rules.per_channel(node.op) else per_tensor_weight(node.op, weight, w_q)
+        per_channel = self.rules.per_channel(node.op)
+        if not per_channel:
+            w_q = per_tensor_weight(node.op, weight, w_q)
+        if input_q is None or bias is None:
+            return w_q
+        return weight_qparams_for_bias(w_q, input_q, bias, one_scale=not per_channel)
+
+    def _encode_weights(self, qgraph: QuantizedGraph, fixed: Mapping[str, QParams]) -> QuantizedGraph:
+        """``qgraph`` with every weight encoded by ``weight_encoding`` (from its input's encoding and its bias)
+        and the biases re-encoded to match.
+
+        A ``fixed`` weight keeps its encoding, made per-tensor where the profile says so, and is not widened
+        for its bias: AdaRound chose its integers on that grid, and the grid the recipe gave it (this method's,
+        through ``quantize``) already had its bias fitted.
+        """
+        g, enc = qgraph.graph, dict(qgraph.encodings)
+        for node in g.nodes:
+            if node.op not in WEIGHTED_OPS or node.inputs[1] not in g.initializers:
+                continue
+            w_name, weight = node.inputs[1], g.initializers[node.inputs[1]]
+            b_name = node.inputs[2] if len(node.inputs) > 2 else ""
+            if w_name in fixed:  # AdaRound's: widening would move its chosen integers
+                w_q = fixed[w_name]
+                if w_q.per_channel and not self.rules.per_channel(node.op):
+                    w_q = per_tensor_weight(node.op, weight, w_q)
+            else:
+                w_q = self.weight_encoding(node, weight, enc[node.inputs[0]], g.initializers.get(b_name))
+            enc[w_name] = w_q
+            if b_name:
+                enc[b_name] = bias_qparams(enc[node.inputs[0]], w_q)
+        return QuantizedGraph(graph=g, encodings=enc, float_nodes=qgraph.float_nodes)
 
     def int16_allowed(self, op_type: str) -> bool:
         """Whether the profile has a kernel with 16-bit activations for ONNX op type ``op_type``."""

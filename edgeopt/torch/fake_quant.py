@@ -78,10 +78,11 @@ class WeightQuantizer(nn.Module):
     """Symmetric fake quantizer of a weight along its output-channel ``axis``, on the integer range ``qrange``.
 
     ``encode`` gives the weight's encoding from its value, as the target quantizes it
-    (``Target.weight_encoding``: bit width, ``strict_symmetric``, per-channel or per-tensor). Without
-    ``learn_scale`` it is called on the current weight on every call, so training sees exactly the grid
-    that export writes and the program ships. With ``learn_scale`` the scale is a parameter, initialised
-    from the weight's encoding when encodings load (``per_channel`` False: one scale, the largest, exported).
+    (``Target.weight_encoding``: bit width, ``strict_symmetric``, per-channel or per-tensor, widened where
+    the bias would overflow int32). Without ``learn_scale`` it is called on the current weight on every
+    call, so training sees exactly the grid that export writes and the program ships. With ``learn_scale``
+    the scale is a parameter, initialised from the weight's encoding when encodings load (``per_channel``
+    False: one scale, the largest, exported).
     """
 
     def __init__(self, axis: int, channels: int, encode: Callable[[np.ndarray], QParams], qrange: tuple[int, int],

@@ -11,7 +11,8 @@ torch module that computes that Graph with fake quantizers exactly where the int
   encodings, outputs the profile wants symmetric have zero point 0;
 * Conv/Gemm/MatMul weights symmetric per output channel on ``[-127, 127]``, or ``[-128, 127]`` where the
   profile says ``strict_symmetric = false`` (one scale per tensor where it says
-  ``per_channel_quantization = false``), recomputed from the current weight by ``Target.weight_encoding``;
+  ``per_channel_quantization = false``), recomputed from the current weight by ``Target.weight_encoding``
+  (with the input's current encoding and the current bias: scales widened where the bias would overflow int32);
   biases int32 on scale ``input_scale · weight_scale``, constant operands of Add/Sub/Mul per tensor.
 
 Rounding is half away from zero, as the converter and the kernels; gradients use the straight-through
@@ -73,17 +74,6 @@ from edgeopt.torch.requantize import (BINARY_KINDS, REQUANTIZED_OPS, Exact, Weig
 DEFAULT_DEVICE = "arm-cortex-a78-xnnpack"
 
 
-def _weight_quantizer(node: Node, graph: Graph, target: Target | None, learn_ranges: bool) -> WeightQuantizer:
-    """The fake quantizer of ``node``'s weight on ``target``'s grid (without a target: TFLite's spec, int8
-    per-channel weights in [-127, 127])."""
-    axis = weight_out_axis(node)
-    channels = graph.initializers[node.inputs[1]].shape[axis]
-    if target is None:
-        return WeightQuantizer(axis, channels, partial(weight_qparams, axis=axis), (-127, 127), learn_ranges)
-    return WeightQuantizer(axis, channels, partial(target.weight_encoding, node), target.weight_range, learn_ranges,
-                           target.rules.per_channel(node.op))
-
-
 def _check_ops(graph: Graph) -> None:
     for node in graph.nodes:
         if node.op not in TORCH_OPS:
@@ -138,12 +128,35 @@ class QuantSimModule(nn.Module):
                 self.params[key] = nn.Parameter(tensor.float())
             else:
                 self.register_buffer(key, tensor)
-        self.weight_q = nn.ModuleDict({self.keys[n.inputs[1]]: _weight_quantizer(n, graph, target, learn_ranges)
+        self.target = target
+        self.weight_q = nn.ModuleDict({self.keys[n.inputs[1]]: self._weight_quantizer(n, learn_ranges)
                                        for n in self.weighted.values()})
         self.act_q = nn.ModuleDict()
         self.groups: dict[str, str] = {}  # activation tensor → key of its quantizer in act_q
         self.encodings: dict[str, QParams] = {}
         self._kernels: dict[str, WeightedKernel] = {}  # node name → its kernel, kept while it holds
+
+    def _weight_quantizer(self, node: Node, learn_ranges: bool) -> WeightQuantizer:
+        """The fake quantizer of ``node``'s weight on the target's grid (without a target: TFLite's spec, int8
+        per-channel weights in [-127, 127])."""
+        axis = weight_out_axis(node)
+        channels = self.source.initializers[node.inputs[1]].shape[axis]
+        if self.target is None:
+            return WeightQuantizer(axis, channels, partial(weight_qparams, axis=axis), (-127, 127), learn_ranges)
+        return WeightQuantizer(axis, channels, partial(self._weight_encoding, node.name), self.target.weight_range,
+                               learn_ranges, self.target.rules.per_channel(node.op))
+
+    def _weight_encoding(self, name: str, weight: np.ndarray) -> QParams:
+        """``Target.weight_encoding`` of node ``name``'s weight at the value ``weight``, from the encoding its
+        input's quantizer holds now and its current bias, as ``Target.quantize`` gives it (the scale widened
+        where the bias would not fit int32). Values only: the straight-through estimator passes no
+        gradient through the scale."""
+        node = self.weighted[name]
+        bias = node.inputs[2] if len(node.inputs) > 2 else ""
+        if not bias or not self.groups:  # before encodings load, nothing quantizes the input yet
+            return self.target.weight_encoding(node, weight)
+        return self.target.weight_encoding(node, weight, self._qparams(node.inputs[0]),
+                                           self.constant(bias).detach().cpu().numpy())
 
     def constant(self, name: str) -> torch.Tensor:
         key = self.keys[name]

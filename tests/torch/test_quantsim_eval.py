@@ -15,7 +15,6 @@ from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.pipeline.quantize.encodings import weight_qparams
 from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.torch.quantsim import simulate
@@ -64,11 +63,9 @@ def wide_model() -> onnx.ModelProto:
     return model(nodes, inits, ["N", 4, 12, 12], ["N", 10])
 
 
-def _quantized(onnx_model: onnx.ModelProto, fixed_weights: tuple[str, ...] = ()) -> QuantizedGraph:
-    """``fixed_weights`` keep their own scales (as AdaRound's would), not widened for their bias to fit."""
+def _quantized(onnx_model: onnx.ModelProto) -> QuantizedGraph:
     graph = optimize(onnx_to_graph(onnx_model, "test"))
-    fixed = {w: weight_qparams(graph.initializers[w], 0) for w in fixed_weights}
-    return quantize_minmax(graph, set_ranges(calibrate(graph, X[:16]), "minmax"), weight_encodings=fixed)
+    return quantize_minmax(graph, set_ranges(calibrate(graph, X[:16]), "minmax"))
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +103,7 @@ def test_kept_kernels_follow_weight_changes(block: QuantizedGraph) -> None:
 
 @pytest.mark.parametrize("rounding", ["double", "single"])
 def test_wide_and_saturated_accumulators_match_the_executor(rounding: str) -> None:
-    qgraph = _quantized(wide_model(), fixed_weights=("w",))
+    qgraph = _quantized(wide_model())
     module = simulate(qgraph, rounding=rounding)
     simulated, executed, _ = sim_and_executor(module, lower(qgraph, rounding=rounding), X)
     np.testing.assert_array_equal(simulated, executed)

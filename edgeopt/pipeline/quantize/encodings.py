@@ -60,7 +60,7 @@ def weight_qparams(w: np.ndarray, axis: int, bits: int = 8, strict: bool = True)
     return QParams(scale=scale, zero_point=np.zeros_like(scale, dtype=np.int64), dtype="int8", axis=axis)
 
 
-def weight_qparams_for_bias(w_q: QParams, input_q: QParams, bias: np.ndarray) -> QParams:
+def weight_qparams_for_bias(w_q: QParams, input_q: QParams, bias: np.ndarray, one_scale: bool = False) -> QParams:
     """``w_q`` with each channel's scale raised where its bias would use more than half of int32.
 
     The bias is stored as ``round(b / (input_scale * weight_scale))`` in int32. After a dead input (a
@@ -68,10 +68,20 @@ def weight_qparams_for_bias(w_q: QParams, input_q: QParams, bias: np.ndarray) ->
     saturates, and the layer's output is wrong by the lost bias. TFLite's converter
     (``AdjustWeightsForBiasScale``) widens the weight scale instead; where that applies, the products
     the coarser weights make are negligible beside the bias. Keeping ``|b| / bias_scale <= 2**30`` leaves
-    the other half of int32 for the accumulated products.
+    the other half of int32 for the accumulated products. Behind an int16 input the bias is int64
+    (``bias_qparams``), which cannot overflow so: ``w_q`` is returned as it is.
+
+    Args:
+        w_q: the weight's encoding, per-channel or per-tensor.
+        input_q: the encoding of the layer's input.
+        bias: the layer's float bias, one value per output channel.
+        one_scale: keep the channels' scales equal (a per-tensor weight held per channel, as
+            ConvTranspose's), all raised to what the most demanding channel needs.
     """
+    if input_q.dtype == "int16":
+        return w_q
     needed = np.abs(np.asarray(bias, np.float64)) / (np.float64(input_q.scale[0]) * 2.0**30)
-    if not w_q.per_channel:
+    if one_scale or not w_q.per_channel:
         needed = needed.max(initial=0.0)
     if np.all(w_q.scale >= needed):
         return w_q

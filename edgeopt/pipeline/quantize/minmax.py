@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from edgeopt.errors import InternalError
 from edgeopt.ir import Graph, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.calibrate import TensorStats
-from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams, weight_qparams_for_bias
+from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
 from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
 
@@ -25,7 +25,8 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
     ``strict_symmetric``: weights in ``[-127, 127]`` (TFLite's spec), else ``[-128, 127]`` (a profile's
     ``strict_symmetric = false``, ``encodings.weight_qparams``).
     ``weight_encodings``: fixed encodings for some weights (AdaRound's, whose weights are already on them).
-    Other weights get scales wide enough for their bias to fit int32 (``encodings.weight_qparams_for_bias``).
+    Weight scales are the weights' own: ``pipeline.target.Target.quantize`` widens them where a bias would
+    not fit int32, as TFLite's converter does, after the profile's per-tensor rule and the precision plan.
 
     Raises:
         InternalError: a tensor has no statistics (calibration and graph disagree).
@@ -53,9 +54,6 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
             enc[w_name] = fixed_w or weight_qparams(graph.initializers[w_name], weight_out_axis(node), weight_bits,
                                                     strict_symmetric)
             if len(node.inputs) > 2 and node.inputs[2]:
-                if fixed_w is None and node.inputs[2] in graph.initializers:
-                    enc[w_name] = weight_qparams_for_bias(enc[w_name], enc[node.inputs[0]],
-                                                          graph.initializers[node.inputs[2]])
                 enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
     return QuantizedGraph(graph=graph, encodings=enc)
 

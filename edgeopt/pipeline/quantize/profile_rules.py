@@ -5,9 +5,9 @@ per op type (``supported_kernels``) and per-channel or per-tensor weights (``per
 each op type's default kernel: the first ``supported_kernels`` entry), overrides, the 16x8 kernels here,
 and the profile's kernels; a node keeps int16 activations only when the profile lists a kernel with
 16-bit activations for its ONNX op type, and every int16 request kept int8 is listed with its reason.
-``profile_weights`` runs after ``quantize_minmax``: the weights of every op type whose rule says
-``per_channel_quantization = false`` get one scale for the whole tensor (``per_tensor_weight``), written
-to the .tflite as one scale. ``pipeline.target.Target`` applies these with the other rules.
+The weights of every op type whose rule says ``per_channel_quantization = false`` get one scale for the
+whole tensor (``per_tensor_weight``), written to the .tflite as one scale. ``pipeline.target.Target``
+applies these with the other rules (``Target.weight_encoding``).
 """
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ import numpy as np
 
 from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.errors import UnsupportedOpError
-from edgeopt.ir import Graph, QParams, QuantizedGraph
-from edgeopt.pipeline.quantize.encodings import bias_qparams
+from edgeopt.ir import Graph, QParams
 from edgeopt.pipeline.quantize.precision import (
     PRECISIONS,
     ActivationDtype,
@@ -104,30 +103,6 @@ def resolve_plan(graph: Graph, precision: Precision | None, rules: Quantization,
         if why:
             fallbacks.append(Int8Fallback(node.name, node.op, why, by_profile))
     return ResolvedPlan(plan, f"--precision {precision}" if precision else "profile default", tuple(fallbacks))
-
-
-def profile_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGraph:
-    """``qgraph`` with per-tensor weights (one scale, ``axis`` None) on the ops whose rule is
-    ``per_channel_quantization = false``, their biases re-encoded to match.
-
-    The tensor's scale is the largest of its channels' scales, so the weight range and bit width
-    ``quantize_minmax`` chose for the widest channel are kept (a channel of zeros, whose scale is a
-    placeholder, does not count). Returns ``qgraph`` itself when every op keeps per-channel weights.
-    """
-    g, enc = qgraph.graph, dict(qgraph.encodings)
-    changed = False
-    for node in g.nodes:
-        if rules.per_channel(node.op) or len(node.inputs) < 2 or node.inputs[1] not in g.initializers:
-            continue
-        w_name = node.inputs[1]
-        w_q = enc.get(w_name)
-        if w_q is None or not w_q.per_channel:
-            continue
-        enc[w_name] = per_tensor_weight(node.op, g.initializers[w_name], w_q)
-        changed = True
-        if len(node.inputs) > 2 and node.inputs[2] in enc and node.inputs[0] in enc:
-            enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[w_name])
-    return QuantizedGraph(graph=g, encodings=enc) if changed else qgraph
 
 
 def per_tensor_weight(op: str, weight: np.ndarray, w_q: QParams) -> QParams:

@@ -131,3 +131,13 @@ def test_weight_scales_widen_only_where_the_bias_would_overflow() -> None:
     quantized_bias = np.abs(bias) / (np.float64(dead.scale[0]) * widened.scale.astype(np.float64))
     assert np.all(quantized_bias <= 2.0**30 * (1 + 1e-6))
     assert widened.scale[2] == w_q.scale[2] and np.all(widened.scale >= w_q.scale)
+
+
+def test_one_scale_stays_one_and_int16_inputs_are_left_alone() -> None:
+    """A per-tensor weight held per channel (ConvTranspose's) gets one raised scale for every channel; an
+    int16 input has an int64 bias, which needs no widening."""
+    w_q = weight_qparams(np.full((4, 8), 0.3, np.float32), axis=0)
+    bias = np.array([0.1, -0.2, 0.0, 3.0], np.float32)
+    widened = weight_qparams_for_bias(w_q, activation_qparams(0.0, 0.0), bias, one_scale=True)
+    assert np.all(widened.scale == widened.scale[3]) and widened.scale[3] > w_q.scale[3]
+    assert weight_qparams_for_bias(w_q, activation_qparams(0.0, 0.0, "int16"), bias) is w_q
