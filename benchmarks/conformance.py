@@ -430,8 +430,13 @@ def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, sample
         progress(row)
         return row
 
+    def begin(stage: str) -> None:
+        """Mark ``stage`` started and not done, so that a parent seeing this process die knows where."""
+        setattr(row, stage, False)
+        progress(row)
+
     try:
-        row.loads = False
+        begin("loads")
         load(str(path))
         row.loads = True
         progress(row)
@@ -439,12 +444,11 @@ def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, sample
         npz = workdir / "data.npz"
         # a single-input model takes ``x``; a multi-input one, one array per input name
         np.savez(npz, **({"x": next(iter(data.values()))} if len(data) == 1 else data))
-        row.deploys = False
+        begin("deploys")
         result = deploy(str(path), device, data=str(npz), out=str(workdir / "out"))
         row.deploys = True
         progress(row)
-        row.litert_loads = False
-        progress(row)  # BUILTIN_REF may abort the process from here on: the parent sees which stage
+        begin("litert_loads")  # BUILTIN_REF may abort the process from here on
         litert = LiteRT(result.out_dir / "model.int8.tflite", kernels="reference")
         row.litert_loads = True
         program = result.program.replace(rounding="double")
@@ -532,8 +536,11 @@ def summary(rows: Sequence[Row]) -> str:
 
 
 def run_suite(models: Sequence[str], exporters: Sequence[str], device: str, timeout_s: float,
-              echo: Callable[[str], None] = print) -> list[Row]:
-    """Build, export and check every (model, exporter) pair; one row each, in order."""
+              settle: bool = True, echo: Callable[[str], None] = print) -> list[Row]:
+    """Build, export and check every (model, exporter) pair; one row each, in order.
+
+    ``settle``: give batch norms the statistics of random inputs first (``settle_batch_norm``).
+    """
     import torch
 
     rows: list[Row] = []
@@ -542,7 +549,8 @@ def run_suite(models: Sequence[str], exporters: Sequence[str], device: str, time
             torch.manual_seed(0)
             try:
                 model, inputs = MODELS[name]()
-                settle_batch_norm(model, inputs)
+                if settle:
+                    settle_batch_norm(model, inputs)
             except Exception as err:  # noqa: BLE001  a model that cannot be built (package missing) is a row
                 rows += [Row(name, e, error=f"build: {one_line(err)}") for e in exporters]
                 echo(f"{name}: build failed: {one_line(err)}")
@@ -568,6 +576,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--limit", type=int, help="only the first N models")
     parser.add_argument("--device", default=DEVICE)
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per file")
+    parser.add_argument("--fresh-batch-norm", action="store_true",
+                        help="keep batch norms as initialised (mean 0, variance 1) instead of settling them")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--check", type=Path, help=argparse.SUPPRESS)  # child mode: one file
     parser.add_argument("--row", type=Path, help=argparse.SUPPRESS)
@@ -589,7 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown or set(exporters) - set(EXPORTERS):
         sys.exit(f"unknown models {unknown} or exporters {sorted(set(exporters) - set(EXPORTERS))}; "
                  f"models: {', '.join(MODELS)}; exporters: {', '.join(EXPORTERS)}")
-    rows = run_suite(models[:args.limit], exporters, args.device, args.timeout)
+    rows = run_suite(models[:args.limit], exporters, args.device, args.timeout, settle=not args.fresh_batch_norm)
     print(markdown_table(rows))
     print()
     print(summary(rows))
