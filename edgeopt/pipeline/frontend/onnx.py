@@ -221,10 +221,26 @@ def _try_fold(proto: onnx.NodeProto, consts: dict[str, np.ndarray], infos: dict[
         return None
     if not all(t == "" or t in consts for t in proto.input):
         return None
+    if proto.op_type == "GatherElements":
+        return {proto.output[0]: _gather_elements(consts[proto.input[0]], consts[proto.input[1]], proto)}
     feeds = {t: consts[t] for t in proto.input if t}
     model = _single_node_model(proto, list(feeds.items()), list(proto.output), opset)
-    values = ReferenceEvaluator(model).run(None, feeds)
+    try:
+        values = ReferenceEvaluator(model).run(None, feeds)
+    except Exception as exc:  # the reference evaluator's own failures vary in type
+        # Left as a node: it is then lowered or refused by name like any other.
+        log.debug("not folding %s '%s': %s", proto.op_type, proto.name, first_line(exc))
+        return None
     return {name: np.asarray(v) for name, v in zip(proto.output, values) if name}  # "": an unused optional output
+
+
+def _gather_elements(data: np.ndarray, indices: np.ndarray, proto: onnx.NodeProto) -> np.ndarray:
+    """ONNX GatherElements: ``out[i][j] = data[indices[i][j]][j]`` along ``axis`` (here 0), ``indices`` no
+    larger than ``data`` on the other axes. onnx 1.23's reference evaluator mis-shapes its result when
+    ``indices`` is shorter than ``data`` along ``axis`` (BERT's ``token_type_ids.gather``)."""
+    axis = next((a.i for a in proto.attribute if a.name == "axis"), 0) % data.ndim
+    data = data[tuple(slice(None) if d == axis else slice(0, n) for d, n in enumerate(indices.shape))]
+    return np.take_along_axis(data, np.where(indices < 0, indices + data.shape[axis], indices), axis)
 
 
 def _single_node_model(proto: onnx.NodeProto, feeds: list[tuple[str, np.ndarray]],

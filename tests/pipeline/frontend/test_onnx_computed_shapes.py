@@ -18,9 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import quantize_input, run_float
@@ -130,3 +132,22 @@ def test_deploys_bitexact_with_litert(name: str, exporter: str, tmp_path: Path) 
     x = quantize_input(program, _data(2, 16))
     tflite = (result.out_dir / "model.int8.tflite").read_bytes()
     np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([x])[0], run_program(program, [x])[0])
+
+
+def test_gather_elements_on_constants_folds_like_onnx_runtime() -> None:
+    """BERT's ``token_type_ids[:, :seq]`` gather: indices shorter than the data along the axis, where onnx's
+    reference evaluator fails; the frontend folds it as ONNX Runtime computes it."""
+    data = np.arange(2 * 64, dtype=np.int64).reshape(2, 64)
+    indices = np.array([[3, -1, 0, 7]], dtype=np.int64)  # 1 row of 2, 4 columns of 64, a negative index
+    x = helper.make_tensor_value_info("x", TensorProto.INT64, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.INT64, [1, 4])
+    nodes = [helper.make_node("GatherElements", ["data", "indices"], ["g"], axis=1),
+             helper.make_node("Add", ["x", "g"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "gather", [x], [y], [numpy_helper.from_array(data, "data"),
+                                                                          numpy_helper.from_array(indices, "indices")]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    graph = onnx_to_graph(model, "gather")
+    assert [n.op for n in graph.nodes] == ["Add"]
+    folded = graph.initializers[graph.nodes[0].inputs[1]]
+    expected = ort.InferenceSession(model.SerializeToString()).run(None, {"x": np.zeros((1, 4), np.int64)})[0]
+    np.testing.assert_array_equal(folded, expected)
