@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, Node
 from edgeopt.pipeline.lower.conv_transpose import begin_pads
-from edgeopt.pipeline.lower.pooling import resolved_pads
+from edgeopt.pipeline.lower.pooling import ceil_mode_pads
 from edgeopt.pipeline.lower.resize import onnx_nearest_indices, onnx_source_coordinate
 
 TorchOp = Callable[[Node, Sequence["torch.Tensor | None"], Graph], torch.Tensor]
@@ -144,11 +144,10 @@ def softmax(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch
 def _pool_args(node: Node, data: torch.Tensor) -> tuple[list[int], tuple[int, int], tuple[int, int]]:
     if data.ndim != 4 or any(d != 1 for d in node.attrs.get("dilations", (1, 1))):
         raise UnsupportedOpError(node.op, node.name, "QuantSim supports undilated 2-D pooling only")
-    if node.attrs.get("ceil_mode", 0):
-        raise UnsupportedOpError(node.op, node.name, "ceil_mode pooling has no TFLite int8 equivalent")
     kernel = tuple(int(k) for k in node.attrs["kernel_shape"])
     strides = tuple(int(s) for s in node.attrs.get("strides", (1, 1)))
-    return resolved_pads(node, tuple(data.shape[2:]), kernel, strides), kernel, strides
+    # ceil_mode as the lowering runs it: more -inf padding on the bottom/right, then a floor-mode pool.
+    return ceil_mode_pads(node, tuple(data.shape[2:]), kernel, strides), kernel, strides
 
 
 @_op("MaxPool")
@@ -161,6 +160,8 @@ def max_pool(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torc
 
 @_op("AveragePool")
 def average_pool(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    if node.attrs.get("ceil_mode", 0):
+        raise UnsupportedOpError(node.op, node.name, "ceil_mode average pooling has no TFLite int8 equivalent")
     pads, kernel, strides = _pool_args(node, x[0])
     top, left, bottom, right = pads
     if not any(pads):
