@@ -11,9 +11,6 @@ run bit-exactly like the executor.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +23,11 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import quantize_input, run_float
-from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.workflows.deploy import deploy
+from tests.builders.torch_export import export, normal_data
 
 A78 = "arm-cortex-a78-xnnpack"
 SHAPE = (1, 3, 16, 16)
@@ -82,25 +79,9 @@ def _module(name: str) -> nn.Module:
     return module.eval()
 
 
-def _export(module: nn.Module, exporter: str) -> onnx.ModelProto:
-    example = torch.zeros(SHAPE)
-    if exporter == "dynamo":
-        return export_torch(module, example)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=int(exporter[-2:]),
-                          input_names=["x"], output_names=["y"])
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def _data(seed: int, n: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, *SHAPE[1:])).astype(np.float32)
-
-
 def test_torchscript_export_has_the_computed_pad_chain() -> None:
     """The files under test really hold a Pad whose pads no initializer gives (the case being fixed)."""
-    model = _export(_module("tf_padded_conv"), "torchscript17")
+    model = export(_module("tf_padded_conv"), SHAPE, "torchscript17")
     pads = next(n.input[1] for n in model.graph.node if n.op_type == "Pad")
     assert pads not in {t.name for t in model.graph.initializer}
     assert {"ConstantOfShape", "Concat", "Slice", "Transpose"} <= {n.op_type for n in model.graph.node}
@@ -110,12 +91,12 @@ def test_torchscript_export_has_the_computed_pad_chain() -> None:
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_loads_with_static_shapes_and_torch_outputs(name: str, exporter: str) -> None:
     module = _module(name)
-    graph = onnx_to_graph(_export(module, exporter), name)
+    graph = onnx_to_graph(export(module, SHAPE, exporter), name)
     assert all(d > 0 for t in graph.tensors.values() for d in t.shape)
     if exporter != "dynamo":  # the dynamo exporter's optimizer merges the pads into the convolution
         assert "Pad" in {n.op for n in graph.nodes}
     assert not {"ConstantOfShape", "Shape", "Concat", "Transpose", "Cast"} & {n.op for n in graph.nodes}
-    x = _data(1, 8)
+    x = normal_data(1, 8, SHAPE)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_float(graph, x), expected, rtol=1e-4, atol=1e-5)
@@ -124,12 +105,12 @@ def test_loads_with_static_shapes_and_torch_outputs(name: str, exporter: str) ->
 @pytest.mark.parametrize("exporter", ["torchscript13", "torchscript17"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_deploys_bitexact_with_litert(name: str, exporter: str, tmp_path: Path) -> None:
-    onnx.save(_export(_module(name), exporter), tmp_path / f"{name}.onnx")
-    np.savez(tmp_path / "d.npz", x=_data(0, 32))
+    onnx.save(export(_module(name), SHAPE, exporter), tmp_path / f"{name}.onnx")
+    np.savez(tmp_path / "d.npz", x=normal_data(0, 32, SHAPE))
     result = deploy(str(tmp_path / f"{name}.onnx"), A78, data=tmp_path / "d.npz", out=tmp_path / "out")
     program = result.program.replace(rounding="double")
     assert {op.kind for op in program.ops} >= {"PAD", "CONV_2D"}
-    x = quantize_input(program, _data(2, 16))
+    x = quantize_input(program, normal_data(2, 16, SHAPE))
     tflite = (result.out_dir / "model.int8.tflite").read_bytes()
     np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([x])[0], run_program(program, [x])[0])
 

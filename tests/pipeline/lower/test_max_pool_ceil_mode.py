@@ -12,9 +12,6 @@ graph by name rather than deploy a shape ONNX Runtime would not produce.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +25,6 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.evaluate import quantize_input, run_float
-from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.optimize import optimize
@@ -38,6 +34,7 @@ from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.workflows.deploy import deploy
 from tests.builders.quantsim import sim_and_executor
+from tests.builders.torch_export import export, normal_data
 
 A78 = "arm-cortex-a78-xnnpack"
 
@@ -72,31 +69,15 @@ def _module(case: str) -> tuple[nn.Module, tuple[int, ...]]:
     return CeilPool(kernel, stride, padding).eval(), (1, 3, size, size)
 
 
-def _export(module: nn.Module, shape: tuple[int, ...], exporter: str) -> onnx.ModelProto:
-    example = torch.zeros(shape)
-    if exporter == "dynamo":
-        return export_torch(module, example)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["y"])
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def _data(seed: int, n: int, shape: tuple[int, ...]) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, *shape[1:])).astype(np.float32)
-
-
 @pytest.mark.parametrize("exporter", EXPORTERS)
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_float_graph_equals_torch_and_onnx_runtime(case: str, exporter: str) -> None:
     module, shape = _module(case)
-    exported = _export(module, shape, exporter)
+    exported = export(module, shape, exporter)
     graph = onnx_to_graph(exported, case)
     pool = next(n for n in graph.nodes if n.op == "MaxPool")
     assert pool.attrs.get("ceil_mode") == 1
-    x = _data(1, 4, shape)
+    x = normal_data(1, 4, shape)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     assert expected.shape[2:] == (CASES[case][1],) * 2
@@ -109,11 +90,11 @@ def test_float_graph_equals_torch_and_onnx_runtime(case: str, exporter: str) -> 
 
 def _deploy(case: str, exporter: str, tmp_path: Path, **options: object) -> tuple[bytes, object, np.ndarray]:
     module, shape = _module(case)
-    onnx.save(_export(module, shape, exporter), tmp_path / f"{case}.onnx")
-    np.savez(tmp_path / "d.npz", x=_data(0, 16, shape))
+    onnx.save(export(module, shape, exporter), tmp_path / f"{case}.onnx")
+    np.savez(tmp_path / "d.npz", x=normal_data(0, 16, shape))
     result = deploy(str(tmp_path / f"{case}.onnx"), A78, data=tmp_path / "d.npz", out=tmp_path / "out", **options)
     return (result.out_dir / "model.int8.tflite").read_bytes(), result.program.replace(rounding="double"), \
-        _data(2, 8, shape)
+        normal_data(2, 8, shape)
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
@@ -153,11 +134,11 @@ def test_float_island_pads_with_the_float_minimum_bitexact(case: str, tmp_path: 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_quantsim_simulates_the_ceil_mode_pool_as_the_program_runs_it(case: str) -> None:
     module, shape = _module(case)
-    graph = optimize(onnx_to_graph(_export(module, shape, "torchscript"), case))
-    x = _data(0, 16, shape)
+    graph = optimize(onnx_to_graph(export(module, shape, "torchscript"), case))
+    x = normal_data(0, 16, shape)
     quantized = quantize_minmax(graph, set_ranges(calibrate(graph, x), "minmax"))
     qgraph = QuantizedGraph(quantized.graph, quantized.encodings)
-    simulated, executed, _ = sim_and_executor(qgraph, lower(qgraph, rounding="double"), _data(3, 8, shape))
+    simulated, executed, _ = sim_and_executor(qgraph, lower(qgraph, rounding="double"), normal_data(3, 8, shape))
     np.testing.assert_array_equal(simulated, executed)
 
 
@@ -165,7 +146,7 @@ def test_a_window_starting_in_the_padding_is_refused_by_name(tmp_path: Path) -> 
     module = CeilPool(2, 2, 1).eval()
     with torch.no_grad():
         assert module(torch.zeros(1, 3, 5, 5)).shape[2:] == (3, 3)
-    onnx.save(_export(module, (1, 3, 5, 5), "torchscript"), tmp_path / "m.onnx")
-    np.savez(tmp_path / "d.npz", x=_data(0, 4, (1, 3, 5, 5)))
+    onnx.save(export(module, (1, 3, 5, 5), "torchscript"), tmp_path / "m.onnx")
+    np.savez(tmp_path / "d.npz", x=normal_data(0, 4, (1, 3, 5, 5)))
     with pytest.raises(UnsupportedOpError, match="MaxPool.*starts in the end padding"):
         deploy(str(tmp_path / "m.onnx"), A78, data=tmp_path / "d.npz", out=tmp_path / "out")

@@ -9,9 +9,6 @@ QuantSim simulates it exactly.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +19,6 @@ from onnx import helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input, run_float, run_int8
-from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.runtimes.litert import LiteRT
@@ -30,6 +26,7 @@ from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.torch.quantsim import QuantSim
 from edgeopt.workflows.deploy import deploy
 from tests.builders.onnx_models import model as onnx_model
+from tests.builders.torch_export import export, normal_data
 
 SHAPE = (1, 3, 8, 8)
 
@@ -121,57 +118,41 @@ def _module() -> nn.Module:
     return module.eval()
 
 
-def _export(module: nn.Module, exporter: str) -> onnx.ModelProto:
-    example = torch.zeros(SHAPE)
-    if exporter == "dynamo":
-        return export_torch(module, example)
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (example,), buffer, dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["y"])
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def _data(seed: int, n: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, *SHAPE[1:])).astype(np.float32)
-
-
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_torch_model_deploys_bitexact_with_litert(exporter: str, tmp_path: Path) -> None:
     module = _module()
-    model = _export(module, exporter)
+    model = export(module, SHAPE, exporter)
     assert sum(n.op_type == "BatchNormalization" for n in model.graph.node) >= 2  # the exporter left them
     graph = optimize(onnx_to_graph(model, "dense_rep"))
     assert "BatchNormalization" not in graph.ops()
-    x = _data(1, 8)
+    x = normal_data(1, 8, SHAPE)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_float(graph, x), expected, rtol=1e-4, atol=1e-5)
 
     onnx.save(model, tmp_path / "dense_rep.onnx")
-    np.savez(tmp_path / "d.npz", x=_data(0, 32))
+    np.savez(tmp_path / "d.npz", x=normal_data(0, 32, SHAPE))
     result = deploy(str(tmp_path / "dense_rep.onnx"), "arm-cortex-a78-xnnpack", data=tmp_path / "d.npz",
                     out=tmp_path / "out")
     program = result.program.replace(rounding="double")
     kinds = [op.kind for op in program.ops]
     assert kinds.count("MUL") == 2 and {"ADD", "CONCATENATION", "CONV_2D"} <= set(kinds)
-    q = quantize_input(program, _data(2, 16))
+    q = quantize_input(program, normal_data(2, 16, SHAPE))
     tflite = (result.out_dir / "model.int8.tflite").read_bytes()
     out = run_program(program, [q])[0]
     np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([q])[0], out)
     with torch.no_grad():
-        fp32 = module(torch.from_numpy(_data(2, 16))).numpy()
+        fp32 = module(torch.from_numpy(normal_data(2, 16, SHAPE))).numpy()
     step = float(program.tensor(program.outputs[0]).qparams.scale[0])
     assert np.abs(dequantize_output(program, out) - fp32).max() <= 4 * step
 
 
 def test_quantsim_runs_the_rewritten_batch_norms_like_the_integer_executor() -> None:
     """QuantSim's Mul/Add read the scale and shift as the program's int8 constants."""
-    sim = QuantSim(_module(), torch.from_numpy(_data(0, 1)))
+    sim = QuantSim(_module(), torch.from_numpy(normal_data(0, 1, SHAPE)))
     assert "BatchNormalization" not in sim.graph.ops()
-    sim.compute_encodings(_data(0, 32))
-    x = _data(3, 16)
+    sim.compute_encodings(normal_data(0, 32, SHAPE))
+    x = normal_data(3, 16, SHAPE)
     for rounding in ("single", "double"):
         sim.model.rounding = rounding
         with torch.no_grad():

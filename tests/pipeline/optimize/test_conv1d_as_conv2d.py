@@ -9,9 +9,6 @@ ends, none between its layers.
 """
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +19,13 @@ from onnx import helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import quantize_input, run_float
-from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.workflows.deploy import deploy
 from tests.builders.onnx_models import model as onnx_model
+from tests.builders.torch_export import export, normal_data
 
 SHAPE = (1, 8, 40)  # 8 features (e.g. MFCCs) over 40 frames
 
@@ -57,18 +54,7 @@ def exported(request: pytest.FixtureRequest) -> tuple[nn.Module, onnx.ModelProto
     bn.running_mean.uniform_(-0.2, 0.2)
     bn.running_var.uniform_(0.5, 2.0)
     module.eval()
-    if request.param == "dynamo":
-        return module, export_torch(module, torch.zeros(SHAPE))
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(SHAPE),), buffer, dynamo=False, opset_version=17,
-                          input_names=["x"], output_names=["y"])
-    return module, onnx.load_from_string(buffer.getvalue())
-
-
-def _data(seed: int, n: int) -> np.ndarray:
-    return np.random.default_rng(seed).normal(size=(n, *SHAPE[1:])).astype(np.float32)
+    return module, export(module, SHAPE, request.param)
 
 
 def test_one_d_layers_run_as_height_one_two_d_layers(exported: tuple[nn.Module, onnx.ModelProto]) -> None:
@@ -79,7 +65,7 @@ def test_one_d_layers_run_as_height_one_two_d_layers(exported: tuple[nn.Module, 
     assert all(len(graph.shape(n.inputs[0])) == 4 and graph.shape(n.inputs[0])[2] == 1 for n in layers)
     assert [n.op for n in graph.nodes].count("Unsqueeze") == 1  # only where the chain starts
     assert [n.op for n in graph.nodes].count("Squeeze") == 1  # only where it ends
-    x = _data(1, 8)
+    x = normal_data(1, 8, SHAPE)
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_float(graph, x), expected, rtol=1e-4, atol=1e-5)
@@ -99,7 +85,7 @@ def test_the_pass_leaves_its_input_and_a_rewritten_graph_alone(exported: tuple[n
 def test_deploys_bitexact_with_litert(exported: tuple[nn.Module, onnx.ModelProto], tmp_path: Path) -> None:
     _, model = exported
     onnx.save(model, tmp_path / "audio.onnx")
-    np.savez(tmp_path / "d.npz", x=_data(0, 32))
+    np.savez(tmp_path / "d.npz", x=normal_data(0, 32, SHAPE))
     result = deploy(str(tmp_path / "audio.onnx"), "arm-cortex-a78-xnnpack", data=tmp_path / "d.npz",
                     out=tmp_path / "out")
     program = result.program.replace(rounding="double")
@@ -108,7 +94,7 @@ def test_deploys_bitexact_with_litert(exported: tuple[nn.Module, onnx.ModelProto
     assert kinds.count("TRANSPOSE") == 2
     assert kinds.index("TRANSPOSE") < kinds.index("CONV_2D") and kinds[::-1].index("TRANSPOSE") < kinds[::-1].index(
         "AVERAGE_POOL_2D")
-    x = quantize_input(program, _data(2, 16))
+    x = quantize_input(program, normal_data(2, 16, SHAPE))
     tflite = (result.out_dir / "model.int8.tflite").read_bytes()
     np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([x])[0], run_program(program, [x])[0])
 
