@@ -295,3 +295,56 @@ def devices(
         console.print("no devices found (pass HOST:PORT for devices in adb tcpip mode)")
     for d in found:
         console.print(f"{d.serial:24s} {d.transport:4s} {d.state:12s} {d.detail}", highlight=False)
+
+
+@app.command()
+def compress(
+    model: Annotated[str | None, typer.Argument(help="A float model as for deploy (omit for the built-in "
+                                                     "example).")] = None,
+    target_macs: Annotated[float, typer.Option(help="Fraction of the model's MACs to keep, e.g. 0.5.")] = 0.5,
+    method: Annotated[str, typer.Option(help="Compression methods, comma-separated: svd (spatial and weight SVD), "
+                                             "prune (channel pruning with reconstruction).")] = "svd,prune",
+    data: Annotated[Path | None, typer.Option(help=".npz with x and optional labels y: layers are scored on it "
+                                                   "(top-1 with labels, else agreement/SQNR).")] = None,
+    calib: Annotated[Path | None, typer.Option(help=".npz with x for pruning's re-fit (default: a slice of "
+                                                    "--data).")] = None,
+    calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 128,
+    eval_size: Annotated[int, typer.Option(help="Score layers on at most this many samples of --data.")] = 256,
+    out: Annotated[Path, typer.Option(help="Output folder: model.compressed.onnx, compress.json and the cached "
+                                           "score table.")] = Path("edgeopt-out/compress"),
+    input_shape: Annotated[str | None, typer.Option(help="Input shape, e.g. 1,3,32,32.")] = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Compress MODEL (SVD, channel pruning) to a MAC target with per-layer ratios; write an fp32 .onnx."""
+    from edgeopt.workflows.compress import compress as run_compress
+
+    methods = tuple(m.strip() for m in method.split(",") if m.strip())
+
+    def work() -> Any:
+        with err_console.status("compressing") as status:
+            return run_compress(model, target_macs, out=out, methods=methods, data=data, calib=calib,
+                                calib_size=calib_size, eval_size=eval_size, input_shape=_parse_shape(input_shape),
+                                progress=lambda s: status.update(f"compress: {s}"))
+
+    result = _guard(debug, work)
+    _render_compress(result.report, result.table_cached)
+
+
+def _render_compress(report: dict, cached: bool) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{report['model']}: per-layer compression", title_justify="left")
+    for col in ("layer", "method", "ratio", "MACs before", "MACs after", "SQNR alone (dB)"):
+        table.add_column(col, justify="left" if col in ("layer", "method") else "right")
+    for r in report["layers"]:
+        table.add_row(r["layer"], r["method"], f"{r['ratio']:.3f}", f"{r['macs_before']:,}", f"{r['macs_after']:,}",
+                      f"{r['table_sqnr_db']:.1f} @ {r['table_ratio']:.3f}")
+    console.print(table)
+    ev = report["eval"]
+    metric = (f"top-1 {ev['base']['top1']:.2f} % -> {ev['compressed']['top1']:.2f} %" if ev["labels"] else
+              f"top-1 agreement {ev['compressed']['agreement']:.2f} %")
+    console.print(f"MACs {report['macs_before']:,} -> {report['macs_after']:,} "
+                  f"({report['macs_after'] / report['macs_before']:.3f}, target {report['target_macs']}), "
+                  f"params {report['params_before']:,} -> {report['params_after']:,}; fp32 {metric}, output SQNR "
+                  f"{ev['compressed']['sqnr_db']:.1f} dB on {ev['n']} samples; "
+                  f"score table {'reused from cache' if cached else 'computed'}", highlight=False)

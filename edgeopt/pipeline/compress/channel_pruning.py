@@ -36,7 +36,29 @@ def prune_reason(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def prune_input_channels(graph: Graph, name: str, keep: int, x: np.ndarray, reference: Graph | None = None) -> Graph:
+def input_channel_drops(graph: Graph, name: str, keep: int, x: np.ndarray) -> dict[str, frozenset[int]]:
+    """The channels every tensor loses when Conv ``name`` keeps its ``keep`` input channels of largest
+    output-contribution energy on the calibration batch ``x`` (empty when it keeps them all).
+
+    Raises:
+        TiedChannels: the channels are tied to a graph input/output or an op that cannot drop them.
+    """
+    node = node_by_name(graph, name)
+    if keep >= channels(graph, node.inputs[0]):
+        return {}
+    act = activations(graph, x, [node.inputs[0]])[node.inputs[0]]
+    order = np.argsort(-_channel_energy(graph, node, act), kind="stable")
+    return propagate(graph, node.inputs[0], set(order[keep:].tolist()))
+
+
+def tied_layers(graph: Graph, name: str, drops: dict[str, frozenset[int]]) -> tuple[str, ...]:
+    """The other layers whose input channels ``drops`` also cuts (a residual stream, a concat's readers)."""
+    return tuple(n.name for n in graph.nodes if n.name != name and n.op == "Conv" and is_end(graph, n)
+                 and drops.get(n.inputs[0]))
+
+
+def prune_input_channels(graph: Graph, name: str, keep: int, x: np.ndarray, reference: Graph | None = None,
+                         drops: dict[str, frozenset[int]] | None = None) -> Graph:
     """``graph`` with Conv ``name`` reading only ``keep`` of its input channels, upstream surgery done and
     every affected layer re-fit on the calibration batch ``x``.
 
@@ -46,17 +68,13 @@ def prune_input_channels(graph: Graph, name: str, keep: int, x: np.ndarray, refe
         keep: input channels to keep (1 .. all).
         x: calibration inputs (a batch of the model's input).
         reference: the model whose layer outputs the re-fit reproduces (default: ``graph``).
+        drops: ``input_channel_drops(graph, name, keep, x)`` when already computed.
 
     Raises:
         TiedChannels: the channels are tied to a graph input/output or an op that cannot drop them.
     """
-    node = node_by_name(graph, name)
-    c = channels(graph, node.inputs[0])
-    act = activations(graph, x, [node.inputs[0]])[node.inputs[0]]
-    order = np.argsort(-_channel_energy(graph, node, act), kind="stable")
-    drops = propagate(graph, node.inputs[0], set(order[keep:].tolist())) if keep < c else {}
-    pruned = apply_drops(graph, drops)
-    return reconstruct(pruned, graph, reference or graph, drops, x)
+    drops = input_channel_drops(graph, name, keep, x) if drops is None else drops
+    return reconstruct(apply_drops(graph, drops), graph, reference or graph, drops, x)
 
 
 def apply_drops(graph: Graph, drops: dict[str, frozenset[int]]) -> Graph:

@@ -1,0 +1,247 @@
+"""Per-layer compression ratios for a MAC budget (AIMET's greedy compression-ratio selection, in spirit).
+
+1. **Score table**: every compressible layer is compressed alone, by each method, at each candidate ratio
+   (the fraction of the layer's MACs kept), and the model is scored against the uncompressed one on
+   the evaluation data: output SQNR and top-1 agreement without labels, top-1 with labels.
+2. **Choice**: each (layer, method, ratio) is a saving (MACs) at a loss (the top-1 drop when labels are
+   given, else the relative output noise ``10^(-SQNR/10)``, which adds up across layers as independent
+   noises do). Starting from the uncompressed model, the move of least added loss per MAC saved is
+   taken until the budget is met; the last move's ratio is then interpolated so the model lands on the
+   budget rather than below it.
+3. **Application**: prunings first (each re-fit against the uncompressed model), then decompositions.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgeopt.ir import Graph, Node
+from edgeopt.pipeline.compress.channel_groups import TiedChannels, channels
+from edgeopt.pipeline.compress.channel_pruning import (input_channel_drops, prune_input_channels, prune_reason,
+                                                      tied_layers)
+from edgeopt.pipeline.compress.layers import graph_macs, node_by_name, node_macs, outputs
+from edgeopt.pipeline.compress.svd import decompose, rank_for_ratio, svd_kind
+
+log = logging.getLogger(__name__)
+
+METHODS = ("svd", "prune")
+DEFAULT_RATIOS = (0.25, 0.375, 0.5, 0.625, 0.75, 0.875)
+
+
+@dataclass(frozen=True)
+class Score:
+    """How a compressed model's outputs compare with the uncompressed model's on the evaluation data."""
+
+    sqnr_db: float
+    agreement: float          # top-1 agreement with the uncompressed model, percent
+    top1: float | None = None  # top-1 against the labels, percent, when labels were given
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the score table: ``layer`` compressed alone by ``method`` keeping ``ratio`` of its MACs."""
+
+    layer: str
+    method: str
+    ratio: float
+    macs: int                 # the whole model's MACs with that one change
+    score: Score
+    tied: tuple[str, ...] = ()  # other layers whose input channels a pruning also cuts
+
+
+@dataclass
+class ScoreTable:
+    """The per-layer score table, and the layers left alone with the reason."""
+
+    base_macs: int
+    base: Score
+    entries: list[Entry] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"base_macs": self.base_macs, "base": asdict(self.base),
+                "entries": [asdict(e) for e in self.entries], "skipped": self.skipped}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ScoreTable:
+        entries = [Entry(**{**e, "score": Score(**e["score"]), "tied": tuple(e["tied"])}) for e in data["entries"]]
+        return cls(data["base_macs"], Score(**data["base"]), entries, dict(data["skipped"]))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A layer's chosen compression: ``method`` keeping ``ratio`` of its MACs."""
+
+    layer: str
+    method: str
+    ratio: float
+
+
+def score(logits: np.ndarray, base_logits: np.ndarray, labels: np.ndarray | None) -> Score:
+    """Output SQNR (dB) and top-1 agreement of ``logits`` against ``base_logits``, top-1 against ``labels``."""
+    flat, base = logits.reshape(len(logits), -1), base_logits.reshape(len(base_logits), -1)
+    noise = float(np.sum((flat.astype(np.float64) - base) ** 2))
+    sqnr = 10 * math.log10(float(np.sum(base.astype(np.float64) ** 2)) / noise) if noise > 0 else 200.0
+    agreement = float(np.mean(flat.argmax(1) == base.argmax(1)) * 100)
+    top1 = float(np.mean(flat.argmax(1) == labels) * 100) if labels is not None else None
+    return Score(min(sqnr, 200.0), agreement, top1)
+
+
+def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: Graph | None = None
+                   ) -> tuple[Graph, tuple[str, ...]]:
+    """``graph`` with one layer compressed as ``choice`` says (pruning re-fits on ``calib``), and the other
+    layers whose input channels that pruning also cut.
+
+    Raises:
+        TiedChannels: pruning that layer's input channels is impossible.
+        ValueError: the layer cannot be decomposed.
+    """
+    node = node_by_name(graph, choice.layer)
+    if choice.method == "svd":
+        return decompose(graph, node.name, rank_for_ratio(graph, node, choice.ratio, node_macs(graph, node))), ()
+    c = channels(graph, node.inputs[0])
+    original = channels(reference, node.inputs[0]) if reference is not None else c
+    keep = min(c, max(1, round(choice.ratio * original)))
+    drops = input_channel_drops(graph, node.name, keep, calib)
+    return (prune_input_channels(graph, node.name, keep, calib, reference, drops=drops),
+            tied_layers(graph, node.name, drops))
+
+
+def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], calib: np.ndarray,
+                x: np.ndarray, labels: np.ndarray | None = None,
+                progress: Callable[[int, int], None] | None = None) -> ScoreTable:
+    """Score every compressible layer of ``graph`` alone, by each method, at each ratio.
+
+    Args:
+        graph: the uncompressed model.
+        methods: among ``"svd"`` and ``"prune"``.
+        ratios: candidate fractions of a layer's MACs to keep (each in (0, 1)).
+        calib: calibration inputs for pruning's re-fit.
+        x: evaluation inputs; ``labels`` their classes, when known.
+        progress: called with (done, total) after each candidate.
+    """
+    base_logits = outputs(graph, x)
+    table = ScoreTable(graph_macs(graph), score(base_logits, base_logits, labels))
+    jobs: list[Choice] = []
+    for node in graph.nodes:
+        reasons = []
+        for method in methods:
+            reason = _reason(graph, node, method)
+            if reason is None:
+                jobs += [Choice(node.name, method, r) for r in ratios]
+            else:
+                reasons.append(f"{method}: {reason}")
+        if reasons and node_macs(graph, node) and not any(j.layer == node.name for j in jobs):
+            table.skipped[node.name] = "; ".join(reasons)
+    for i, job in enumerate(jobs):
+        try:
+            compressed, tied = compress_layer(graph, job, calib)
+        except TiedChannels as exc:
+            table.skipped.setdefault(job.layer, f"{job.method}: {exc}")
+            continue
+        macs = graph_macs(compressed)
+        if macs < table.base_macs:
+            table.entries.append(Entry(job.layer, job.method, job.ratio, macs,
+                                       score(outputs(compressed, x), base_logits, labels), tied))
+        if progress:
+            progress(i + 1, len(jobs))
+    return table
+
+
+def _reason(graph: Graph, node: Node, method: str) -> str | None:
+    if method == "svd":
+        if svd_kind(graph, node) is None:
+            return f"{node.op} node '{node.name}' is not an ungrouped Conv or a linear layer with constant weights"
+        return None
+    return prune_reason(graph, node) if node.op == "Conv" else f"{node.op} node '{node.name}' is not a Conv"
+
+
+def _loss(s: Score, base: Score) -> float:
+    noise = 10 ** (-s.sqnr_db / 10)
+    if s.top1 is not None and base.top1 is not None:
+        return max(0.0, base.top1 - s.top1) + 1e-3 * noise  # noise breaks ties between equal top-1 drops
+    return noise
+
+
+def choose(table: ScoreTable, target_macs: float) -> list[Choice]:
+    """Per-layer choices whose summed savings bring the model to ``target_macs`` at the least summed loss.
+
+    A layer's savings and losses are read from the table as if they added up; a pruning decides the
+    input channels of the layers tied to it (a residual stream), so those are not pruned again. The last
+    move's ratio is interpolated between its two table neighbours so that the total lands on the target.
+    """
+    need = table.base_macs - target_macs
+    options: dict[str, list[tuple[int, float, Entry]]] = {}
+    for e in table.entries:
+        options.setdefault(e.layer, []).append((table.base_macs - e.macs, _loss(e.score, table.base), e))
+    current: dict[str, tuple[int, float, Entry | None]] = {layer: (0, 0.0, None) for layer in options}
+    saved = 0
+    last: tuple[str, tuple[int, float, Entry | None]] | None = None
+    locked: set[str] = set()  # layers whose input channels another layer's pruning already decides
+    while saved < need:
+        best = None
+        for layer, opts in options.items():
+            s0, l0, _ = current[layer]
+            for s, loss, e in opts:
+                if s > s0 and not (e.method == "prune" and layer in locked):
+                    rate = (loss - l0) / (s - s0)
+                    if best is None or rate < best[0]:
+                        best = (rate, layer, (s, loss, e))
+        if best is None:
+            break
+        _, layer, move = best
+        if move[2].method == "prune":
+            locked.update(move[2].tied)
+        last = (layer, current[layer])
+        saved += move[0] - current[layer][0]
+        current[layer] = move
+    choices = {layer: Choice(layer, e.method, e.ratio) for layer, (_, _, e) in current.items() if e is not None}
+    if last is not None and saved > need:
+        layer, (s_prev, _, e_prev) = last
+        s_new, _, e_new = current[layer]
+        r_prev = e_prev.ratio if e_prev is not None and e_prev.method == e_new.method else 1.0
+        s_prev = s_prev if e_prev is not None and e_prev.method == e_new.method else 0
+        t = (s_new - (saved - need) - s_prev) / (s_new - s_prev)   # fraction of the move that is needed
+        choices[layer] = Choice(layer, e_new.method, r_prev + t * (e_new.ratio - r_prev))
+    return list(choices.values())
+
+
+def apply(graph: Graph, choices: Sequence[Choice], calib: np.ndarray) -> Graph:
+    """``graph`` with every choice applied: prunings in graph order (re-fit against ``graph``), then SVDs."""
+    order = {n.name: i for i, n in enumerate(graph.nodes)}
+    compressed = graph
+    for c in sorted(choices, key=lambda c: (c.method != "prune", order[c.layer])):
+        compressed, _ = compress_layer(compressed, c, calib, reference=graph)
+    return compressed
+
+
+def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np.ndarray,
+                       rounds: int = 6, tolerance: float = 0.01) -> tuple[Graph, list[Choice]]:
+    """Choose and apply ratios so the model keeps ``target`` (a fraction) of its MACs.
+
+    Layers interact (pruning a layer's input also thins its producer, a decomposed layer may also lose
+    input channels), so the achieved MACs are measured and the MACs asked of the table rescaled by
+    (saving wanted) / (saving achieved), up to ``rounds`` times, until the model lands at most
+    ``tolerance`` (a fraction of the MACs) under the target. The closest result not over the target is
+    kept (the closest over it when none is under).
+    """
+    base = table.base_macs
+    want = base * (1 - target)
+    ask = want
+    results: list[tuple[int, Graph, list[Choice]]] = []
+    for _ in range(rounds):
+        choices = choose(table, base - ask)
+        compressed = apply(graph, choices, calib)
+        macs = graph_macs(compressed)
+        results.append((macs, compressed, choices))
+        log.info("target %.0f MACs, asked %.0f: %d MACs", base - want, base - ask, macs)
+        if base - want - tolerance * base <= macs <= base - want or want == 0:
+            break
+        ask = min(base, ask * want / max(base - macs, 1))
+    under = [r for r in results if r[0] <= base - want]
+    macs, compressed, choices = max(under, key=lambda r: r[0]) if under else min(results, key=lambda r: r[0])
+    return compressed, choices

@@ -1,0 +1,159 @@
+"""compress: load a model, score its layers, choose per-layer ratios for a MAC target, write the fp32 ONNX.
+
+The score table is cached in the output folder (``score_table.json``), keyed by the model's hash, the
+methods, the candidate ratios and the data's hash, so a second target on the same model and data
+costs no new scoring. ``model.compressed.onnx`` is a float ONNX file that goes through ``deploy`` like
+any other; ``compress.json`` holds the choices, the table and the before/after figures.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeopt.errors import DataError
+from edgeopt.fileio import atomic_write_text
+from edgeopt.ir import Graph
+from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
+from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
+                                                       compress_to_target, score, score_table)
+from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
+from edgeopt.pipeline.frontend.data import load_npz
+from edgeopt.pipeline.frontend.load import load
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CALIB_SIZE = 128
+DEFAULT_EVAL_SIZE = 256
+TABLE_FILE = "score_table.json"
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One compressed layer as the report prints it."""
+
+    layer: str
+    method: str
+    ratio: float
+    macs_before: int
+    macs_after: int
+    table_ratio: float      # the nearest candidate ratio scored in the table
+    table_sqnr_db: float    # the model's output SQNR with only this layer compressed at table_ratio
+
+
+@dataclass(frozen=True)
+class CompressResult:
+    graph: Graph
+    choices: list[Choice]
+    table: ScoreTable
+    table_cached: bool
+    rows: list[LayerRow]
+    report: dict
+    out_dir: Path
+
+
+def compress(model: str | None, target_macs: float, *, out: str | Path, methods: Sequence[str] = METHODS,
+             data: str | Path | None = None, calib: str | Path | None = None,
+             calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
+             ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
+             progress: Callable[[str], None] | None = None) -> CompressResult:
+    """Compress ``model`` to ``target_macs`` (a fraction of its MACs) and write the results into ``out``.
+
+    Args:
+        model: as for ``deploy`` (an .onnx file, a .pt2, an entry point, or None for the example).
+        target_macs: the fraction of the model's MACs to keep, in (0, 1].
+        out: the output folder.
+        methods: among ``"svd"`` and ``"prune"``; each layer gets the one that scores best per MAC.
+        data: .npz with ``x`` and optional labels ``y``: the evaluation set (its first ``eval_size``).
+        calib: .npz with ``x`` for pruning's re-fit (default: the start of ``data``).
+        ratios: candidate fractions of a layer's MACs to keep.
+
+    Raises:
+        DataError: no calibration data, or a target or method out of range.
+        ModelLoadError: the model cannot be loaded.
+    """
+    if not 0 < target_macs <= 1:
+        raise DataError(f"--target-macs {target_macs} is not a fraction in (0, 1]; e.g. 0.5 keeps half the MACs")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise DataError(f"unknown compression method(s) {', '.join(unknown) or '(none)'}; use svd, prune or svd,prune")
+    out = Path(out)
+    say = progress or (lambda s: None)
+    say("loading")
+    loaded = load(model, input_shape)
+    graph = loaded.graph
+    x, y = load_npz(data, graph.inputs[0], labels=True) if data is not None else (None, None)
+    calib_x = _calibration(calib, loaded.calib, x, graph, calib_size)
+    eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
+    key = _key(graph, methods, ratios, calib_x, eval_x, eval_y)
+    table, cached = _cached_table(out / TABLE_FILE, key)
+    if table is None:
+        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
+                            progress=lambda i, n: say(f"scoring layers {i}/{n}"))
+        atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
+    say("applying the chosen ratios")
+    compressed, choices = compress_to_target(graph, table, target_macs, calib_x)
+    rows = _rows(graph, compressed, choices, table)
+    final = score(outputs(compressed, eval_x), outputs(graph, eval_x), eval_y)
+    report = {
+        "model": loaded.name, "target_macs": target_macs, "methods": list(methods), "ratios": list(ratios),
+        "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
+        "params_before": graph_params(graph), "params_after": graph_params(compressed),
+        "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
+                 "compressed": asdict(final)},
+        "calibration_samples": int(len(calib_x)),
+        "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
+        "table_cached": cached,
+    }
+    write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
+    atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
+    return CompressResult(compressed, choices, table, cached, rows, report, out)
+
+
+def _calibration(calib: str | Path | None, shipped: np.ndarray | None, x: np.ndarray | None, graph: Graph,
+                 size: int) -> np.ndarray:
+    if calib is not None:
+        return load_npz(calib, graph.inputs[0], labels=False)[0][:size]
+    if shipped is not None:
+        return shipped[:size]
+    if x is None:
+        raise DataError("compress needs data: pass --calib CALIB.npz or --data DATA.npz (x: model-ready inputs)")
+    return x[:size]
+
+
+def _key(graph: Graph, methods: Sequence[str], ratios: Sequence[float], *arrays: np.ndarray | None) -> str:
+    h = hashlib.sha256(graph_to_onnx(graph).SerializeToString())
+    h.update(json.dumps([list(methods), [float(r) for r in ratios]]).encode())
+    for a in arrays:
+        h.update(b"none" if a is None else np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def _cached_table(path: Path, key: str) -> tuple[ScoreTable | None, bool]:
+    try:
+        stored = json.loads(path.read_text())
+        if stored.get("key") == key:
+            return ScoreTable.from_json(stored["table"]), True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None, False
+
+
+def _rows(graph: Graph, compressed: Graph, choices: list[Choice], table: ScoreTable) -> list[LayerRow]:
+    after = {n.name: node_macs(compressed, n) for n in compressed.nodes}
+    rows = []
+    for node in graph.nodes:
+        choice = next((c for c in choices if c.layer == node.name), None)
+        if choice is None:
+            continue
+        entries = [e for e in table.entries if e.layer == node.name and e.method == choice.method]
+        nearest = min(entries, key=lambda e: abs(e.ratio - choice.ratio))
+        macs_after = sum(after.get(n, 0) for n in (node.name, f"{node.name}.svd0", f"{node.name}.svd1"))
+        rows.append(LayerRow(node.name, choice.method, round(choice.ratio, 4), node_macs(graph, node), macs_after,
+                             nearest.ratio, round(nearest.score.sqnr_db, 2)))
+    return rows
