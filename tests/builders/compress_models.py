@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeopt.ir import Graph
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from tests.builders.torch_export import export
 
@@ -79,3 +80,11 @@ def tiny_resnet_graph(exporter: str = "torchscript", seed: int = 0) -> Graph:
 
 def data(n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, *SHAPE[1:])).astype(np.float32)
+
+
+def assert_valid(graph: Graph) -> None:
+    """``graph`` writes a checked ONNX file whose strictly inferred shapes are the Graph's own."""
+    inferred = onnx.shape_inference.infer_shapes(graph_to_onnx(graph), strict_mode=True)
+    for v in inferred.graph.value_info:
+        dims = tuple(d.dim_value for d in v.type.tensor_type.shape.dim)
+        assert dims == graph.shape(v.name), v.name

@@ -124,10 +124,10 @@ def _pruned_node(graph: Graph, node: Node, drops: dict[str, frozenset[int]], ini
     elif node.op in ("BatchNormalization", "PRelu", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"):
         rank = len(graph.shape(node.outputs[0]))
         for i, t in enumerate(node.inputs):
-            if t in inits and inits[t].ndim >= rank - 1 and (node.op != "BatchNormalization" or i > 0):
-                axis = 0 if node.op == "BatchNormalization" else inits[t].ndim - (rank - 1)
-                if inits[t].shape[axis] > 1:
-                    cut(i, axis, d_out)
+            if node.op == "BatchNormalization" and i > 0:
+                cut(i, 0, d_out)
+            elif t in inits and inits[t].ndim >= rank - 1:
+                cut(i, inits[t].ndim - (rank - 1), d_out)  # a constant operand, right-aligned to the output
     elif node.op == "Pad":
         _cut_pad(graph, node, drops, inputs, inits, attrs)
     elif node.op == "Split":

@@ -85,7 +85,7 @@ def activations(graph: Graph, x: np.ndarray, names: list[str]) -> dict[str, np.n
             model.graph.output.append(helper.make_tensor_value_info(
                 name, helper.np_dtype_to_tensor_dtype(np.dtype(info.dtype)), info.shape))
     order = [o.name for o in model.graph.output]
-    outs = OnnxRuntime(model.SerializeToString()).run([x])
+    outs = OnnxRuntime(model.SerializeToString(), num_threads=1).run([x])
     values = dict(zip(order, outs))
     values.update({n: x for n in names if n in inputs})
     return {n: values[n] for n in names}
