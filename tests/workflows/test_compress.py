@@ -1,0 +1,110 @@
+"""edgeopt compress: the chosen ratios meet the MAC target, the score table is cached, the CLI prints its
+table, and the compressed model deploys to an int8 program bit-exact with LiteRT BUILTIN_REF."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
+from edgeopt.pipeline.calibrate import calibrate
+from edgeopt.pipeline.compress.layers import graph_macs
+from edgeopt.pipeline.compress.ratio_selection import DEFAULT_RATIOS, METHODS, choose, score_table
+from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.pipeline.evaluate import quantize_input
+from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.lower import lower
+from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.quantize.minmax import quantize_minmax
+from edgeopt.runtimes.litert import LiteRT
+from edgeopt.runtimes.reference.executor import run_program
+from edgeopt.workflows.compress import compress
+from tests.builders.cli import assert_one_line_error
+from tests.builders.compress_models import data, tiny_resnet, tiny_resnet_graph
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("compress")
+    onnx.save(tiny_resnet(), d / "model.onnx")
+    np.savez(d / "calib.npz", x=data(48))
+    np.savez(d / "data.npz", x=data(64, seed=5), y=np.random.default_rng(0).integers(0, 10, 64))
+    return d
+
+
+@pytest.fixture(scope="module")
+def table():
+    x = data(48)
+    return tiny_resnet_graph(), score_table(tiny_resnet_graph(), METHODS, DEFAULT_RATIOS, x, x), x
+
+
+def test_greedy_prefers_the_cheapest_loss_per_mac(table) -> None:
+    _, t, _ = table
+    choices = choose(t, 0.8 * t.base_macs)
+    assert choices
+    chosen = {(c.layer, c.method) for c in choices}
+    assert all(any(e.layer == layer and e.method == m for e in t.entries) for layer, m in chosen)
+
+
+# One channel of the 8-channel residual stream is 4 % of this small model's MACs: at 0.7 the closest
+# result under the target is 0.677 (see the report); 0.5 and 0.6 land within 2 %.
+@pytest.mark.parametrize("target", [0.5, 0.6])
+def test_chosen_ratios_meet_the_mac_target(files: Path, target: float) -> None:
+    result = compress(str(files / "model.onnx"), target, out=files / f"out{target}", calib=files / "calib.npz")
+    achieved = result.report["macs_after"] / result.report["macs_before"]
+    assert target - 0.02 <= achieved <= target
+    assert achieved == pytest.approx(graph_macs(load(str(files / f"out{target}" / "model.compressed.onnx")).graph)
+                                     / result.report["macs_before"])
+    stored = json.loads((files / f"out{target}" / "compress.json").read_text())
+    assert stored["layers"] and stored["score_table"]["entries"]
+    assert "/right/right.3/Conv" in stored["skipped"]  # depthwise: neither SVD nor a pruning target
+
+
+def test_second_target_reuses_the_cached_table(files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = files / "cached"
+    first = compress(str(files / "model.onnx"), 0.7, out=out, calib=files / "calib.npz", methods=("svd",))
+    assert not first.table_cached
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("the table should come from the cache")
+
+    monkeypatch.setattr("edgeopt.workflows.compress.score_table", no_scoring)
+    second = compress(str(files / "model.onnx"), 0.6, out=out, calib=files / "calib.npz", methods=("svd",))
+    assert second.table_cached and second.report["macs_after"] < first.report["macs_after"]
+    assert {r["method"] for r in second.report["layers"]} == {"svd"}
+
+
+def test_cli_prints_the_table_and_writes_the_files(files: Path) -> None:
+    out = files / "cli"
+    result = CliRunner().invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "0.6",
+                                      "--data", str(files / "data.npz"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for needle in ("layer", "MACs before", "MACs after", "top-1", "target 0.6"):
+        assert needle in result.output
+    assert (out / "model.compressed.onnx").is_file() and (out / "compress.json").is_file()
+    assert json.loads((out / "compress.json").read_text())["eval"]["labels"] is True
+
+
+def test_cli_errors_are_one_line(files: Path) -> None:
+    runner = CliRunner()
+    assert_one_line_error(runner.invoke(app, ["compress", str(files / "model.onnx"), "--out", str(files / "e")]),
+                          5, "compress needs data")
+    assert_one_line_error(runner.invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "1.5",
+                                              "--calib", str(files / "calib.npz"), "--out", str(files / "e")]),
+                          5, "not a fraction")
+    assert not (files / "e" / "model.compressed.onnx").exists()
+
+
+def test_compressed_model_deploys_bit_exact(files: Path) -> None:
+    out = files / "deploy"
+    compress(str(files / "model.onnx"), 0.5, out=out, calib=files / "calib.npz")
+    graph = optimize(load(str(out / "model.compressed.onnx")).graph)
+    program = lower(quantize_minmax(graph, calibrate(graph, data(48))), rounding="double")
+    q = quantize_input(program, data(16, seed=9))
+    (ours,) = run_program(program, [q])
+    (reference,) = LiteRT(program_to_tflite(program), kernels="reference").run([q])
+    np.testing.assert_array_equal(ours, reference)
