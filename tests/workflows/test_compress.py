@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from edgeopt.cli import app
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.compress.layers import graph_macs
-from edgeopt.pipeline.compress.ratio_selection import DEFAULT_RATIOS, METHODS, choose, score_table
+from edgeopt.pipeline.compress.ratio_selection import METHODS, choose, score_table
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import quantize_input
 from edgeopt.pipeline.frontend.load import load
@@ -31,30 +31,33 @@ from tests.builders.compress_models import data, tiny_resnet, tiny_resnet_graph
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("compress")
     onnx.save(tiny_resnet(), d / "model.onnx")
-    np.savez(d / "calib.npz", x=data(48))
+    np.savez(d / "calib.npz", x=data(24))
     np.savez(d / "data.npz", x=data(64, seed=5), y=np.random.default_rng(0).integers(0, 10, 64))
     return d
 
 
-@pytest.fixture(scope="module")
-def table():
-    x = data(48)
-    return tiny_resnet_graph(), score_table(tiny_resnet_graph(), METHODS, DEFAULT_RATIOS, x, x), x
+RATIOS = (0.25, 0.5, 0.75)
 
 
-def test_greedy_prefers_the_cheapest_loss_per_mac(table) -> None:
-    _, t, _ = table
-    choices = choose(t, 0.8 * t.base_macs)
-    assert choices
-    chosen = {(c.layer, c.method) for c in choices}
-    assert all(any(e.layer == layer and e.method == m for e in t.entries) for layer, m in chosen)
+def test_greedy_takes_the_least_loss_per_mac_saved() -> None:
+    x = data(16)
+    t = score_table(tiny_resnet_graph(), METHODS, RATIOS, x, x)
+    assert {e.method for e in t.entries} == {"svd", "prune"}
+    best = min(t.entries, key=lambda e: 10 ** (-e.score.sqnr_db / 10) / (t.base_macs - e.macs))
+    saving = t.base_macs - best.macs
+    (only,) = choose(t, t.base_macs - saving)  # a budget the single best move meets exactly
+    assert (only.layer, only.method, only.ratio) == (best.layer, best.method, best.ratio)
+    several = choose(t, 0.6 * t.base_macs)
+    assert len(several) > 1 and len({c.layer for c in several}) == len(several)
+    assert all(0 < c.ratio < 1 for c in several)
 
 
-# One channel of the 8-channel residual stream is 4 % of this small model's MACs: at 0.7 the closest
-# result under the target is 0.677 (see the report); 0.5 and 0.6 land within 2 %.
-@pytest.mark.parametrize("target", [0.5, 0.6])
+# One channel of the 8-channel residual stream is 4 % of this small model's MACs: without the SVD top-up
+# 0.7 landed at 0.677.
+@pytest.mark.parametrize("target", [0.5, 0.7])
 def test_chosen_ratios_meet_the_mac_target(files: Path, target: float) -> None:
-    result = compress(str(files / "model.onnx"), target, out=files / f"out{target}", calib=files / "calib.npz")
+    result = compress(str(files / "model.onnx"), target, out=files / f"out{target}", calib=files / "calib.npz",
+                      ratios=RATIOS)
     achieved = result.report["macs_after"] / result.report["macs_before"]
     assert target - 0.02 <= achieved <= target
     assert achieved == pytest.approx(graph_macs(load(str(files / f"out{target}" / "model.compressed.onnx")).graph)
@@ -66,21 +69,23 @@ def test_chosen_ratios_meet_the_mac_target(files: Path, target: float) -> None:
 
 def test_second_target_reuses_the_cached_table(files: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = files / "cached"
-    first = compress(str(files / "model.onnx"), 0.7, out=out, calib=files / "calib.npz", methods=("svd",))
+    first = compress(str(files / "model.onnx"), 0.7, out=out, calib=files / "calib.npz", methods=("svd",),
+                     ratios=RATIOS)
     assert not first.table_cached
 
     def no_scoring(*args, **kwargs):
         raise AssertionError("the table should come from the cache")
 
     monkeypatch.setattr("edgeopt.workflows.compress.score_table", no_scoring)
-    second = compress(str(files / "model.onnx"), 0.6, out=out, calib=files / "calib.npz", methods=("svd",))
+    second = compress(str(files / "model.onnx"), 0.6, out=out, calib=files / "calib.npz", methods=("svd",),
+                      ratios=RATIOS)
     assert second.table_cached and second.report["macs_after"] < first.report["macs_after"]
     assert {r["method"] for r in second.report["layers"]} == {"svd"}
 
 
 def test_cli_prints_the_table_and_writes_the_files(files: Path) -> None:
     out = files / "cli"
-    result = CliRunner().invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "0.6",
+    result = CliRunner().invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "0.6", "--method", "svd",
                                       "--data", str(files / "data.npz"), "--out", str(out)])
     assert result.exit_code == 0, result.output
     for needle in ("layer", "MACs before", "MACs after", "top-1", "target 0.6"):
@@ -100,8 +105,9 @@ def test_cli_errors_are_one_line(files: Path) -> None:
 
 
 def test_compressed_model_deploys_bit_exact(files: Path) -> None:
-    out = files / "deploy"
-    compress(str(files / "model.onnx"), 0.5, out=out, calib=files / "calib.npz")
+    out = files / "out0.5"  # written by test_chosen_ratios_meet_the_mac_target[0.5]
+    if not (out / "model.compressed.onnx").exists():
+        compress(str(files / "model.onnx"), 0.5, out=out, calib=files / "calib.npz", ratios=RATIOS)
     graph = optimize(load(str(out / "model.compressed.onnx")).graph)
     program = lower(quantize_minmax(graph, calibrate(graph, data(48))), rounding="double")
     q = quantize_input(program, data(16, seed=9))
