@@ -310,6 +310,9 @@ def compress(
                                                     "--data).")] = None,
     calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 128,
     eval_size: Annotated[int, typer.Option(help="Score layers on at most this many samples of --data.")] = 256,
+    finetune_epochs: Annotated[int, typer.Option(help="Epochs of label-free distillation from the uncompressed "
+                                                      "model on the calibration data (0: none).")] = 0,
+    finetune_size: Annotated[int, typer.Option(help="Distil on at most this many calibration samples.")] = 2048,
     out: Annotated[Path, typer.Option(help="Output folder: model.compressed.onnx, compress.json and the cached "
                                            "score table.")] = Path("edgeopt-out/compress"),
     input_shape: Annotated[str | None, typer.Option(help="Input shape, e.g. 1,3,32,32.")] = None,
@@ -324,7 +327,7 @@ def compress(
         with err_console.status("compressing") as status:
             return run_compress(model, target_macs, out=out, methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=_parse_shape(input_shape),
-                                progress=lambda s: status.update(f"compress: {s}"))
+                                finetune_epochs=finetune_epochs, finetune_size=finetune_size, progress=lambda s: status.update(f"compress: {s}"))
 
     result = _guard(debug, work)
     _render_compress(result.report, result.table_cached)
@@ -341,10 +344,13 @@ def _render_compress(report: dict, cached: bool) -> None:
                       f"{r['table_sqnr_db']:.1f} @ {r['table_ratio']:.3f}")
     console.print(table)
     ev = report["eval"]
-    metric = (f"top-1 {ev['base']['top1']:.2f} % -> {ev['compressed']['top1']:.2f} %" if ev["labels"] else
-              f"top-1 agreement {ev['compressed']['agreement']:.2f} %")
+    final = ev["finetuned"] or ev["compressed"]
+    metric = (f"top-1 {ev['base']['top1']:.2f} % -> {final['top1']:.2f} %" if ev["labels"] else
+              f"top-1 agreement {final['agreement']:.2f} %")
+    if ev["finetuned"]:
+        metric += f" after {report['finetune']['epochs']} epochs of distillation"
     console.print(f"MACs {report['macs_before']:,} -> {report['macs_after']:,} "
                   f"({report['macs_after'] / report['macs_before']:.3f}, target {report['target_macs']}), "
                   f"params {report['params_before']:,} -> {report['params_after']:,}; fp32 {metric}, output SQNR "
-                  f"{ev['compressed']['sqnr_db']:.1f} dB on {ev['n']} samples; "
+                  f"{final['sqnr_db']:.1f} dB on {ev['n']} samples; "
                   f"score table {'reused from cache' if cached else 'computed'}", highlight=False)

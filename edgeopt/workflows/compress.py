@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 256
+DEFAULT_FINETUNE_SIZE = 2048
 TABLE_FILE = "score_table.json"
 
 
@@ -61,6 +62,7 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
              data: str | Path | None = None, calib: str | Path | None = None,
              calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
+             finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
              progress: Callable[[str], None] | None = None) -> CompressResult:
     """Compress ``model`` to ``target_macs`` (a fraction of its MACs) and write the results into ``out``.
 
@@ -72,6 +74,8 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
         data: .npz with ``x`` and optional labels ``y``: the evaluation set (its first ``eval_size``).
         calib: .npz with ``x`` for pruning's re-fit (default: the start of ``data``).
         ratios: candidate fractions of a layer's MACs to keep.
+        finetune_epochs: epochs of label-free distillation from the uncompressed model (0: none), on the
+            first ``finetune_size`` samples of the calibration file (or of ``data``).
 
     Raises:
         DataError: no calibration data, or a target or method out of range.
@@ -88,7 +92,8 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
     loaded = load(model, input_shape)
     graph = loaded.graph
     x, y = load_npz(data, graph.inputs[0], labels=True) if data is not None else (None, None)
-    calib_x = _calibration(calib, loaded.calib, x, graph, calib_size)
+    pool = _calibration(calib, loaded.calib, x, graph)
+    calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
     key = _key(graph, methods, ratios, calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
@@ -99,13 +104,22 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
     say("applying the chosen ratios")
     compressed, choices = compress_to_target(graph, table, target_macs, calib_x)
     rows = _rows(graph, compressed, choices, table)
-    final = score(outputs(compressed, eval_x), outputs(graph, eval_x), eval_y)
+    base_logits = outputs(graph, eval_x)
+    final = score(outputs(compressed, eval_x), base_logits, eval_y)
+    finetuned = None
+    if finetune_epochs > 0:
+        from edgeopt.torch.distill import distill
+
+        compressed = distill(compressed, graph, pool[:finetune_size], epochs=finetune_epochs, progress=say)
+        finetuned = score(outputs(compressed, eval_x), base_logits, eval_y)
     report = {
         "model": loaded.name, "target_macs": target_macs, "methods": list(methods), "ratios": list(ratios),
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
         "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
-                 "compressed": asdict(final)},
+                 "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},
+        "finetune": {"epochs": finetune_epochs,
+                     "samples": int(min(finetune_size, len(pool))) if finetune_epochs else 0},
         "calibration_samples": int(len(calib_x)),
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
         "table_cached": cached,
@@ -115,15 +129,15 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 
-def _calibration(calib: str | Path | None, shipped: np.ndarray | None, x: np.ndarray | None, graph: Graph,
-                 size: int) -> np.ndarray:
+def _calibration(calib: str | Path | None, shipped: np.ndarray | None, x: np.ndarray | None, graph: Graph
+                 ) -> np.ndarray:
     if calib is not None:
-        return load_npz(calib, graph.inputs[0], labels=False)[0][:size]
+        return load_npz(calib, graph.inputs[0], labels=False)[0]
     if shipped is not None:
-        return shipped[:size]
+        return shipped
     if x is None:
         raise DataError("compress needs data: pass --calib CALIB.npz or --data DATA.npz (x: model-ready inputs)")
-    return x[:size]
+    return x
 
 
 def _key(graph: Graph, methods: Sequence[str], ratios: Sequence[float], *arrays: np.ndarray | None) -> str:

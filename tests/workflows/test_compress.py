@@ -86,9 +86,10 @@ def test_second_target_reuses_the_cached_table(files: Path, monkeypatch: pytest.
 def test_cli_prints_the_table_and_writes_the_files(files: Path) -> None:
     out = files / "cli"
     result = CliRunner().invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "0.6", "--method", "svd",
-                                      "--data", str(files / "data.npz"), "--out", str(out)])
+                                      "--data", str(files / "data.npz"), "--out", str(out),
+                                      "--finetune-epochs", "1", "--finetune-size", "32"])
     assert result.exit_code == 0, result.output
-    for needle in ("layer", "MACs before", "MACs after", "top-1", "target 0.6"):
+    for needle in ("layer", "MACs before", "MACs after", "top-1", "target 0.6", "after 1 epochs of distillation"):
         assert needle in result.output
     assert (out / "model.compressed.onnx").is_file() and (out / "compress.json").is_file()
     assert json.loads((out / "compress.json").read_text())["eval"]["labels"] is True

@@ -1,0 +1,109 @@
+"""Label-free fine-tuning of a compressed float Graph by knowledge distillation from the uncompressed one.
+
+Hinton et al. 2015, "Distilling the knowledge in a neural network": the student (compressed) learns to
+reproduce the teacher's (uncompressed) outputs on unlabelled inputs, here by the mean squared error of
+the logits (equivalent to distillation at a high temperature), with Adam and a cosine learning rate.
+Only the weights and biases of Conv, Gemm and MatMul nodes train; both graphs run as torch modules
+built from the IR's own ops (``edgeopt.torch.ops``). Batch norms are folded into their convs first
+(``fold_batch_norm``, exact), so there are no running statistics left to re-estimate: the folded
+biases train instead. The result is a Graph with the same nodes and new weight values.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeopt.ir import Graph
+from edgeopt.pipeline.optimize.fold_batch_norm import fold_batch_norm
+from edgeopt.torch.ops import TORCH_OPS
+
+log = logging.getLogger(__name__)
+
+TRAINABLE_OPS = ("Conv", "Gemm", "MatMul")
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "Relu": torch.relu, "Relu6": lambda t: torch.clamp(t, 0.0, 6.0)}
+
+
+class FloatGraphModule(nn.Module):
+    """A float Graph as a torch module: weights and biases of Conv/Gemm/MatMul are parameters."""
+
+    def __init__(self, graph: Graph) -> None:
+        super().__init__()
+        self.graph = graph
+        trained = {t for n in graph.nodes if n.op in TRAINABLE_OPS for t in n.inputs[1:3] if t in graph.initializers}
+        self.names = {name: f"p{i}" for i, name in enumerate(graph.initializers)}
+        self.params = nn.ParameterDict({self.names[k]: nn.Parameter(torch.from_numpy(np.array(v, np.float32)))
+                                        for k, v in graph.initializers.items() if k in trained})
+        for k, v in graph.initializers.items():
+            if k not in trained:
+                self.register_buffer(self.names[k], torch.from_numpy(np.array(v)), persistent=False)
+
+    def constant(self, name: str) -> torch.Tensor:
+        key = self.names[name]
+        return self.params[key] if key in self.params else getattr(self, key)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        env = {self.graph.inputs[0].name: x}
+        for node in self.graph.nodes:
+            args = [None if not t else env[t] if t in env else self.constant(t) for t in node.inputs]
+            y = TORCH_OPS[node.op](node, args, self.graph)
+            for out, value in zip(node.outputs, y if isinstance(y, tuple) else (y,)):
+                if "fused_activation" in node.attrs:
+                    value = ACTIVATIONS[node.attrs["fused_activation"]](value)
+                env[out] = value
+        return env[self.graph.outputs[0].name]
+
+    def to_graph(self) -> Graph:
+        """The Graph with the module's current parameter values."""
+        inits = dict(self.graph.initializers)
+        for name, key in self.names.items():
+            if key in self.params:
+                inits[name] = self.params[key].detach().numpy().astype(np.float32)
+        return self.graph.replace(initializers=inits)
+
+
+def distill(student: Graph, teacher: Graph, x: np.ndarray, *, epochs: int = 5, batch: int = 64,
+            lr: float = 1e-4, progress: Callable[[str], None] | None = None) -> Graph:
+    """Fine-tune ``student`` to reproduce ``teacher``'s first output on the unlabelled inputs ``x``.
+
+    Args:
+        student: the compressed model (not modified).
+        teacher: the uncompressed model.
+        x: unlabelled inputs, a batch of the models' input.
+        epochs: passes over ``x``.
+        batch: samples per step.
+        lr: Adam's initial learning rate (cosine-annealed to 0).
+        progress: told the epoch and the loss after each epoch.
+    """
+    torch.manual_seed(0)
+    model, reference = FloatGraphModule(fold_batch_norm(student)), FloatGraphModule(fold_batch_norm(teacher)).eval()
+    data = torch.from_numpy(np.ascontiguousarray(x, np.float32))
+    with torch.no_grad():
+        targets = torch.cat([reference(data[i:i + batch]) for i in range(0, len(data), batch)])
+    steps = epochs * math.ceil(len(data) / batch)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(len(data))
+        total = 0.0
+        for i in range(0, len(data), batch):
+            idx = order[i:i + batch]
+            loss = torch.mean((model(data[idx]) - targets[idx]) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        message = f"distillation epoch {epoch + 1}/{epochs}: loss {total / len(data):.4g} " \
+                  f"({time.perf_counter() - start:.0f} s)"
+        log.info(message)
+        if progress:
+            progress(message)
+    return model.to_graph()
