@@ -301,7 +301,12 @@ def devices(
 def compress(
     model: Annotated[str | None, typer.Argument(help="A float model as for deploy (omit for the built-in "
                                                      "example).")] = None,
-    target_macs: Annotated[float, typer.Option(help="Fraction of the model's MACs to keep, e.g. 0.5.")] = 0.5,
+    target_macs: Annotated[float | None, typer.Option(help="Fraction of the model's MACs to keep, e.g. 0.5.")]
+    = None,
+    target_latency: Annotated[float | None, typer.Option(help="Fraction of the model's int8 latency on --device to "
+                                                              "keep, priced by the profile's cost model.")] = None,
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Device profile for --target-latency.")]
+    = None,
     method: Annotated[str, typer.Option(help="Compression methods, comma-separated: svd (spatial and weight SVD), "
                                              "prune (channel pruning with reconstruction).")] = "svd,prune",
     data: Annotated[Path | None, typer.Option(help=".npz with x and optional labels y: layers are scored on it "
@@ -325,7 +330,8 @@ def compress(
 
     def work() -> Any:
         with err_console.status("compressing") as status:
-            return run_compress(model, target_macs, out=out, methods=methods, data=data, calib=calib,
+            return run_compress(model, target_macs, target_latency=target_latency, device=device, out=out,
+                                methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=_parse_shape(input_shape),
                                 finetune_epochs=finetune_epochs, finetune_size=finetune_size, progress=lambda s: status.update(f"compress: {s}"))
 
@@ -349,8 +355,12 @@ def _render_compress(report: dict, cached: bool) -> None:
               f"top-1 agreement {final['agreement']:.2f} %")
     if ev["finetuned"]:
         metric += f" after {report['finetune']['epochs']} epochs of distillation"
+    target = (f"target {report['target_macs']}" if report["target_latency"] is None else
+              f"latency {report['latency_ms_before']:.3f} -> {report['latency_ms_after']:.3f} ms on "
+              f"{report['device']} ({report['latency_ms_after'] / report['latency_ms_before']:.3f}, target "
+              f"{report['target_latency']})")
     console.print(f"MACs {report['macs_before']:,} -> {report['macs_after']:,} "
-                  f"({report['macs_after'] / report['macs_before']:.3f}, target {report['target_macs']}), "
+                  f"({report['macs_after'] / report['macs_before']:.3f}), {target}, "
                   f"params {report['params_before']:,} -> {report['params_after']:,}; fp32 {metric}, output SQNR "
                   f"{final['sqnr_db']:.1f} dB on {ev['n']} samples; "
                   f"score table {'reused from cache' if cached else 'computed'}", highlight=False)

@@ -19,12 +19,15 @@ import numpy as np
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_text
 from edgeopt.ir import Graph
+from edgeopt.device_profiles import load_profile
+from edgeopt.pipeline.compress.latency import latency_pricer
 from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
 from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +61,15 @@ class CompressResult:
     out_dir: Path
 
 
-def compress(model: str | None, target_macs: float, *, out: str | Path, methods: Sequence[str] = METHODS,
+def compress(model: str | None, target_macs: float | None = None, *, out: str | Path,
+             target_latency: float | None = None, device: str | None = None, methods: Sequence[str] = METHODS,
              data: str | Path | None = None, calib: str | Path | None = None,
              calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
              finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
              progress: Callable[[str], None] | None = None) -> CompressResult:
-    """Compress ``model`` to ``target_macs`` (a fraction of its MACs) and write the results into ``out``.
+    """Compress ``model`` to ``target_macs`` (a fraction of its MACs), or to ``target_latency`` (a fraction
+    of its int8 latency on ``device``, priced by the profile's cost model), and write the results into ``out``.
 
     Args:
         model: as for ``deploy`` (an .onnx file, a .pt2, an entry point, or None for the example).
@@ -81,8 +86,13 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
         DataError: no calibration data, or a target or method out of range.
         ModelLoadError: the model cannot be loaded.
     """
-    if not 0 < target_macs <= 1:
-        raise DataError(f"--target-macs {target_macs} is not a fraction in (0, 1]; e.g. 0.5 keeps half the MACs")
+    if (target_macs is None) == (target_latency is None):
+        raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
+    option, target = ("--target-macs", target_macs) if target_latency is None else ("--target-latency", target_latency)
+    if not 0 < target <= 1:
+        raise DataError(f"{option} {target} is not a fraction in (0, 1]; e.g. 0.5 keeps half")
+    if target_latency is not None and device is None:
+        raise DataError("--target-latency needs --device PROFILE: the latency is priced by that profile's cost model")
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise DataError(f"unknown compression method(s) {', '.join(unknown) or '(none)'}; use svd, prune or svd,prune")
@@ -95,14 +105,17 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
     pool = _calibration(calib, loaded.calib, x, graph)
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
-    key = _key(graph, methods, ratios, calib_x, eval_x, eval_y)
+    price = None
+    if target_latency is not None:
+        price = latency_pricer(Target(load_profile(device)), calib_x)
+    key = _key(graph, [*methods, f"device={device if price else ''}"], ratios, calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
     if table is None:
         table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
-                            progress=lambda i, n: say(f"scoring layers {i}/{n}"))
+                            progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price)
         atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
     say("applying the chosen ratios")
-    compressed, choices = compress_to_target(graph, table, target_macs, calib_x)
+    compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)
     rows = _rows(graph, compressed, choices, table)
     base_logits = outputs(graph, eval_x)
     final = score(outputs(compressed, eval_x), base_logits, eval_y)
@@ -113,8 +126,10 @@ def compress(model: str | None, target_macs: float, *, out: str | Path, methods:
         compressed = distill(compressed, graph, pool[:finetune_size], epochs=finetune_epochs, progress=say)
         finetuned = score(outputs(compressed, eval_x), base_logits, eval_y)
     report = {
-        "model": loaded.name, "target_macs": target_macs, "methods": list(methods), "ratios": list(ratios),
+        "model": loaded.name, "target_macs": target_macs, "target_latency": target_latency, "device": device,
+        "methods": list(methods), "ratios": list(ratios),
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
+        "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
         "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
                  "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},

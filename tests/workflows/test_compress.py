@@ -97,8 +97,10 @@ def test_cli_prints_the_table_and_writes_the_files(files: Path) -> None:
 
 def test_cli_errors_are_one_line(files: Path) -> None:
     runner = CliRunner()
+    assert_one_line_error(runner.invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "0.5",
+                                              "--out", str(files / "e")]), 5, "compress needs data")
     assert_one_line_error(runner.invoke(app, ["compress", str(files / "model.onnx"), "--out", str(files / "e")]),
-                          5, "compress needs data")
+                          5, "give one target")
     assert_one_line_error(runner.invoke(app, ["compress", str(files / "model.onnx"), "--target-macs", "1.5",
                                               "--calib", str(files / "calib.npz"), "--out", str(files / "e")]),
                           5, "not a fraction")
@@ -115,3 +117,21 @@ def test_compressed_model_deploys_bit_exact(files: Path) -> None:
     (ours,) = run_program(program, [q])
     (reference,) = LiteRT(program_to_tflite(program), kernels="reference").run([q])
     np.testing.assert_array_equal(ours, reference)
+
+
+def test_latency_target_is_priced_by_the_profile(files: Path) -> None:
+    # On this small model a decomposition's extra op costs more per-op overhead than its MACs save (the
+    # profile prices both), so SVD entries price slower than the model itself: only pruning gets there.
+    result = compress(str(files / "model.onnx"), target_latency=0.8, device="arm-cortex-a78-xnnpack",
+                      out=files / "latency", calib=files / "calib.npz", ratios=RATIOS)
+    report = result.report
+    assert 0.78 <= report["latency_ms_after"] / report["latency_ms_before"] <= 0.8
+    assert all(e.latency_ms is not None for e in result.table.entries)
+    slower = [e for e in result.table.entries if e.method == "svd" and e.latency_ms > report["latency_ms_before"]]
+    assert slower and all(r["method"] == "prune" for r in report["layers"])
+
+
+def test_latency_target_needs_a_device(files: Path) -> None:
+    result = CliRunner().invoke(app, ["compress", str(files / "model.onnx"), "--target-latency", "0.5",
+                                      "--calib", str(files / "calib.npz"), "--out", str(files / "e2")])
+    assert_one_line_error(result, 5, "needs --device")

@@ -51,6 +51,7 @@ class Entry:
     macs: int                 # the whole model's MACs with that one change
     score: Score
     tied: tuple[str, ...] = ()  # other layers whose input channels a pruning also cuts
+    latency_ms: float | None = None  # the whole model's priced latency with that one change, when priced
 
 
 @dataclass
@@ -61,15 +62,24 @@ class ScoreTable:
     base: Score
     entries: list[Entry] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    base_latency_ms: float | None = None
 
     def to_json(self) -> dict:
-        return {"base_macs": self.base_macs, "base": asdict(self.base),
+        return {"base_macs": self.base_macs, "base": asdict(self.base), "base_latency_ms": self.base_latency_ms,
                 "entries": [asdict(e) for e in self.entries], "skipped": self.skipped}
 
     @classmethod
     def from_json(cls, data: dict) -> ScoreTable:
         entries = [Entry(**{**e, "score": Score(**e["score"]), "tied": tuple(e["tied"])}) for e in data["entries"]]
-        return cls(data["base_macs"], Score(**data["base"]), entries, dict(data["skipped"]))
+        return cls(data["base_macs"], Score(**data["base"]), entries, dict(data["skipped"]), data["base_latency_ms"])
+
+    def base_cost(self, priced: bool) -> float:
+        """The uncompressed model's latency (``priced``) or MACs."""
+        return self.base_latency_ms if priced else self.base_macs
+
+    def cost(self, entry: Entry, priced: bool) -> float:
+        """An entry's whole-model latency (``priced``) or MACs."""
+        return entry.latency_ms if priced else entry.macs
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,8 @@ def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: G
 
 def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], calib: np.ndarray,
                 x: np.ndarray, labels: np.ndarray | None = None,
-                progress: Callable[[int, int], None] | None = None) -> ScoreTable:
+                progress: Callable[[int, int], None] | None = None,
+                price: Callable[[Graph], float] | None = None) -> ScoreTable:
     """Score every compressible layer of ``graph`` alone, by each method, at each ratio.
 
     Args:
@@ -123,9 +134,11 @@ def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], c
         calib: calibration inputs for pruning's re-fit.
         x: evaluation inputs; ``labels`` their classes, when known.
         progress: called with (done, total) after each candidate.
+        price: a model's latency (e.g. ``latency.latency_pricer``); each entry is priced with it too.
     """
     base_logits = outputs(graph, x)
-    table = ScoreTable(graph_macs(graph), score(base_logits, base_logits, labels))
+    table = ScoreTable(graph_macs(graph), score(base_logits, base_logits, labels),
+                       base_latency_ms=price(graph) if price else None)
     jobs: list[Choice] = []
     for node in graph.nodes:
         reasons = []
@@ -146,7 +159,8 @@ def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], c
         macs = graph_macs(compressed)
         if macs < table.base_macs:
             table.entries.append(Entry(job.layer, job.method, job.ratio, macs,
-                                       score(outputs(compressed, x), base_logits, labels), tied))
+                                       score(outputs(compressed, x), base_logits, labels), tied,
+                                       price(compressed) if price else None))
         if progress:
             progress(i + 1, len(jobs))
     return table
@@ -167,20 +181,22 @@ def _loss(s: Score, base: Score) -> float:
     return noise
 
 
-def choose(table: ScoreTable, target_macs: float) -> list[Choice]:
-    """Per-layer choices whose summed savings bring the model to ``target_macs`` at the least summed loss.
+def choose(table: ScoreTable, target_cost: float, priced: bool = False) -> list[Choice]:
+    """Per-layer choices whose summed savings bring the model to ``target_cost`` (MACs, or latency in ms
+    when ``priced``) at the least summed loss.
 
     A layer's savings and losses are read from the table as if they added up; a pruning decides the
     input channels of the layers tied to it (a residual stream), so those are not pruned again. The last
     move's ratio is interpolated between its two table neighbours so that the total lands on the target.
     """
-    need = table.base_macs - target_macs
-    options: dict[str, list[tuple[int, float, Entry]]] = {}
+    base = table.base_cost(priced)
+    need = base - target_cost
+    options: dict[str, list[tuple[float, float, Entry]]] = {}
     for e in table.entries:
-        options.setdefault(e.layer, []).append((table.base_macs - e.macs, _loss(e.score, table.base), e))
-    current: dict[str, tuple[int, float, Entry | None]] = {layer: (0, 0.0, None) for layer in options}
+        options.setdefault(e.layer, []).append((base - table.cost(e, priced), _loss(e.score, table.base), e))
+    current: dict[str, tuple[float, float, Entry | None]] = {layer: (0, 0.0, None) for layer in options}
     saved = 0
-    last: tuple[str, tuple[int, float, Entry | None]] | None = None
+    last: tuple[str, tuple[float, float, Entry | None]] | None = None
     locked: set[str] = set()  # layers whose input channels another layer's pruning already decides
     while saved < need:
         best = None
@@ -220,50 +236,56 @@ def apply(graph: Graph, choices: Sequence[Choice], calib: np.ndarray) -> Graph:
 
 
 def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np.ndarray,
-                       rounds: int = 6, tolerance: float = 0.02) -> tuple[Graph, list[Choice]]:
-    """Choose and apply ratios so the model keeps ``target`` (a fraction) of its MACs.
+                       rounds: int = 6, tolerance: float = 0.02,
+                       price: Callable[[Graph], float] | None = None) -> tuple[Graph, list[Choice]]:
+    """Choose and apply ratios so the model keeps ``target`` (a fraction) of its MACs, or of its latency
+    when ``price`` (the pricer the table was priced with) is given.
 
     Layers interact (pruning a layer's input also thins its producer, a decomposed layer may also lose
-    input channels), so the achieved MACs are measured and the MACs asked of the table rescaled by
+    input channels), so the achieved cost is measured and the cost asked of the table rescaled by
     (saving wanted) / (saving achieved), up to ``rounds`` times, until the model lands at most
-    ``tolerance`` (a fraction of the MACs) under the target. Pruning moves in whole channels, which on a
-    narrow residual stream can be several percent of the MACs; when no round lands in that window, the
-    closest result over the target is topped up by decomposing one more layer (SVD moves in single
+    ``tolerance`` (a fraction of the base cost) under the target. Pruning moves in whole channels, which
+    on a narrow residual stream can be several percent of the MACs; when no round lands in that window,
+    the closest result over the target is topped up by decomposing one more layer (SVD moves in single
     ranks) just enough. The closest result not over the target is kept (the closest over it when none is).
     """
-    base = table.base_macs
+    priced = price is not None
+    measure = price or graph_macs
+    base = table.base_cost(priced)
     goal = base * target
     want = base - goal
     ask = want
-    results: list[tuple[int, Graph, list[Choice]]] = []
+    results: list[tuple[float, Graph, list[Choice]]] = []
     for _ in range(rounds):
-        choices = choose(table, base - ask)
+        choices = choose(table, base - ask, priced)
         compressed = apply(graph, choices, calib)
-        macs = graph_macs(compressed)
-        results.append((macs, compressed, choices))
-        log.info("target %.0f MACs, asked %.0f: %d MACs", goal, base - ask, macs)
-        if goal - tolerance * base <= macs <= goal or want == 0:
+        cost = measure(compressed)
+        results.append((cost, compressed, choices))
+        log.info("target %.4g, asked %.4g: %.4g", goal, base - ask, cost)
+        if goal - tolerance * base <= cost <= goal or want == 0:
             break
-        ask = min(base, ask * want / max(base - macs, 1))
+        ask = min(base, ask * want / max(base - cost, 1e-9 * base))
+        if cost > goal and any(r[0] == cost for r in results[:-1]):  # stuck on a discrete step: ask for more
+            ask = min(base, ask + tolerance * base / 2)
     if not any(goal - tolerance * base <= r[0] <= goal for r in results):
         over = [r for r in results if r[0] > goal]
         if over:
-            macs, _, choices = min(over, key=lambda r: r[0])
-            topped = _top_up(table, choices, macs - goal + tolerance * base / 2)  # aim inside the window
+            cost, _, choices = min(over, key=lambda r: r[0])
+            topped = _top_up(table, choices, cost - goal + tolerance * base / 2, priced)  # aim inside the window
             if topped is not None:
                 compressed = apply(graph, topped, calib)
-                results.append((graph_macs(compressed), compressed, topped))
+                results.append((measure(compressed), compressed, topped))
     under = [r for r in results if r[0] <= goal]
-    macs, compressed, choices = max(under, key=lambda r: r[0]) if under else min(results, key=lambda r: r[0])
+    _, compressed, choices = max(under, key=lambda r: r[0]) if under else min(results, key=lambda r: r[0])
     return compressed, choices
 
 
-def _top_up(table: ScoreTable, choices: list[Choice], excess: float) -> list[Choice] | None:
-    """``choices`` plus the SVD of one more layer, at the least loss per MAC, saving about ``excess`` MACs."""
+def _top_up(table: ScoreTable, choices: list[Choice], excess: float, priced: bool) -> list[Choice] | None:
+    """``choices`` plus the SVD of one more layer, at the least loss per saving, saving about ``excess``."""
     chosen = {c.layer for c in choices}
     best = None
     for e in table.entries:
-        saving = table.base_macs - e.macs
+        saving = table.base_cost(priced) - table.cost(e, priced)
         if e.method != "svd" or e.layer in chosen or saving < excess:
             continue
         rate = _loss(e.score, table.base) / saving
@@ -272,5 +294,5 @@ def _top_up(table: ScoreTable, choices: list[Choice], excess: float) -> list[Cho
     if best is None:
         return None
     _, e, saving = best
-    # A decomposition's saving grows linearly as its ratio falls: (1 - ratio) * the layer's MACs.
+    # A decomposition's saving grows about linearly as its ratio falls: (1 - ratio) * the layer's cost.
     return [*choices, Choice(e.layer, "svd", 1 - (1 - e.ratio) * excess / saving)]
