@@ -6,7 +6,7 @@ The checkpoint is exported to a float .onnx, compressed label-free (layers score
 the uncompressed model on CIFAR-10 *training* images, pruning re-fit on the same images), and each model
 is deployed (arm-cortex-a78-xnnpack, calibrated on 500 training images) and evaluated on test1000 in the
 integer executor. Then each compressed model is fine-tuned without labels (distillation from the
-uncompressed model on 2048 other training images, ``--finetune-epochs``) and deployed again. Host fps:
+uncompressed model on 1024 other training images, ``--finetune-epochs``) and deployed again. Host fps:
 the int8 .tflite under LiteRT's default kernels (XNNPACK), one thread, median of 200 timed invocations.
 Skips (exit 0) when ../shared/data is absent.
 """
@@ -45,9 +45,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--targets", default="0.5,0.7")
     parser.add_argument("--methods", default="svd,prune")
-    parser.add_argument("--calib-size", type=int, default=128)
-    parser.add_argument("--finetune-epochs", type=int, default=5)
-    parser.add_argument("--finetune-size", type=int, default=2048)
+    parser.add_argument("--ratios", default="0.25,0.5,0.75", help="candidate fractions of a layer's MACs")
+    parser.add_argument("--calib-size", type=int, default=64)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--finetune-size", type=int, default=1024)
     parser.add_argument("--device", default="arm-cortex-a78-xnnpack")
     args = parser.parse_args()
     ckpt, test, calib = require("models/resnet_cifar10/resnet32-d509ac18.th", "cifar10/test1000_lossless.npz",
@@ -74,7 +75,8 @@ def main() -> None:
         for target in (float(t) for t in args.targets.split(",")):
             start = time.process_time()
             result = compress(str(onnx_path), target, out=tmp / "compress", calib=tmp / "compress_calib.npz",
-                              methods=tuple(args.methods.split(",")), calib_size=args.calib_size)
+                              methods=tuple(args.methods.split(",")), calib_size=args.calib_size,
+                              ratios=tuple(float(r) for r in args.ratios.split(",")))
             seconds = time.process_time() - start
             ratio = result.report["macs_after"] / result.report["macs_before"]
             rows.append((f"compressed {target:.0%}", ratio,
@@ -87,7 +89,8 @@ def main() -> None:
                 write_onnx(graph_to_onnx(tuned), path)
                 rows.append((f"  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start,
                              result))
-        print(f"ResNet-32 CIFAR-10 test1000, device {args.device}, methods {args.methods}, label-free scoring "
+        print(f"ResNet-32 CIFAR-10 test1000, device {args.device}, methods {args.methods}, ratios {args.ratios}, "
+              f"label-free scoring "
               f"on {args.calib_size} training images, distillation {args.finetune_epochs} epochs on "
               f"{len(finetune_x)} other training images")
         print(f"{'model':18s} {'MACs':>7s} {'fp32 top-1':>10s} {'int8 top-1':>10s} {'est. fps':>9s} "
