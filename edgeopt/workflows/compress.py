@@ -3,7 +3,8 @@
 The score table is cached in the output folder (``score_table.json``), keyed by the model's hash, the
 methods, the candidate ratios and the data's hash, so a second target on the same model and data
 costs no new scoring. ``model.compressed.onnx`` is a float ONNX file that goes through ``deploy`` like
-any other; ``compress.json`` holds the choices, the table and the before/after figures.
+any other; ``compress.json`` holds the choices, the table and the before/after figures, ``compress.svg``
+plots the table (score against ratio per layer).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, 
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
 from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.report.compress import compress_svg
 from edgeopt.pipeline.target import Target
 
 log = logging.getLogger(__name__)
@@ -141,6 +143,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     }
     write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
     atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
+    atomic_write_text(out / "compress.svg", compress_svg(table))
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import onnx
@@ -64,6 +65,11 @@ def test_chosen_ratios_meet_the_mac_target(files: Path, target: float) -> None:
                                      / result.report["macs_before"])
     stored = json.loads((files / f"out{target}" / "compress.json").read_text())
     assert stored["layers"] and stored["score_table"]["entries"]
+    svg = ElementTree.parse(files / f"out{target}" / "compress.svg").getroot()
+    panels = svg.findall("{http://www.w3.org/2000/svg}g")
+    assert len(panels) == len({e["layer"] for e in stored["score_table"]["entries"]})
+    assert len(svg.findall(".//{http://www.w3.org/2000/svg}polyline")) == len(
+        {(e["layer"], e["method"]) for e in stored["score_table"]["entries"]})
     assert "/right/right.3/Conv" in stored["skipped"]  # depthwise: neither SVD nor a pruning target
 
 
