@@ -333,7 +333,8 @@ def compress(
             return run_compress(model, target_macs, target_latency=target_latency, device=device, out=out,
                                 methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=_parse_shape(input_shape),
-                                finetune_epochs=finetune_epochs, finetune_size=finetune_size, progress=lambda s: status.update(f"compress: {s}"))
+                                finetune_epochs=finetune_epochs, finetune_size=finetune_size,
+                                progress=lambda s: status.update(f"compress: {s}"))
 
     result = _guard(debug, work)
     _render_compress(result.report, result.table_cached)

@@ -113,7 +113,8 @@ def relu(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Te
 def clip(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
     lo, hi = static_input(node, graph, 1), static_input(node, graph, 2)
     # A bound may be stored as a 1-element array (shape (1,)), which numpy 2 no longer converts by float().
-    return torch.clamp(x[0], None if lo is None else float(lo.reshape(())), None if hi is None else float(hi.reshape(())))
+    return torch.clamp(x[0], None if lo is None else float(lo.reshape(())),
+                       None if hi is None else float(hi.reshape(())))
 
 
 @_op("Sigmoid")

@@ -42,7 +42,8 @@ def is_end(graph: Graph, node: Node) -> bool:
         return node.attrs.get("group", 1) == 1
     if node.op == "Gemm":
         return not node.attrs.get("transA", 0) and len(graph.shape(node.inputs[0])) == 2
-    return node.op == "MatMul" and len(graph.shape(node.inputs[0])) == 2 and graph.initializers[node.inputs[1]].ndim == 2
+    return node.op == "MatMul" and len(graph.shape(node.inputs[0])) == 2 \
+        and graph.initializers[node.inputs[1]].ndim == 2
 
 
 def is_depthwise(graph: Graph, node: Node) -> bool:

@@ -27,7 +27,7 @@ def prune_reason(graph: Graph, node: Node) -> str | None:
     """Why ``node``'s input channels cannot be pruned, or None when they can."""
     if node.op != "Conv" or not is_end(graph, node):
         return f"{node.op} node '{node.name}' is not an ungrouped Conv with constant weights"
-    if conv_geometry(node, (0, 0)) is None:
+    if conv_geometry(node) is None:
         return f"Conv node '{node.name}' uses auto_pad SAME"
     try:
         propagate(graph, node.inputs[0], {0})
@@ -184,7 +184,7 @@ def reconstruct(pruned: Graph, before: Graph, reference: Graph, drops: dict[str,
     pre-activation output is not a tensor to fit).
     """
     sinks = [n for n in pruned.nodes if n.op in ("Conv", "Gemm") and is_end(pruned, n) and drops.get(n.inputs[0])
-             and "fused_activation" not in n.attrs and (n.op != "Conv" or conv_geometry(n, (0, 0)))]
+             and "fused_activation" not in n.attrs and (n.op != "Conv" or conv_geometry(n))]
     if not sinks:
         return pruned
     use_ref = {n.outputs[0]: n.outputs[0] in reference.tensors and
@@ -234,7 +234,7 @@ def _refit(graph: Graph, node: Node, x: np.ndarray, y: np.ndarray, rng: np.rando
 
 def _im2col(x: np.ndarray, node: Node, kernel: tuple[int, int]) -> np.ndarray:
     """Patches of ``x`` (N, C, H, W) as rows (one per output position), columns ordered (c, ky, kx)."""
-    strides, dilations, pads = conv_geometry(node, kernel)
+    strides, dilations, pads = conv_geometry(node)
     kh, kw = kernel
     xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
     ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1

@@ -51,7 +51,7 @@ def node_by_name(graph: Graph, name: str) -> Node:
     raise KeyError(name)
 
 
-def conv_geometry(node: Node, kernel: tuple[int, int]) -> tuple[list[int], list[int], list[int]] | None:
+def conv_geometry(node: Node) -> tuple[list[int], list[int], list[int]] | None:
     """``(strides, dilations, pads)`` of a 2-D Conv with explicit padding, or None for ``auto_pad`` SAME.
 
     ``pads`` is ONNX's ``[top, left, bottom, right]``.

@@ -23,7 +23,8 @@ import numpy as np
 from edgeopt.ir import Graph, Node, TensorInfo
 from edgeopt.pipeline.compress.layers import constant_weight, conv_geometry, node_by_name
 
-BN_ATTRS = ("bn_beta", "bn_gamma", "fused_activation")
+# They describe the layer's output: of the two new nodes only the second (which writes it) keeps them.
+OUTPUT_ATTRS = ("bn_beta", "bn_gamma", "fused_activation")
 
 
 def svd_kind(graph: Graph, node: Node) -> str | None:
@@ -33,7 +34,7 @@ def svd_kind(graph: Graph, node: Node) -> str | None:
     if w is None:
         return None
     if node.op == "Conv":
-        if w.ndim != 4 or node.attrs.get("group", 1) != 1 or conv_geometry(node, w.shape[2:]) is None:
+        if w.ndim != 4 or node.attrs.get("group", 1) != 1 or conv_geometry(node) is None:
             return None
         return "weight" if w.shape[2:] == (1, 1) else "spatial"
     if node.op == "Gemm" and not node.attrs.get("transA", 0) and w.ndim == 2:
@@ -104,12 +105,12 @@ def _factors(m: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 def _spatial(graph: Graph, node: Node, rank: int) -> tuple[Node, Node, dict[str, np.ndarray]]:
     w = constant_weight(graph, node)
     co, ci, kh, kw = w.shape
-    strides, dilations, pads = conv_geometry(node, w.shape[2:])
+    strides, dilations, pads = conv_geometry(node)
     a, b = _factors(w.transpose(1, 2, 0, 3).reshape(ci * kh, co * kw), rank)
     wa = a.reshape(ci, kh, rank).transpose(2, 0, 1)[..., None]          # (r, Ci, KH, 1)
     wb = b.reshape(rank, co, kw).transpose(1, 0, 2)[:, :, None, :]      # (Co, r, 1, KW)
     mid, wa_name, wb_name = f"{node.name}.svd_mid", f"{node.name}.svd0.weight", f"{node.name}.svd1.weight"
-    base = {k: v for k, v in node.attrs.items() if k not in (*BN_ATTRS, "auto_pad")}
+    base = {k: v for k, v in node.attrs.items() if k not in (*OUTPUT_ATTRS, "auto_pad")}
     first = Node("Conv", f"{node.name}.svd0", (node.inputs[0], wa_name), (mid,), {
         **{k: v for k, v in base.items() if k not in ("pads", "strides", "dilations", "kernel_shape")},
         "kernel_shape": [kh, 1], "strides": [strides[0], 1], "dilations": [dilations[0], 1],
@@ -134,7 +135,7 @@ def _weight_matrix(node: Node, w: np.ndarray) -> np.ndarray:
 def _weight(graph: Graph, node: Node, rank: int) -> tuple[Node, Node, dict[str, np.ndarray]]:
     a, b = _factors(_weight_matrix(node, constant_weight(graph, node)), rank)   # (K, r), (r, N)
     mid, wa_name, wb_name = f"{node.name}.svd_mid", f"{node.name}.svd0.weight", f"{node.name}.svd1.weight"
-    kept = {k: v for k, v in node.attrs.items() if k not in BN_ATTRS}
+    kept = {k: v for k, v in node.attrs.items() if k not in OUTPUT_ATTRS}
     if node.op == "Conv":
         wa, wb = a.T[:, :, None, None], b.T[:, :, None, None]
         first = Node("Conv", f"{node.name}.svd0", (node.inputs[0], wa_name), (mid,), kept)
