@@ -2,7 +2,8 @@
 
 torch's dynamo exporter (opset 18) writes ``nn.GELU()`` as ``x * (0.5 * (1 + Erf(x / sqrt(2))))`` and
 ``nn.GELU(approximate="tanh")`` as ``x * (0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3))))``
-(Div, Erf, Add, Mul, Mul; Pow, Mul, Add, Mul, Tanh, Add, Mul, Mul). Any association and operand order
+(Div, Erf, Add, Mul, Mul; Pow, Mul, Add, Mul, Tanh, Add, Mul, Mul); the TorchScript exporter writes
+``(x * (1 + Erf(x / sqrt(2)))) * 0.5``. Any association and operand order
 of the outer products and sums is matched, ``x / sqrt(2)`` also as ``x * (1/sqrt(2))`` and ``x^3`` also
 as ``Pow(x, 3)`` only. Every intermediate must feed only the next node of the chain. A graph that gains a
 Gelu is raised to opset 20, the first that defines it (opsets 19 and 20 change none of the op forms the
@@ -96,13 +97,17 @@ class _Matcher:
 
 
 def _match(graph: Graph, last: Node) -> tuple[str, str, list[Node]] | None:
-    """(input, approximate, chain nodes) when ``last`` ends a GELU chain."""
-    for x in dict.fromkeys(last.inputs):
+    """(input, approximate, chain nodes) when ``last`` ends a GELU chain.
+
+    The input ``x`` is any factor of the product: a direct operand of ``last`` (``x * (0.5 * (1 + e))``,
+    the dynamo form) or one of an inner Mul (``(x * (1 + e)) * 0.5``, the TorchScript form).
+    """
+    for x in dict.fromkeys(_Matcher(graph).factors(last)):
         if x in graph.initializers:
             continue
         m = _Matcher(graph)
         factors = m.factors(last)
-        if len(factors) != 3 or x not in factors:
+        if len(factors) != 3:
             continue
         rest = list(factors)
         rest.remove(x)
