@@ -5,6 +5,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.float_island import lowering_of
+from edgeopt.pipeline.lower.fold_transposes import fold_transposes
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -26,7 +27,8 @@ def check_lowerable(graph: Graph) -> None:
 
 def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
     """Lower a quantized graph to the int8 program, with multipliers and shifts precomputed; the nodes
-    of ``qgraph.float_nodes`` become float islands (``lower.float_island``).
+    of ``qgraph.float_nodes`` become float islands (``lower.float_island``); back-to-back TRANSPOSEs are
+    merged (``lower.fold_transposes``).
 
     Raises:
         UnsupportedOpError: a node without a lowering, or a float node the graph does not have.
@@ -52,4 +54,4 @@ def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
         input_layouts=tuple(program_perm(len(t.shape)) for t in graph.inputs),
         output_layouts=tuple(program_perm(len(t.shape)) for t in graph.outputs),
     )
-    return prepare_program(program)
+    return prepare_program(fold_transposes(program))
