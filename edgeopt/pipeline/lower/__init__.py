@@ -13,16 +13,27 @@ from edgeopt.runtimes.reference.prepare import prepare_program
 import_submodules("edgeopt.pipeline.lower")  # each module registers the lowerings of its ops
 
 
+# What a user can do about ops that the optimizer's rewrites leave behind only in unusual forms.
+LEFTOVER_HINTS = {
+    "Div": "a division by a computed tensor has no int8 TFLite kernel (DIV runs float32, int32 and uint8 "
+           "only); divide by a constant (it becomes MUL), or export LayerNorm as one nn.LayerNorm",
+    "Sqrt": "SQRT has no int8 TFLite kernel; a LayerNorm written out by hand fuses only in the form "
+            "(x - mean) / sqrt(var + eps) over trailing axes or NCHW channels",
+    "Erf": "TFLite has no ERF; only GELU's x * 0.5 * (1 + erf(x / sqrt(2))) is recognised (use nn.GELU)",
+    "Pow": "only Pow(x, 2) lowers (as MUL of x by itself)",
+}
+
+
 def check_lowerable(graph: Graph) -> None:
     """Fail fast, before calibration, on the first node no lowering exists for.
 
     Raises:
-        UnsupportedOpError: naming the op, the node and what is supported.
+        UnsupportedOpError: naming the op, the node and what is supported (or what to do instead).
     """
     for node in graph.nodes:
         if node.op not in LOWERINGS:
-            raise UnsupportedOpError(node.op, node.name,
-                                     f"no int8 lowering for it yet (supported: {', '.join(LOWERINGS)})")
+            hint = LEFTOVER_HINTS.get(node.op, f"no int8 lowering for it yet (supported: {', '.join(LOWERINGS)})")
+            raise UnsupportedOpError(node.op, node.name, hint)
 
 
 def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:

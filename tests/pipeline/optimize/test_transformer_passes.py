@@ -13,8 +13,10 @@ import torch
 from onnx import helper
 from torch import nn
 
+from edgeopt.errors import UnsupportedOpError
 from edgeopt.pipeline.evaluate import run_float
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
+from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
 from tests.builders.onnx_models import model as onnx_model
 from tests.builders.torch_export import export, normal_data
@@ -142,3 +144,11 @@ def test_a_cast_to_the_inputs_own_type_is_dropped_at_load() -> None:
     nodes = [helper.make_node("Cast", ["x"], ["c"], to=1), helper.make_node("Relu", ["c"], ["y"])]
     graph = onnx_to_graph(onnx_model(nodes, {}, [1, 4], [1, 4]), "cast")
     assert graph.ops() == ["Relu"] and graph.nodes[0].inputs == ("x",)
+
+
+def test_a_division_by_a_computed_tensor_is_refused_in_one_line() -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Div", ["x", "r"], ["y"], name="ratio")]
+    graph = optimize(onnx_to_graph(onnx_model(nodes, {}, [1, 4], [1, 4]), "div"))
+    with pytest.raises(UnsupportedOpError, match="Div \\(node 'ratio'\\).*no int8 TFLite kernel") as err:
+        check_lowerable(graph)
+    assert "\n" not in str(err.value)
