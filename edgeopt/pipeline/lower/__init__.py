@@ -15,10 +15,6 @@ import_submodules("edgeopt.pipeline.lower")  # each module registers the lowerin
 
 # What a user can do about ops that the optimizer's rewrites leave behind only in unusual forms.
 LEFTOVER_HINTS = {
-    "Div": "a division by a computed tensor has no int8 TFLite kernel (DIV runs float32, int32 and uint8 "
-           "only); divide by a constant (it becomes MUL), or export LayerNorm as one nn.LayerNorm",
-    "Sqrt": "SQRT has no int8 TFLite kernel; a LayerNorm written out by hand fuses only in the form "
-            "(x - mean) / sqrt(var + eps) over trailing axes or NCHW channels",
     "Erf": "TFLite has no ERF; only GELU's x * 0.5 * (1 + erf(x / sqrt(2))) is recognised (use nn.GELU)",
     "Pow": "only Pow(x, 2) lowers (as MUL of x by itself)",
 }

@@ -5,7 +5,8 @@ as 4-D ``[B, H, S, D]`` MatMuls with a softmax over the last axis, LayerNorms, G
 token's ``x[:, 0]`` into the head) and a ConvNeXt block (depthwise conv, permute to channels-last,
 LayerNorm, 4-D Linear layers, GELU, permute back, residual) go through the TorchScript exporter at
 opsets 13 (LayerNorm and GELU written out as elementwise chains) and 17; each deploys to the Cortex-A78
-profile, and the executor (double rounding) equals LiteRT BUILTIN_REF element for element.
+profile, and the executor (double rounding) equals LiteRT BUILTIN_REF element for element. A division
+by a computed tensor and a square root run as DIV and SQRT float islands, bit-exact too.
 """
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from onnx import helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.workflows.deploy import deploy
+from tests.builders.onnx_models import model as onnx_model
 from tests.builders.torch_export import export, normal_data
 
 PROFILE = "arm-cortex-a78-xnnpack"
@@ -105,3 +108,18 @@ def test_block_deploys_bit_exact_with_litert_reference(name: str, exporter: str,
         fp32 = module(torch.from_numpy(x_test)).numpy()
     out = dequantize_output(program, got).reshape(fp32.shape)
     assert np.corrcoef(out.ravel(), fp32.ravel())[0, 1] > 0.97
+
+
+def test_division_by_a_computed_tensor_and_sqrt_run_as_float_islands(tmp_path: Path) -> None:
+    """``x / sqrt(relu(x) + 1)``: TFLite's DIV and SQRT have no int8 kernel, so both run in float32."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "one"], ["a"]),
+             helper.make_node("Sqrt", ["a"], ["s"], name="root"), helper.make_node("Div", ["x", "s"], ["y"], name="ratio")]
+    onnx.save(onnx_model(nodes, {"one": np.float32(1)}, [1, 4, 3, 5], [1, 4, 3, 5]), tmp_path / "div.onnx")
+    shape = (1, 4, 3, 5)
+    np.savez(tmp_path / "data.npz", x=normal_data(0, 16, shape) * 2)
+    result = deploy(str(tmp_path / "div.onnx"), PROFILE, data=tmp_path / "data.npz", out=tmp_path / "out")
+    program = result.program.replace(rounding="double")
+    assert [op.kind for op in program.ops] == ["RELU", "ADD", "DEQUANTIZE", "SQRT", "DEQUANTIZE", "DIV", "QUANTIZE"]
+    q = quantize_input(program, normal_data(1, 32, shape) * 2)
+    got = run_program(program, [q])[0]
+    np.testing.assert_array_equal(got, LiteRT(result.out_dir / "model.int8.tflite", kernels="reference").run([q])[0])
