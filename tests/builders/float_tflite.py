@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from ai_edge_litert import schema_py_generated as schema
+from tests.builders.converter_files import add_operator, edit_model, tensor_name
 
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.qprogram import QOp, QProgram, QTensor
@@ -28,6 +30,7 @@ class FloatTFLiteBuilder:
         self.tensors: dict[str, QTensor] = {}
         self.ops: list[QOp] = []
         self.inputs: list[str] = []
+        self._divisions: list[str] = []  # MULs to rewrite as DIV (edgeopt's writer has no DIV)
 
     def shape(self, t: str) -> tuple[int, ...]:
         return self.tensors[t].shape
@@ -101,6 +104,12 @@ class FloatTFLiteBuilder:
         shape = np.broadcast_shapes(self.shape(a), self.shape(b))
         return self.op(kind, [a, b], shape, fused_activation_function=activation)
 
+    def div(self, a: str, b: str) -> str:
+        """DIV, written as MUL and turned into DIV in the flatbuffer by ``build``."""
+        y = self.binary("MUL", a, b)
+        self._divisions.append(y)
+        return y
+
     def unary(self, kind: str, x: str, **options: Any) -> str:
         return self.op(kind, [x], self.shape(x), **options)
 
@@ -125,7 +134,15 @@ class FloatTFLiteBuilder:
         program = QProgram(name=self.name, tensors={k: v for k, v in self.tensors.items() if k in used},
                            ops=tuple(self.ops), inputs=tuple(self.inputs), outputs=tuple(outputs), rounding="double",
                            input_layouts=(None,) * len(self.inputs), output_layouts=(None,) * len(outputs))
-        return program_to_tflite(program)
+        return edit_model(program_to_tflite(program), self._as_div) if self._divisions else program_to_tflite(program)
+
+    def _as_div(self, model: schema.ModelT) -> None:
+        subgraph = model.subgraphs[0]
+        subgraph.operators = [
+            add_operator(model, schema.BuiltinOperator.DIV, op.inputs, op.outputs, schema.BuiltinOptions.DivOptions,
+                         schema.DivOptionsT())
+            if tensor_name(subgraph.tensors[op.outputs[0]]) in self._divisions else op
+            for op in subgraph.operators]
 
 
 def keras_like_cnn(rng: np.random.Generator, flatten: bool = False) -> bytes:
