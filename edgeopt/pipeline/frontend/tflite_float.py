@@ -13,7 +13,7 @@ inserted only where element order matters and no remap exists: a RESHAPE (or a F
 flattens) of NHWC data whose H·W and C are both above 1 reads it in NHWC order (Transpose to NHWC, then
 Reshape), and a 4-D RESHAPE result of that kind is transposed back to NCHW. The lowering then writes
 such a Transpose next to the TRANSPOSE its own Reshape lowering needs, and the two cancel
-(``lower.transpose_pairs``), so the int8 file has the float file's NHWC input and no layout shuffles.
+(``lower.movement_pairs``), so the int8 file has the float file's NHWC input and no layout shuffles.
 
 Fused activations become their own node after the op (Relu, Clip, Tanh), which ``fuse_activation``
 fuses back. DIV by a constant becomes Mul by its float32 reciprocal (one rounding away from TFLite's
@@ -301,7 +301,7 @@ def _fully_connected(op: QOp, b: GraphBuilder) -> None:
     """FULLY_CONNECTED (weights [N, K]) → Gemm with ``transB=1``; an input of another rank is first
     flattened to ``[-1, K]`` as TFLite does (in NHWC order)."""
     w = _const_input(op, b, 1, "weights")
-    n, k = w.shape
+    k = w.shape[1]
     x = b.info(op.inputs[0])
     shape = b.file_shape(op.inputs[0])
     out_shape = b.file_shape(op.outputs[0])

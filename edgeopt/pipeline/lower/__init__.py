@@ -5,7 +5,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.float_island import lowering_of
-from edgeopt.pipeline.lower.transpose_pairs import compose_transposes
+from edgeopt.pipeline.lower.movement_pairs import compose_movement
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -42,7 +42,7 @@ def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
         ctx.activation(t.name, graph.nodes[0])
     for node in graph.nodes:
         lowering_of(node, ctx)(node, ctx)
-    ops = compose_transposes(ctx.ops, ctx.tensors, {t.name for t in graph.outputs})
+    ops = compose_movement(ctx.ops, ctx.tensors, {t.name for t in graph.outputs})
     used = {t for op in ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
     program = QProgram(
         name=graph.name,

@@ -180,16 +180,22 @@ def lower_reshape(node: Node, ctx: LowerContext) -> None:
     y_src = node.outputs[0]
     in_perm, out_perm = program_perm(len(ctx.src_shape(node.inputs[0]))), program_perm(len(ctx.src_shape(y_src)))
     q = ctx.tensors[x].qparams
-    if in_perm and np.prod(ctx.shape(x)[1:3]) > 1:
+    if in_perm and not _same_order(ctx.shape(x)):
         nchw = ctx.temp(f"{node.name}/nchw", ctx.src_shape(node.inputs[0]), q)
         _transpose(node, ctx, x, nchw, NCHW_FROM_NHWC)
         x = nchw
-    if out_perm:
+    if out_perm and not _same_order(ctx.shape(ctx.activation(y_src, node))):
         flat = ctx.temp(f"{node.name}/reshaped", ctx.src_shape(y_src), q)
         _reshape(node, ctx, x, flat)
         _transpose(node, ctx, flat, ctx.activation(y_src, node), NHWC)
     else:
         _reshape(node, ctx, x, ctx.activation(y_src, node))
+
+
+def _same_order(nhwc: tuple[int, ...]) -> bool:
+    """Whether a 4-D tensor of program shape ``nhwc`` holds its elements in the same order as its NCHW
+    source (a 1x1 map, or one channel): then a reshape of it needs no TRANSPOSE."""
+    return nhwc[1] * nhwc[2] == 1 or nhwc[3] == 1
 
 
 def _transpose(node: Node, ctx: LowerContext, x: str, y: str, perm: tuple[int, ...]) -> None:
