@@ -67,6 +67,11 @@ def _models(head: str | None = "softmax") -> dict[str, Callable[[], Any]]:
         "mobilenet_v3_small": lambda: apps.MobileNetV3Small(**common),
         "efficientnet_b0": lambda: apps.EfficientNetB0(**common),
         "resnet50": lambda: apps.ResNet50(**common),
+        "mobilenet_v3_large": lambda: apps.MobileNetV3Large(**common),
+        "efficientnet_v2_b0": lambda: apps.EfficientNetV2B0(**common),
+        "densenet121": lambda: apps.DenseNet121(**common),
+        "nasnet_mobile": lambda: apps.NASNetMobile(**common),
+        "inception_v3": lambda: apps.InceptionV3(**common),
         "mlperf_tiny_resnet8": lambda: _resnet8(head),
         "mlperf_tiny_dscnn": lambda: _ds_cnn(head),
     }

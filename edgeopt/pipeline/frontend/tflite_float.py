@@ -99,6 +99,8 @@ class GraphBuilder:
         self.nodes: list[Node] = []
         self.initializers: dict[str, np.ndarray] = {}
         self.tensors: dict[str, TensorInfo] = {}
+        # Constants the conversion computes (DEQUANTIZE of float16, DIV's reciprocal), in file layout.
+        self.folded: dict[str, np.ndarray] = {}
         self._fresh = 0
         for t in parsed.inputs:
             if parsed.tensors[t].dtype != "float32":
@@ -110,12 +112,12 @@ class GraphBuilder:
         return tuple(int(d) for d in self.file.tensors[name].shape)
 
     def is_const(self, name: str) -> bool:
-        return name in self.initializers or self.file.tensors[name].is_constant
+        return name in self.folded or self.file.tensors[name].is_constant
 
     def value(self, name: str) -> np.ndarray:
-        """A constant of the file, as stored (file layout)."""
-        if name in self.initializers:
-            return self.initializers[name]
+        """A constant of the file (or one the conversion folded), in file layout."""
+        if name in self.folded:
+            return self.folded[name]
         t = self.file.tensors[name]
         if not t.is_constant:
             raise InternalError(f"'{name}' is computed at run time, where a constant is expected")
@@ -210,7 +212,7 @@ class GraphBuilder:
 
     def _unique(self, base: str) -> str:
         name = base
-        while name in self.tensors or name in self.initializers or name in self.file.tensors:
+        while name in self.tensors or name in self.initializers or name in self.folded or name in self.file.tensors:
             self._fresh += 1
             name = f"{base}__{self._fresh}"
         return name
@@ -352,7 +354,7 @@ def _div(op: QOp, b: GraphBuilder) -> None:
         raise _refuse(op, "only division of an activation by a constant has a conversion")
     divisor = b.value(op.inputs[1]).astype(np.float32)
     reciprocal = f"{op.inputs[1]}/reciprocal"
-    b.initializers[reciprocal] = (np.float32(1.0) / divisor).astype(np.float32)
+    b.folded[reciprocal] = (np.float32(1.0) / divisor).astype(np.float32)
     _binary("Mul")(QOp("MUL", (op.inputs[0], reciprocal), op.outputs, op.options, source=op.source), b)
 
 
@@ -517,4 +519,4 @@ def _dequantize(op: QOp, b: GraphBuilder) -> None:
     if not x.is_constant or x.dtype != "float16":
         raise _refuse(op, "only float16 constants can be dequantized in a float model (this is a quantized model;"
                       " run it with `edgeopt emulate`)")
-    b.initializers[op.outputs[0]] = np.asarray(x.data, np.float16).reshape(x.shape).astype(np.float32)
+    b.folded[op.outputs[0]] = np.asarray(x.data, np.float16).reshape(x.shape).astype(np.float32)

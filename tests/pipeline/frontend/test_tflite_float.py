@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ai_edge_litert import schema_py_generated as schema
 from tests.builders.cli import assert_one_line_error
+from tests.builders.converter_files import add_operator, add_tensor, edit_model
 from tests.builders.float_tflite import FloatTFLiteBuilder, keras_like_cnn
 from typer.testing import CliRunner
 
@@ -17,6 +19,7 @@ from edgeopt.cli import app
 from edgeopt.errors import ModelLoadError, UnsupportedOpError
 from edgeopt.pipeline.evaluate import run_float
 from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.frontend.tflite import read_tflite
 from edgeopt.pipeline.frontend.tflite_float import tflite_to_graph
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
@@ -82,6 +85,36 @@ def test_fully_connected_flattens_a_4d_input_in_nhwc_order() -> None:
     b = FloatTFLiteBuilder(np.random.default_rng(3), "fc4d")
     x = b.conv(b.input((1, 3, 3, 4)), 4, kernel=1)
     _assert_ir_equals_litert(b.build([b.fully_connected(x, 6)]))
+
+
+def _with_float16_weights(data: bytes) -> bytes:
+    """Every CONV_2D/DEPTHWISE_CONV_2D weight stored as float16 behind a DEQUANTIZE, as TensorFlow's
+    converter writes a model with ``supported_types = [tf.float16]``."""
+
+    def edit(model: schema.ModelT) -> None:
+        subgraph = model.subgraphs[0]
+        dequantizes = []
+        for op in subgraph.operators:
+            code = model.operatorCodes[op.opcodeIndex]
+            if code.builtinCode not in (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D):
+                continue
+            w = subgraph.tensors[op.inputs[1]]
+            value = np.frombuffer(bytes(model.buffers[w.buffer].data), np.float32).reshape(w.shape)
+            half = add_tensor(model, f"{w.name.decode()}_fp16", tuple(w.shape), schema.TensorType.FLOAT16,
+                              value.astype(np.float16))
+            full = add_tensor(model, f"{w.name.decode()}_dequantized", tuple(w.shape), schema.TensorType.FLOAT32)
+            dequantizes.append(add_operator(model, schema.BuiltinOperator.DEQUANTIZE, [half], [full]))
+            op.inputs = [int(op.inputs[0]), full, *(int(i) for i in op.inputs[2:])]
+        subgraph.operators = dequantizes + subgraph.operators
+
+    return edit_model(data, edit)
+
+
+def test_float16_weights_are_dequantized_at_load() -> None:
+    data = _with_float16_weights(keras_like_cnn(np.random.default_rng(0)))
+    assert [op.kind for _, op in read_tflite(data, "m").ops].count("DEQUANTIZE") == 5
+    assert tflite_to_graph(data, "m").ops().count("Conv") == 5
+    _assert_ir_equals_litert(data)
 
 
 @pytest.fixture(scope="module")
