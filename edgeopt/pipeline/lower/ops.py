@@ -127,14 +127,31 @@ def _avg_pool(node: Node, ctx: LowerContext, x: str, y: str, kernel: tuple[int, 
 
 @LOWERINGS.register("AveragePool")
 def lower_average_pool(node: Node, ctx: LowerContext) -> None:
-    """AveragePool without padding → AVERAGE_POOL_2D (input and output share one encoding)."""
-    if any(node.attrs.get("pads", [0])) or node.attrs.get("ceil_mode", 0) or \
-            node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise UnsupportedOpError("AveragePool", node.name, "padded or ceil-mode average pooling is not supported yet")
+    """AveragePool → AVERAGE_POOL_2D (input and output share one encoding): unpadded (VALID), or padded as
+    TFLite's SAME while averaging the real points only (``count_include_pad=0``), which is what TFLite's
+    kernel computes (TensorFlow's ``avg_pool`` with SAME padding, Keras ``AveragePooling2D(padding="same")``)."""
+    if node.attrs.get("ceil_mode", 0):
+        raise UnsupportedOpError("AveragePool", node.name, "ceil-mode average pooling is not supported yet")
     x = ctx.activation(node.inputs[0], node)
     y = ctx.activation(node.outputs[0], node)
     kernel = tuple(node.attrs["kernel_shape"])
-    _avg_pool(node, ctx, x, y, kernel, tuple(node.attrs.get("strides", kernel)), "VALID")
+    strides = tuple(node.attrs.get("strides", (1, 1)))  # ONNX: 1 when absent
+    _avg_pool(node, ctx, x, y, kernel, strides, _average_pool_padding(node, ctx.shape(x), kernel, strides))
+
+
+def _average_pool_padding(node: Node, nhwc: tuple[int, ...], kernel: tuple[int, int],
+                          strides: tuple[int, int]) -> str:
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    if auto_pad == "VALID" or (auto_pad == "NOTSET" and not any(pads)):
+        return "VALID"
+    same = [same_padding(s, k, st, 1) for s, k, st in zip(nhwc[1:3], kernel, strides)]
+    if not node.attrs.get("count_include_pad", 0) and (
+            auto_pad == "SAME_UPPER" or (auto_pad == "NOTSET" and [(pads[0], pads[2]), (pads[1], pads[3])] == same)):
+        return "SAME"
+    raise UnsupportedOpError("AveragePool", node.name, "padded average pooling is supported as TFLite's SAME "
+                             f"padding {same} averaging the real points only (count_include_pad=0); pad the input "
+                             "explicitly instead")
 
 
 @LOWERINGS.register("GlobalAveragePool")

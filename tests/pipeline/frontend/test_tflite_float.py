@@ -186,3 +186,23 @@ def test_fused_activation_is_fused_back_and_clip_bounds_kept() -> None:
     clips = [n for n in graph.nodes if n.op == "Clip"]
     assert len(clips) == 2 and all(graph.initializers[n.inputs[2]] == 6.0 for n in clips)
     assert math.isclose(graph.initializers[clips[0].inputs[1]].item(), 0.0)
+
+
+def test_same_padded_average_pool_deploys_bit_exact(tmp_path: Path) -> None:
+    """AVERAGE_POOL_2D with SAME padding (Keras ``AveragePooling2D(padding="same")``, NASNet) averages the
+    real points only: AveragePool with ``count_include_pad=0`` in the IR, AVERAGE_POOL_2D SAME again in int8."""
+    b = FloatTFLiteBuilder(np.random.default_rng(4), "avgpool_same")
+    x = b.conv(b.input((1, 9, 9, 3)), 6, activation="RELU")
+    x = b.pool("AVERAGE_POOL_2D", b.pool("AVERAGE_POOL_2D", x, 3, 1, "SAME"), 3, 2, "SAME")
+    data = b.build([b.fully_connected(b.mean(x, [1, 2], keep_dims=False), 4)])
+    _assert_ir_equals_litert(data)
+    (tmp_path / "m.tflite").write_bytes(data)
+    np.savez(tmp_path / "x.npz", x=_nhwc((1, 9, 9, 3), 8))
+    program = deploy(str(tmp_path / "m.tflite"), "arm-cortex-a78-xnnpack", data=tmp_path / "x.npz",
+                     out=tmp_path / "out").program.replace(rounding="double")
+    pools = [op for op in program.ops if op.kind == "AVERAGE_POOL_2D"]
+    assert [op.options["padding"] for op in pools] == ["SAME", "SAME", "VALID"]  # the last: the MEAN
+    q = program.tensor(program.inputs[0]).qparams.quantize(np.load(tmp_path / "x.npz")["x"])
+    litert = LiteRT(tmp_path / "out" / "model.int8.tflite", kernels="reference")
+    expected = np.concatenate([litert.run([q[i:i + 1]])[0] for i in range(len(q))])
+    np.testing.assert_array_equal(run_program(program, [q])[0], expected)
