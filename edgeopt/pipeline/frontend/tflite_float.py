@@ -97,6 +97,7 @@ class GraphBuilder:
     def __init__(self, parsed: TFLiteFile) -> None:
         self.file = parsed
         self.nodes: list[Node] = []
+        self.node_names: set[str] = set()
         self.initializers: dict[str, np.ndarray] = {}
         self.tensors: dict[str, TensorInfo] = {}
         # Constants the conversion computes (DEQUANTIZE of float16, DIV's reciprocal), in file layout.
@@ -161,9 +162,15 @@ class GraphBuilder:
         return name
 
     def node(self, op: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any) -> None:
-        self.nodes.append(Node(op, self._unique_node(name), tuple(inputs), tuple(outputs), attrs))
+        """Append a node named ``name`` (made unique) of ONNX ``op``."""
+        unique = name
+        while unique in self.node_names:
+            self._fresh += 1
+            unique = f"{name}__{self._fresh}"
+        self.node_names.add(unique)
+        self.nodes.append(Node(op, unique, tuple(inputs), tuple(outputs), attrs))
 
-    def with_activation(self, op: QOp, y_pre_shape: Sequence[int] | None = None) -> str:
+    def with_activation(self, op: QOp) -> str:
         """The tensor the op's main node should write: its output, or a temp that its fused activation
         (a node added by ``finish_activation``) reads."""
         act = op.options.get("fused_activation_function", "NONE")
@@ -173,7 +180,7 @@ class GraphBuilder:
         if act not in FUSED:
             raise UnsupportedOpError(op.kind, op.outputs[0], f"fused activation {act} has no conversion "
                                      f"(converts: {', '.join(FUSED)})")
-        return self.temp(f"{y}/pre_activation", self.tensors[y].shape if y_pre_shape is None else y_pre_shape)
+        return self.temp(f"{y}/pre_activation", self.tensors[y].shape)
 
     def finish_activation(self, op: QOp, pre: str) -> None:
         """Add the fused activation's node ``pre`` → the op's output (nothing when there is none)."""
@@ -217,13 +224,6 @@ class GraphBuilder:
             name = f"{base}__{self._fresh}"
         return name
 
-    def _unique_node(self, base: str) -> str:
-        names = {n.name for n in self.nodes}
-        name = base
-        while name in names:
-            self._fresh += 1
-            name = f"{base}__{self._fresh}"
-        return name
 
 
 # Fused activation → (ONNX op, Clip bounds as inputs).
