@@ -154,13 +154,23 @@ def _average_pool_padding(node: Node, nhwc: tuple[int, ...], kernel: tuple[int, 
                              "explicitly instead")
 
 
+def _spatial_mean(node: Node, ctx: LowerContext, x: str, y: str) -> None:
+    """A mean over H and W with kept dims: AVERAGE_POOL_2D over the whole feature map when input and output
+    share one encoding (what calibration gives), else MEAN, whose int8 kernel requantizes (a QDQ file's own
+    output encoding, ``quantize.spec.REQUANTIZING_MEAN_OPS``)."""
+    _, h, w, _ = ctx.shape(x)
+    x_q, y_q = ctx.tensors[x].qparams, ctx.tensors[y].qparams
+    if x_q is None or y_q is None or x_q.same_as(y_q):
+        _avg_pool(node, ctx, x, y, (h, w), (h, w), "VALID")
+        return
+    axis = ctx.constant(f"{node.name}/axis", np.array([1, 2], np.int32), "int32")
+    ctx.emit("MEAN", [x, axis], [y], node, keep_dims=True)
+
+
 @LOWERINGS.register("GlobalAveragePool")
 def lower_global_average_pool(node: Node, ctx: LowerContext) -> None:
-    """GlobalAveragePool → AVERAGE_POOL_2D over the whole feature map."""
-    x = ctx.activation(node.inputs[0], node)
-    y = ctx.activation(node.outputs[0], node)
-    _, h, w, _ = ctx.shape(x)
-    _avg_pool(node, ctx, x, y, (h, w), (h, w), "VALID")
+    """GlobalAveragePool → AVERAGE_POOL_2D over the whole feature map (MEAN when it requantizes)."""
+    _spatial_mean(node, ctx, ctx.activation(node.inputs[0], node), ctx.activation(node.outputs[0], node))
 
 
 @LOWERINGS.register("ReduceMean")
@@ -176,12 +186,13 @@ def lower_reduce_mean(node: Node, ctx: LowerContext) -> None:
         return lower_mean(node, ctx, list(range(rank)) if not axes else axes)  # other axes → MEAN
     x = ctx.activation(node.inputs[0], node)
     n, h, w, c = ctx.shape(x)
+    y = ctx.activation(node.outputs[0], node)
     if node.attrs.get("keepdims", 1):
-        _avg_pool(node, ctx, x, ctx.activation(node.outputs[0], node), (h, w), (h, w), "VALID")
+        _spatial_mean(node, ctx, x, y)
         return
-    pooled = ctx.temp(f"{node.name}/pooled", (n, 1, 1, c), ctx.tensors[x].qparams)
-    _avg_pool(node, ctx, x, pooled, (h, w), (h, w), "VALID")
-    _reshape(node, ctx, pooled, ctx.activation(node.outputs[0], node))
+    pooled = ctx.temp(f"{node.name}/pooled", (n, 1, 1, c), ctx.tensors[y].qparams)
+    _spatial_mean(node, ctx, x, pooled)
+    _reshape(node, ctx, pooled, y)
 
 
 def _reshape(node: Node, ctx: LowerContext, x: str, y: str) -> None:
