@@ -53,8 +53,8 @@ class FloatTFLiteBuilder:
         self.ops.append(QOp(kind, tuple(inputs), (y,), options, source=y))
         return y
 
-    def input(self, shape: Sequence[int]) -> str:
-        x = self._tensor("input", shape)
+    def input(self, shape: Sequence[int], dtype: str = "float32") -> str:
+        x = self._tensor("input", shape, dtype=dtype)
         self.inputs.append(x)
         return x
 

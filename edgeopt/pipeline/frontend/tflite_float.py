@@ -72,13 +72,13 @@ def tflite_to_graph(data: bytes, name: str) -> Graph:
         gives a program whose input is the file's NHWC tensor.
 
     Raises:
-        ModelLoadError: not a TFLite file, corrupt, an int8 model (``edgeopt emulate`` runs those), or
-            several inputs/outputs of an unsupported dtype.
+        ModelLoadError: not a TFLite file, corrupt, a quantized model (``edgeopt emulate`` runs those), or
+            an input that is not float32.
         UnsupportedOpError: an op or an option without a conversion, naming the op, the node (its output
             tensor) and what to do.
     """
     parsed = read_tflite(data, name)
-    if not parsed.is_float:
+    if any(t.qparams is not None for t in parsed.tensors.values()):
         raise ModelLoadError(f"'{name}' is an int8 model, already quantized: run it with `edgeopt emulate`; "
                              "deploy takes float models (.onnx, .pt2, float .tflite)")
     builder = GraphBuilder(parsed)

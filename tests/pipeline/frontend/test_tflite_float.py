@@ -206,3 +206,11 @@ def test_same_padded_average_pool_deploys_bit_exact(tmp_path: Path) -> None:
     litert = LiteRT(tmp_path / "out" / "model.int8.tflite", kernels="reference")
     expected = np.concatenate([litert.run([q[i:i + 1]])[0] for i in range(len(q))])
     np.testing.assert_array_equal(run_program(program, [q])[0], expected)
+
+
+def test_a_non_float_input_is_refused_by_name() -> None:
+    b = FloatTFLiteBuilder(np.random.default_rng(0), "ids")
+    ids = b.input((1, 4), dtype="int32")
+    y = b.reshape(ids, (4,))
+    with pytest.raises(ModelLoadError, match=f"input '{ids}' is int32; deploy reads float32 inputs"):
+        tflite_to_graph(b.build([y]), "m")
