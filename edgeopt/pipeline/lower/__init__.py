@@ -5,7 +5,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.float_island import lowering_of
-from edgeopt.pipeline.lower.fold_transposes import fold_transposes
+from edgeopt.pipeline.lower.movement_pairs import compose_movement
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -34,8 +34,7 @@ def check_lowerable(graph: Graph) -> None:
 
 def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
     """Lower a quantized graph to the int8 program, with multipliers and shifts precomputed; the nodes
-    of ``qgraph.float_nodes`` become float islands (``lower.float_island``); back-to-back TRANSPOSEs are
-    merged (``lower.fold_transposes``).
+    of ``qgraph.float_nodes`` become float islands (``lower.float_island``).
 
     Raises:
         UnsupportedOpError: a node without a lowering, or a float node the graph does not have.
@@ -50,15 +49,16 @@ def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
         ctx.activation(t.name, graph.nodes[0])
     for node in graph.nodes:
         lowering_of(node, ctx)(node, ctx)
-    used = {t for op in ctx.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
+    ops = compose_movement(ctx.ops, ctx.tensors, {t.name for t in graph.outputs})
+    used = {t for op in ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
     program = QProgram(
         name=graph.name,
         tensors={k: v for k, v in ctx.tensors.items() if k in used},
-        ops=tuple(ctx.ops),
+        ops=tuple(ops),
         inputs=tuple(t.name for t in graph.inputs),
         outputs=tuple(t.name for t in graph.outputs),
         rounding=rounding,
         input_layouts=tuple(program_perm(len(t.shape)) for t in graph.inputs),
         output_layouts=tuple(program_perm(len(t.shape)) for t in graph.outputs),
     )
-    return prepare_program(fold_transposes(program))
+    return prepare_program(program)
