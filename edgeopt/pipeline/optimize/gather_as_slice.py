@@ -7,7 +7,8 @@ flattened indices form an arithmetic progression ``s, s + t, ..., s + (k - 1) t`
 Gather is ``Slice(x, s, s + k t, step t)`` along its axis, followed by a ``Reshape`` to the Gather's
 output shape when the index's shape is not ``[k]`` (a scalar index drops the axis). Both lower to
 TFLite STRIDED_SLICE and RESHAPE, data movement that keeps the int8 encoding. A Gather whose indices
-are computed, or irregular, is left alone (an embedding lookup is a GATHER of a constant table).
+are computed or irregular, or whose data are integers (token ids, masks), is left alone (an embedding
+lookup is a GATHER of a constant table).
 """
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def gather_as_slice(graph: Graph) -> Graph:
     for node in graph.nodes:
         indices = graph.initializers.get(node.inputs[1]) if node.op == "Gather" else None
         x = node.inputs[0]
-        if indices is None or x in graph.initializers or not np.issubdtype(indices.dtype, np.integer):
+        if (indices is None or x in graph.initializers or not np.issubdtype(indices.dtype, np.integer)
+                or graph.tensors[x].dtype != "float32"):
             nodes.append(node)
             continue
         shape = graph.shape(x)

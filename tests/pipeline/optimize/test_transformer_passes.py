@@ -152,3 +152,11 @@ def test_an_erf_outside_gelu_is_refused_in_one_line() -> None:
     with pytest.raises(UnsupportedOpError, match="Erf \\(node 'erf'\\).*no ERF.*nn.GELU") as err:
         check_lowerable(graph)
     assert "\n" not in str(err.value)
+
+
+def test_a_gather_of_integer_data_is_left_alone() -> None:
+    """Token ids and masks are not quantized activations: their Gathers are not this pass's."""
+    nodes = [helper.make_node("Cast", ["x"], ["ids"], to=7), helper.make_node("Gather", ["ids", "i"], ["g"], axis=1),
+             helper.make_node("Cast", ["g"], ["y"], to=1)]
+    graph = onnx_to_graph(onnx_model(nodes, {"i": np.array(0, np.int64)}, [1, 4], [1]), "ids")
+    assert optimize(graph, ["gather_as_slice"]) is graph
