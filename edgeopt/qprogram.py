@@ -188,8 +188,9 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "QUANTIZE": _kind("int8 16x8", "int8 16x8", "x float32 -> int8 (leaves an island), or int8 <-> int16"),
     "DEQUANTIZE": _kind("float32", "", "x int8 -> float32 (enters an island)"),
     "GELU": _kind("float32", "", "x", "approximate (bool)"),
-    "SQUARED_DIFFERENCE": _kind("float32", "", "a, b"),
-    "RSQRT": _kind("float32", "", "x"),
+    "SQUARED_DIFFERENCE": _kind(_INT8_FLOAT, "int8", "a, b (int8: read from .tflite files)"),
+    "RSQRT": _kind(_INT8_FLOAT, "int8", "x (int8: read from .tflite files)"),
+    "NEG": _kind("float32", "", "x (read from .tflite files: TensorFlow's LayerNormalization negates its mean in float)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
 

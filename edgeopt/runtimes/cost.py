@@ -125,6 +125,7 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "QUANTIZE",
     "DEQUANTIZE",
     "RSQRT",
+    "NEG",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's

@@ -100,6 +100,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
     model = _parse(bytes(data), name)
     subgraph = model.subgraphs[0]
     tensors = _tensors(model, subgraph, data, name)
+    dynamic = _dynamic(subgraph, tensors)
     names = [t.name for t in tensors]
     inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
     outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
@@ -108,7 +109,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
     by_name = {t.name: t for t in tensors}
     _reject_float_model(name, [by_name[i] for i in inputs], tensors)
     numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
-    numbered, by_name = fold_constants(numbered, by_name, name)
+    numbered, by_name = fold_constants(numbered, by_name, name, dynamic)
     for i, op in numbered:
         _check_kernel(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
@@ -198,6 +199,14 @@ def _tensors(model: schema.ModelT, subgraph: schema.SubGraphT, data: bytes, name
     return out
 
 
+def _dynamic(subgraph: schema.SubGraphT, tensors: list[QTensor]) -> frozenset[str]:
+    """Tensors whose ``shape_signature`` has an unknown (-1) dimension: their stored shape is the
+    converter's placeholder (a Keras batch of ``None`` stored as 1, a computed RESHAPE target stored as
+    ``[1, 1]``), which TFLite's Prepare replaces by the shape its inputs give."""
+    return frozenset(q.name for t, q in zip(subgraph.tensors or [], tensors)
+                     if t.shapeSignature is not None and np.any(np.asarray(t.shapeSignature) < 0))
+
+
 def _qparams(q: schema.QuantizationParametersT | None, dtype: str, shape: tuple[int, ...], label: str,
              name: str) -> QParams | None:
     if q is None or q.scale is None or len(q.scale) == 0 or dtype not in _QUANTIZED_TYPES:
@@ -278,7 +287,7 @@ def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
     """An op left after folding must run: it needs a kernel in its mode."""
     mode = _mode(op, tensors)
     if (op.kind, mode) not in KERNELS:
-        what = "an integer kernel" if mode == "int8" else "a float32 kernel"
+        what = "integer kernel" if mode == "int8" else "float32 kernel"
         raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"no {what} in the "
                                  f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from edgeopt.errors import EdgeoptError, ModelLoadError, UnsupportedOpError, first_line
+from edgeopt.pipeline.frontend.tflite_shapes import resized_outputs
 from edgeopt.qprogram import QOp, QTensor
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.movement import axis_indices
@@ -32,14 +33,19 @@ class CannotFold(ValueError):
     """The folder's own finding: the operands do not fit the op (a corrupt file)."""
 
 
-def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor],
-                   name: str) -> tuple[list[tuple[int, QOp]], dict[str, QTensor]]:
-    """Evaluate the shape-computing ops of a file into constants.
+def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor], name: str,
+                   dynamic: frozenset[str] = frozenset()) -> tuple[list[tuple[int, QOp]], dict[str, QTensor]]:
+    """Evaluate the shape-computing ops of a file into constants, and give the outputs of the ops left
+    the shapes TFLite's Prepare gives them where the file's shape is a placeholder (``dynamic``).
+
+    In execution order, so that a SHAPE reads the final shape of its input, and a RESHAPE whose target a
+    chain computes has its shape before the ops after it are resized.
 
     Args:
         ops: ``(operator index in the file, op)`` in execution order.
         tensors: every tensor by name.
         name: the file's name, for errors.
+        dynamic: the tensors whose stored shape has unknown dimensions (``shape_signature`` with -1).
 
     Returns:
         The ops left to run (same order, same indices) and the tensors, the folded outputs now constants.
@@ -53,6 +59,8 @@ def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor],
     for index, op in ops:
         if not _foldable(op, values):
             kept.append((index, op))
+            if any(t in dynamic for t in op.outputs):
+                values.update(resized_outputs(op, values))
             continue
         where = f"operator {index} → '{op.outputs[0]}'"
         args = [values[t] for t in op.inputs if t]
