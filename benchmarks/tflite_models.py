@@ -4,10 +4,11 @@ Runs under a TensorFlow virtualenv (never edgeopt's: TensorFlow is no dependency
 nothing from edgeopt, and writes, per model, two full-integer ``.tflite`` files made by
 ``tf.lite.TFLiteConverter`` with a representative data set of random inputs: int8 input and output
 (``inference_input_type = tf.int8``) and float input and output (the converter's default). Weights are
-random (``weights=None``), inputs small where the architecture allows. ``manifest.json`` lists every file
+random (``weights=None``), batch norms settled on random inputs (``settle_batch_norm``), inputs small where
+the architecture allows; each conversion runs in a child process. ``manifest.json`` lists every file
 (or the build or conversion error), the range its random inputs are drawn from, and TensorFlow's version.
 
-    /work/tfvenv/bin/python benchmarks/tflite_models.py OUT_DIR [--models a,b]
+    /work/tfvenv/bin/python benchmarks/tflite_models.py OUT_DIR [--models a,b] [--fresh-batch-norm]
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 REPRESENTATIVE_SAMPLES = 8
+SETTLE_SAMPLES = 16
 TIMEOUT_S = 900
 # Input range of the random data: [-1, 1] for models that expect preprocessed inputs, [0, 255] for those
 # that hold their own preprocessing layers (MobileNetV3, EfficientNet).
@@ -71,14 +73,18 @@ def _ds_cnn() -> Any:
     return keras.Model(inputs, layers.Dense(12, activation="softmax")(x))
 
 
-def _lstm() -> Any:
-    """A keyword-spotting-sized recurrent net: one LSTM over 20 frames of 16 features, a classifier."""
-    import keras
-    from keras import layers
+def _lstm(unroll: bool) -> Callable[[], Any]:
+    """A keyword-spotting-sized recurrent net: one LSTM over 20 frames of 16 features, a classifier. Kept
+    as a loop, the converter fuses it into UNIDIRECTIONAL_SEQUENCE_LSTM with state variables; unrolled,
+    into plain FULLY_CONNECTED, LOGISTIC, TANH, MUL and ADD ops per frame."""
+    def build() -> Any:
+        import keras
+        from keras import layers
 
-    inputs = keras.Input((20, 16), batch_size=1)
-    x = layers.LSTM(32)(inputs)
-    return keras.Model(inputs, layers.Dense(8, activation="softmax")(x))
+        inputs = keras.Input((20, 16), batch_size=1)
+        x = layers.LSTM(32, unroll=unroll)(inputs)
+        return keras.Model(inputs, layers.Dense(8, activation="softmax")(x))
+    return build
 
 
 MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
@@ -92,9 +98,40 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
     "densenet121": (_app("DenseNet121", 64), UNIT),
     "transformer_block": (_transformer_block, UNIT),
     "ds_cnn": (_ds_cnn, UNIT),
-    "lstm": (_lstm, UNIT),
+    "lstm": (_lstm(unroll=False), UNIT),
+    "lstm_unrolled": (_lstm(unroll=True), UNIT),
 }
 VARIANTS = ("int8_io", "float_io")
+
+
+def settle_batch_norm(model: Any, value_range: tuple[float, float], samples: int = SETTLE_SAMPLES) -> None:
+    """Give every BatchNormalization the statistics of its inputs on random data (momentum 0 for one
+    training-mode pass), as ``conformance.py`` does for the ONNX files: with their initial statistics
+    (mean 0, variance 1) the deep random-weight nets here shrink their activations layer by layer until the
+    logits quantize to a single value (an input scale of 1e-8 for SOFTMAX, on which LiteRT's BUILTIN_REF
+    aborts), and most of the file would compute zeros."""
+    import keras
+
+    norms = [layer for layer in _layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    momenta = [layer.momentum for layer in norms]
+    for layer in norms:
+        layer.momentum = 0.0
+    shape = (samples, *model.inputs[0].shape[1:])
+    if model.inputs[0].shape[0] is not None:  # a fixed batch: one sample per call
+        shape = tuple(model.inputs[0].shape)
+    model(np.random.default_rng(1).uniform(*value_range, shape).astype(np.float32), training=True)
+    for layer, momentum in zip(norms, momenta):
+        layer.momentum = momentum
+
+
+def _layers(model: Any) -> list[Any]:
+    """Every layer, nested models' included."""
+    out = []
+    for layer in model.layers:
+        out += _layers(layer) if hasattr(layer, "layers") else [layer]
+    return out
 
 
 def convert(model: Any, value_range: tuple[float, float], variant: str) -> bytes:
@@ -118,7 +155,7 @@ def convert(model: Any, value_range: tuple[float, float], variant: str) -> bytes
     return converter.convert()
 
 
-def build_all(out: Path, models: list[str], timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+def build_all(out: Path, models: list[str], settle: bool = True, timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
     """Convert every (model, variant), each in a child process (TensorFlow's converter crashes on some
     models: a crash or a hang becomes the entry's error); the manifest, also written to
     ``out/manifest.json``."""
@@ -133,6 +170,7 @@ def build_all(out: Path, models: list[str], timeout_s: float = TIMEOUT_S) -> dic
             entry_file.unlink(missing_ok=True)
             start = time.perf_counter()
             command = [sys.executable, str(Path(__file__).resolve()), str(out), "--one", name, variant]
+            command += [] if settle else ["--fresh-batch-norm"]
             try:
                 proc = subprocess.run(command, timeout=timeout_s, capture_output=True, text=True, check=False)
                 status = None if proc.returncode == 0 else _exit_reason(proc.returncode)
@@ -151,15 +189,18 @@ def build_all(out: Path, models: list[str], timeout_s: float = TIMEOUT_S) -> dic
     return manifest
 
 
-def build_one(out: Path, name: str, variant: str) -> None:
+def build_one(out: Path, name: str, variant: str, settle: bool = True) -> None:
     """Build and convert one model (child mode); its manifest entry goes to ``out/NAME.VARIANT.json``."""
     import keras
 
     build, value_range = MODELS[name]
-    entry: dict[str, Any] = {"model": name, "variant": variant, "input_range": list(value_range)}
+    entry: dict[str, Any] = {"model": name, "variant": variant, "input_range": list(value_range),
+                             "batch_norm": "settled" if settle else "fresh"}
     keras.utils.set_random_seed(0)
     try:
         model = build()
+        if settle:
+            settle_batch_norm(model, value_range)
     except Exception as err:  # noqa: BLE001  a model that cannot be built is an entry
         entry["error"] = f"build: {_one_line(err)}"
     else:
@@ -188,16 +229,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--models", help=f"comma-separated subset of: {', '.join(MODELS)}")
+    parser.add_argument("--fresh-batch-norm", action="store_true",
+                        help="keep batch norms as initialised (mean 0, variance 1) instead of settling them")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "VARIANT"), help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args(argv)
     if args.one:
-        build_one(args.out, *args.one)
+        build_one(args.out, *args.one, settle=not args.fresh_batch_norm)
         return 0
     models = args.models.split(",") if args.models else list(MODELS)
     unknown = sorted(set(models) - set(MODELS))
     if unknown:
         sys.exit(f"unknown models {unknown}; models: {', '.join(MODELS)}")
-    build_all(args.out, models)
+    build_all(args.out, models, settle=not args.fresh_batch_norm)
     return 0
 
 
