@@ -101,6 +101,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
     subgraph = model.subgraphs[0]
     tensors = _tensors(model, subgraph, data, name)
     dynamic = _dynamic(subgraph, tensors)
+    variables = frozenset(q.name for t, q in zip(subgraph.tensors or [], tensors) if t.isVariable)
     names = [t.name for t in tensors]
     inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
     outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
@@ -111,6 +112,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
     numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
     numbered, by_name = fold_constants(numbered, by_name, name, dynamic)
     for i, op in numbered:
+        _check_stateless(op, i, variables)
         _check_kernel(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
     ops = tuple(op for _, op in numbered)
@@ -192,8 +194,6 @@ def _tensors(model: schema.ModelT, subgraph: schema.SubGraphT, data: bytes, name
             raise ModelLoadError(f"'{name}': tensor '{label}' has an invalid shape {shape} (corrupt file?)")
         if t.sparsity is not None:
             raise ModelLoadError(f"'{name}': tensor '{label}' is sparse; the emulator reads dense tensors only")
-        if t.isVariable:
-            raise ModelLoadError(f"'{name}': tensor '{label}' is a variable; the emulator runs stateless models only")
         out.append(QTensor(label, shape, dtype, _qparams(t.quantization, dtype, shape, label, name),
                            _constant(model, t.buffer, data, dtype, shape, label, name)))
     return out
@@ -281,6 +281,16 @@ def _mode(op: QOp, tensors: Mapping[str, QTensor]) -> Mode:
     """float32 for an op writing float32 (DEQUANTIZE, a float island), else int8 (``qprogram.op_mode``
     before int16 activations, which the reader refuses)."""
     return "float32" if tensors[op.outputs[0]].dtype == "float32" else "int8"
+
+
+def _check_stateless(op: QOp, index: int, variables: frozenset[str]) -> None:
+    """An op reading a variable tensor keeps state between invocations (UNIDIRECTIONAL_SEQUENCE_LSTM's
+    hidden and cell state, what TensorFlow's converter makes of a Keras LSTM or GRU kept as a loop)."""
+    state = [t for t in op.inputs if t in variables]
+    if state:
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"reads the state variable "
+                                 f"'{state[0]}'; the emulator runs stateless models only (convert a Keras "
+                                 "LSTM/GRU with unroll=True)")
 
 
 def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
