@@ -87,6 +87,64 @@ def _lstm(unroll: bool) -> Callable[[], Any]:
     return build
 
 
+def _unet_small() -> Any:
+    """A two-level U-Net for segmentation: strided convs down, transposed conv and nearest / bilinear
+    upsampling up, skip connections concatenated, per-pixel sigmoid."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input((64, 64, 3))
+    d1 = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    d2 = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(d1)
+    d3 = layers.Conv2D(64, 3, strides=2, padding="same", activation="relu")(layers.MaxPooling2D(1)(d2))
+    u2 = layers.Conv2DTranspose(32, 3, strides=2, padding="same", activation="relu")(d3)
+    u2 = layers.Conv2D(32, 3, padding="same", activation="relu")(layers.Concatenate()([u2, d2]))
+    u1 = layers.UpSampling2D(2, interpolation="bilinear")(u2)
+    u1 = layers.Conv2D(16, 3, padding="same", activation="relu")(layers.Concatenate()([u1, d1]))
+    near = layers.UpSampling2D(2, interpolation="nearest")(layers.Conv2D(4, 1)(d2))
+    return keras.Model(inputs, layers.Conv2D(1, 1, activation="sigmoid")(layers.Add()([layers.Conv2D(4, 1)(u1), near])))
+
+
+def _conv1d_audio() -> Any:
+    """A raw-audio keyword spotter: strided 1-D convolutions with batch norm over 4000 samples, global
+    average pooling, a classifier."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input((4000, 1))
+    for filters, stride in ((16, 4), (32, 2), (32, 2), (64, 2)):
+        x = layers.ReLU()(layers.BatchNormalization()(layers.Conv1D(filters, 9, strides=stride, padding="same")(x)))
+    x = layers.GlobalAveragePooling1D()(layers.MaxPooling1D(2)(x))
+    return keras.Model(inputs, layers.Dense(12, activation="softmax")(x))
+
+
+def _vit_tiny() -> Any:
+    """A small vision transformer: 8x8 patches by a strided conv, a learned position embedding, two
+    pre-norm encoder blocks with GELU MLPs, mean-pooled tokens, a classifier."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((32, 32, 3))
+    x = layers.Reshape((16, 64))(layers.Conv2D(64, 8, strides=8)(inputs))
+    x = layers.Add()([x, layers.Embedding(16, 64)(keras.ops.arange(16))])
+    for _ in range(2):
+        h = layers.LayerNormalization(epsilon=1e-6)(x)
+        x = x + layers.MultiHeadAttention(num_heads=4, key_dim=16)(h, h)
+        h = layers.LayerNormalization(epsilon=1e-6)(x)
+        x = x + layers.Dense(64)(layers.Dense(128, activation="gelu")(h))
+    x = layers.GlobalAveragePooling1D()(layers.LayerNormalization(epsilon=1e-6)(x))
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+
+def _gru_unrolled() -> Any:
+    """A GRU over 20 frames of 16 features, unrolled (plain ops per frame), and a classifier."""
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((20, 16), batch_size=1)
+    return keras.Model(inputs, layers.Dense(8, activation="softmax")(layers.GRU(32, unroll=True)(inputs)))
+
+
 MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
     "mobilenet_0.25": (_app("MobileNet", 96, alpha=0.25), UNIT),
     "mobilenet_1.0": (_app("MobileNet", 96, alpha=1.0), UNIT),
@@ -100,6 +158,11 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
     "ds_cnn": (_ds_cnn, UNIT),
     "lstm": (_lstm(unroll=False), UNIT),
     "lstm_unrolled": (_lstm(unroll=True), UNIT),
+    "mobilenet_v3_large": (_app("MobileNetV3Large", 96), PIXELS),
+    "unet_small": (_unet_small, UNIT),
+    "conv1d_audio": (_conv1d_audio, UNIT),
+    "vit_tiny": (_vit_tiny, UNIT),
+    "gru_unrolled": (_gru_unrolled, UNIT),
 }
 VARIANTS = ("int8_io", "float_io")
 
@@ -184,6 +247,9 @@ def build_all(out: Path, models: list[str], settle: bool = True, timeout_s: floa
             entry["convert_seconds"] = round(time.perf_counter() - start, 1)
             entries.append(entry)
             print(f"{name} {variant}: {entry.get('error', 'ok')} ({entry['convert_seconds']} s)", flush=True)
+    previous = out / "manifest.json"
+    if previous.is_file():  # entries of the models not rebuilt now stay
+        entries = [e for e in json.loads(previous.read_text())["files"] if e["model"] not in models] + entries
     manifest = {"tensorflow": tf.__version__, "keras": keras.__version__, "files": entries}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest

@@ -187,9 +187,11 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "RESIZE_BILINEAR": _kind(_INT8_FLOAT, "int8", "x, size (int32 [2]: H, W)", _RESIZE),
     "QUANTIZE": _kind("int8 16x8", "int8 16x8", "x float32 -> int8 (leaves an island), or int8 <-> int16"),
     "DEQUANTIZE": _kind("float32", "", "x int8 -> float32 (enters an island)"),
-    "GELU": _kind("float32", "", "x", "approximate (bool)"),
+    "GELU": _kind(_INT8_FLOAT, "int8", "x (int8: read from .tflite files)", "approximate (bool)"),
     "SQUARED_DIFFERENCE": _kind(_INT8_FLOAT, "int8", "a, b (int8: read from .tflite files)"),
     "RSQRT": _kind(_INT8_FLOAT, "int8", "x (int8: read from .tflite files)"),
+    "TILE": _kind(_INT8_FLOAT, "", "x, multiples (int32 constant [rank])"),
+    "UNPACK": _kind(_INT8_FLOAT, "", "x -> y1..yn (one per index along axis, which disappears)", "num, axis"),
     "NEG": _kind("float32", "", "x (read from .tflite files: TensorFlow's LayerNormalization negates its mean in float)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""

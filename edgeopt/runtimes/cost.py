@@ -126,6 +126,8 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "DEQUANTIZE",
     "RSQRT",
     "NEG",
+    "TILE",
+    "UNPACK",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's

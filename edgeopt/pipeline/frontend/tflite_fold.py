@@ -58,6 +58,9 @@ def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor], n
     kept: list[tuple[int, QOp]] = []
     for index, op in ops:
         if not _foldable(op, values):
+            if op.kind in ("EXPAND_DIMS", "SQUEEZE"):
+                op, shape = as_reshape(op, values)
+                values[shape.name] = shape
             kept.append((index, op))
             if any(t in dynamic for t in op.outputs):
                 values.update(resized_outputs(op, values))
@@ -80,6 +83,29 @@ def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor], n
                                  f"give {tuple(result.shape)} (corrupt file?)")
         values[out.name] = QTensor(out.name, out.shape, out.dtype, None, result.astype(out.dtype))
     return kept, values
+
+
+def as_reshape(op: QOp, tensors: Mapping[str, QTensor]) -> tuple[QOp, QTensor]:
+    """EXPAND_DIMS or SQUEEZE of an activation as the RESHAPE it is (both copy the bytes under a new
+    shape: ``expand_dims.cc``, ``squeeze.cc``), reading a new constant with the output shape, so that
+    no kernel of their own is needed. A non-constant axis is refused by name."""
+    x = tensors[op.inputs[0]].shape
+    if op.kind == "EXPAND_DIMS":
+        axis_tensor = tensors[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] else None
+        if axis_tensor is None or axis_tensor.data is None or axis_tensor.data.size != 1:
+            raise UnsupportedOpError(op.kind, op.outputs[0], "the axis must be one constant value")
+        axis = int(axis_tensor.data.reshape(-1)[0])
+        axis += len(x) + 1 if axis < 0 else 0
+        shape = (*x[:axis], 1, *x[axis:])
+    else:
+        dims = {int(d) % len(x) for d in op.options.get("squeeze_dims", ())} or {
+            i for i, d in enumerate(x) if d == 1}
+        shape = tuple(d for i, d in enumerate(x) if i not in dims)
+    name = f"{op.outputs[0]}/shape"
+    while name in tensors:
+        name += "#"
+    constant = QTensor(name, (len(shape),), "int32", data=np.array(shape, np.int32))
+    return QOp("RESHAPE", (op.inputs[0], name), op.outputs, {}, source=op.source), constant
 
 
 def _foldable(op: QOp, tensors: Mapping[str, QTensor]) -> bool:

@@ -279,6 +279,27 @@ def _split_v(op: QOp, program: QProgram) -> list[Shape]:
     return [(*x[:axis], s, *x[axis + 1:]) for s in sizes]
 
 
+@OUTPUT_SHAPES.register("TILE")
+def _tile(op: QOp, program: QProgram) -> Shape:
+    """``tile.cc``: each axis times its constant multiple."""
+    x = _shape(program, op, 0)
+    multiples = _constant(program, op, 1, (len(x),))
+    if np.any(multiples < 0):
+        raise ShapeMismatch(f"negative multiples {multiples.tolist()}")
+    return tuple(int(d * m) for d, m in zip(x, multiples))
+
+
+@OUTPUT_SHAPES.register("UNPACK")
+def _unpack(op: QOp, program: QProgram) -> list[Shape]:
+    """``unpack.cc``: ``num`` outputs, the input's shape without ``axis`` (negative counts from the end)."""
+    x = _shape(program, op, 0)
+    axis = int(op.options.get("axis", 0))
+    if not -len(x) <= axis < len(x) or x[axis % len(x)] != int(op.options.get("num", len(op.outputs))):
+        raise ShapeMismatch(f"axis {axis} of {x} does not unpack into {len(op.outputs)} outputs")
+    axis %= len(x)
+    return [(*x[:axis], *x[axis + 1:])] * x[axis]
+
+
 @OUTPUT_SHAPES.register("TRANSPOSE")
 def _transpose(op: QOp, program: QProgram) -> Shape:
     x = _shape(program, op, 0)

@@ -1,5 +1,6 @@
-"""Float32 kernels of ops that have no int8 kernel elsewhere: GELU and NEG, and the float32 forms of
-SQUARED_DIFFERENCE and RSQRT, as LiteRT 2.3's float reference kernels (``BUILTIN_REF``) compute them.
+"""The float32 kernels of GELU, SQUARED_DIFFERENCE, RSQRT and NEG, as LiteRT 2.3's float reference kernels
+(``BUILTIN_REF``) compute them (the int8 kernels TensorFlow's converter needs are in ``gelu``,
+``squared_difference`` and ``rsqrt``; NEG runs in float32 only).
 
 SQUARED_DIFFERENCE, RSQRT and NEG are bit-exact. GELU: LiteRT evaluates ``erfc`` and ``tanh`` with Eigen's
 vectorised float32 approximations, which numpy does not have; here they are computed in float64 and

@@ -78,3 +78,16 @@ def test_float_neg_between_dequantize_and_quantize_matches_builtin_ref() -> None
     program = QProgram("neg", tensors, ops, ("x",), ("y",))
     x = np.arange(-128, 128, dtype=np.int8).reshape(16, 16, 1)
     _assert_file_bitexact(program, [x])
+
+
+@pytest.mark.parametrize("approximate", [False, True])
+def test_gelu_int8_matches_builtin_ref_on_every_input(approximate: bool) -> None:
+    """Keras ``Dense(activation="gelu")`` in a full-integer file: every int8 value, 100 random encodings."""
+    rng = np.random.default_rng(int(approximate))
+    x = np.arange(-128, 128, dtype=np.int8).reshape(1, 256)
+    for _ in range(100):
+        tensors = {"x": QTensor("x", (1, 256), "int8", _qparams(rng, 0.002, 0.2)),
+                   "y": QTensor("y", (1, 256), "int8", _qparams(rng, 0.002, 0.2))}
+        program = QProgram("gelu", tensors, [QOp("GELU", ("x",), ("y",), {"approximate": approximate})], ("x",),
+                           ("y",))
+        _assert_file_bitexact(program, [x])
