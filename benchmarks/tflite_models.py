@@ -145,6 +145,52 @@ def _gru_unrolled() -> Any:
     return keras.Model(inputs, layers.Dense(8, activation="softmax")(layers.GRU(32, unroll=True)(inputs)))
 
 
+def _yolo_tiny() -> Any:
+    """A YOLO-style tiny detector: conv, batch norm and LeakyReLU(0.1) stages with max pooling, a nearest
+    upsampling path concatenated with an earlier stage, two 1x1 heads."""
+    import keras
+    from keras import layers
+
+    def stage(x: Any, filters: int) -> Any:
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        return layers.LeakyReLU(negative_slope=0.1)(layers.BatchNormalization()(x))
+
+    x = inputs = keras.Input((64, 64, 3))
+    for filters in (8, 16, 32):
+        x = layers.MaxPooling2D(2)(stage(x, filters))
+    route = x = stage(x, 64)
+    x = stage(layers.MaxPooling2D(2)(x), 128)
+    coarse = layers.Conv2D(18, 1)(x)
+    up = layers.UpSampling2D(2)(stage(x, 32))
+    fine = layers.Conv2D(18, 1)(stage(layers.Concatenate()([up, route]), 64))
+    return keras.Model(inputs, [coarse, fine])
+
+
+def _espcn() -> Any:
+    """ESPCN super-resolution (x3): tanh convolutions, a sub-pixel convolution and depth-to-space."""
+    import keras
+    import tensorflow as tf
+    from keras import layers
+
+    x = inputs = keras.Input((32, 32, 1))
+    x = layers.Conv2D(32, 5, padding="same", activation="tanh")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="tanh")(x)
+    x = layers.Conv2D(9, 3, padding="same")(x)
+    return keras.Model(inputs, layers.Lambda(lambda t: tf.nn.depth_to_space(t, 3))(x))
+
+
+def _kws_max_pool() -> Any:
+    """A keyword spotter with PReLU activations, global max pooling and a softmax classifier."""
+    import keras
+    from keras import layers
+
+    x = inputs = keras.Input((49, 10, 1))
+    for filters in (16, 32):
+        x = layers.PReLU(shared_axes=[1, 2])(layers.Conv2D(filters, 3, strides=2, padding="same")(x))
+    x = layers.GlobalMaxPooling2D()(x)
+    return keras.Model(inputs, layers.Dense(12, activation="softmax")(x))
+
+
 MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
     "mobilenet_0.25": (_app("MobileNet", 96, alpha=0.25), UNIT),
     "mobilenet_1.0": (_app("MobileNet", 96, alpha=1.0), UNIT),
@@ -163,6 +209,9 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
     "conv1d_audio": (_conv1d_audio, UNIT),
     "vit_tiny": (_vit_tiny, UNIT),
     "gru_unrolled": (_gru_unrolled, UNIT),
+    "yolo_tiny": (_yolo_tiny, UNIT),
+    "espcn": (_espcn, UNIT),
+    "kws_max_pool": (_kws_max_pool, UNIT),
 }
 VARIANTS = ("int8_io", "float_io")
 

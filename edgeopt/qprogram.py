@@ -192,6 +192,10 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "RSQRT": _kind(_INT8_FLOAT, "int8", "x (int8: read from .tflite files)"),
     "TILE": _kind(_INT8_FLOAT, "", "x, multiples (int32 constant [rank])"),
     "UNPACK": _kind(_INT8_FLOAT, "", "x -> y1..yn (one per index along axis, which disappears)", "num, axis"),
+    "LEAKY_RELU": _kind(_INT8_FLOAT, "int8", "x", "alpha"),
+    "PRELU": _kind(_INT8_FLOAT, "int8", "x, alpha (constant, broadcast like numpy)"),
+    "DEPTH_TO_SPACE": _kind(_INT8_FLOAT, "", "x[N,H,W,C]", "block_size"),
+    "REDUCE_MAX": _kind(_INT8_FLOAT, "", "x, axis (int32 [k]); int8 output shares the input's encoding", "keep_dims"),
     "NEG": _kind("float32", "", "x (read from .tflite files: TensorFlow's LayerNormalization negates its mean in float)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""

@@ -195,7 +195,7 @@ def _broadcast(op: QOp, program: QProgram) -> Shape:
 
 
 @OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "GELU",
-                        "RSQRT", "QUANTIZE", "DEQUANTIZE", "NEG")
+                        "RSQRT", "QUANTIZE", "DEQUANTIZE", "NEG", "LEAKY_RELU")
 def _same(op: QOp, program: QProgram) -> Shape:
     return _shape(program, op, 0)
 
@@ -287,6 +287,32 @@ def _tile(op: QOp, program: QProgram) -> Shape:
     if np.any(multiples < 0):
         raise ShapeMismatch(f"negative multiples {multiples.tolist()}")
     return tuple(int(d * m) for d, m in zip(x, multiples))
+
+
+@OUTPUT_SHAPES.register("PRELU")
+def _prelu(op: QOp, program: QProgram) -> Shape:
+    """``activations.cc`` PreluPrepare: the input and alpha broadcast."""
+    return _broadcast(op, program)
+
+
+@OUTPUT_SHAPES.register("DEPTH_TO_SPACE")
+def _depth_to_space(op: QOp, program: QProgram) -> Shape:
+    """``depth_to_space.cc``: 4-D, channels divisible by ``block_size**2``."""
+    n, h, w, c = _shape(program, op, 0, 4)
+    b = int(op.options.get("block_size", 0))
+    if b < 1 or c % (b * b):
+        raise ShapeMismatch(f"{c} channels do not split into blocks of {b} x {b}")
+    return (n, h * b, w * b, c // (b * b))
+
+
+@OUTPUT_SHAPES.register("REDUCE_MAX")
+def _reduce_max(op: QOp, program: QProgram) -> Shape:
+    """``reduce.cc``: the constant axes (negative from the end) removed, or kept as 1 with ``keep_dims``."""
+    x = _shape(program, op, 0)
+    axes = {int(a) % len(x) for a in _constant(program, op, 1).reshape(-1)} if x else set()
+    if op.options.get("keep_dims", False):
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
 
 
 @OUTPUT_SHAPES.register("UNPACK")

@@ -1,5 +1,5 @@
 """TFLite writers for the pooling, data-movement and resizing ops: AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE,
-TRANSPOSE, TILE, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR.
+TRANSPOSE, TILE, DEPTH_TO_SPACE, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR.
 
 TFLite runs all of them but CONCATENATION on the raw int8 values, so each refuses an output encoding
 that differs from its input's (``require_same_encoding``); CONCATENATION checks every input.
@@ -78,6 +78,15 @@ def _tile(op: QOp, program: QProgram) -> OpEncoding:
     require_same_encoding(op, program)
     version = 3 if program.tensors[op.inputs[0]].dtype == "int8" else 1
     return OpEncoding(schema.BuiltinOperator.TILE, version, schema.BuiltinOptions.TileOptions, schema.TileOptionsT())
+
+
+@OP_WRITERS.register("DEPTH_TO_SPACE")
+def _depth_to_space(op: QOp, program: QProgram) -> OpEncoding:
+    require_same_encoding(op, program)
+    opts = schema.DepthToSpaceOptionsT()
+    opts.blockSize = int(option(op, "block_size"))
+    return OpEncoding(schema.BuiltinOperator.DEPTH_TO_SPACE, int8_version(program, op),
+                      schema.BuiltinOptions.DepthToSpaceOptions, opts)
 
 
 @OP_WRITERS.register("UNPACK")
