@@ -205,6 +205,8 @@ MODELS: dict[str, tuple[Callable[[], Any], tuple[float, float]]] = {
     "lstm": (_lstm(unroll=False), UNIT),
     "lstm_unrolled": (_lstm(unroll=True), UNIT),
     "mobilenet_v3_large": (_app("MobileNetV3Large", 96), PIXELS),
+    "efficientnet_v2_b0": (_app("EfficientNetV2B0", 96), PIXELS),
+    "convnext_tiny": (_app("ConvNeXtTiny", 64), PIXELS),
     "unet_small": (_unet_small, UNIT),
     "conv1d_audio": (_conv1d_audio, UNIT),
     "vit_tiny": (_vit_tiny, UNIT),
