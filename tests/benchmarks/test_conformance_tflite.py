@@ -25,7 +25,7 @@ def test_check_tflite_fills_a_row_for_a_float_io_converter_style_file(tmp_path: 
     assert row.seconds is not None and row.peak_rss_mb is not None
     assert "| conv | float | yes | yes | BUILTIN_REF | yes | 0 |" in markdown_table([row])
     assert summary([row, TfliteRow("lstm", "int8", error="convert: Abort")], "2.x").startswith(
-        "1 of 1 .tflite files emulate (100 %); 1 of 1 bit-exact (0 against")
+        "1 of 1 .tflite files emulate (100 %); 1 of 1 bit-exact with BUILTIN_REF (0 of them")
 
 
 def test_a_builtin_ref_abort_is_checked_again_against_the_default_kernels(tmp_path: Path) -> None:
@@ -36,6 +36,21 @@ def test_a_builtin_ref_abort_is_checked_again_against_the_default_kernels(tmp_pa
     row = check_isolated(path, TfliteRow("tiny_softmax", "int8"), (-1e-6, 1e-6), timeout_s=120)
     assert row.error is None, row.error
     assert row.reference == "default kernels, XNNPACK off (BUILTIN_REF aborts)"
+    assert row.bitexact is True
+
+
+def test_a_wide_softmax_where_builtin_ref_aborts_is_checked_in_two_parts(tmp_path: Path) -> None:
+    """A 600-class classifier with uniform logits: BUILTIN_REF aborts in its SOFTMAX; the ops before it are
+    checked against BUILTIN_REF, the SOFTMAX against the default kernels fed BUILTIN_REF's logits."""
+    program = conv_flatten_softmax_program(np.random.default_rng(0), classes=600)
+    fc = next(op for op in program.ops if op.kind == "FULLY_CONNECTED")
+    zeroed = {name: QTensor(name, program.tensor(name).shape, program.tensor(name).dtype, program.tensor(name).qparams,
+                            np.zeros(program.tensor(name).shape)) for name in fc.inputs[1:]}
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(converter_style_bytes(program.replace(tensors={**program.tensors, **zeroed})))
+    row = check_isolated(path, TfliteRow("wide", "int8"), (-1.0, 1.0), timeout_s=120)
+    assert row.error is None, row.error
+    assert row.reference == "BUILTIN_REF, from the wide SOFTMAX on default kernels, XNNPACK off (BUILTIN_REF aborts)"
     assert row.bitexact is True
 
 
