@@ -86,8 +86,9 @@ def random_inputs(program: Any, value_range: tuple[float, float], samples: int,
 
 def check_tflite(path: Path, row: TfliteRow, value_range: tuple[float, float], kernels: str = "reference",
                  samples: int = SAMPLES, progress: Callable[[TfliteRow], None] = lambda _: None) -> TfliteRow:
-    """Read one ``.tflite`` into the executor and compare it with LiteRT's ``kernels``; fill ``row`` stage by
-    stage (``progress`` sees each stage). Every failure ends the row with its one-line error."""
+    """Read one ``.tflite`` into the executor and compare it with LiteRT's ``kernels`` (a key of
+    ``REFERENCES``); fill ``row`` stage by stage (``progress`` sees each stage). Every failure ends the row
+    with its one-line error."""
     from edgeopt.pipeline.frontend.tflite import tflite_to_program
     from edgeopt.runtimes.reference.executor import run_intermediates, run_program
 
@@ -103,17 +104,17 @@ def check_tflite(path: Path, row: TfliteRow, value_range: tuple[float, float], k
     try:
         row.loads = False
         progress(row)
-        program = tflite_to_program(path.read_bytes(), path.name, "double")
+        data = path.read_bytes()
+        program = tflite_to_program(data, path.name, "double")
         row.loads = True
         inputs = random_inputs(program, value_range, samples, np.random.default_rng(0))
-        row.litert_runs, row.reference = False, REFERENCES[kernels]
+        row.litert_runs = False
         progress(row)  # BUILTIN_REF may abort the process from here on
-        data = path.read_bytes()
         cut = wide_softmax_cut(data) if kernels == "split" else None
         prefix_exact = True
         if cut is None:
-            litert, notes = reference_interpreter(data, "default_no_delegates" if kernels == "split" else kernels)
-            row.reference = REFERENCES["default_no_delegates" if kernels == "split" else kernels]
+            kernels = "default_no_delegates" if kernels == "split" else kernels
+            litert, notes = reference_interpreter(data, kernels)
             expected = litert.run(inputs)
         else:
             prefix, suffix, logits_name = cut
@@ -121,7 +122,7 @@ def check_tflite(path: Path, row: TfliteRow, value_range: tuple[float, float], k
             logits = litert.run(inputs)[0]
             expected = reference_interpreter(suffix, "default_no_delegates")[0].run([logits])
             prefix_exact = np.array_equal(run_intermediates(program, inputs)[logits_name].reshape(logits.shape), logits)
-        row.reference += f" ({'; '.join(notes)})" if notes else ""
+        row.reference = REFERENCES[kernels] + (f" ({'; '.join(notes)})" if notes else "")
         row.litert_runs = True
         progress(row)
         got = run_program(program, inputs)
@@ -137,8 +138,9 @@ def check_tflite(path: Path, row: TfliteRow, value_range: tuple[float, float], k
 
 def check_isolated(path: Path, row: TfliteRow, value_range: tuple[float, float],
                    timeout_s: float = TIMEOUT_S) -> TfliteRow:
-    """``check_tflite`` in a child process against ``BUILTIN_REF``; where that aborts, again against LiteRT's
-    default kernels with XNNPACK off."""
+    """``check_tflite`` in a child process against ``BUILTIN_REF``; where that aborts, again in a child with
+    ``kernels="split"`` (``BUILTIN_REF`` before a wide SOFTMAX, the default kernels from it; the whole file on
+    the default kernels, XNNPACK off, when there is no wide SOFTMAX)."""
     command = [sys.executable, str(Path(__file__).resolve()), "--check", str(path),
                f"--range={value_range[0]},{value_range[1]}"]
     done = run_isolated([*command, "--kernels", "reference"], TfliteRow(row.model, row.io), timeout_s)
