@@ -45,7 +45,8 @@ from benchmarks.conformance import _cell, one_line, peak_rss_mb, run_isolated
 TF_PYTHON = "/work/tfvenv/bin/python"
 SAMPLES = 4
 TIMEOUT_S = 600
-MLPERF_RESNET8 = Path(__file__).resolve().parents[2] / "shared/data/models/mlperf_tiny_resnet8/pretrainedResnet_quant.tflite"
+MLPERF_RESNET8 = (Path(__file__).resolve().parents[2] / "shared/data/models/mlperf_tiny_resnet8"
+                  / "pretrainedResnet_quant.tflite")
 MAX_VERSION_EDITS = 4
 REFERENCES = {"reference": "BUILTIN_REF", "default_no_delegates": "default kernels, XNNPACK off",
               "split": "BUILTIN_REF, from the wide SOFTMAX on default kernels, XNNPACK off"}

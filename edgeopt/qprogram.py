@@ -195,8 +195,8 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "LEAKY_RELU": _kind(_INT8_FLOAT, "int8", "x", "alpha"),
     "PRELU": _kind(_INT8_FLOAT, "int8", "x, alpha (constant, broadcast like numpy)"),
     "DEPTH_TO_SPACE": _kind(_INT8_FLOAT, "", "x[N,H,W,C]", "block_size"),
-    "REDUCE_MAX": _kind(_INT8_FLOAT, "", "x, axis (int32 [k]); int8 output shares the input's encoding", "keep_dims"),
-    "NEG": _kind("float32", "", "x (read from .tflite files: TensorFlow's LayerNormalization negates its mean in float)"),
+    "REDUCE_MAX": _kind(_INT8_FLOAT, "", "x, axis (int32 [k]); output: the input's encoding", "keep_dims"),
+    "NEG": _kind("float32", "", "x (read from .tflite files: Keras LayerNormalization negates its mean in float)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
 

@@ -82,8 +82,8 @@ def _as(kind: int, data: bytes, axis: int | None = None, squeeze_dims: list[int]
 @pytest.mark.parametrize("shape, axis, out", [((1, 40, 2), 1, (1, 1, 40, 2)), ((1, 40, 2), -1, (1, 40, 2, 1))])
 def test_expand_dims_runs_as_reshape_and_matches_builtin_ref(shape: tuple[int, ...], axis: int,
                                                               out: tuple[int, ...]) -> None:
-    data = _as(schema.BuiltinOperator.EXPAND_DIMS, program_to_tflite(reshape_program(np.random.default_rng(0), shape, out)),
-               axis=axis)
+    data = program_to_tflite(reshape_program(np.random.default_rng(0), shape, out))
+    data = _as(schema.BuiltinOperator.EXPAND_DIMS, data, axis=axis)
     assert _assert_file_matches(data, [_x(shape)]) == ["RESHAPE"]
 
 
@@ -92,6 +92,6 @@ def test_squeeze_runs_as_reshape_and_matches_builtin_ref(dims: list[int]) -> Non
     shape, out = (1, 1, 40, 2), (1, 40, 2)
     if not dims:
         shape, out = (1, 1, 40, 1, 2), (40, 2)
-    data = _as(schema.BuiltinOperator.SQUEEZE, program_to_tflite(reshape_program(np.random.default_rng(0), shape, out)),
-               squeeze_dims=dims)
+    data = program_to_tflite(reshape_program(np.random.default_rng(0), shape, out))
+    data = _as(schema.BuiltinOperator.SQUEEZE, data, squeeze_dims=dims)
     assert _assert_file_matches(data, [_x(shape, samples=1)]) == ["RESHAPE"]

@@ -48,9 +48,11 @@ def test_squared_difference_int8_matches_builtin_ref(a_shape: tuple[int, ...], b
 
 def test_squared_difference_refuses_an_output_scale_tflite_refuses() -> None:
     """``twice_max**2 / (2**14 * s_out) >= 1``: TFLite's Prepare check fails; here one line names op and node."""
-    tensors = {"a": QTensor("a", (1, 4), "int8", QParams(1.0, 0)), "b": QTensor("b", (1, 4), "int8", QParams(1.0, 0)),
+    tensors = {"a": QTensor("a", (1, 4), "int8", QParams(1.0, 0)),
+               "b": QTensor("b", (1, 4), "int8", QParams(1.0, 0)),
                "y": QTensor("y", (1, 4), "int8", QParams(1e-4, 0))}
-    program = QProgram("sqd", tensors, [QOp("SQUARED_DIFFERENCE", ("a", "b"), ("y",), source="sqd")], ("a", "b"), ("y",))
+    ops = [QOp("SQUARED_DIFFERENCE", ("a", "b"), ("y",), source="sqd")]
+    program = QProgram("sqd", tensors, ops, ("a", "b"), ("y",))
     with pytest.raises(UnsupportedOpError, match="SQUARED_DIFFERENCE.*output scale .* too small"):
         tflite_to_program(program_to_tflite(program), "sqd", "double")
 
@@ -60,7 +62,8 @@ def test_rsqrt_int8_matches_builtin_ref_on_every_valid_input() -> None:
     encodings, including zero point -128 (a variance plus epsilon) and tiny values (``v = 0, 1``)."""
     rng = np.random.default_rng(7)
     for i in range(60):
-        x_q = QParams(float(np.exp(rng.uniform(np.log(1e-4), np.log(1.0)))), -128 if i % 2 else int(rng.integers(-128, 100)))
+        zero_point = -128 if i % 2 else int(rng.integers(-128, 100))
+        x_q = QParams(float(np.exp(rng.uniform(np.log(1e-4), np.log(1.0)))), zero_point)
         y_q = _qparams(rng, 0.002, 0.5)
         tensors = {"x": QTensor("x", (1, 256), "int8", x_q), "y": QTensor("y", (1, 256), "int8", y_q)}
         program = QProgram("rsqrt", tensors, [QOp("RSQRT", ("x",), ("y",))], ("x",), ("y",))

@@ -1,7 +1,7 @@
-"""SOFTMAX where LiteRT's reference kernels abort: ``beta * input_scale * 2**26 <= 1`` (the whole file) and wide
-near-uniform rows (one row). With ``beta * input_scale * 2**26 <= 1``, LiteRT's reference resolver aborts the process on such a
-file, its default kernels run it with a float lookup table, and so does the executor, bit-exact with
-LiteRT's default kernels with XNNPACK off (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
+"""SOFTMAX where LiteRT's reference kernels abort: ``beta * input_scale * 2**26 <= 1`` (the whole file) and
+wide near-uniform rows (one row). With ``beta * input_scale * 2**26 <= 1``, LiteRT's reference resolver
+aborts the process on such a file, its default kernels run it with a float lookup table, and so does the
+executor, bit-exact with LiteRT's default kernels with XNNPACK off (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
 from __future__ import annotations
 
 import signal
@@ -113,7 +113,8 @@ def test_wide_uniform_rows_where_builtin_ref_aborts_run_as_the_default_kernels(w
     np.save(tmp_path / "row.npy", x[:1])
     script = ("import numpy as np\nfrom ai_edge_litert.interpreter import Interpreter, OpResolverType\n"
               f"i = Interpreter(model_path={str(path)!r}, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)\n"
-              f"i.allocate_tensors()\ni.set_tensor(i.get_input_details()[0]['index'], np.load({str(tmp_path / 'row.npy')!r}))\n"
+              "i.allocate_tensors()\n"
+              f"i.set_tensor(i.get_input_details()[0]['index'], np.load({str(tmp_path / 'row.npy')!r}))\n"
               "i.invoke()\n")
     result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, timeout=60)
     assert result.returncode == -signal.SIGABRT

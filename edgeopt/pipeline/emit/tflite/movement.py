@@ -1,12 +1,13 @@
 """TFLite writers for the pooling, data-movement and resizing ops: AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE,
-TRANSPOSE, TILE, DEPTH_TO_SPACE, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR.
+TRANSPOSE, TILE, DEPTH_TO_SPACE, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR,
+RESIZE_NEAREST_NEIGHBOR.
 
 TFLite runs all of them but CONCATENATION on the raw int8 values, so each refuses an output encoding
 that differs from its input's (``require_same_encoding``); CONCATENATION checks every input.
 
 Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: 2 for int8 data (1 for float32),
-except RESHAPE (a single version) and TILE (3 for int8); PAD, STRIDED_SLICE and TRANSPOSE beyond 4-D are 4 (TRANSPOSE beyond 5-D
-6), STRIDED_SLICE with ellipsis or new-axis masks 6 and with ``offset`` 8; RESIZE_BILINEAR 3 with
+except RESHAPE (a single version) and TILE (3 for int8); PAD, STRIDED_SLICE and TRANSPOSE beyond 4-D are 4
+(TRANSPOSE beyond 5-D 6), STRIDED_SLICE with ellipsis or new-axis masks 6 and with ``offset`` 8; RESIZE_BILINEAR 3 with
 half-pixel centers; RESIZE_NEAREST_NEIGHBOR 3 with half-pixel centers or aligned corners.
 """
 from __future__ import annotations
