@@ -5,6 +5,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.float_island import lowering_of
+from edgeopt.pipeline.lower.movement_pairs import compose_movement
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -41,11 +42,12 @@ def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
         ctx.activation(t.name, graph.nodes[0])
     for node in graph.nodes:
         lowering_of(node, ctx)(node, ctx)
-    used = {t for op in ctx.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
+    ops = compose_movement(ctx.ops, ctx.tensors, {t.name for t in graph.outputs})
+    used = {t for op in ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
     program = QProgram(
         name=graph.name,
         tensors={k: v for k, v in ctx.tensors.items() if k in used},
-        ops=tuple(ctx.ops),
+        ops=tuple(ops),
         inputs=tuple(t.name for t in graph.inputs),
         outputs=tuple(t.name for t in graph.outputs),
         rounding=rounding,
