@@ -272,8 +272,8 @@ def summary(rows: Sequence[TfliteRow], tf_version: str) -> str:
     fallback = [r for r in emulated if r.reference and "default kernels" in r.reference]
     not_made = len(rows) - len(files)
     return (f"{len(emulated)} of {len(files)} .tflite files emulate ({100 * len(emulated) / max(len(files), 1):.0f} %);"
-            f" {len(exact)} of {len(emulated)} bit-exact with BUILTIN_REF ({len(fallback)} of them, from a SOFTMAX where "
-            f"BUILTIN_REF aborts on, with LiteRT's default kernels, XNNPACK off); TensorFlow {tf_version}"
+            f" {len(exact)} of {len(emulated)} bit-exact with BUILTIN_REF ({len(fallback)} of them up to a SOFTMAX on "
+            f"which BUILTIN_REF aborts, then with LiteRT's default kernels, XNNPACK off); TensorFlow {tf_version}"
             + (f" ({not_made} not built or converted, not counted)" if not_made else ""))
 
 
