@@ -127,6 +127,13 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "RSQRT",
     "DIV",
     "SQRT",
+    "NEG",
+    "TILE",
+    "UNPACK",
+    "LEAKY_RELU",
+    "PRELU",
+    "DEPTH_TO_SPACE",
+    "REDUCE_MAX",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's,

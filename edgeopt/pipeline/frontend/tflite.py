@@ -104,6 +104,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
                              "emulate runs int8 models")
     numbered, by_name, inputs, outputs = parsed.ops, parsed.tensors, parsed.inputs, parsed.outputs
     for i, op in numbered:
+        _check_stateless(op, i, parsed.variables)
         _check_kernel(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
     ops = tuple(op for _, op in numbered)
@@ -133,12 +134,13 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
 class TFLiteFile:
     """A parsed ``.tflite``: every tensor by name (constants with their values), the ops left after
     folding shape-computing subgraphs (``(operator index, op)`` in execution order), graph inputs and
-    outputs."""
+    outputs, and the variable tensors (state an op keeps between invocations)."""
 
     tensors: dict[str, QTensor]
     ops: list[tuple[int, QOp]]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    variables: frozenset[str] = frozenset()
 
     @property
     def is_float(self) -> bool:
@@ -163,14 +165,16 @@ def read_tflite(data: bytes, name: str) -> TFLiteFile:
     model = _parse(bytes(data), name)
     subgraph = model.subgraphs[0]
     tensors = _tensors(model, subgraph, data, name)
+    dynamic = _dynamic(subgraph, tensors)
+    variables = frozenset(q.name for t, q in zip(subgraph.tensors or [], tensors) if t.isVariable)
     names = [t.name for t in tensors]
     inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
     outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
     if not inputs or not outputs:
         raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
     numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
-    numbered, by_name = fold_constants(numbered, {t.name: t for t in tensors}, name)
-    return TFLiteFile(by_name, numbered, inputs, outputs)
+    numbered, by_name = fold_constants(numbered, {t.name: t for t in tensors}, name, dynamic)
+    return TFLiteFile(by_name, numbered, inputs, outputs, variables)
 
 
 def _parse(data: bytes, name: str) -> schema.ModelT:
@@ -229,11 +233,17 @@ def _tensors(model: schema.ModelT, subgraph: schema.SubGraphT, data: bytes, name
             raise ModelLoadError(f"'{name}': tensor '{label}' has an invalid shape {shape} (corrupt file?)")
         if t.sparsity is not None:
             raise ModelLoadError(f"'{name}': tensor '{label}' is sparse; the emulator reads dense tensors only")
-        if t.isVariable:
-            raise ModelLoadError(f"'{name}': tensor '{label}' is a variable; the emulator runs stateless models only")
         out.append(QTensor(label, shape, dtype, _qparams(t.quantization, dtype, shape, label, name),
                            _constant(model, t.buffer, data, dtype, shape, label, name)))
     return out
+
+
+def _dynamic(subgraph: schema.SubGraphT, tensors: list[QTensor]) -> frozenset[str]:
+    """Tensors whose ``shape_signature`` has an unknown (-1) dimension: their stored shape is the
+    converter's placeholder (a Keras batch of ``None`` stored as 1, a computed RESHAPE target stored as
+    ``[1, 1]``), which TFLite's Prepare replaces by the shape its inputs give."""
+    return frozenset(q.name for t, q in zip(subgraph.tensors or [], tensors)
+                     if t.shapeSignature is not None and np.any(np.asarray(t.shapeSignature) < 0))
 
 
 def _qparams(q: schema.QuantizationParametersT | None, dtype: str, shape: tuple[int, ...], label: str,
@@ -303,11 +313,21 @@ def _mode(op: QOp, tensors: Mapping[str, QTensor]) -> Mode:
     return "float32" if tensors[op.outputs[0]].dtype == "float32" else "int8"
 
 
+def _check_stateless(op: QOp, index: int, variables: frozenset[str]) -> None:
+    """An op reading a variable tensor keeps state between invocations (UNIDIRECTIONAL_SEQUENCE_LSTM's
+    hidden and cell state, what TensorFlow's converter makes of a Keras LSTM or GRU kept as a loop)."""
+    state = [t for t in op.inputs if t in variables]
+    if state:
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"reads the state variable "
+                                 f"'{state[0]}'; the emulator runs stateless models only (convert a Keras "
+                                 "LSTM/GRU with unroll=True)")
+
+
 def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
     """An op left after folding must run: it needs a kernel in its mode."""
     mode = _mode(op, tensors)
     if (op.kind, mode) not in KERNELS:
-        what = "an integer kernel" if mode == "int8" else "a float32 kernel"
+        what = "integer kernel" if mode == "int8" else "float32 kernel"
         raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"no {what} in the "
                                  f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
 
