@@ -35,7 +35,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -214,6 +214,15 @@ def _hf_whisper_encoder() -> tuple[Any, tuple[Any, ...]]:
     return _pick_output(WhisperEncoder(config), 0).eval(), (torch.randn(1, 80, 100),)
 
 
+def _yolov8n() -> tuple[Any, tuple[Any, ...]]:
+    _torchvision()
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n.yaml", verbose=False).eval()
+    model.model[-1].export = True  # the head as ultralytics exports it: one (1, 84, anchors) tensor
+    return model, _image(128)
+
+
 def _cifar_resnet20() -> tuple[Any, tuple[Any, ...]]:
     from benchmarks.cifar_resnet import CifarResNet
 
@@ -265,6 +274,7 @@ MODELS: dict[str, Builder] = {
     "hf_distilbert": _hf_distilbert,
     "hf_vit": _hf_vit,
     "hf_whisper_encoder": _hf_whisper_encoder,
+    "yolov8n": _yolov8n,
 }
 
 
@@ -475,24 +485,33 @@ def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, sample
 
 def check_isolated(path: Path, row: Row, device: str = DEVICE, timeout_s: float = TIMEOUT_S) -> Row:
     """``check_file`` in a child process: an abort, a crash or a timeout becomes the row's error."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--check", str(path), "--device", device]
+    return run_isolated(command, row, timeout_s)
+
+
+RowT = TypeVar("RowT")
+
+
+def run_isolated(command: list[str], row: RowT, timeout_s: float) -> RowT:
+    """Run ``command --row FILE`` in a child process that fills the row (a dataclass) in ``FILE`` stage by
+    stage; an abort, a crash or a timeout becomes the row's error, naming the stage the child was in
+    (the first field the child set to False: started, not done)."""
     with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
         row_file = Path(tmp) / "row.json"
-        row_file.write_text(json.dumps(asdict(row)))
+        row_file.write_text(json.dumps(asdict(row)))  # type: ignore[call-overload]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
         start = time.perf_counter()
-        command = [sys.executable, str(Path(__file__).resolve()), "--check", str(path), "--row", str(row_file),
-                   "--device", device]
         try:
-            proc = subprocess.run(command, env=env, timeout=timeout_s, capture_output=True, text=True, check=False)
+            proc = subprocess.run([*command, "--row", str(row_file)], env=env, timeout=timeout_s,
+                                  capture_output=True, text=True, check=False)
             status: str | None = None if proc.returncode == 0 else _exit_reason(proc.returncode, proc.stderr)
         except subprocess.TimeoutExpired:
             status = f"Timeout: no result after {timeout_s:.0f} s"
-        done = Row(**json.loads(row_file.read_text()))
-        if status is not None and done.error is None:
-            stage = _stage(done)
-            done.error = f"{status} during {stage}"
-            done.seconds = round(time.perf_counter() - start, 1)
+        done = type(row)(**json.loads(row_file.read_text()))
+        if status is not None and done.error is None:  # type: ignore[attr-defined]
+            done.error = f"{status} during {_stage(done)}"  # type: ignore[attr-defined]
+            done.seconds = round(time.perf_counter() - start, 1)  # type: ignore[attr-defined]
         return done
 
 
@@ -503,11 +522,16 @@ def _exit_reason(returncode: int, stderr: str) -> str:
     return f"Crash: child exited {returncode} ({last[:100]})"
 
 
-def _stage(row: Row) -> str:
+STAGES = {"loads": "load", "deploys": "deploy", "litert_loads": "the BUILTIN_REF check"}
+"""Stage fields of a row, in order, and how an error names them."""
+
+
+def _stage(row: Any) -> str:
     """The stage a child was in when it died: the first stage field set to False (started, not done)."""
-    for name in ("loads", "deploys", "litert_loads"):
-        if getattr(row, name) is False:
-            return {"loads": "load", "deploys": "deploy", "litert_loads": "the BUILTIN_REF check"}[name]
+    stages = getattr(row, "STAGES", STAGES)
+    for name, label in stages.items():
+        if getattr(row, name, None) is False:
+            return label
     return "the check"
 
 

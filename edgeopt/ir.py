@@ -16,8 +16,13 @@ from edgeopt.errors import InternalError
 
 
 def frozen_array(a: np.ndarray) -> np.ndarray:
-    """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous)."""
-    a = np.ascontiguousarray(a)
+    """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous).
+
+    Its rank is kept: ``np.ascontiguousarray`` alone would turn a scalar (a Gather's index) into shape
+    ``[1]``, which changes what the op computes when the graph is written back to ONNX."""
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
 

@@ -8,7 +8,7 @@ Op kinds: ``OPS`` below is the closed table of every kind a program may hold, wi
 (``op_mode``). Every registry keyed by op kind (kernels, Prepare, writers, shape rules, MAC counts)
 refuses a kind that is not in it, and a test checks that each covers every kind and mode of it.
 
-Float islands: an op whose output tensor is float32 (GELU, SQUARED_DIFFERENCE, RSQRT, DEQUANTIZE, and the
+Float islands: an op whose output tensor is float32 (GELU, SQUARED_DIFFERENCE, RSQRT, DIV, SQRT, DEQUANTIZE, and the
 float32 form of any other kind for a node of ``QuantizedGraph.float_nodes``) runs in mode ``float32`` and
 has no ``params``.
 
@@ -187,9 +187,18 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "RESIZE_BILINEAR": _kind(_INT8_FLOAT, "int8", "x, size (int32 [2]: H, W)", _RESIZE),
     "QUANTIZE": _kind("int8 16x8", "int8 16x8", "x float32 -> int8 (leaves an island), or int8 <-> int16"),
     "DEQUANTIZE": _kind("float32", "", "x int8 -> float32 (enters an island)"),
-    "GELU": _kind("float32", "", "x", "approximate (bool)"),
-    "SQUARED_DIFFERENCE": _kind("float32", "", "a, b"),
-    "RSQRT": _kind("float32", "", "x"),
+    "GELU": _kind(_INT8_FLOAT, "int8", "x (int8: read from .tflite files)", "approximate (bool)"),
+    "SQUARED_DIFFERENCE": _kind(_INT8_FLOAT, "int8", "a, b (int8: read from .tflite files)"),
+    "RSQRT": _kind(_INT8_FLOAT, "int8", "x (int8: read from .tflite files)"),
+    "TILE": _kind(_INT8_FLOAT, "", "x, multiples (int32 constant [rank])"),
+    "UNPACK": _kind(_INT8_FLOAT, "", "x -> y1..yn (one per index along axis, which disappears)", "num, axis"),
+    "LEAKY_RELU": _kind(_INT8_FLOAT, "int8", "x", "alpha"),
+    "PRELU": _kind(_INT8_FLOAT, "int8", "x, alpha (constant, broadcast like numpy)"),
+    "DEPTH_TO_SPACE": _kind(_INT8_FLOAT, "", "x[N,H,W,C]", "block_size"),
+    "REDUCE_MAX": _kind(_INT8_FLOAT, "", "x, axis (int32 [k]); output: the input's encoding", "keep_dims"),
+    "NEG": _kind("float32", "", "x (read from .tflite files: Keras LayerNormalization negates its mean in float)"),
+    "DIV": _kind("float32", "", _BINARY, "fused_activation_function (NONE)"),
+    "SQRT": _kind("float32", "", "x"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
 

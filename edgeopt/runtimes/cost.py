@@ -125,10 +125,19 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "QUANTIZE",
     "DEQUANTIZE",
     "RSQRT",
+    "DIV",
+    "SQRT",
+    "NEG",
+    "TILE",
+    "UNPACK",
+    "LEAKY_RELU",
+    "PRELU",
+    "DEPTH_TO_SPACE",
+    "REDUCE_MAX",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
-    """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's
-    square root and division per element are priced the same way.)"""
+    """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's,
+    SQRT's and DIV's square roots and divisions per element are priced the same way.)"""
     return 0
 
 

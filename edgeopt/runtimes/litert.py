@@ -2,7 +2,9 @@
 
 ``kernels="reference"`` selects LiteRT's reference kernels (``BUILTIN_REF``), which the integer
 executor reproduces bit for bit; ``kernels="default"`` selects the optimised kernels with the default
-delegate (XNNPACK) applied, which is what an application gets and what benchmarks measure.
+delegate (XNNPACK) applied, which is what an application gets and what benchmarks measure;
+``kernels="default_no_delegates"`` the optimised kernels alone (the reference where ``BUILTIN_REF`` aborts
+on a valid file: its SOFTMAX Prepare does on tiny input scales).
 """
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgeopt.errors import DataError, ModelLoadError, first_line
 
-Kernels = Literal["reference", "default"]
+Kernels = Literal["reference", "default", "default_no_delegates"]
 _RESOLVERS: dict[str, OpResolverType] = {
     "reference": OpResolverType.BUILTIN_REF,
     "default": OpResolverType.BUILTIN,
+    "default_no_delegates": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
 }
 
 
@@ -44,7 +47,8 @@ class LiteRT:
 
         Args:
             model: The flatbuffer's bytes, or the path of a ``.tflite`` file.
-            kernels: ``"reference"`` for LiteRT's reference kernels, ``"default"`` for the optimised ones.
+            kernels: ``"reference"`` for LiteRT's reference kernels, ``"default"`` for the optimised ones
+                with XNNPACK, ``"default_no_delegates"`` for the optimised ones alone.
             num_threads: Threads the kernels (and XNNPACK) may use.
 
         Raises:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,19 +98,13 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
         UnsupportedOpError: an op without an integer kernel (named by builtin name, operator index and
             output tensor), or an option or quantization the kernels cannot run.
     """
-    model = _parse(bytes(data), name)
-    subgraph = model.subgraphs[0]
-    tensors = _tensors(model, subgraph, data, name)
-    names = [t.name for t in tensors]
-    inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
-    outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
-    if not inputs or not outputs:
-        raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
-    by_name = {t.name: t for t in tensors}
-    _reject_float_model(name, [by_name[i] for i in inputs], tensors)
-    numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
-    numbered, by_name = fold_constants(numbered, by_name, name)
+    parsed = read_tflite(data, name)
+    if parsed.is_float:
+        raise ModelLoadError(f"'{name}' is a float model (input dtype {parsed.tensors[parsed.inputs[0]].dtype}); "
+                             "emulate runs int8 models")
+    numbered, by_name, inputs, outputs = parsed.ops, parsed.tensors, parsed.inputs, parsed.outputs
     for i, op in numbered:
+        _check_stateless(op, i, parsed.variables)
         _check_kernel(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
     ops = tuple(op for _, op in numbered)
@@ -133,6 +128,53 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
                              "corrupt file?") from exc
     check_output_shapes(program)
     return program
+
+
+@dataclass(frozen=True)
+class TFLiteFile:
+    """A parsed ``.tflite``: every tensor by name (constants with their values), the ops left after
+    folding shape-computing subgraphs (``(operator index, op)`` in execution order), graph inputs and
+    outputs, and the variable tensors (state an op keeps between invocations)."""
+
+    tensors: dict[str, QTensor]
+    ops: list[tuple[int, QOp]]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    variables: frozenset[str] = frozenset()
+
+    @property
+    def is_float(self) -> bool:
+        """A float model has no quantized int8 tensor and a float input (an int8 file with a float
+        input feeding QUANTIZE is not one)."""
+        if any(t.qparams is not None and t.dtype == "int8" for t in self.tensors.values()):
+            return False
+        return any(self.tensors[t].dtype in _FLOAT_TYPES for t in self.inputs)
+
+
+def read_tflite(data: bytes, name: str) -> TFLiteFile:
+    """Parse and check a ``.tflite`` flatbuffer, and fold its shape-computing ops into constants.
+
+    Args:
+        data: the file's bytes.
+        name: the file's name, for errors.
+
+    Raises:
+        ModelLoadError: not a TFLite file, truncated or corrupt.
+        UnsupportedOpError: several subgraphs, or an option value outside the schema.
+    """
+    model = _parse(bytes(data), name)
+    subgraph = model.subgraphs[0]
+    tensors = _tensors(model, subgraph, data, name)
+    dynamic = _dynamic(subgraph, tensors)
+    variables = frozenset(q.name for t, q in zip(subgraph.tensors or [], tensors) if t.isVariable)
+    names = [t.name for t in tensors]
+    inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
+    outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
+    if not inputs or not outputs:
+        raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
+    numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
+    numbered, by_name = fold_constants(numbered, {t.name: t for t in tensors}, name, dynamic)
+    return TFLiteFile(by_name, numbered, inputs, outputs, variables)
 
 
 def _parse(data: bytes, name: str) -> schema.ModelT:
@@ -191,11 +233,17 @@ def _tensors(model: schema.ModelT, subgraph: schema.SubGraphT, data: bytes, name
             raise ModelLoadError(f"'{name}': tensor '{label}' has an invalid shape {shape} (corrupt file?)")
         if t.sparsity is not None:
             raise ModelLoadError(f"'{name}': tensor '{label}' is sparse; the emulator reads dense tensors only")
-        if t.isVariable:
-            raise ModelLoadError(f"'{name}': tensor '{label}' is a variable; the emulator runs stateless models only")
         out.append(QTensor(label, shape, dtype, _qparams(t.quantization, dtype, shape, label, name),
                            _constant(model, t.buffer, data, dtype, shape, label, name)))
     return out
+
+
+def _dynamic(subgraph: schema.SubGraphT, tensors: list[QTensor]) -> frozenset[str]:
+    """Tensors whose ``shape_signature`` has an unknown (-1) dimension: their stored shape is the
+    converter's placeholder (a Keras batch of ``None`` stored as 1, a computed RESHAPE target stored as
+    ``[1, 1]``), which TFLite's Prepare replaces by the shape its inputs give."""
+    return frozenset(q.name for t, q in zip(subgraph.tensors or [], tensors)
+                     if t.shapeSignature is not None and np.any(np.asarray(t.shapeSignature) < 0))
 
 
 def _qparams(q: schema.QuantizationParametersT | None, dtype: str, shape: tuple[int, ...], label: str,
@@ -243,15 +291,6 @@ def _constant(model: schema.ModelT, index: int, data: bytes, dtype: str, shape: 
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
 
 
-def _reject_float_model(name: str, inputs: list[QTensor], tensors: list[QTensor]) -> None:
-    """A float model has no quantized int8 tensor at all; a float input feeding QUANTIZE is fine."""
-    if any(x.qparams is not None and x.dtype == "int8" for x in tensors):
-        return
-    for t in inputs:
-        if t.dtype in _FLOAT_TYPES:
-            raise ModelLoadError(f"'{name}' is a float model (input dtype {t.dtype}); emulate runs int8 models")
-
-
 def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str], name: str) -> QOp:
     codes = model.operatorCodes or []
     code = codes[_index(op.opcodeIndex, len(codes), name, f"operator {index}'s opcode")]
@@ -274,11 +313,21 @@ def _mode(op: QOp, tensors: Mapping[str, QTensor]) -> Mode:
     return "float32" if tensors[op.outputs[0]].dtype == "float32" else "int8"
 
 
+def _check_stateless(op: QOp, index: int, variables: frozenset[str]) -> None:
+    """An op reading a variable tensor keeps state between invocations (UNIDIRECTIONAL_SEQUENCE_LSTM's
+    hidden and cell state, what TensorFlow's converter makes of a Keras LSTM or GRU kept as a loop)."""
+    state = [t for t in op.inputs if t in variables]
+    if state:
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"reads the state variable "
+                                 f"'{state[0]}'; the emulator runs stateless models only (convert a Keras "
+                                 "LSTM/GRU with unroll=True)")
+
+
 def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
     """An op left after folding must run: it needs a kernel in its mode."""
     mode = _mode(op, tensors)
     if (op.kind, mode) not in KERNELS:
-        what = "an integer kernel" if mode == "int8" else "a float32 kernel"
+        what = "integer kernel" if mode == "int8" else "float32 kernel"
         raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"no {what} in the "
                                  f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
 

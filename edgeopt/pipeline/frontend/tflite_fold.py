@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from edgeopt.errors import EdgeoptError, ModelLoadError, UnsupportedOpError, first_line
+from edgeopt.pipeline.frontend.tflite_shapes import resized_outputs
 from edgeopt.qprogram import QOp, QTensor
 from edgeopt.registry import Registry
 from edgeopt.runtimes.reference.movement import axis_indices
@@ -32,14 +33,19 @@ class CannotFold(ValueError):
     """The folder's own finding: the operands do not fit the op (a corrupt file)."""
 
 
-def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor],
-                   name: str) -> tuple[list[tuple[int, QOp]], dict[str, QTensor]]:
-    """Evaluate the shape-computing ops of a file into constants.
+def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor], name: str,
+                   dynamic: frozenset[str] = frozenset()) -> tuple[list[tuple[int, QOp]], dict[str, QTensor]]:
+    """Evaluate the shape-computing ops of a file into constants, and give the outputs of the ops left
+    the shapes TFLite's Prepare gives them where the file's shape is a placeholder (``dynamic``).
+
+    In execution order, so that a SHAPE reads the final shape of its input, and a RESHAPE whose target a
+    chain computes has its shape before the ops after it are resized.
 
     Args:
         ops: ``(operator index in the file, op)`` in execution order.
         tensors: every tensor by name.
         name: the file's name, for errors.
+        dynamic: the tensors whose stored shape has unknown dimensions (``shape_signature`` with -1).
 
     Returns:
         The ops left to run (same order, same indices) and the tensors, the folded outputs now constants.
@@ -52,7 +58,12 @@ def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor],
     kept: list[tuple[int, QOp]] = []
     for index, op in ops:
         if not _foldable(op, values):
+            if op.kind in ("EXPAND_DIMS", "SQUEEZE"):
+                op, shape = as_reshape(op, values)
+                values[shape.name] = shape
             kept.append((index, op))
+            if any(t in dynamic for t in op.outputs):
+                values.update(resized_outputs(op, values))
             continue
         where = f"operator {index} → '{op.outputs[0]}'"
         args = [values[t] for t in op.inputs if t]
@@ -72,6 +83,29 @@ def fold_constants(ops: list[tuple[int, QOp]], tensors: Mapping[str, QTensor],
                                  f"give {tuple(result.shape)} (corrupt file?)")
         values[out.name] = QTensor(out.name, out.shape, out.dtype, None, result.astype(out.dtype))
     return kept, values
+
+
+def as_reshape(op: QOp, tensors: Mapping[str, QTensor]) -> tuple[QOp, QTensor]:
+    """EXPAND_DIMS or SQUEEZE of an activation as the RESHAPE it is (both copy the bytes under a new
+    shape: ``expand_dims.cc``, ``squeeze.cc``), reading a new constant with the output shape, so that
+    no kernel of their own is needed. A non-constant axis is refused by name."""
+    x = tensors[op.inputs[0]].shape
+    if op.kind == "EXPAND_DIMS":
+        axis_tensor = tensors[op.inputs[1]] if len(op.inputs) > 1 and op.inputs[1] else None
+        if axis_tensor is None or axis_tensor.data is None or axis_tensor.data.size != 1:
+            raise UnsupportedOpError(op.kind, op.outputs[0], "the axis must be one constant value")
+        axis = int(axis_tensor.data.reshape(-1)[0])
+        axis += len(x) + 1 if axis < 0 else 0
+        shape = (*x[:axis], 1, *x[axis:])
+    else:
+        dims = {int(d) % len(x) for d in op.options.get("squeeze_dims", ())} or {
+            i for i, d in enumerate(x) if d == 1}
+        shape = tuple(d for i, d in enumerate(x) if i not in dims)
+    name = f"{op.outputs[0]}/shape"
+    while name in tensors:
+        name += "#"
+    constant = QTensor(name, (len(shape),), "int32", data=np.array(shape, np.int32))
+    return QOp("RESHAPE", (op.inputs[0], name), op.outputs, {}, source=op.source), constant
 
 
 def _foldable(op: QOp, tensors: Mapping[str, QTensor]) -> bool:

@@ -10,12 +10,13 @@ or a list with one shape per output for an op with several (SPLIT, SPLIT_V).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import numpy as np
 
-from edgeopt.errors import ModelLoadError
-from edgeopt.qprogram import QOp, QProgram
+from edgeopt.errors import ModelLoadError, RegistryError
+from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.registry import OpRegistry, Registry
 from edgeopt.runtimes.reference.movement import axis_indices
 
@@ -37,6 +38,21 @@ def output_shapes(op: QOp, program: QProgram) -> list[Shape]:
     """
     shapes = OUTPUT_SHAPES.get(op.kind)(op, program)
     return shapes if isinstance(shapes, list) else [shapes]
+
+
+def resized_outputs(op: QOp, tensors: Mapping[str, QTensor]) -> dict[str, QTensor]:
+    """``op``'s outputs with the shapes its rule gives from ``tensors`` (TFLite's Prepare resizing them),
+    for outputs whose stored shape is a placeholder. An op whose rule cannot tell before Prepare (a
+    windowed op needs its parameters) or whose operands do not fit keeps its stored shapes: the check
+    after Prepare (``check_output_shapes``) judges them; a kind outside the table is refused by name later.
+    """
+    scratch = QProgram(name="", tensors=tensors, ops=(op,), inputs=(), outputs=())
+    try:
+        shapes = output_shapes(op, scratch)
+    except (ShapeMismatch, IndexError, KeyError, RegistryError):
+        return {}
+    return {name: replace(tensors[name], shape=shape) for name, shape in zip(op.outputs, shapes)
+            if tensors[name].data is None}
 
 
 def check_output_shapes(program: QProgram) -> None:
@@ -170,7 +186,7 @@ def _batch_matmul(op: QOp, program: QProgram) -> Shape:
     return (*batch, rows, cols)
 
 
-@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE")
+@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "DIV")
 def _broadcast(op: QOp, program: QProgram) -> Shape:
     try:
         return tuple(np.broadcast_shapes(_shape(program, op, 0), _shape(program, op, 1)))
@@ -179,17 +195,28 @@ def _broadcast(op: QOp, program: QProgram) -> Shape:
 
 
 @OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "GELU",
-                        "RSQRT", "QUANTIZE", "DEQUANTIZE")
+                        "RSQRT", "QUANTIZE", "DEQUANTIZE", "SQRT", "NEG", "LEAKY_RELU")
 def _same(op: QOp, program: QProgram) -> Shape:
     return _shape(program, op, 0)
 
 
 @OUTPUT_SHAPES.register("RESHAPE")
 def _reshape(op: QOp, program: QProgram) -> Shape:
-    out = program.tensor(op.outputs[0]).shape
-    if math.prod(out) != math.prod(_shape(program, op, 0)):
-        raise ShapeMismatch(f"{math.prod(_shape(program, op, 0))} elements cannot take the shape {out}")
-    return out
+    """``reshape.cc`` GetOutputShape: the constant 1-D shape input, else the ``new_shape`` option, else the
+    stored shape; one -1 takes the elements left."""
+    size = math.prod(_shape(program, op, 0))
+    target = program.tensor(op.outputs[0]).shape
+    if len(op.inputs) > 1 and op.inputs[1] and program.tensor(op.inputs[1]).data is not None \
+            and len(program.tensor(op.inputs[1]).shape) == 1:
+        target = tuple(int(d) for d in _constant(program, op, 1))
+    elif "new_shape" in op.options:
+        target = tuple(int(d) for d in op.options["new_shape"])
+    if target.count(-1) == 1:
+        known = math.prod(d for d in target if d != -1)
+        target = tuple(size // known if d == -1 and known else d for d in target)
+    if math.prod(target) != size or any(d < 0 for d in target):
+        raise ShapeMismatch(f"{size} elements cannot take the shape {target}")
+    return target
 
 
 @OUTPUT_SHAPES.register("PAD", "MIRROR_PAD")
@@ -250,6 +277,53 @@ def _split_v(op: QOp, program: QProgram) -> list[Shape]:
     if any(s < 0 for s in sizes) or sum(sizes) != x[axis]:
         raise ShapeMismatch(f"sizes {_constant(program, op, 1).tolist()} do not split a dimension of {x[axis]}")
     return [(*x[:axis], s, *x[axis + 1:]) for s in sizes]
+
+
+@OUTPUT_SHAPES.register("TILE")
+def _tile(op: QOp, program: QProgram) -> Shape:
+    """``tile.cc``: each axis times its constant multiple."""
+    x = _shape(program, op, 0)
+    multiples = _constant(program, op, 1, (len(x),))
+    if np.any(multiples < 0):
+        raise ShapeMismatch(f"negative multiples {multiples.tolist()}")
+    return tuple(int(d * m) for d, m in zip(x, multiples))
+
+
+@OUTPUT_SHAPES.register("PRELU")
+def _prelu(op: QOp, program: QProgram) -> Shape:
+    """``activations.cc`` PreluPrepare: the input and alpha broadcast."""
+    return _broadcast(op, program)
+
+
+@OUTPUT_SHAPES.register("DEPTH_TO_SPACE")
+def _depth_to_space(op: QOp, program: QProgram) -> Shape:
+    """``depth_to_space.cc``: 4-D, channels divisible by ``block_size**2``."""
+    n, h, w, c = _shape(program, op, 0, 4)
+    b = int(op.options.get("block_size", 0))
+    if b < 1 or c % (b * b):
+        raise ShapeMismatch(f"{c} channels do not split into blocks of {b} x {b}")
+    return (n, h * b, w * b, c // (b * b))
+
+
+@OUTPUT_SHAPES.register("REDUCE_MAX")
+def _reduce_max(op: QOp, program: QProgram) -> Shape:
+    """``reduce.cc``: the constant axes (negative from the end) removed, or kept as 1 with ``keep_dims``."""
+    x = _shape(program, op, 0)
+    axes = {int(a) % len(x) for a in _constant(program, op, 1).reshape(-1)} if x else set()
+    if op.options.get("keep_dims", False):
+        return tuple(1 if i in axes else d for i, d in enumerate(x))
+    return tuple(d for i, d in enumerate(x) if i not in axes)
+
+
+@OUTPUT_SHAPES.register("UNPACK")
+def _unpack(op: QOp, program: QProgram) -> list[Shape]:
+    """``unpack.cc``: ``num`` outputs, the input's shape without ``axis`` (negative counts from the end)."""
+    x = _shape(program, op, 0)
+    axis = int(op.options.get("axis", 0))
+    if not -len(x) <= axis < len(x) or x[axis % len(x)] != int(op.options.get("num", len(op.outputs))):
+        raise ShapeMismatch(f"axis {axis} of {x} does not unpack into {len(op.outputs)} outputs")
+    axis %= len(x)
+    return [(*x[:axis], *x[axis + 1:])] * x[axis]
 
 
 @OUTPUT_SHAPES.register("TRANSPOSE")

@@ -6,6 +6,11 @@
 * STRIDED_SLICE: ``reference/strided_slice.h`` with ``strided_slice_logic.h``'s index rules.
 * SPLIT, SPLIT_V: ``reference/reference_ops.h`` ``Split`` (``kernels/split.cc``, ``kernels/split_v.cc``):
   consecutive pieces of the input along one axis.
+* TILE (``kernels/tile.cc``): the input repeated ``multiples[i]`` times along each axis.
+* DEPTH_TO_SPACE (``reference_ops::DepthToSpace``): ``out[n, h * b + i, w * b + j, c] = x[n, h, w, (i * b +
+  j) * C_out + c]``.
+* UNPACK (``kernels/unpack.cc``, ``reference_ops.h`` ``Unpack``): one output per index along ``axis``,
+  which the outputs lack.
 """
 from __future__ import annotations
 
@@ -121,3 +126,28 @@ def _run_split_v(op: QOp, args: list[np.ndarray], program: QProgram) -> tuple[np
     x = args[0]
     axis = int(constant(args[2]).reshape(-1)[0]) % (x.ndim - 1)
     return split(x, axis + 1, _sizes(op, program, axis))
+
+
+@KERNELS.register("TILE", mode=("int8", "float32"))
+def _run_tile(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """Inputs (x, multiples): ``np.tile`` over the program's axes (the run axis is not repeated)."""
+    multiples = constant(args[1]).reshape(-1).astype(np.int64)
+    return np.tile(args[0], (1, *multiples))
+
+
+@KERNELS.register("UNPACK", mode=("int8", "float32"))
+def _run_unpack(op: QOp, args: list[np.ndarray], program: QProgram) -> tuple[np.ndarray, ...]:
+    """``x`` sliced at each index along ``axis`` (negative counts from the end), that axis removed."""
+    x = args[0]
+    axis = int(op.options.get("axis", 0)) % (x.ndim - 1)
+    return tuple(np.ascontiguousarray(np.take(x, i, axis=axis + 1)) for i in range(x.shape[axis + 1]))
+
+
+@KERNELS.register("DEPTH_TO_SPACE", mode=("int8", "float32"))
+def _run_depth_to_space(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """Blocks of ``block_size**2`` channels spread over ``block_size x block_size`` pixels (NHWC)."""
+    x = args[0]
+    b = int(op.options["block_size"])
+    r, n, h, w, c = x.shape
+    y = x.reshape(r, n, h, w, b, b, c // (b * b)).transpose(0, 1, 2, 4, 3, 5, 6)
+    return np.ascontiguousarray(y.reshape(r, n, h * b, w * b, c // (b * b)))

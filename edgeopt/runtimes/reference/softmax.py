@@ -12,6 +12,12 @@ ARM64 clang builds use a uint16 table instead), so that is what Prepare selects 
 LiteRT's default kernels (XNNPACK off). Every input difference then maps to nearly the same
 probability, so the two recipes could differ by a step at most anyway.
 
+Wide near-uniform rows: when a row's sum of exponentials reaches ``2**9`` (512 or more classes, none
+dominant: what random weights give a 1000-class classifier), the reference kernel's final
+``RoundingDivideByPOT`` gets an exponent of 32, and gemmlowp's ``assert(exponent <= 31)`` aborts the process
+(measured with ai-edge-litert 2.3's BUILTIN_REF). Such rows are computed as LiteRT's default kernels compute
+every row, with the float lookup table; all other rows stay bit-exact with BUILTIN_REF.
+
 float32: ``exp((x - max) * beta) / sum`` over the last axis; the sum is in float64 here (the reference
 sums in float32), so values may differ by an ulp or so.
 """
@@ -37,6 +43,7 @@ from edgeopt.runtimes.reference.registry import F32, KERNELS, PREPARERS, Params
 
 SCALED_DIFF_INTEGER_BITS = 5
 ACCUMULATION_INTEGER_BITS = 12
+MAX_POT_EXPONENT = 31
 OUTPUT_SCALE = 1.0 / 256
 OUTPUT_ZERO_POINT = -128
 
@@ -72,6 +79,9 @@ def prepare_softmax(op: QOp, program: QProgram) -> Params:
         "input_multiplier": multiplier,
         "input_left_shift": shift,
         "diff_min": -calculate_input_radius(SCALED_DIFF_INTEGER_BITS, shift),
+        # for the rows on which the reference kernel aborts (see the module docstring)
+        "abort_table": softmax_lookup_table(float(x_q.scale[0]), beta),
+        "output_scale": F32(y_q.scale[0]), "output_zero_point": int(y_q.zero_point[0]),
     }
 
 
@@ -82,7 +92,8 @@ def softmax_int8(x: np.ndarray, p: Mapping[str, Any], rounding: str) -> np.ndarr
     ``e = exp_on_negative_values(MultiplyByQuantizedMultiplierGreaterThanOne(d, m, shift))`` (Q5.26 in,
     Q0.31 out), ``sum = Σ RoundingDivideByPOT(e, 12)`` (Q12.19, int32 wrap), ``r, k =
     GetReciprocal(sum)`` (``k = 12 - clz(sum)``, ``r = one_over_one_plus_x(sum << clz - 1)``),
-    ``out = clamp(RoundingDivideByPOT(SRDHM(r, e), k + 23) - 128, -128, 127)``.
+    ``out = clamp(RoundingDivideByPOT(SRDHM(r, e), k + 23) - 128, -128, 127)``; a row with ``k + 23 > 31``
+    (where the reference kernel aborts) takes ``softmax_int8_table``'s values instead.
 
     ``e`` depends only on ``d`` (256 possible values), so it is tabulated once.
 
@@ -113,9 +124,15 @@ def softmax_int8(x: np.ndarray, p: Mapping[str, Any], rounding: str) -> np.ndarr
     shifted_sum_minus_one = wrap_int32(shifted - (1 << 31))
     shifted_scale = gl.one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one)
     exponent = num_bits_over_unit + 31 - 8
-    unsat = gl.rounding_divide_by_pot(gl.saturating_rounding_doubling_high_mul(shifted_scale, e), exponent)
-    out = np.clip(unsat - 128, -128, 127)
-    return np.where(valid, out, -128).astype(np.int8)
+    unsat = gl.rounding_divide_by_pot(gl.saturating_rounding_doubling_high_mul(shifted_scale, e),
+                                      np.minimum(exponent, MAX_POT_EXPONENT))
+    out = np.where(valid, np.clip(unsat - 128, -128, 127), -128).astype(np.int8)
+    aborts = exponent > MAX_POT_EXPONENT  # per row: gemmlowp's RoundingDivideByPOT asserts exponent <= 31
+    if np.any(aborts) and "abort_table" in p:
+        table = {"table": p["abort_table"], "output_scale": p["output_scale"],
+                 "output_zero_point": p["output_zero_point"]}
+        out = np.where(aborts, softmax_int8_table(x, table), out)
+    return out
 
 
 def softmax_lookup_table(input_scale: float, beta: float) -> np.ndarray:

@@ -1,6 +1,7 @@
-"""SOFTMAX with ``beta * input_scale * 2**26 <= 1``: LiteRT's reference resolver aborts the process on such a
-file, its default kernels run it with a float lookup table, and so does the executor, bit-exact with
-LiteRT's default kernels with XNNPACK off (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
+"""SOFTMAX where LiteRT's reference kernels abort: ``beta * input_scale * 2**26 <= 1`` (the whole file) and
+wide near-uniform rows (one row). With ``beta * input_scale * 2**26 <= 1``, LiteRT's reference resolver
+aborts the process on such a file, its default kernels run it with a float lookup table, and so does the
+executor, bit-exact with LiteRT's default kernels with XNNPACK off (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``)."""
 from __future__ import annotations
 
 import signal
@@ -77,5 +78,43 @@ def test_builtin_ref_aborts_on_a_tiny_input_scale(tmp_path) -> None:
     script = ("from ai_edge_litert.interpreter import Interpreter, OpResolverType\n"
               f"i = Interpreter(model_path={str(path)!r}, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)\n"
               "i.allocate_tensors()\n")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, timeout=60)
+    assert result.returncode == -signal.SIGABRT
+
+
+def _wide_rows(width: int) -> np.ndarray:
+    """Near-uniform rows (every exponential near 1: the sum reaches 2**9 when width >= 512) and peaked rows."""
+    rng = np.random.default_rng(width)
+    flat = rng.integers(100, 104, (20, width))
+    peaked = rng.integers(-128, -60, (20, width))
+    peaked[:, ::7] = 127
+    return np.concatenate([flat, peaked]).astype(np.int8)
+
+
+@pytest.mark.parametrize("width", [1000, 600])
+def test_wide_uniform_rows_where_builtin_ref_aborts_run_as_the_default_kernels(width: int, tmp_path) -> None:
+    """A 1000-class random-weight classifier: BUILTIN_REF aborts on its near-uniform rows (the final
+    RoundingDivideByPOT exponent reaches 32); the executor gives LiteRT's default kernels' values there and
+    stays bit-exact with BUILTIN_REF on every other row."""
+    data = program_to_tflite(_program(width, 0.01))
+    program = tflite_to_program(data, "softmax", "double")
+    x = _wide_rows(width)
+    got = run_program(program, [x])[0]
+    np.testing.assert_array_equal(got[:20], _litert_default_no_xnnpack(data, x[:20]))
+    interpreter = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    for row, want in zip(x[20:], got[20:]):
+        interpreter.set_tensor(inp, row[None])
+        interpreter.invoke()
+        np.testing.assert_array_equal(interpreter.get_tensor(out)[0], want)
+    path = tmp_path / "wide.tflite"
+    path.write_bytes(data)
+    np.save(tmp_path / "row.npy", x[:1])
+    script = ("import numpy as np\nfrom ai_edge_litert.interpreter import Interpreter, OpResolverType\n"
+              f"i = Interpreter(model_path={str(path)!r}, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)\n"
+              "i.allocate_tensors()\n"
+              f"i.set_tensor(i.get_input_details()[0]['index'], np.load({str(tmp_path / 'row.npy')!r}))\n"
+              "i.invoke()\n")
     result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, timeout=60)
     assert result.returncode == -signal.SIGABRT

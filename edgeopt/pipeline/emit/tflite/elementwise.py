@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding, activation, int8_version, reads_int8
+from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding, activation, int8_version, option, reads_int8
 from edgeopt.qprogram import QOp, QProgram
 
 _UNARY = {
@@ -54,6 +54,20 @@ def _mul(op: QOp, program: QProgram) -> OpEncoding:
         # op_version.cc compares the float product of the scales with 1.
         version = 3 if s1 * s2 / s_out >= 1.0 else 2
     return OpEncoding(schema.BuiltinOperator.MUL, version, schema.BuiltinOptions.MulOptions, opts)
+
+
+@OP_WRITERS.register("LEAKY_RELU")
+def _leaky_relu(op: QOp, program: QProgram) -> OpEncoding:
+    """Version 1 for int8 and float32 (2 is int16), as TensorFlow's converter writes it."""
+    opts = schema.LeakyReluOptionsT()
+    opts.alpha = float(option(op, "alpha"))
+    return OpEncoding(schema.BuiltinOperator.LEAKY_RELU, 1, schema.BuiltinOptions.LeakyReluOptions, opts)
+
+
+@OP_WRITERS.register("PRELU")
+def _prelu(op: QOp, program: QProgram) -> OpEncoding:
+    """Version 1 for int8 and float32, as TensorFlow's converter writes it."""
+    return OpEncoding(schema.BuiltinOperator.PRELU, 1, schema.BuiltinOptions.NONE, None)
 
 
 @OP_WRITERS.register(*_UNARY)

@@ -1,12 +1,13 @@
 """TFLite writers for the pooling, data-movement and resizing ops: AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE,
-TRANSPOSE, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR.
+TRANSPOSE, TILE, DEPTH_TO_SPACE, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR,
+RESIZE_NEAREST_NEIGHBOR.
 
 TFLite runs all of them but CONCATENATION on the raw int8 values, so each refuses an output encoding
 that differs from its input's (``require_same_encoding``); CONCATENATION checks every input.
 
 Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: 2 for int8 data (1 for float32),
-except RESHAPE (a single version); PAD, STRIDED_SLICE and TRANSPOSE beyond 4-D are 4 (TRANSPOSE beyond 5-D
-6), STRIDED_SLICE with ellipsis or new-axis masks 6 and with ``offset`` 8; RESIZE_BILINEAR 3 with
+except RESHAPE (a single version) and TILE (3 for int8); PAD, STRIDED_SLICE and TRANSPOSE beyond 4-D are 4
+(TRANSPOSE beyond 5-D 6), STRIDED_SLICE with ellipsis or new-axis masks 6 and with ``offset`` 8; RESIZE_BILINEAR 3 with
 half-pixel centers; RESIZE_NEAREST_NEIGHBOR 3 with half-pixel centers or aligned corners.
 """
 from __future__ import annotations
@@ -71,6 +72,33 @@ def _transpose(op: QOp, program: QProgram) -> OpEncoding:
     return OpEncoding(
         schema.BuiltinOperator.TRANSPOSE, version, schema.BuiltinOptions.TransposeOptions, schema.TransposeOptionsT()
     )
+
+
+@OP_WRITERS.register("TILE")
+def _tile(op: QOp, program: QProgram) -> OpEncoding:
+    require_same_encoding(op, program)
+    version = 3 if program.tensors[op.inputs[0]].dtype == "int8" else 1
+    return OpEncoding(schema.BuiltinOperator.TILE, version, schema.BuiltinOptions.TileOptions, schema.TileOptionsT())
+
+
+@OP_WRITERS.register("DEPTH_TO_SPACE")
+def _depth_to_space(op: QOp, program: QProgram) -> OpEncoding:
+    require_same_encoding(op, program)
+    opts = schema.DepthToSpaceOptionsT()
+    opts.blockSize = int(option(op, "block_size"))
+    return OpEncoding(schema.BuiltinOperator.DEPTH_TO_SPACE, int8_version(program, op),
+                      schema.BuiltinOptions.DepthToSpaceOptions, opts)
+
+
+@OP_WRITERS.register("UNPACK")
+def _unpack(op: QOp, program: QProgram) -> OpEncoding:
+    for out in op.outputs:
+        require_same_encoding(QOp(op.kind, op.inputs, (out,), source=op.source), program)
+    opts = schema.UnpackOptionsT()
+    opts.num = len(op.outputs)
+    opts.axis = int(option(op, "axis", 0))
+    return OpEncoding(schema.BuiltinOperator.UNPACK, int8_version(program, op), schema.BuiltinOptions.UnpackOptions,
+                      opts)
 
 
 @OP_WRITERS.register("STRIDED_SLICE")

@@ -1,6 +1,6 @@
-"""TFLite writers for MEAN, SPLIT and SPLIT_V (``OP_WRITERS`` entries).
+"""TFLite writers for MEAN, REDUCE_MAX, SPLIT and SPLIT_V (``OP_WRITERS`` entries).
 
-Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: MEAN, SPLIT and SPLIT_V are 2 for
+Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: MEAN, REDUCE_MAX, SPLIT and SPLIT_V are 2 for
 int8 data, 1 for float32. SPLIT's data is its second input (the first is the axis).
 """
 from __future__ import annotations
@@ -20,6 +20,15 @@ def _mean(op: QOp, program: QProgram) -> OpEncoding:
     opts = schema.ReducerOptionsT()
     opts.keepDims = bool(option(op, "keep_dims"))
     return OpEncoding(schema.BuiltinOperator.MEAN, _version(program, op, 0), schema.BuiltinOptions.ReducerOptions, opts)
+
+
+@OP_WRITERS.register("REDUCE_MAX")
+def _reduce_max(op: QOp, program: QProgram) -> OpEncoding:
+    require_same_encoding(op, program)
+    opts = schema.ReducerOptionsT()
+    opts.keepDims = bool(option(op, "keep_dims", False))
+    return OpEncoding(schema.BuiltinOperator.REDUCE_MAX, _version(program, op, 0), schema.BuiltinOptions.ReducerOptions,
+                      opts)
 
 
 def _split_outputs_share_encoding(op: QOp, program: QProgram, data_input: int) -> None:
