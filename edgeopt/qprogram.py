@@ -190,6 +190,10 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "GELU": _kind("float32", "", "x", "approximate (bool)"),
     "SQUARED_DIFFERENCE": _kind("float32", "", "a, b"),
     "RSQRT": _kind("float32", "", "x"),
+    "GATHER": _kind(_INT8_FLOAT, "", "params (int8 table or activation, float32 in an island, int32/bool), "
+                    "indices (int32, in [0, dim))", "axis, batch_dims (0 here)"),
+    "CAST": _kind(_INT8_FLOAT, "", "x int32/bool -> int32/bool (mode int8: unquantized integers) or float32 "
+                  "(mode float32: enters an island)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
 
@@ -197,7 +201,8 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
 def op_mode(op: QOp, program: QProgram) -> Mode:
     """The mode ``op`` runs in, read from its tensors as TFLite's kernels pick their path: ``float32`` when
     its (first) output is float32 (a float island), ``16x8`` when it reads or writes an int16 activation
-    (constants do not count), else ``int8``."""
+    (constants do not count), else ``int8`` (which also covers ops on unquantized int32 and bool tensors:
+    token ids, attention masks)."""
     if program.tensor(op.outputs[0]).dtype == "float32":
         return "float32"
     names = (*op.inputs, *op.outputs)

@@ -9,7 +9,7 @@ atomically, so a failed run leaves no partial file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -26,6 +26,7 @@ from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.load import LoadedModel, load
+from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
@@ -64,7 +65,8 @@ class DeployOptions:
         data: .npz with ``x`` and optionally ``y`` to measure accuracy on.
         calib: .npz with ``x`` for calibration (default: the first ``calib_size`` samples of ``data``).
         out: output directory (default ``./edgeopt-out/<model name>``).
-        input_shape: input shape for entry points / ONNX inputs with unknown dimensions.
+        input_shape: input shape for entry points / ONNX inputs with unknown dimensions; for a model with
+            several inputs, shapes by input name (``{"input_ids": (1, 128), ...}``).
         calib_size: at most this many calibration samples are used.
         range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
         target: "emulate" (estimates only), or "adb[:SERIAL]" to also measure on an Android device.
@@ -91,7 +93,7 @@ class DeployOptions:
     data: str | Path | None = None
     calib: str | Path | None = None
     out: str | Path | None = None
-    input_shape: tuple[int, ...] | None = None
+    input_shape: InputShape | None = None
     calib_size: int = DEFAULT_CALIB_SIZE
     range_method: str = "minmax"
     target: str = "emulate"
@@ -151,13 +153,13 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = load_npz(options.data, loaded.graph.inputs[0], labels=True) if options.data is not None \
+    x, y = load_npz(options.data, loaded.graph.inputs, labels=True) if options.data is not None \
         else loaded.data or (None, None)
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
     else:
-        calib_x, calib_source = _calibration_set(loaded.calib, options.calib, x, loaded.graph.inputs[0],
+        calib_x, calib_source = _calibration_set(loaded.calib, options.calib, x, loaded.graph.inputs,
                                                  options.calib_size)
         if options.max_drop is not None:
             recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
@@ -209,7 +211,7 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     return DeployResult(report=report.to_json(), out_dir=out_dir, program=shipped.program)
 
 
-def _load(model: ModelSpec, input_shape: tuple[int, ...] | None) -> LoadedModel:
+def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
     if isinstance(model, QuantizedGraph):  # in memory (edgeopt.deploy of a QuantSim): optimized and quantized
         return LoadedModel(name=model.graph.name, graph=model.graph, onnx_model=graph_to_onnx(model.graph))
     return load(model, input_shape)
@@ -245,9 +247,9 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
 
 
 def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,
-                     model_input: TensorInfo, calib_size: int) -> tuple[np.ndarray, str]:
+                     model_inputs: Sequence[TensorInfo], calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = load_npz(calib, model_input, labels=False)
+        calib_x, _ = load_npz(calib, model_inputs, labels=False)
         return calib_x[:calib_size], str(calib)
     if shipped is not None:
         return shipped[:calib_size], "the example's training split"
@@ -259,6 +261,7 @@ def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np
 
 def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
               int8: np.ndarray | None = None) -> dict:
+    """Top-1 (with labels ``y``) or top-1 agreement of int8 with fp32, on the model's first output."""
     fp32 = run_float(graph, x)
     int8 = run_int8(program, x) if int8 is None else int8
     agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)

@@ -296,3 +296,20 @@ def _resize(op: QOp, program: QProgram) -> Shape:
     if np.any(size <= 0):
         raise ShapeMismatch(f"output size {size.tolist()}")
     return (n, int(size[0]), int(size[1]), c)
+
+
+@OUTPUT_SHAPES.register("GATHER")
+def _gather(op: QOp, program: QProgram) -> Shape:
+    """``gather.cc``: ``params.shape[:axis] + indices.shape + params.shape[axis + 1:]`` (``batch_dims`` 0)."""
+    params, indices = _shape(program, op, 0), _shape(program, op, 1)
+    axis = int(op.options.get("axis", 0))
+    if not -len(params) <= axis < len(params) or int(op.options.get("batch_dims", 0)):
+        raise ShapeMismatch(f"axis {axis} (batch_dims {op.options.get('batch_dims', 0)}) for params of rank "
+                            f"{len(params)}")
+    axis %= len(params)
+    return (*params[:axis], *indices, *params[axis + 1:])
+
+
+@OUTPUT_SHAPES.register("CAST")
+def _cast(op: QOp, program: QProgram) -> Shape:
+    return _shape(program, op, 0)

@@ -140,7 +140,8 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
 
     def in_dtype(tensor: str, dtype: str) -> str:
         """``tensor`` as ``dtype``: itself, or the output of a requantizing node (made once per dtype)."""
-        if tensor in graph.initializers or not tensor or enc[tensor].dtype == dtype:
+        if tensor in graph.initializers or not tensor or tensor not in enc or enc[tensor].dtype == dtype:
+            # (no encoding: an integer tensor, token ids or a mask, which no precision changes)
             return tensor
         if (tensor, dtype) not in copies:
             copy = f"{tensor}/{dtype}"
@@ -156,7 +157,7 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
         dtype = "int8" if dtype == "float" else dtype  # a float island's edges are int8
         inputs = tuple(in_dtype(t, dtype) for t in node.inputs)
         node = node.with_(inputs=inputs) if inputs != node.inputs else node
-        shared = node.op in SHARED_SCALE_OPS and inputs[0] not in graph.initializers
+        shared = node.op in SHARED_SCALE_OPS and inputs[0] not in graph.initializers and inputs[0] in enc
         for out in node.outputs:
             if shared:
                 enc[out] = enc[inputs[0]]

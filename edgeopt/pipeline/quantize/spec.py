@@ -18,6 +18,7 @@ SHARED_SCALE_OPS: frozenset[str] = frozenset({
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split",
     "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
     "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
+    "Gather",  # TFLite's GATHER copies values: an embedding row keeps its table's encoding
 })
 # Ops whose input 1 is a weight quantized per output channel (``ir.weight_out_axis``).
 WEIGHTED_OPS: frozenset[str] = frozenset({"Conv", "Gemm", "ConvTranspose", "MatMul"})
@@ -27,5 +28,8 @@ FIXED_OUTPUT: Mapping[str, QParams] = MappingProxyType({
     "Sigmoid": QParams(1.0 / 256, -128),  # int8 LOGISTIC (activations.cc SigmoidPrepare)
     "Tanh": QParams(1.0 / 128, 0),  # int8 TANH, as TensorFlow's converter fixes it
 })
+# Ops whose constant input 0 is a lookup table (an embedding): int8 per-tensor over the table's own range,
+# which their output shares (SHARED_SCALE_OPS).
+TABLE_OPS: frozenset[str] = frozenset({"Gather"})
 # Constant operands of these ops become int8 per-tensor tensors over their own range, as the converter writes.
 CONSTANT_OPERAND_OPS: frozenset[str] = frozenset({"Add", "Sub", "Mul"})
