@@ -16,8 +16,10 @@ from edgeopt.errors import InternalError
 
 
 def frozen_array(a: np.ndarray) -> np.ndarray:
-    """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous)."""
-    a = np.ascontiguousarray(a)
+    """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous). A scalar keeps
+    its shape ``()`` (``np.ascontiguousarray`` alone would make it ``(1,)``: ONNX's ``Gather`` of a scalar
+    index drops the axis, one of shape (1,) keeps it)."""
+    a = np.ascontiguousarray(a) if np.ndim(a) else np.array(a)
     a.setflags(write=False)
     return a
 

@@ -23,7 +23,7 @@ LABELS = "y"
 
 
 def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
-    """Every array of the .npz at ``path``, which must hold one of ``keys``.
+    """Every array of the .npz at ``path``, which must hold one of ``keys`` (if any are given).
 
     Raises:
         DataError: missing or unreadable file, or none of ``keys``.
@@ -35,7 +35,7 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
-    if not any(k in arrays for k in keys):
+    if keys and not any(k in arrays for k in keys):
         raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
                         "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
     return arrays
@@ -61,7 +61,7 @@ def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *,
     path = Path(path)
     names = [t.name for t in model_inputs]
     single = len(model_inputs) == 1
-    arrays = read_npz(path, ("x", names[0]) if single else names)
+    arrays = read_npz(path, ("x", names[0]) if single else ())  # several: the names are checked below
     if single:
         key = "x" if "x" in arrays else names[0]
         given = {names[0]: arrays[key]}

@@ -68,17 +68,8 @@ def lower_gather(node: Node, ctx: LowerContext) -> None:
     indices = _indices(node, ctx, data_shape[axis])
     y = ctx.activation(node.outputs[0], node)
     out_shape = ctx.src_shape(node.outputs[0])
-    gathered = (*data_shape[:axis], *ctx.shape(indices), *data_shape[axis + 1:])
     perm = program_perm(len(out_shape))
-    # A scalar index (``x[:, 0]``) is held as one index (program constants have rank 1 or more): its axis
-    # is then reshaped away.
-    target = ctx.temp_like(f"{node.name}/gathered", gathered, y) if perm or gathered != out_shape else y
+    target = ctx.temp_like(f"{node.name}/gathered", out_shape, y) if perm else y
     ctx.emit("GATHER", [data, indices], [target], node, axis=axis, batch_dims=0)
-    if gathered != out_shape:
-        flat = ctx.temp_like(f"{node.name}/reshaped", out_shape, y) if perm else y
-        shape = np.array(out_shape, np.int32)
-        ctx.emit("RESHAPE", [target, ctx.constant(f"{node.name}/shape", shape, "int32")], [flat], node,
-                 new_shape=shape.tolist())
-        target = flat
     if perm:
         _transposed(node, ctx, target, ctx.shape(y), NHWC, out=y)
