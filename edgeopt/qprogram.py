@@ -194,6 +194,9 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
                     "indices (int32, in [0, dim))", "axis, batch_dims (0 here)"),
     "CAST": _kind(_INT8_FLOAT, "", "x int32/bool -> int32/bool (mode int8: unquantized integers) or float32 "
                   "(mode float32: enters an island)"),
+    "LOGICAL_AND": _kind("int8", "", "a, b bool (numpy broadcasting) -> bool (attention masks)"),
+    "BROADCAST_TO": _kind(_INT8_FLOAT, "", "x, shape (int32 [rank]) (numpy broadcasting; copies values)"),
+    "SELECT_V2": _kind("float32", "", "condition bool, x, y float32 (numpy broadcasting)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
 

@@ -127,6 +127,9 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "RSQRT",
     "GATHER",
     "CAST",
+    "LOGICAL_AND",
+    "BROADCAST_TO",
+    "SELECT_V2",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops (GATHER's table lookups, CAST's conversions too): no MACs;

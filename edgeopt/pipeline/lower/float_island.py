@@ -34,6 +34,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.quantize.float_plan import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.lower.context import LOWERINGS, Lowering, LowerContext, program_perm
+from edgeopt.pipeline.lower.masks import aligned_operand
 from edgeopt.qprogram import CONVERSION_KINDS, QTensor
 
 
@@ -152,6 +153,32 @@ def lower_cast(node: Node, ctx: LowerContext) -> None:
         return
     y = _float_output(node.outputs[0], ctx, ctx.shape(x))
     ctx.emit("CAST", [x], [y], node)
+    _leave_island(node.outputs[0], node, ctx)
+
+
+@LOWERINGS.register("Where")
+def lower_where(node: Node, ctx: LowerContext) -> None:
+    """Where(condition, x, y) → SELECT_V2 in float32 (``quantize.float_plan.FLOAT_ISLAND_OPS``): a boolean
+    condition (an attention mask), constants as float32, activations through the island's DEQUANTIZE.
+
+    Raises:
+        UnsupportedOpError: the condition is not boolean, or an activation operand of fewer axes than a
+            4-D result (its layout differs from the result's).
+    """
+    condition = node.inputs[0]
+    if not ctx.is_integer(condition) and not ctx.is_const(condition):
+        raise UnsupportedOpError("Where", node.name, f"condition '{condition}' is not a boolean tensor")
+    rank = len(ctx.src_shape(node.outputs[0]))
+    operands = [aligned_operand(node, ctx, condition, rank)]
+    for name in node.inputs[1:]:
+        if ctx.is_const(name):
+            operands.append(aligned_operand(node, ctx, name, rank, float32=True))
+        elif len(ctx.src_shape(name)) != rank and program_perm(rank):
+            raise UnsupportedOpError("Where", node.name, f"operand '{name}' has fewer axes than the 4-D result")
+        else:
+            operands.append(_float_input(name, node, ctx))
+    shape = tuple(ctx.shape(ctx.activation(node.outputs[0], node)))
+    ctx.emit("SELECT_V2", operands, [_float_output(node.outputs[0], ctx, shape)], node)
     _leave_island(node.outputs[0], node, ctx)
 
 

@@ -22,18 +22,18 @@ from edgeopt.pipeline.lower.context import LOWERINGS, NHWC, LowerContext, progra
 NCHW_FROM_NHWC = (0, 3, 1, 2)
 
 
-def _transposed(node: Node, ctx: LowerContext, x: str, shape: tuple[int, ...], perm: tuple[int, ...],
+def transposed(node: Node, ctx: LowerContext, x: str, shape: tuple[int, ...], perm: tuple[int, ...],
                 out: str | None = None) -> str:
     y = out or ctx.temp_like(f"{x}/transposed", shape, x)
     ctx.emit("TRANSPOSE", [x, ctx.constant(f"{node.name}/perm", np.array(perm, np.int32), "int32")], [y], node)
     return y
 
 
-def _in_source_order(node: Node, ctx: LowerContext, name: str) -> str:
+def in_source_order(node: Node, ctx: LowerContext, name: str) -> str:
     """Program tensor of source tensor ``name`` in the source's axis order (4-D: NHWC transposed to NCHW)."""
     x = ctx.activation(name, node)
     src_shape = ctx.src_shape(name)
-    return _transposed(node, ctx, x, src_shape, NCHW_FROM_NHWC) if program_perm(len(src_shape)) else x
+    return transposed(node, ctx, x, src_shape, NCHW_FROM_NHWC) if program_perm(len(src_shape)) else x
 
 
 def _table(node: Node, ctx: LowerContext) -> str:
@@ -52,7 +52,7 @@ def _indices(node: Node, ctx: LowerContext, dim: int) -> str:
     if not ctx.is_const(name):
         if not ctx.is_integer(name):
             raise UnsupportedOpError("Gather", node.name, f"indices '{name}' are not integers")
-        return _in_source_order(node, ctx, name)
+        return in_source_order(node, ctx, name)
     idx = ctx.const(name).astype(np.int64)
     if np.any(idx < -dim) or np.any(idx >= dim):
         raise UnsupportedOpError("Gather", node.name, f"constant indices outside [-{dim}, {dim})")
@@ -64,7 +64,7 @@ def lower_gather(node: Node, ctx: LowerContext) -> None:
     """Gather (``axis``) → GATHER (``axis``, ``batch_dims`` 0), with TRANSPOSEs around 4-D operands."""
     data_shape = ctx.src_shape(node.inputs[0])
     axis = int(node.attrs.get("axis", 0)) % len(data_shape)
-    data = _table(node, ctx) if ctx.is_const(node.inputs[0]) else _in_source_order(node, ctx, node.inputs[0])
+    data = _table(node, ctx) if ctx.is_const(node.inputs[0]) else in_source_order(node, ctx, node.inputs[0])
     indices = _indices(node, ctx, data_shape[axis])
     y = ctx.activation(node.outputs[0], node)
     out_shape = ctx.src_shape(node.outputs[0])
@@ -72,4 +72,4 @@ def lower_gather(node: Node, ctx: LowerContext) -> None:
     target = ctx.temp_like(f"{node.name}/gathered", out_shape, y) if perm else y
     ctx.emit("GATHER", [data, indices], [target], node, axis=axis, batch_dims=0)
     if perm:
-        _transposed(node, ctx, target, ctx.shape(y), NHWC, out=y)
+        transposed(node, ctx, target, ctx.shape(y), NHWC, out=y)

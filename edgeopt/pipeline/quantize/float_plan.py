@@ -37,8 +37,9 @@ def keep_in_float(qgraph: QuantizedGraph, plan: Mapping[str, str] | Iterable[str
     return QuantizedGraph(qgraph.graph, qgraph.encodings, qgraph.float_nodes | names)
 
 
-# Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``).
-FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu"})
+# Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``). Where too: it
+# selects between a mask's 0 and finfo.min, which no int8 encoding holds (``mask_float_nodes``).
+FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu", "Where"})
 
 
 def float_node_names(qgraph: QuantizedGraph) -> frozenset[str]:

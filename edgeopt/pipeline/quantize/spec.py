@@ -19,6 +19,7 @@ SHARED_SCALE_OPS: frozenset[str] = frozenset({
     "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
     "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
     "Gather",  # TFLite's GATHER copies values: an embedding row keeps its table's encoding
+    "Expand",  # BROADCAST_TO copies values
 })
 # Ops whose input 1 is a weight quantized per output channel (``ir.weight_out_axis``).
 WEIGHTED_OPS: frozenset[str] = frozenset({"Conv", "Gemm", "ConvTranspose", "MatMul"})
