@@ -109,8 +109,10 @@ def deploy(
              "Omit it to run the built-in example.")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
     = "arm-cortex-a78-xnnpack",
-    data: Annotated[Path | None, typer.Option(help=".npz with x (model-ready inputs) and y (labels).")] = None,
-    calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration (default: a slice of --data).")]
+    data: Annotated[Path | None, typer.Option(help=".npz with x (model-ready inputs; several inputs: one array per "
+                                                   "input name) and y (labels).")] = None,
+    calib: Annotated[Path | None, typer.Option(help=".npz with x (or one array per input name) for calibration "
+                                                    "(default: a slice of --data).")]
     = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: Annotated[list[str] | None, typer.Option(
@@ -185,8 +187,8 @@ class RoundingChoice(str, Enum):
 def emulate(
     model: Annotated[Path, typer.Argument(help="An int8 .tflite file, made by edgeopt or any converter "
                                                   "(float32 input and output around int8 ops too).")],
-    data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize) and "
-                                            "optional labels y.")],
+    data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize; several "
+                                            "inputs: one array per input name) and optional labels y.")],
     save_outputs: Annotated[Path | None, typer.Option(help="Write the raw outputs to this .npz.")] = None,
     rounding: Annotated[RoundingChoice | None, typer.Option(help="Requantization rounding (default: the "
                                                                  "profile's).")] = None,

@@ -146,9 +146,10 @@ class Target:
         """
         qgraph = quantize_minmax(graph, stats, weight_bits=self.weight_bits, weight_encodings=weight_encodings,
                                  strict_symmetric=self.rules.defaults.strict_symmetric)
+        masks = mask_float_nodes(graph)  # attention masks run in float (float_plan.mask_float_nodes)
         if plan is not None:
-            qgraph = apply_precision(qgraph, stats, plan)
-        qgraph = keep_in_float(qgraph, mask_float_nodes(graph))  # attention masks: float_plan.mask_float_nodes
+            qgraph = apply_precision(qgraph, stats, {**plan, **dict.fromkeys(masks, "float")})
+        qgraph = keep_in_float(qgraph, masks)
         # After the plan: a weight's encoding depends on its input's (int8: the bias must fit int32).
         return self._encode_weights(qgraph, weight_encodings or {})
 

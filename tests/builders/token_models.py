@@ -57,3 +57,34 @@ def token_data(seed: int, n: int) -> dict[str, np.ndarray]:
     kept = rng.integers(1, SEQ + 1, n)
     mask = (np.arange(SEQ)[None, :] < kept[:, None]).astype(np.int64)
     return {"input_ids": ids, "attention_mask": mask}
+
+
+class BoolMaskModel(nn.Module):
+    """The boolean attention mask Hugging Face's exporters write: ``Cast(mask, bool)``, ``And`` with a
+    constant, ``Expand``, ``Where(mask, 0, finfo.min)`` added to the scores; output ``[1, SEQ, SEQ]``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, DIM)
+        self.query = nn.Linear(DIM, DIM)
+        self.register_buffer("allowed", torch.ones(1, SEQ, SEQ, dtype=torch.bool).tril(diagonal=SEQ // 2))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        h = self.embed(input_ids)
+        scores = self.query(h) @ h.transpose(1, 2)
+        keep = (attention_mask.bool()[:, None, :] & self.allowed).expand(1, SEQ, SEQ)
+        additive = torch.where(keep, 0.0, torch.finfo(torch.float32).min)
+        return torch.softmax(scores + additive, dim=-1)
+
+
+def export_bool_mask_model(seed: int = 0, opset: int = 17) -> onnx.ModelProto:
+    """``BoolMaskModel`` through ``torch.onnx.export(dynamo=False)``, int64 inputs of shape [1, SEQ]."""
+    torch.manual_seed(seed)
+    ids = torch.zeros(1, SEQ, dtype=torch.int64)
+    mask = torch.ones(1, SEQ, dtype=torch.int64)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(BoolMaskModel().eval(), (ids, mask), buffer, dynamo=False, opset_version=opset,
+                          input_names=list(INPUTS), output_names=["probs"])
+    return onnx.load_from_string(buffer.getvalue())

@@ -20,7 +20,7 @@ from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.workflows.deploy import deploy
 from tests.builders.cli import assert_one_line_error
-from tests.builders.token_models import INPUTS, SEQ, VOCAB, export_token_model, token_data
+from tests.builders.token_models import INPUTS, SEQ, VOCAB, export_bool_mask_model, export_token_model, token_data
 
 runner = CliRunner()
 DEVICE = "arm-cortex-a78-xnnpack"
@@ -141,3 +141,24 @@ def test_out_of_vocabulary_token_fails_like_tflite(deployed):
     ids = np.full((1, SEQ), VOCAB, np.int32)
     with pytest.raises(Exception, match=f"index {VOCAB} is outside"):
         run_program(program, [ids, np.ones((1, SEQ), np.int32)])
+
+
+def test_boolean_mask_path_equals_litert_reference_kernels(tmp_path: Path):
+    """Cast to bool, And with a constant, Expand, Where(mask, 0, finfo.min) added to the scores: the boolean
+    ops stay boolean (CAST, LOGICAL_AND, BROADCAST_TO), the Where, Add and Softmax run in float, and the
+    .tflite runs in LiteRT's reference kernels as in the executor."""
+    model, data = tmp_path / "bool_mask.onnx", tmp_path / "bool_mask.npz"
+    onnx.save(export_bool_mask_model(), str(model))
+    np.savez(data, **token_data(4, 16))
+    result = deploy(str(model), DEVICE, data=str(data), out=str(tmp_path / "out"))
+    program = result.program.replace(rounding="double")
+    dtypes = {op.kind: program.tensor(op.outputs[0]).dtype for op in program.ops}
+    assert dtypes["LOGICAL_AND"] == dtypes["BROADCAST_TO"] == "bool" and dtypes["SELECT_V2"] == "float32"
+    assert {"/Where_1", "/Add", "/Softmax"} <= set(result.report["float_nodes"])
+    x, _ = load_npz(data, MODEL_INPUTS, labels=False)
+    inputs = program_inputs(program, x)
+    expected = LiteRT(result.out_dir / "model.int8.tflite", kernels="reference").run(inputs)
+    got = run_program(program, inputs)
+    assert np.array_equal(got[0], expected[0])
+    probs = dequantize_output(program, got[0])
+    assert np.all(probs[np.broadcast_to(x["attention_mask"][:, None, :] == 0, probs.shape)] == 0)

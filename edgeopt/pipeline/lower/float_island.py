@@ -2,7 +2,9 @@
 
 Two kinds of node run in float: LayerNormalization and Gelu always (``FLOAT_ISLAND_OPS``: TFLite has no
 int8 kernel for them), and any node named in ``QuantizedGraph.float_nodes`` (an op the device runs only
-in float, ``pipeline.place``, or a layer mixed precision keeps in float, ``quantize.precision``).
+in float, ``pipeline.place``, or a layer mixed precision keeps in float, ``quantize.precision``). An
+attention mask's real values start islands too: a Cast of integers to float (``lower_cast``) and a
+Where (``lower_where``, also in ``FLOAT_ISLAND_OPS``), with what applies them (``mask_float_nodes``).
 
 The island's edges are the same for both: a float node reads DEQUANTIZE(int8 input), one per tensor
 shared by all its float readers; consecutive float nodes share one island (the float tensor passes

@@ -43,12 +43,13 @@ FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu", "Where"})
 
 
 def float_node_names(qgraph: QuantizedGraph) -> frozenset[str]:
-    """The nodes of ``qgraph`` that run in float islands: its ``float_nodes`` and every LayerNorm and Gelu."""
+    """The nodes of ``qgraph`` that run in float islands: its ``float_nodes`` and every node of
+    ``FLOAT_ISLAND_OPS`` (LayerNorm, Gelu, Where)."""
     return qgraph.float_nodes | {n.name for n in qgraph.graph.nodes if n.op in FLOAT_ISLAND_OPS}
 
 
 # What reads an additive attention mask: the scores it is added to are normalised by a softmax.
-MASK_READER_CHAIN = frozenset({"Softmax"})
+MASK_READERS = frozenset({"Softmax"})
 
 
 def mask_float_nodes(graph: Graph) -> frozenset[str]:
@@ -77,5 +78,5 @@ def mask_float_nodes(graph: Graph) -> frozenset[str]:
     mixing = {node.name: node for node in graph.nodes
               if node.name not in mask and any(t in mask_values for t in node.inputs)}
     readers = {reader.name for node in mixing.values() for out in node.outputs
-               for reader in graph.consumers(out) if reader.op in MASK_READER_CHAIN}
+               for reader in graph.consumers(out) if reader.op in MASK_READERS}
     return frozenset(mask | set(mixing) | readers)

@@ -161,7 +161,7 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
         for out in node.outputs:
             if shared:
                 enc[out] = enc[inputs[0]]
-            elif dtype == "int16" and out:
+            elif dtype == "int16" and out in enc:  # (an integer output, a mask's, has no encoding)
                 enc[out] = activation_qparams(stats[out].min, stats[out].max, "int16")
         if dtype == "int16" and node.op in CONSTANT_OPERAND_OPS:  # a 16x8 ADD reads an int16 constant
             for name in filter(graph.initializers.__contains__, inputs):
