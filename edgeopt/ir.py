@@ -16,10 +16,13 @@ from edgeopt.errors import InternalError
 
 
 def frozen_array(a: np.ndarray) -> np.ndarray:
-    """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous). A scalar keeps
-    its shape ``()`` (``np.ascontiguousarray`` alone would make it ``(1,)``: ONNX's ``Gather`` of a scalar
-    index drops the axis, one of shape (1,) keeps it)."""
-    a = np.ascontiguousarray(a) if np.ndim(a) else np.array(a)
+    """A read-only copy-free view of ``a`` (a copy only if ``a`` is not already contiguous).
+
+    Its rank is kept: ``np.ascontiguousarray`` alone would turn a scalar (a Gather's index) into shape
+    ``[1]``, which changes what the op computes when the graph is written back to ONNX."""
+    a = np.asarray(a)
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
     a.setflags(write=False)
     return a
 

@@ -255,7 +255,8 @@ class QuantSimModule(nn.Module):
                                    "int32" if q is None else q.dtype)
         if node.op in CONSTANT_OPERAND_OPS:
             q = self.encodings[name]
-            return (torch.from_numpy(q.dequantize(q.quantize(value.detach().cpu().numpy())))).to(value.device)
+            # np.asarray: numpy returns a scalar, not an array, for a rank-0 constant
+            return torch.from_numpy(np.asarray(q.dequantize(q.quantize(value.detach().cpu().numpy())))).to(value.device)
         return value
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:

@@ -29,6 +29,7 @@ from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.quantize.float_plan import mask_float_nodes
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
@@ -195,7 +196,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy,
         calibration=Calibration(calib_source, len(calib_x)), sizes={k: len(v) for k, v in files.items()},
         artifacts=paths,
-        precision=_precision(target, resolved, qgraph.float_nodes, shipped, recipe, isinstance(model, QuantizedGraph)),
+        precision=_precision(target, resolved, qgraph.float_nodes - mask_float_nodes(graph), shipped, recipe,
+                             isinstance(model, QuantizedGraph)),
         sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
     step("write")
     for key, blob in files.items():
@@ -236,7 +238,8 @@ def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndar
 def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[str], shipped: Shipped,
                recipe: RecipeResult | None, given: bool) -> dict:
     """The report's ``precision`` section. ``planned_float``: the float nodes the overrides and the recipe
-    asked for (the program's others are float-only ops); ``given``: the model came quantized."""
+    asked for (the program's others are float-only ops, attention masks among them); ``given``: the model
+    came quantized."""
     default = target.rules.defaults.supported_kernels[0]
     source = precision_source(GIVEN_IN_MEMORY if given else resolved.source, target.precision_overrides,
                               recipe.config.promoted if recipe is not None else (),

@@ -75,6 +75,7 @@ def test_masked_positions_get_exactly_zero_probability(deployed, token_files: tu
     that still follows the fp32 model (an int8 mask would have flattened every score to one value)."""
     program = deployed.program
     assert {"/Add", "/Softmax", "/Mul_1"} <= set(deployed.report["float_nodes"])
+    assert "float-only nodes" in deployed.report["precision"]["source"]
     x, _ = load_npz(token_files[1], MODEL_INPUTS, labels=False)
     probs = dequantize_output(program, run_program(program, program_inputs(program, x))[0])
     masked = x["attention_mask"][:, None, :].repeat(probs.shape[1], axis=1) == 0
