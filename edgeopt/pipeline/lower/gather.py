@@ -24,6 +24,7 @@ NCHW_FROM_NHWC = (0, 3, 1, 2)
 
 def transposed(node: Node, ctx: LowerContext, x: str, shape: tuple[int, ...], perm: tuple[int, ...],
                 out: str | None = None) -> str:
+    """TRANSPOSE of program tensor ``x`` by ``perm`` into ``out`` (default: a new tensor of ``shape``)."""
     y = out or ctx.temp_like(f"{x}/transposed", shape, x)
     ctx.emit("TRANSPOSE", [x, ctx.constant(f"{node.name}/perm", np.array(perm, np.int32), "int32")], [y], node)
     return y
