@@ -105,9 +105,10 @@ def test_cli_shapes_and_data_by_input_name(token_files: tuple[Path, Path], tmp_p
     assert json.loads((out / "report.json").read_text())["accuracy"]["n"] == 24
     emulated = _invoke("emulate", str(out / "model.int8.tflite"), "--data", str(data))
     assert emulated.exit_code == 0 and "24 samples" in emulated.stdout, emulated.output
-    joined = _invoke("deploy", str(model), "--data", str(data), "--out", str(tmp_path / "joined"),
+    joined = _invoke("deploy", str(model), "--data", str(data), "--calib", str(data), "--out", str(tmp_path / "j"),
                      "--input-shape", f"input_ids=1,{SEQ};attention_mask=1,{SEQ}")
     assert joined.exit_code == 0, joined.output
+    assert json.loads((tmp_path / "j" / "report.json").read_text())["calibration"]["n"] == 24
 
 
 def test_cli_refuses_shapes_naming_no_input(token_files: tuple[Path, Path], tmp_path: Path):
