@@ -214,6 +214,15 @@ def _hf_whisper_encoder() -> tuple[Any, tuple[Any, ...]]:
     return _pick_output(WhisperEncoder(config), 0).eval(), (torch.randn(1, 80, 100),)
 
 
+def _yolov8n() -> tuple[Any, tuple[Any, ...]]:
+    _torchvision()
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n.yaml", verbose=False).eval()
+    model.model[-1].export = True  # the head as ultralytics exports it: one (1, 84, anchors) tensor
+    return model, _image(128)
+
+
 def _cifar_resnet20() -> tuple[Any, tuple[Any, ...]]:
     from benchmarks.cifar_resnet import CifarResNet
 
@@ -265,6 +274,7 @@ MODELS: dict[str, Builder] = {
     "hf_distilbert": _hf_distilbert,
     "hf_vit": _hf_vit,
     "hf_whisper_encoder": _hf_whisper_encoder,
+    "yolov8n": _yolov8n,
 }
 
 

@@ -105,8 +105,8 @@ def _parse_overrides(texts: list[str]) -> dict[str, str]:
 @app.command()
 def deploy(
     model: Annotated[str | None, typer.Argument(
-        help="An .onnx file, a .pt2 ExportedProgram, or package.module:function returning an nn.Module. "
-             "Omit it to run the built-in example.")] = None,
+        help="An .onnx file, a .pt2 ExportedProgram, a float32 .tflite (its data NHWC, as the file takes it), "
+             "or package.module:function returning an nn.Module. Omit it to run the built-in example.")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
     = "arm-cortex-a78-xnnpack",
     data: Annotated[Path | None, typer.Option(help=".npz with x (model-ready inputs; several inputs: one array per "

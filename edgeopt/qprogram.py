@@ -8,7 +8,7 @@ Op kinds: ``OPS`` below is the closed table of every kind a program may hold, wi
 (``op_mode``). Every registry keyed by op kind (kernels, Prepare, writers, shape rules, MAC counts)
 refuses a kind that is not in it, and a test checks that each covers every kind and mode of it.
 
-Float islands: an op whose output tensor is float32 (GELU, SQUARED_DIFFERENCE, RSQRT, DEQUANTIZE, and the
+Float islands: an op whose output tensor is float32 (GELU, SQUARED_DIFFERENCE, RSQRT, DIV, SQRT, DEQUANTIZE, and the
 float32 form of any other kind for a node of ``QuantizedGraph.float_nodes``) runs in mode ``float32`` and
 has no ``params``.
 
@@ -190,6 +190,8 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "GELU": _kind("float32", "", "x", "approximate (bool)"),
     "SQUARED_DIFFERENCE": _kind("float32", "", "a, b"),
     "RSQRT": _kind("float32", "", "x"),
+    "DIV": _kind("float32", "", _BINARY, "fused_activation_function (NONE)"),
+    "SQRT": _kind("float32", "", "x"),
     "GATHER": _kind(_INT8_FLOAT, "", "params (int8 table or activation, float32 in an island, int32/bool), "
                     "indices (int32, in [0, dim))", "axis, batch_dims (0 here)"),
     "CAST": _kind(_INT8_FLOAT, "", "x int32/bool -> int32/bool (mode int8: unquantized integers) or float32 "

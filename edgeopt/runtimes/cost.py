@@ -125,6 +125,8 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "QUANTIZE",
     "DEQUANTIZE",
     "RSQRT",
+    "DIV",
+    "SQRT",
     "GATHER",
     "CAST",
     "LOGICAL_AND",
@@ -133,8 +135,8 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops (GATHER's table lookups, CAST's conversions too): no MACs;
-    their cost is the bytes they move. (RSQRT's square root and division per element are priced the same
-    way.)"""
+    their cost is the bytes they move. (RSQRT's, SQRT's and DIV's square roots and divisions per element
+    are priced the same way.)"""
     return 0
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, Node, QParams
 from edgeopt.runtimes.reference.resize import bilinear_interpolation_values
 
@@ -55,21 +56,29 @@ def _div_half_away(acc: torch.Tensor, n: torch.Tensor | int) -> torch.Tensor:
 
 @_op("AveragePool", "GlobalAveragePool", "ReduceMean")
 def average_pool(node: Node, x: torch.Tensor, q: QParams, graph: Graph, rounding: str) -> torch.Tensor | None:
-    """AVERAGE_POOL_2D on raw int8 values (unpadded windows, as the lowering emits it); None where the
-    op lowers otherwise (a ReduceMean over other axes is a MEAN, which rescales like the float op)."""
+    """AVERAGE_POOL_2D on raw int8 values (over the real points of each window: TFLite's SAME padding,
+    which the lowering emits for ``count_include_pad=0``); None where the op lowers otherwise (a ReduceMean over other axes is a MEAN, which rescales like the float op)."""
     if node.op == "ReduceMean":
         axes = node.attrs.get("axes")
         if axes is None and len(node.inputs) > 1 and node.inputs[1]:
             axes = graph.initializers[node.inputs[1]].tolist()
         if x.ndim != 4 or sorted(int(a) % 4 for a in (axes or [])) != [2, 3]:
             return None
+    raw, count = _raw(x, q), None
     if node.op == "AveragePool":
         kernel = tuple(int(k) for k in node.attrs["kernel_shape"])
-        strides = tuple(int(s) for s in node.attrs.get("strides", kernel))
+        strides = tuple(int(s) for s in node.attrs.get("strides", (1, 1)))  # ONNX: 1 when absent
+        top, left, bottom, right = (int(p) for p in node.attrs.get("pads", [0, 0, 0, 0]))
+        if node.attrs.get("auto_pad", "NOTSET") == "SAME_UPPER":
+            raise UnsupportedOpError(node.op, node.name, "QuantSim supports explicit pads only (not auto_pad)")
+        if top or left or bottom or right:  # TFLite's SAME: the real points of each window only
+            ones = F.pad(torch.ones_like(raw[:1, :1]), [left, right, top, bottom])
+            count = F.avg_pool2d(ones, kernel, strides, divisor_override=1)
+            raw = F.pad(raw, [left, right, top, bottom])
     else:
         kernel = strides = tuple(x.shape[2:])
-    acc = F.avg_pool2d(_raw(x, q), kernel, strides, divisor_override=1)
-    y = _dequantize(_div_half_away(acc, kernel[0] * kernel[1]), q, x)
+    acc = F.avg_pool2d(raw, kernel, strides, divisor_override=1)
+    y = _dequantize(_div_half_away(acc, kernel[0] * kernel[1] if count is None else count), q, x)
     return y.reshape((-1,) + tuple(graph.shape(node.outputs[0])[1:]))
 
 

@@ -9,7 +9,7 @@ atomically, so a failed run leaves no partial file.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,7 @@ import numpy as np
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_bytes, atomic_write_text
-from edgeopt.ir import Graph, QuantizedGraph, TensorInfo
+from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
@@ -154,14 +154,12 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = load_npz(options.data, loaded.graph.inputs, labels=True) if options.data is not None \
-        else loaded.data or (None, None)
+    x, y = _read_data(options.data, loaded) if options.data is not None else loaded.data or (None, None)
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
     else:
-        calib_x, calib_source = _calibration_set(loaded.calib, options.calib, x, loaded.graph.inputs,
-                                                 options.calib_size)
+        calib_x, calib_source = _calibration_set(loaded, options.calib, x, options.calib_size)
         if options.max_drop is not None:
             recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
@@ -249,13 +247,20 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
                              [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
 
 
-def _calibration_set(shipped: np.ndarray | None, calib: str | Path | None, x: np.ndarray | None,
-                     model_inputs: Sequence[TensorInfo], calib_size: int) -> tuple[np.ndarray, str]:
+def _read_data(path: str | Path, loaded: LoadedModel, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    """The inputs (laid out as the user's model file takes them, e.g. NHWC for a .tflite) in the graph's
+    layout, and the labels (``frontend.data.load_npz``: one array, or one per input name)."""
+    x, y = load_npz(path, loaded.data_inputs, labels=labels)
+    return loaded.to_graph_layout(x), y
+
+
+def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarray | None,
+                     calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = load_npz(calib, model_inputs, labels=False)
+        calib_x, _ = _read_data(calib, loaded, labels=False)
         return calib_x[:calib_size], str(calib)
-    if shipped is not None:
-        return shipped[:calib_size], "the example's training split"
+    if loaded.calib is not None:
+        return loaded.calib[:calib_size], "the example's training split"
     if x is None:
         raise DataError("no calibration data: pass --calib CALIB.npz (or --data DATA.npz to calibrate on a slice of it)")
     log.warning("no --calib given: calibrating on the first %d samples of --data", min(calib_size, len(x)))

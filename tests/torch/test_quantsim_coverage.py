@@ -125,6 +125,18 @@ def elementwise_model() -> onnx.ModelProto:
     return model(nodes, inits, ["N", 4, 8, 8], ["N", 10])
 
 
+def padded_average_pool_model() -> onnx.ModelProto:
+    """Conv → AveragePool 3x3 stride 1 pads 1 → AveragePool 3x3 stride 2 pads 0/1 (TFLite's SAME, both
+    averaging the real points only: ``count_include_pad=0``, Keras ``AveragePooling2D(padding="same")``)
+    → Gemm."""
+    inits: dict[str, np.ndarray] = {}
+    nodes = _conv(inits, "c1", "x", 4, 8)
+    nodes += [helper.make_node("AveragePool", ["c1"], ["p1"], name="pool1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+              helper.make_node("AveragePool", ["p1"], ["p2"], name="pool2", kernel_shape=[3, 3], strides=[2, 2],
+                               pads=[0, 0, 1, 1])]
+    return model(nodes + _head(inits, "p2", 8, 4), inits, ["N", 4, 8, 8], ["N", 10])
+
+
 def _quantized(onnx_model: onnx.ModelProto, precision: str = "w8a8",
                float_nodes: frozenset[str] = frozenset()) -> QuantizedGraph:
     graph = optimize(onnx_to_graph(onnx_model, "test"))
@@ -140,6 +152,7 @@ CASES = {
     "float island ops": lambda: _quantized(float_island_model()),
     "w8a16": lambda: _quantized(w8a16_model(), "w8a16"),
     "Sub, Mul, grouped Conv, MatMul": lambda: _quantized(elementwise_model()),
+    "padded AveragePool": lambda: _quantized(padded_average_pool_model()),
 }
 
 

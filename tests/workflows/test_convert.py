@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from edgeopt.cli import app
 from edgeopt.errors import ModelLoadError, UnsupportedOpError
 from edgeopt.pipeline.frontend.qdq_onnx import qdq_to_quantized_graph
+from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from tests.builders.onnx_models import conv_bn_relu6, model
@@ -151,3 +152,44 @@ def test_repeated_qdq_with_the_same_parameters_is_one_encoding() -> None:
 def test_requantization_is_refused_by_name() -> None:
     with pytest.raises(UnsupportedOpError, match="requantizing"):
         qdq_to_quantized_graph(_requantize_chain(0.07))
+
+
+def _pooled_model(rng: np.random.Generator) -> onnx.ModelProto:
+    """Conv → Relu → GlobalAveragePool → Flatten → Gemm: ONNX Runtime gives the pool its own output scale."""
+    inits = {"w": rng.normal(0, 0.3, (16, 3, 3, 3)), "b": rng.normal(0, 0.1, 16),
+             "fw": rng.normal(0, 0.3, (10, 16)), "fb": rng.normal(0, 0.1, 10)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "fw", "fb"], ["y"], name="fc", transB=1),
+    ]
+    m = model(nodes, {k: v.astype(np.float32) for k, v in inits.items()}, [1, 3, 8, 8], [1, 10])
+    m.ir_version = 9
+    return m
+
+
+def test_global_average_pool_with_its_own_scale_becomes_a_requantizing_mean(tmp_path: Path,
+                                                                             calibration: np.ndarray) -> None:
+    """The file's pool output encoding is honoured (MEAN requantizes to it): outputs agree with ONNX Runtime."""
+    src, qdq, tflite = tmp_path / "float.onnx", tmp_path / "qdq.onnx", tmp_path / "model.int8.tflite"
+    onnx.save(_pooled_model(np.random.default_rng(3)), src)
+    quantize_static(str(src), str(qdq), _Reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    qgraph = qdq_to_quantized_graph(onnx.load(qdq))
+    pool = next(n for n in qgraph.graph.nodes if n.op == "GlobalAveragePool")
+    assert not qgraph.encodings[pool.outputs[0]].same_as(qgraph.encodings[pool.inputs[0]])
+    result = runner.invoke(app, ["convert", str(qdq), "--out", str(tflite)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    kinds = {op.kind for op in tflite_to_program(tflite.read_bytes(), "model", "double").ops}
+    assert "MEAN" in kinds and "AVERAGE_POOL_2D" not in kinds
+    runtime = LiteRT(tflite, kernels="reference")
+    x = np.random.default_rng(4).normal(size=(100, 3, 8, 8)).astype(np.float32)
+    ort_out = OnnxRuntime(onnx.load(qdq)).run([x])[0]
+    (in_scale, in_zp), (out_scale, out_zp) = runtime.input_details[0].quantization, \
+        runtime.output_details[0].quantization
+    q = np.clip(np.round(x.transpose(0, 2, 3, 1) / in_scale) + in_zp, -128, 127).astype(np.int8)
+    ours = (runtime.run([q])[0].astype(np.float32) - out_zp) * out_scale
+    assert (np.abs(ours - ort_out) <= out_scale * 1.0001).mean() >= 0.99

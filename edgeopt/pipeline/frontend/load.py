@@ -1,4 +1,4 @@
-"""load: a model spec (``.onnx``, ``.pt2``, ``package.module:function``, or none) → float Graph.
+"""load: a model spec (``.onnx``, ``.pt2``, float ``.tflite``, ``package.module:function``, or none) → float Graph.
 
 Torch models go through ``torch.onnx.export`` (the dynamo exporter) into the one ONNX frontend, so
 every model enters the pipeline the same way.
@@ -21,9 +21,11 @@ import numpy as np
 import onnx
 
 from edgeopt.errors import ModelLoadError, first_line
-from edgeopt.ir import Graph
+from edgeopt.ir import Graph, TensorInfo
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.batch_norm_stats import batch_norm_stats, with_stats
 from edgeopt.pipeline.frontend.onnx import InputShape, onnx_to_graph
+from edgeopt.pipeline.frontend.tflite_float import NCHW_FROM_NHWC, tflite_to_graph
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +41,36 @@ class LoadedModel:
     onnx_model: onnx.ModelProto
     data: tuple[np.ndarray, np.ndarray] | None = None
     calib: np.ndarray | None = None
+    data_layout: tuple[int, ...] | None = None
+    """The permutation from the user's data (``--data``, ``--calib``) to the graph's input, None when
+    they match: a float ``.tflite`` takes NHWC data, as the file does, and its graph NCHW."""
+
+    @property
+    def data_input(self) -> TensorInfo:
+        """The graph's first input as the user's data lays it out."""
+        graph_input = self.graph.inputs[0]
+        if self.data_layout is None:
+            return graph_input
+        inverse = np.argsort(self.data_layout)
+        return TensorInfo(graph_input.name, tuple(graph_input.shape[i] for i in inverse), graph_input.dtype)
+
+    @property
+    def data_inputs(self) -> tuple[TensorInfo, ...]:
+        """The graph's inputs as the user's data lays them out (``data_layout`` applies to the first: a float
+        ``.tflite`` has one input)."""
+        return (self.data_input, *self.graph.inputs[1:])
+
+    def to_graph_layout(self, x: np.ndarray) -> np.ndarray:
+        """User data ``[N, ...]`` laid out as the graph's input wants it."""
+        return x if self.data_layout is None else np.ascontiguousarray(x.transpose(self.data_layout))
 
 
 def load(spec: str | None, input_shape: InputShape | None = None) -> LoadedModel:
     """Load ``spec`` into a float Graph.
 
     Args:
-        spec: a path to an ``.onnx`` file or a ``.pt2`` ExportedProgram, a ``package.module:function``
+        spec: a path to an ``.onnx`` file, a ``.pt2`` ExportedProgram or a float32 ``.tflite`` (its data
+            stays NHWC: ``LoadedModel.data_layout``), a ``package.module:function``
             entry point returning an ``nn.Module`` (or ``(module, example_input)``), or None for the
             built-in example (a depthwise-separable CNN trained on scikit-learn's digits).
         input_shape: the input shape for entry points and for ONNX inputs with unknown dimensions (for
@@ -61,19 +86,30 @@ def load(spec: str | None, input_shape: InputShape | None = None) -> LoadedModel
         return _from_onnx(_read_onnx(path), path.stem, input_shape)
     if path.suffix == ".pt2":
         return _load_exported_program(path, input_shape)
+    if path.suffix == ".tflite":
+        return _load_tflite(path)
     if ":" in spec and not path.exists():
         return _load_entry_point(spec, input_shape)
     if not path.exists():
         raise ModelLoadError(f"model file '{spec}' does not exist")
     raise ModelLoadError(
         f"cannot tell what kind of model '{spec}' is: give an .onnx file, a .pt2 ExportedProgram, "
-        "or a package.module:function entry point"
+        "a float .tflite, or a package.module:function entry point"
     )
 
 
 def _from_onnx(model: onnx.ModelProto, name: str, input_shape: InputShape | None,
                **extra: Any) -> LoadedModel:
     return LoadedModel(name=name, graph=onnx_to_graph(model, name, input_shape), onnx_model=model, **extra)
+
+
+def _load_tflite(path: Path) -> LoadedModel:
+    """A float ``.tflite``: its NCHW graph, fed NHWC data as the file is (``data_layout``)."""
+    if not path.is_file():
+        raise ModelLoadError(f"model file '{path}' does not exist")
+    graph = tflite_to_graph(path.read_bytes(), path.stem)
+    layout = NCHW_FROM_NHWC if len(graph.inputs[0].shape) == 4 else None
+    return LoadedModel(name=path.stem, graph=graph, onnx_model=graph_to_onnx(graph), data_layout=layout)
 
 
 def _read_onnx(path: Path) -> onnx.ModelProto:

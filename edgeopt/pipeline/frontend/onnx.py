@@ -26,7 +26,7 @@ from edgeopt.pipeline.frontend.batch_norm_stats import attach_stats
 log = logging.getLogger(__name__)
 
 MIN_OPSET = 13
-# Ops that only forward their first input at inference time.
+# Ops that only forward their first input at inference time (and Casts to the input's own type).
 PASSTHROUGH_OPS = {"Identity", "Dropout"}
 
 
@@ -55,7 +55,7 @@ def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: InputShape | N
     alias: dict[str, str] = {}
     for i, proto in enumerate(model.graph.node):
         node = _node_from_proto(proto, i, alias)
-        if node.op in PASSTHROUGH_OPS:
+        if node.op in PASSTHROUGH_OPS or _is_noop_cast(node, infos):
             alias[node.outputs[0]] = node.inputs[0]
             continue
         nodes.append(node)
@@ -214,6 +214,14 @@ def _value_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:
         dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type).name if t.elem_type else "float32"
         infos[v.name] = TensorInfo(v.name, shape, dtype)
     return infos
+
+
+def _is_noop_cast(node: Node, infos: dict[str, TensorInfo]) -> bool:
+    """Whether ``node`` is a Cast to its input's own type (the TorchScript exporter writes float→float
+    Casts after HF attention softmaxes): it forwards its input, like an Identity."""
+    if node.op != "Cast" or node.inputs[0] not in infos:
+        return False
+    return infos[node.inputs[0]].dtype == onnx.helper.tensor_dtype_to_np_dtype(int(node.attrs["to"])).name
 
 
 def _node_from_proto(proto: onnx.NodeProto, index: int, alias: dict[str, str]) -> Node:

@@ -14,7 +14,7 @@
 
 What is left is a float ONNX graph, read by the one ONNX frontend. TFLite's int8 kernels then constrain
 some encodings (shared input/output scale for pooling and data movement, fixed output encodings for
-softmax-like ops): where the file's encodings break such a rule, the rule wins and a warning says so.
+softmax-like ops; a mean keeps its own output encoding, which MEAN requantizes to): where the file's encodings break such a rule, the rule wins and a warning says so.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from edgeopt.ir import Graph, QParams, QuantizedGraph
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams
-from edgeopt.pipeline.quantize.spec import FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import FIXED_OUTPUT, REQUANTIZING_MEAN_OPS, SHARED_SCALE_OPS, WEIGHTED_OPS
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def _tflite_rules(graph: Graph, enc: Mapping[str, QParams]) -> dict[str, QParams
     """The file's encodings, adjusted where TFLite's int8 kernels demand it (see the module docstring)."""
     out = dict(enc)
     for node in graph.nodes:
-        if node.op in SHARED_SCALE_OPS and node.inputs[0] in out:
+        if node.op in SHARED_SCALE_OPS and node.op not in REQUANTIZING_MEAN_OPS and node.inputs[0] in out:
             for y in node.outputs:
                 if y in out and not out[y].same_as(out[node.inputs[0]]):
                     log.warning("%s '%s': output encoding replaced by its input's (TFLite's int8 kernel does not "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -97,18 +98,11 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
         UnsupportedOpError: an op without an integer kernel (named by builtin name, operator index and
             output tensor), or an option or quantization the kernels cannot run.
     """
-    model = _parse(bytes(data), name)
-    subgraph = model.subgraphs[0]
-    tensors = _tensors(model, subgraph, data, name)
-    names = [t.name for t in tensors]
-    inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
-    outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
-    if not inputs or not outputs:
-        raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
-    by_name = {t.name: t for t in tensors}
-    _reject_float_model(name, [by_name[i] for i in inputs], tensors)
-    numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
-    numbered, by_name = fold_constants(numbered, by_name, name)
+    parsed = read_tflite(data, name)
+    if parsed.is_float:
+        raise ModelLoadError(f"'{name}' is a float model (input dtype {parsed.tensors[parsed.inputs[0]].dtype}); "
+                             "emulate runs int8 models")
+    numbered, by_name, inputs, outputs = parsed.ops, parsed.tensors, parsed.inputs, parsed.outputs
     for i, op in numbered:
         _check_kernel(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
@@ -133,6 +127,50 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
                              "corrupt file?") from exc
     check_output_shapes(program)
     return program
+
+
+@dataclass(frozen=True)
+class TFLiteFile:
+    """A parsed ``.tflite``: every tensor by name (constants with their values), the ops left after
+    folding shape-computing subgraphs (``(operator index, op)`` in execution order), graph inputs and
+    outputs."""
+
+    tensors: dict[str, QTensor]
+    ops: list[tuple[int, QOp]]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def is_float(self) -> bool:
+        """A float model has no quantized int8 tensor and a float input (an int8 file with a float
+        input feeding QUANTIZE is not one)."""
+        if any(t.qparams is not None and t.dtype == "int8" for t in self.tensors.values()):
+            return False
+        return any(self.tensors[t].dtype in _FLOAT_TYPES for t in self.inputs)
+
+
+def read_tflite(data: bytes, name: str) -> TFLiteFile:
+    """Parse and check a ``.tflite`` flatbuffer, and fold its shape-computing ops into constants.
+
+    Args:
+        data: the file's bytes.
+        name: the file's name, for errors.
+
+    Raises:
+        ModelLoadError: not a TFLite file, truncated or corrupt.
+        UnsupportedOpError: several subgraphs, or an option value outside the schema.
+    """
+    model = _parse(bytes(data), name)
+    subgraph = model.subgraphs[0]
+    tensors = _tensors(model, subgraph, data, name)
+    names = [t.name for t in tensors]
+    inputs = tuple(names[_index(i, len(names), name, "graph input")] for i in _ints(subgraph.inputs))
+    outputs = tuple(names[_index(i, len(names), name, "graph output")] for i in _ints(subgraph.outputs))
+    if not inputs or not outputs:
+        raise ModelLoadError(f"'{name}' declares no graph inputs or outputs (corrupt file?)")
+    numbered = [(i, _op(model, op, i, names, name)) for i, op in enumerate(subgraph.operators or [])]
+    numbered, by_name = fold_constants(numbered, {t.name: t for t in tensors}, name)
+    return TFLiteFile(by_name, numbered, inputs, outputs)
 
 
 def _parse(data: bytes, name: str) -> schema.ModelT:
@@ -241,15 +279,6 @@ def _constant(model: schema.ModelT, index: int, data: bytes, dtype: str, shape: 
         raise ModelLoadError(f"'{name}': tensor '{label}' of shape {shape} and type {dtype} has {len(raw)} bytes"
                              f" of data, not {math.prod(shape) * itemsize} (corrupt file?)")
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype).reshape(shape)
-
-
-def _reject_float_model(name: str, inputs: list[QTensor], tensors: list[QTensor]) -> None:
-    """A float model has no quantized int8 tensor at all; a float input feeding QUANTIZE is fine."""
-    if any(x.qparams is not None and x.dtype == "int8" for x in tensors):
-        return
-    for t in inputs:
-        if t.dtype in _FLOAT_TYPES:
-            raise ModelLoadError(f"'{name}' is a float model (input dtype {t.dtype}); emulate runs int8 models")
 
 
 def _op(model: schema.ModelT, op: schema.OperatorT, index: int, names: list[str], name: str) -> QOp:

@@ -170,7 +170,7 @@ def _batch_matmul(op: QOp, program: QProgram) -> Shape:
     return (*batch, rows, cols)
 
 
-@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE")
+@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "DIV")
 def _broadcast(op: QOp, program: QProgram) -> Shape:
     try:
         return tuple(np.broadcast_shapes(_shape(program, op, 0), _shape(program, op, 1)))
@@ -179,7 +179,7 @@ def _broadcast(op: QOp, program: QProgram) -> Shape:
 
 
 @OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "GELU",
-                        "RSQRT", "QUANTIZE", "DEQUANTIZE")
+                        "RSQRT", "QUANTIZE", "DEQUANTIZE", "SQRT")
 def _same(op: QOp, program: QProgram) -> Shape:
     return _shape(program, op, 0)
 

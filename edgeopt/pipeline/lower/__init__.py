@@ -5,6 +5,7 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.float_island import lowering_of
+from edgeopt.pipeline.lower.movement_pairs import compose_movement
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -12,16 +13,23 @@ from edgeopt.runtimes.reference.prepare import prepare_program
 import_submodules("edgeopt.pipeline.lower")  # each module registers the lowerings of its ops
 
 
+# What a user can do about ops that the optimizer's rewrites leave behind only in unusual forms.
+LEFTOVER_HINTS = {
+    "Erf": "TFLite has no ERF; only GELU's x * 0.5 * (1 + erf(x / sqrt(2))) is recognised (use nn.GELU)",
+    "Pow": "only Pow(x, 2) lowers (as MUL of x by itself)",
+}
+
+
 def check_lowerable(graph: Graph) -> None:
     """Fail fast, before calibration, on the first node no lowering exists for.
 
     Raises:
-        UnsupportedOpError: naming the op, the node and what is supported.
+        UnsupportedOpError: naming the op, the node and what is supported (or what to do instead).
     """
     for node in graph.nodes:
         if node.op not in LOWERINGS:
-            raise UnsupportedOpError(node.op, node.name,
-                                     f"no int8 lowering for it yet (supported: {', '.join(LOWERINGS)})")
+            hint = LEFTOVER_HINTS.get(node.op, f"no int8 lowering for it yet (supported: {', '.join(LOWERINGS)})")
+            raise UnsupportedOpError(node.op, node.name, hint)
 
 
 def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
@@ -41,11 +49,12 @@ def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
         ctx.activation(t.name, graph.nodes[0])
     for node in graph.nodes:
         lowering_of(node, ctx)(node, ctx)
-    used = {t for op in ctx.ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
+    ops = compose_movement(ctx.ops, ctx.tensors, {t.name for t in graph.outputs})
+    used = {t for op in ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
     program = QProgram(
         name=graph.name,
         tensors={k: v for k, v in ctx.tensors.items() if k in used},
-        ops=tuple(ctx.ops),
+        ops=tuple(ops),
         inputs=tuple(t.name for t in graph.inputs),
         outputs=tuple(t.name for t in graph.outputs),
         rounding=rounding,

@@ -1,7 +1,7 @@
 """Float islands: nodes that run in float32 inside the int8 program.
 
-Two kinds of node run in float: LayerNormalization and Gelu always (``FLOAT_ISLAND_OPS``: TFLite has no
-int8 kernel for them), and any node named in ``QuantizedGraph.float_nodes`` (an op the device runs only
+Two kinds of node run in float: LayerNormalization, Gelu, Div (by a computed tensor) and Sqrt always
+(``FLOAT_ISLAND_OPS``: TFLite has no int8 kernel for them), and any node named in ``QuantizedGraph.float_nodes`` (an op the device runs only
 in float, ``pipeline.place``, or a layer mixed precision keeps in float, ``quantize.precision``). An
 attention mask's real values start islands too: a Cast of integers to float (``lower_cast``) and a
 Where (``lower_where``, also in ``FLOAT_ISLAND_OPS``), with what applies them (``mask_float_nodes``).
@@ -26,7 +26,7 @@ MUL gamma, then ``x * inv + (beta - mean * inv)`` (MUL, MUL, SUB, ADD). The same
 ONNX's own definition instead, ``(x - mean) * rsqrt(var + eps) * gamma + beta``: MEAN,
 SQUARED_DIFFERENCE, MEAN, ADD eps, RSQRT, SUB, MUL, MUL gamma, ADD beta, which avoids the
 cancellation in ``x * inv - mean * inv`` and so stays closer to the float model. Gelu → GELU with
-``approximate`` for ``approximate="tanh"``.
+``approximate`` for ``approximate="tanh"``; Div → DIV and Sqrt → SQRT.
 """
 from __future__ import annotations
 
@@ -193,6 +193,36 @@ def lower_gelu(node: Node, ctx: LowerContext) -> None:
     x = _float_input(node.inputs[0], node, ctx)
     y = _float_output(node.outputs[0], ctx, ctx.shape(x))
     ctx.emit("GELU", [x], [y], node, approximate=approximate == "tanh")
+    _leave_island(node.outputs[0], node, ctx)
+
+
+def _float_operand(name: str, node: Node, ctx: LowerContext, out_rank: int) -> str:
+    """A float island's operand: the float tensor of an activation, or a float32 constant aligned to the
+    output's rank and laid out like it (NHWC for 4-D), so the TFLite kernel broadcasts it the same way."""
+    if not ctx.is_const(name):
+        if len(ctx.src_shape(name)) != out_rank:
+            raise UnsupportedOpError(node.op, node.name, f"input '{name}' of rank {len(ctx.src_shape(name))} "
+                                     f"broadcast to rank {out_rank}: only constants may have a lower rank")
+        return _float_input(name, node, ctx)
+    value = np.asarray(ctx.const(name), dtype=np.float32)
+    value = value.reshape((1,) * (out_rank - value.ndim) + value.shape)
+    perm = program_perm(out_rank)
+    return _float_constant(ctx, f"{node.name}/{name}", value.transpose(perm) if perm else value)
+
+
+@LOWERINGS.register("Div", "Sqrt")
+def lower_div_sqrt(node: Node, ctx: LowerContext) -> None:
+    """Div by a computed tensor → DIV, Sqrt → SQRT, in float32: TFLite has no int8 kernel for either."""
+    out_rank = len(ctx.src_shape(node.outputs[0]))
+    if all(ctx.is_const(t) for t in node.inputs):
+        raise UnsupportedOpError(node.op, node.name, "all inputs are constants (fold them before lowering)")
+    inputs = [_float_operand(t, node, ctx, out_rank) for t in node.inputs]
+    shape = ctx.shape(ctx.activation(node.outputs[0], node))
+    y = _float_output(node.outputs[0], ctx, shape)
+    if node.op == "Div":
+        ctx.emit("DIV", inputs, [y], node, fused_activation_function="NONE")
+    else:
+        ctx.emit("SQRT", inputs, [y], node)
     _leave_island(node.outputs[0], node, ctx)
 
 

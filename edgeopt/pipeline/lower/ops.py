@@ -127,23 +127,50 @@ def _avg_pool(node: Node, ctx: LowerContext, x: str, y: str, kernel: tuple[int, 
 
 @LOWERINGS.register("AveragePool")
 def lower_average_pool(node: Node, ctx: LowerContext) -> None:
-    """AveragePool without padding → AVERAGE_POOL_2D (input and output share one encoding)."""
-    if any(node.attrs.get("pads", [0])) or node.attrs.get("ceil_mode", 0) or \
-            node.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
-        raise UnsupportedOpError("AveragePool", node.name, "padded or ceil-mode average pooling is not supported yet")
+    """AveragePool → AVERAGE_POOL_2D (input and output share one encoding): unpadded (VALID), or padded as
+    TFLite's SAME while averaging the real points only (``count_include_pad=0``), which is what TFLite's
+    kernel computes (TensorFlow's ``avg_pool`` with SAME padding, Keras ``AveragePooling2D(padding="same")``)."""
+    if node.attrs.get("ceil_mode", 0):
+        raise UnsupportedOpError("AveragePool", node.name, "ceil-mode average pooling is not supported yet")
     x = ctx.activation(node.inputs[0], node)
     y = ctx.activation(node.outputs[0], node)
     kernel = tuple(node.attrs["kernel_shape"])
-    _avg_pool(node, ctx, x, y, kernel, tuple(node.attrs.get("strides", kernel)), "VALID")
+    strides = tuple(node.attrs.get("strides", (1, 1)))  # ONNX: 1 when absent
+    _avg_pool(node, ctx, x, y, kernel, strides, _average_pool_padding(node, ctx.shape(x), kernel, strides))
+
+
+def _average_pool_padding(node: Node, nhwc: tuple[int, ...], kernel: tuple[int, int],
+                          strides: tuple[int, int]) -> str:
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    pads = list(node.attrs.get("pads", [0, 0, 0, 0]))
+    if auto_pad == "VALID" or (auto_pad == "NOTSET" and not any(pads)):
+        return "VALID"
+    same = [same_padding(s, k, st, 1) for s, k, st in zip(nhwc[1:3], kernel, strides)]
+    if not node.attrs.get("count_include_pad", 0) and (
+            auto_pad == "SAME_UPPER" or (auto_pad == "NOTSET" and [(pads[0], pads[2]), (pads[1], pads[3])] == same)):
+        return "SAME"
+    raise UnsupportedOpError("AveragePool", node.name, "padded average pooling is supported as TFLite's SAME "
+                             f"padding {same} averaging the real points only (count_include_pad=0); pad the input "
+                             "explicitly instead")
+
+
+def _spatial_mean(node: Node, ctx: LowerContext, x: str, y: str) -> None:
+    """A mean over H and W with kept dims: AVERAGE_POOL_2D over the whole feature map when input and output
+    share one encoding (what calibration gives), else MEAN, whose int8 kernel requantizes (a QDQ file's own
+    output encoding, ``quantize.spec.REQUANTIZING_MEAN_OPS``)."""
+    _, h, w, _ = ctx.shape(x)
+    x_q, y_q = ctx.tensors[x].qparams, ctx.tensors[y].qparams
+    if x_q is None or y_q is None or x_q.same_as(y_q):
+        _avg_pool(node, ctx, x, y, (h, w), (h, w), "VALID")
+        return
+    axis = ctx.constant(f"{node.name}/axis", np.array([1, 2], np.int32), "int32")
+    ctx.emit("MEAN", [x, axis], [y], node, keep_dims=True)
 
 
 @LOWERINGS.register("GlobalAveragePool")
 def lower_global_average_pool(node: Node, ctx: LowerContext) -> None:
-    """GlobalAveragePool → AVERAGE_POOL_2D over the whole feature map."""
-    x = ctx.activation(node.inputs[0], node)
-    y = ctx.activation(node.outputs[0], node)
-    _, h, w, _ = ctx.shape(x)
-    _avg_pool(node, ctx, x, y, (h, w), (h, w), "VALID")
+    """GlobalAveragePool → AVERAGE_POOL_2D over the whole feature map (MEAN when it requantizes)."""
+    _spatial_mean(node, ctx, ctx.activation(node.inputs[0], node), ctx.activation(node.outputs[0], node))
 
 
 @LOWERINGS.register("ReduceMean")
@@ -159,12 +186,13 @@ def lower_reduce_mean(node: Node, ctx: LowerContext) -> None:
         return lower_mean(node, ctx, list(range(rank)) if not axes else axes)  # other axes → MEAN
     x = ctx.activation(node.inputs[0], node)
     n, h, w, c = ctx.shape(x)
+    y = ctx.activation(node.outputs[0], node)
     if node.attrs.get("keepdims", 1):
-        _avg_pool(node, ctx, x, ctx.activation(node.outputs[0], node), (h, w), (h, w), "VALID")
+        _spatial_mean(node, ctx, x, y)
         return
-    pooled = ctx.temp(f"{node.name}/pooled", (n, 1, 1, c), ctx.tensors[x].qparams)
-    _avg_pool(node, ctx, x, pooled, (h, w), (h, w), "VALID")
-    _reshape(node, ctx, pooled, ctx.activation(node.outputs[0], node))
+    pooled = ctx.temp(f"{node.name}/pooled", (n, 1, 1, c), ctx.tensors[y].qparams)
+    _spatial_mean(node, ctx, x, pooled)
+    _reshape(node, ctx, pooled, y)
 
 
 def _reshape(node: Node, ctx: LowerContext, x: str, y: str) -> None:
@@ -179,16 +207,22 @@ def lower_reshape(node: Node, ctx: LowerContext) -> None:
     x = ctx.activation(node.inputs[0], node)
     y_src = node.outputs[0]
     in_perm, out_perm = program_perm(len(ctx.src_shape(node.inputs[0]))), program_perm(len(ctx.src_shape(y_src)))
-    if in_perm and np.prod(ctx.shape(x)[1:3]) > 1:
+    if in_perm and not _same_order(ctx.shape(x)):
         nchw = ctx.temp_like(f"{node.name}/nchw", ctx.src_shape(node.inputs[0]), x)
         _transpose(node, ctx, x, nchw, NCHW_FROM_NHWC)
         x = nchw
-    if out_perm:
+    if out_perm and not _same_order(ctx.shape(ctx.activation(y_src, node))):
         flat = ctx.temp_like(f"{node.name}/reshaped", ctx.src_shape(y_src), x)
         _reshape(node, ctx, x, flat)
         _transpose(node, ctx, flat, ctx.activation(y_src, node), NHWC)
     else:
         _reshape(node, ctx, x, ctx.activation(y_src, node))
+
+
+def _same_order(nhwc: tuple[int, ...]) -> bool:
+    """Whether a 4-D tensor of program shape ``nhwc`` holds its elements in the same order as its NCHW
+    source (a 1x1 map, or one channel): then a reshape of it needs no TRANSPOSE."""
+    return nhwc[1] * nhwc[2] == 1 or nhwc[3] == 1
 
 
 def _transpose(node: Node, ctx: LowerContext, x: str, y: str, perm: tuple[int, ...]) -> None:

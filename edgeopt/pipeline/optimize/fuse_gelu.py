@@ -2,7 +2,8 @@
 
 torch's dynamo exporter (opset 18) writes ``nn.GELU()`` as ``x * (0.5 * (1 + Erf(x / sqrt(2))))`` and
 ``nn.GELU(approximate="tanh")`` as ``x * (0.5 * (1 + Tanh(sqrt(2/pi) * (x + 0.044715 * x^3))))``
-(Div, Erf, Add, Mul, Mul; Pow, Mul, Add, Mul, Tanh, Add, Mul, Mul). Any association and operand order
+(Div, Erf, Add, Mul, Mul; Pow, Mul, Add, Mul, Tanh, Add, Mul, Mul); the TorchScript exporter writes
+``(x * (1 + Erf(x / sqrt(2)))) * 0.5``. Any association and operand order
 of the outer products and sums is matched, ``x / sqrt(2)`` also as ``x * (1/sqrt(2))`` and ``x^3`` also
 as ``Pow(x, 3)`` only. Every intermediate must feed only the next node of the chain. A graph that gains a
 Gelu is raised to opset 20, the first that defines it (opsets 19 and 20 change none of the op forms the
@@ -14,7 +15,7 @@ import math
 
 import numpy as np
 
-from edgeopt.ir import Graph, Node
+from edgeopt.ir import Graph, Node, TensorInfo
 from edgeopt.pipeline.optimize import PASSES
 
 GELU_OPSET = 20
@@ -95,53 +96,72 @@ class _Matcher:
                 and self.const(pow_node.inputs[1], 3.0))
 
 
-def _match(graph: Graph, last: Node) -> tuple[str, str, list[Node]] | None:
-    """(input, approximate, chain nodes) when ``last`` ends a GELU chain."""
-    for x in dict.fromkeys(last.inputs):
+def _match(graph: Graph, last: Node) -> tuple[str, str, float, list[Node]] | None:
+    """(input, approximate, scale, chain nodes) when ``last`` ends a GELU chain (``scale`` x GELU).
+
+    The input ``x`` is any factor of the product: a direct operand of ``last`` (``x * (0.5 * (1 + e))``,
+    the dynamo form) or one of an inner Mul (``(x * (1 + e)) * 0.5``, the TorchScript form). A product
+    without the 0.5 (``x * (1 + e)``: onnxsim moves the 0.5 into the next layer's weights) is twice GELU.
+    """
+    for x in dict.fromkeys(_Matcher(graph).factors(last)):
         if x in graph.initializers:
             continue
         m = _Matcher(graph)
         factors = m.factors(last)
-        if len(factors) != 3 or x not in factors:
+        if len(factors) not in (2, 3) or x not in factors:
             continue
         rest = list(factors)
         rest.remove(x)
         halves = [t for t in rest if m.const(t, 0.5)]
-        if len(halves) != 1:
+        if len(halves) != len(rest) - 1:
             continue
-        rest.remove(halves[0])
+        for half in halves:
+            rest.remove(half)
         e = m.one_plus(rest[0])
         if e is None:
             continue
         producer = graph.producer(e)
+        scale = 1.0 if halves else 2.0
         if producer is not None and producer.op == "Erf" and m.erf_arg(e, x):
-            return x, "none", [*m.used, last]
+            return x, "none", scale, [*m.used, last]
         if producer is not None and producer.op == "Tanh" and m.tanh_arg(e, x):
-            return x, "tanh", [*m.used, last]
+            return x, "tanh", scale, [*m.used, last]
     return None
 
 
 @PASSES.register("fuse_gelu")
 def fuse_gelu(graph: Graph) -> Graph:
-    """Replace each exported GELU chain by one ``Gelu`` node named after the chain's last node."""
+    """Replace each exported GELU chain by one ``Gelu`` node named after the chain's last node (followed by
+    a Mul by 2 for the form without the 0.5). Chains are matched from the graph's end, so that the
+    TorchScript form's inner ``x * (1 + e)`` is taken as part of its outer product, not alone."""
     nodes = list(graph.nodes)
     tensors = dict(graph.tensors)
+    inits = dict(graph.initializers)
     fused = False
-    for last in graph.nodes:
+    for last in reversed(graph.nodes):
         if last.op != "Mul" or last not in nodes:
             continue
         match = _match(graph, last)
-        if match is None or any(n not in nodes for n in match[2]):
+        if match is None or any(n not in nodes for n in match[3]):
             continue
-        x, approximate, chain = match
+        x, approximate, scale, chain = match
         for n in chain:
             if n is not last:
                 nodes.remove(n)
                 for t in n.outputs:
                     tensors.pop(t, None)
-        nodes[nodes.index(last)] = Node("Gelu", last.name, (x,), last.outputs, {"approximate": approximate})
+        y = last.outputs[0]
+        gelu = Node("Gelu", last.name, (x,), (y,), {"approximate": approximate})
+        if scale == 1.0:
+            nodes[nodes.index(last)] = gelu
+        else:
+            half_out, two = f"{last.name}.gelu", f"{last.name}.two"
+            tensors[half_out] = TensorInfo(half_out, graph.shape(y), graph.tensors[y].dtype)
+            inits[two] = np.array([scale], np.float32)
+            nodes[nodes.index(last):nodes.index(last) + 1] = [
+                gelu.with_(outputs=(half_out,)), Node("Mul", f"{last.name}.double", (half_out, two), (y,))]
         fused = True
     if not fused:
         return graph
-    return graph.replace(nodes=tuple(nodes), tensors=tensors, opset=max(graph.opset, GELU_OPSET)
-                         ).without_unused_initializers()
+    return graph.replace(nodes=tuple(nodes), tensors=tensors, initializers=inits,
+                         opset=max(graph.opset, GELU_OPSET)).without_unused_initializers()

@@ -37,14 +37,14 @@ def keep_in_float(qgraph: QuantizedGraph, plan: Mapping[str, str] | Iterable[str
     return QuantizedGraph(qgraph.graph, qgraph.encodings, qgraph.float_nodes | names)
 
 
-# Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``). Where too: it
-# selects between a mask's 0 and finfo.min, which no int8 encoding holds (``mask_float_nodes``).
-FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu", "Where"})
+# Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``). A Div left after
+# ``div_by_constant_as_mul`` divides by a computed tensor (TFLite's DIV runs float32, int32 and uint8 only).
+# Where too: it selects between a mask's 0 and finfo.min, which no int8 encoding holds (``mask_float_nodes``).
+FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu", "Div", "Sqrt", "Where"})
 
 
 def float_node_names(qgraph: QuantizedGraph) -> frozenset[str]:
-    """The nodes of ``qgraph`` that run in float islands: its ``float_nodes`` and every node of
-    ``FLOAT_ISLAND_OPS`` (LayerNorm, Gelu, Where)."""
+    """The nodes of ``qgraph`` that run in float islands: its ``float_nodes`` and every node of ``FLOAT_ISLAND_OPS``."""
     return qgraph.float_nodes | {n.name for n in qgraph.graph.nodes if n.op in FLOAT_ISLAND_OPS}
 
 

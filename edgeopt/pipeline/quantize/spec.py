@@ -21,6 +21,10 @@ SHARED_SCALE_OPS: frozenset[str] = frozenset({
     "Gather",  # TFLite's GATHER copies values: an embedding row keeps its table's encoding
     "Expand",  # BROADCAST_TO copies values
 })
+# Means whose TFLite int8 form (MEAN) can requantize: a QDQ file's own output encoding for them is kept
+# (``frontend.qdq_onnx``), and the lowering writes MEAN instead of AVERAGE_POOL_2D when it differs from the
+# input's. Calibrated graphs still give them their input's encoding (SHARED_SCALE_OPS).
+REQUANTIZING_MEAN_OPS: frozenset[str] = frozenset({"GlobalAveragePool", "ReduceMean"})
 # Ops whose input 1 is a weight quantized per output channel (``ir.weight_out_axis``).
 WEIGHTED_OPS: frozenset[str] = frozenset({"Conv", "Gemm", "ConvTranspose", "MatMul"})
 # ONNX op → the output encoding its TFLite int8 kernel requires, whatever the calibration saw.

@@ -261,10 +261,10 @@ def test_softmax_needs_its_fixed_output_encoding() -> None:
 
 def test_unsupported_matmul_variants_name_op_node_and_reason() -> None:
     rng = np.random.default_rng(33)
-    node = helper.make_node("MatMul", ["x", "x"], ["y"], name="mm")
-    onnx_model = model([node], {}, [1, 2, 4, 4], [1, 2, 4, 4])
-    with pytest.raises(UnsupportedOpError, match="MatMul \\(node 'mm'\\).*NHWC"):
-        _pipeline(onnx_model, rng.normal(size=(8, 2, 4, 4)).astype(np.float32))
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    onnx_model = model([node], {"w": rng.normal(size=(2, 4, 3)).astype(np.float32)}, [1, 2, 5, 4], [1, 2, 5, 3])
+    with pytest.raises(UnsupportedOpError, match="MatMul \\(node 'mm'\\).*constant right operand must be 2-D"):
+        _pipeline(onnx_model, rng.normal(size=(8, 2, 5, 4)).astype(np.float32))
     node = helper.make_node("MatMul", ["w", "x"], ["y"], name="mm")
     onnx_model = model([node], {"w": rng.normal(size=(3, 4)).astype(np.float32)}, [1, 4, 5], [1, 3, 5])
     with pytest.raises(UnsupportedOpError, match="MatMul \\(node 'mm'\\).*constant left operand"):

@@ -70,6 +70,19 @@ def test_binary_ops_broadcast_like_litert_reference(kind: str) -> None:
         _assert_bitexact(program, data)
 
 
+def test_mul_multiplier_is_computed_in_float32_like_litert() -> None:
+    """The encodings of a batch norm as MUL in densenet121 (dynamo export): ``product * s1 * s2 / s_out``
+    lands within 0.008 of a half for 16 int8 inputs, where the double-precision multiplier rounds the
+    other way than LiteRT's, whose Prepare computes it in float32."""
+    x_q, w_q, y_q = QParams(0.03719320893287659, -3), QParams(0.010890300385653973, -128), \
+        QParams(0.049075640738010406, -12)
+    tensors = {"x": QTensor("x", (1, 256), "int8", x_q), "y": QTensor("y", (1, 256), "int8", y_q),
+               "w": QTensor("w", (1,), "int8", w_q, data=np.array([84], np.int8))}
+    program = QProgram("mul", tensors, [QOp("MUL", ("x", "w"), ("y",), {"fused_activation_function": "NONE"})],
+                       ("x",), ("y",))
+    _assert_bitexact(program, [np.arange(-128, 128, dtype=np.int8).reshape(1, 256)])
+
+
 def test_hard_swish_rejects_an_output_scale_below_input_scale_over_128() -> None:
     tensors = {"x": QTensor("x", (1, 8), "int8", QParams(0.5, 0)), "y": QTensor("y", (1, 8), "int8", QParams(0.001, 0))}
     program = QProgram("hs", tensors, [QOp("HARD_SWISH", ("x",), ("y",), source="hs")], ("x",), ("y",))

@@ -1,5 +1,5 @@
-"""TFLite writers for float islands: QUANTIZE, DEQUANTIZE and the float32 ops GELU, SQUARED_DIFFERENCE
-and RSQRT (float ADD, SUB, MUL and MEAN use the int8 ops' writers, which write version 1 for float32).
+"""TFLite writers for float islands: QUANTIZE, DEQUANTIZE and the float32 ops GELU, SQUARED_DIFFERENCE,
+RSQRT, DIV and SQRT (float ADD, SUB, MUL and MEAN use the int8 ops' writers, which write version 1 for float32).
 
 (Not named ``float.py``: a package's submodule becomes an attribute of the package, and one named
 ``float`` would shadow the builtin inside ``__init__``.)
@@ -40,6 +40,18 @@ def _gelu(op: QOp, program: QProgram) -> OpEncoding:
 def _squared_difference(op: QOp, program: QProgram) -> OpEncoding:
     return OpEncoding(schema.BuiltinOperator.SQUARED_DIFFERENCE, int8_version(program, op),
                       schema.BuiltinOptions.SquaredDifferenceOptions, schema.SquaredDifferenceOptionsT())
+
+
+@OP_WRITERS.register("DIV")
+def _div(op: QOp, program: QProgram) -> OpEncoding:
+    opts = schema.DivOptionsT()
+    opts.fusedActivationFunction = schema.ActivationFunctionType.NONE
+    return OpEncoding(schema.BuiltinOperator.DIV, 1, schema.BuiltinOptions.DivOptions, opts)
+
+
+@OP_WRITERS.register("SQRT")
+def _sqrt(op: QOp, program: QProgram) -> OpEncoding:
+    return OpEncoding(schema.BuiltinOperator.SQRT, 1, schema.BuiltinOptions.NONE, None)
 
 
 @OP_WRITERS.register("RSQRT")
