@@ -53,16 +53,35 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         raise typer.Exit(exit_code(err)) from None
 
 
-def _parse_shape(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
+def _parse_shape(text: str) -> tuple[int, ...]:
     try:
         shape = tuple(int(d) for d in text.split(","))
     except ValueError:
         shape = ()
     if not shape or any(d <= 0 for d in shape):
-        raise typer.BadParameter(f"'{text}' is not a shape; write positive integers like 1,3,32,32")
+        raise typer.BadParameter(f"'{text}' is not a shape; write positive integers like 1,3,32,32",
+                                 param_hint="--input-shape")
     return shape
+
+
+def _parse_input_shapes(texts: list[str]) -> tuple[int, ...] | dict[str, tuple[int, ...]] | None:
+    """``--input-shape`` options: one bare shape (``1,3,32,32``, a single-input model), or ``NAME=SHAPE`` per
+    input, repeated or ``;``-separated (whether each name is an input is the frontend's check)."""
+    items = [part.strip() for text in texts for part in text.split(";") if part.strip()]
+    if not items:
+        return None
+    if len(items) == 1 and "=" not in items[0]:
+        return _parse_shape(items[0])
+    shapes: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, sep, shape = (part.strip() for part in item.rpartition("="))
+        if not sep or not name:
+            raise typer.BadParameter(f"'{item}' is not NAME=SHAPE; with several shapes name each input, e.g. "
+                                     "input_ids=1,128", param_hint="--input-shape")
+        if name in shapes:
+            raise typer.BadParameter(f"input '{name}' is given twice", param_hint="--input-shape")
+        shapes[name] = _parse_shape(shape)
+    return shapes
 
 
 def _parse_overrides(texts: list[str]) -> dict[str, str]:
@@ -90,11 +109,16 @@ def deploy(
              "or package.module:function returning an nn.Module. Omit it to run the built-in example.")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
     = "arm-cortex-a78-xnnpack",
-    data: Annotated[Path | None, typer.Option(help=".npz with x (model-ready inputs) and y (labels).")] = None,
-    calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration (default: a slice of --data).")]
+    data: Annotated[Path | None, typer.Option(help=".npz with x (model-ready inputs; several inputs: one array per "
+                                                   "input name) and y (labels).")] = None,
+    calib: Annotated[Path | None, typer.Option(help=".npz with x (or one array per input name) for calibration "
+                                                    "(default: a slice of --data).")]
     = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
-    input_shape: Annotated[str | None, typer.Option(help="Input shape, e.g. 1,3,32,32.")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", metavar="[NAME=]SHAPE",
+        help="Input shape, e.g. 1,3,32,32; for a model with several inputs one NAME=SHAPE per input, repeated or "
+             "';'-separated: --input-shape input_ids=1,128 --input-shape attention_mask=1,128.")] = None,
     calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
     range_method: Annotated[str, typer.Option(help="Activation ranges: minmax, percentile, mse or sqnr.")]
     = "minmax",
@@ -131,7 +155,7 @@ def deploy(
     from edgeopt.pipeline.report.recipe import render_recipe
     from edgeopt.pipeline.report.sensitivity import render_sensitivity
 
-    shape = _parse_shape(input_shape)
+    shape = _parse_input_shapes(input_shape or [])
     if precision is not None and precision not in ("w8a8", "w8a16"):
         raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
     options = DeployOptions(device, data=data, calib=calib, out=out, input_shape=shape, calib_size=calib_size,
@@ -163,8 +187,8 @@ class RoundingChoice(str, Enum):
 def emulate(
     model: Annotated[Path, typer.Argument(help="An int8 .tflite file, made by edgeopt or any converter "
                                                   "(float32 input and output around int8 ops too).")],
-    data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize) and "
-                                            "optional labels y.")],
+    data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize; several "
+                                            "inputs: one array per input name) and optional labels y.")],
     save_outputs: Annotated[Path | None, typer.Option(help="Write the raw outputs to this .npz.")] = None,
     rounding: Annotated[RoundingChoice | None, typer.Option(help="Requantization rounding (default: the "
                                                                  "profile's).")] = None,

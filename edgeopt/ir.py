@@ -5,7 +5,7 @@ and every weight array is read-only, so a pass that wants to change a weight mus
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
@@ -34,6 +34,30 @@ class TensorInfo:
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
+
+    @property
+    def is_float(self) -> bool:
+        """Whether the tensor holds real values (quantized in the int8 program), not indices, masks or flags."""
+        return np.issubdtype(np.dtype(self.dtype), np.floating)
+
+
+def input_arrays(x: np.ndarray, names: Sequence[str]) -> list[np.ndarray]:
+    """The per-input arrays of a batch of model inputs, in the order of ``names``.
+
+    A batch for a model with one input is that input's array; for several inputs it is a structured array
+    with one field per input name (``pipeline.frontend.data.load_npz``), so that ``len(x)``, ``x[:n]`` and
+    ``x[i:i + 1]`` count and slice samples of every input at once.
+
+    Raises:
+        InternalError: ``x`` does not hold the inputs ``names``.
+    """
+    if x.dtype.names is None:
+        if len(names) != 1:
+            raise InternalError(f"a batch for the {len(names)} inputs {list(names)} must be a structured array")
+        return [x]
+    if sorted(x.dtype.names) != sorted(names):
+        raise InternalError(f"the batch holds {list(x.dtype.names)}, the model takes {list(names)}")
+    return [np.ascontiguousarray(x[name]) for name in names]
 
 
 EDGEOPT_ATTRS = frozenset({"fused_activation", "bn_beta", "bn_gamma"})  # not ONNX attributes

@@ -199,6 +199,13 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "NEG": _kind("float32", "", "x (read from .tflite files: Keras LayerNormalization negates its mean in float)"),
     "DIV": _kind("float32", "", _BINARY, "fused_activation_function (NONE)"),
     "SQRT": _kind("float32", "", "x"),
+    "GATHER": _kind(_INT8_FLOAT, "", "params (int8 table or activation, float32 in an island, int32/bool), "
+                    "indices (int32, in [0, dim))", "axis, batch_dims (0 here)"),
+    "CAST": _kind(_INT8_FLOAT, "", "x int32/bool -> int32/bool (mode int8: unquantized integers) or float32 "
+                  "(mode float32: enters an island)"),
+    "LOGICAL_AND": _kind("int8", "", "a, b bool (numpy broadcasting) -> bool (attention masks)"),
+    "BROADCAST_TO": _kind(_INT8_FLOAT, "", "x, shape (int32 [rank]) (numpy broadcasting; copies values)"),
+    "SELECT_V2": _kind("float32", "", "condition bool, x, y float32 (numpy broadcasting)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""
 
@@ -206,7 +213,8 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
 def op_mode(op: QOp, program: QProgram) -> Mode:
     """The mode ``op`` runs in, read from its tensors as TFLite's kernels pick their path: ``float32`` when
     its (first) output is float32 (a float island), ``16x8`` when it reads or writes an int16 activation
-    (constants do not count), else ``int8``."""
+    (constants do not count), else ``int8`` (which also covers ops on unquantized int32 and bool tensors:
+    token ids, attention masks)."""
     if program.tensor(op.outputs[0]).dtype == "float32":
         return "float32"
     names = (*op.inputs, *op.outputs)

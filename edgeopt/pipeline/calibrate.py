@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeopt.errors import DataError
-from edgeopt.ir import Graph
+from edgeopt.ir import Graph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
@@ -35,7 +35,11 @@ class TensorStats:
 
 
 def calibrate(graph: Graph, x: np.ndarray, histograms: bool = False) -> dict[str, TensorStats]:
-    """Statistics of the graph input and of every node output of ``graph`` over the samples in ``x``.
+    """Statistics of the float graph inputs and of every float node output of ``graph`` over the samples
+    in ``x`` (several inputs: ``ir.input_arrays``).
+
+    Integer and boolean tensors (token ids, attention masks and what is computed from them) get none: they
+    are never quantized.
 
     ``histograms``: also collect a histogram per tensor (for percentile/MSE/SQNR range setting).
 
@@ -51,18 +55,22 @@ def calibrate(graph: Graph, x: np.ndarray, histograms: bool = False) -> dict[str
     hists = {name: Histogram() for name in names} if histograms else {}
     for outputs in session.iter_run(x):
         for name, value in zip(names, outputs):
+            if not np.issubdtype(value.dtype, np.floating):
+                continue
             lo[name] = min(lo[name], float(value.min()))
             hi[name] = max(hi[name], float(value.max()))
             if histograms:
                 hists[name].add(value)
-    stats = {name: TensorStats(lo[name], hi[name], hists.get(name)) for name in names}
-    input_name = graph.inputs[0].name
-    x_hist = None
-    if histograms:
-        x_hist = Histogram()
-        for i in range(len(x)):
-            x_hist.add(x[i])
-    stats[input_name] = TensorStats(float(x.min()), float(x.max()), x_hist)
+    stats = {name: TensorStats(lo[name], hi[name], hists.get(name)) for name in names if lo[name] <= hi[name]}
+    for info, values in zip(graph.inputs, input_arrays(x, [t.name for t in graph.inputs])):
+        if not info.is_float:
+            continue
+        x_hist = None
+        if histograms:
+            x_hist = Histogram()
+            for i in range(len(values)):
+                x_hist.add(values[i])
+        stats[info.name] = TensorStats(float(values.min()), float(values.max()), x_hist)
     return stats
 
 

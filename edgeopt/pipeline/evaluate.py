@@ -1,9 +1,13 @@
-"""Run the float model and the int8 program on float data, and score them against each other."""
+"""Run the float model and the int8 program on float data, and score them against each other.
+
+A model with several outputs is scored on its first output (the ONNX graph's first), which is what
+``run_float`` and ``run_int8`` return.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from edgeopt.ir import Graph
+from edgeopt.ir import Graph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
@@ -11,16 +15,23 @@ from edgeopt.runtimes.reference.executor import run_program
 
 
 def run_float(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """The float Graph's first output on ``x`` (ONNX Runtime)."""
-    return OnnxRuntime(graph_to_onnx(graph)).run([x])[0]
+    """The float Graph's first output on ``x`` (ONNX Runtime; several inputs: ``ir.input_arrays``)."""
+    return OnnxRuntime(graph_to_onnx(graph)).run_batch(x)[0]
 
 
-def quantize_input(program: QProgram, x: np.ndarray) -> np.ndarray:
-    """Float data laid out as the source model expects → the program's int8 input (layout and scale)."""
-    perm = program.input_layouts[0] if program.input_layouts else None
+def quantize_input(program: QProgram, x: np.ndarray, index: int = 0) -> np.ndarray:
+    """Data laid out as the source model expects → the program's input ``index`` (layout, then scale and
+    zero point for a quantized input; integer inputs such as token ids are cast to the program's dtype)."""
+    perm = program.input_layouts[index] if program.input_layouts else None
     if perm:
         x = x.transpose(perm)
-    return program.tensor(program.inputs[0]).qparams.quantize(x)
+    tensor = program.tensor(program.inputs[index])
+    return tensor.qparams.quantize(x) if tensor.qparams is not None else x.astype(tensor.dtype)
+
+
+def program_inputs(program: QProgram, x: np.ndarray) -> list[np.ndarray]:
+    """A batch of model inputs (``ir.input_arrays``) → one array per program input (``quantize_input``)."""
+    return [quantize_input(program, a, i) for i, a in enumerate(input_arrays(x, program.inputs))]
 
 
 def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.ndarray:
@@ -31,8 +42,8 @@ def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.nd
 
 
 def run_int8(program: QProgram, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The program's first output, dequantized, on float ``x``, run in the integer reference executor."""
-    outs = [run_program(program, [quantize_input(program, x[i:i + batch])])[0] for i in range(0, len(x), batch)]
+    """The program's first output, dequantized, on ``x``, run in the integer reference executor."""
+    outs = [run_program(program, program_inputs(program, x[i:i + batch]))[0] for i in range(0, len(x), batch)]
     return dequantize_output(program, np.concatenate(outs))
 
 

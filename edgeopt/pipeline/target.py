@@ -30,7 +30,7 @@ from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.place import place
 from edgeopt.pipeline.quantize.encodings import bias_qparams, weight_qparams, weight_qparams_for_bias
-from edgeopt.pipeline.quantize.float_plan import keep_in_float
+from edgeopt.pipeline.quantize.float_plan import keep_in_float, mask_float_nodes
 from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.pipeline.quantize.mixed_precision import profile_runs_float
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision, PrecisionPlan, apply_precision
@@ -146,8 +146,10 @@ class Target:
         """
         qgraph = quantize_minmax(graph, stats, weight_bits=self.weight_bits, weight_encodings=weight_encodings,
                                  strict_symmetric=self.rules.defaults.strict_symmetric)
+        masks = mask_float_nodes(graph)  # attention masks run in float (float_plan.mask_float_nodes)
         if plan is not None:
-            qgraph = apply_precision(qgraph, stats, plan)
+            qgraph = apply_precision(qgraph, stats, {**plan, **dict.fromkeys(masks, "float")})
+        qgraph = keep_in_float(qgraph, masks)
         # After the plan: a weight's encoding depends on its input's (int8: the bias must fit int32).
         return self._encode_weights(qgraph, weight_encodings or {})
 

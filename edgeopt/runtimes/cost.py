@@ -134,10 +134,16 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "PRELU",
     "DEPTH_TO_SPACE",
     "REDUCE_MAX",
+    "GATHER",
+    "CAST",
+    "LOGICAL_AND",
+    "BROADCAST_TO",
+    "SELECT_V2",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
-    """Elementwise, pooling and data-movement ops: no MACs; their cost is the bytes they move. (RSQRT's,
-    SQRT's and DIV's square roots and divisions per element are priced the same way.)"""
+    """Elementwise, pooling and data-movement ops (GATHER's table lookups, CAST's conversions too): no MACs;
+    their cost is the bytes they move. (RSQRT's, SQRT's and DIV's square roots and divisions per element
+    are priced the same way.)"""
     return 0
 
 
@@ -247,6 +253,14 @@ def estimate_float(program: QProgram, profile: DeviceProfile) -> CostReport:
     return _estimate(program, profile, "fp32")
 
 
+def _traffic(op: QOp) -> tuple[str, ...]:
+    """The tensors whose bytes ``op`` moves: every input and output, except that GATHER reads only the rows
+    it copies from its table (as many bytes as its output), not the whole table."""
+    if op.kind == "GATHER":
+        return (op.inputs[1], op.outputs[0], op.outputs[0])
+    return (*op.inputs, *op.outputs)
+
+
 def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -> CostReport:
     perf, energy = profile.performance, profile.energy
     if precision == "int8":
@@ -266,7 +280,7 @@ def _estimate(program: QProgram, profile: DeviceProfile, precision: Precision) -
         # A float island's ops run at the fp32 rate inside the int8 program too.
         op_peak, op_mac_j = (perf.peak_fp32_macs_per_s, energy.fp32_mac_j) if in_float else (peak, mac_j)
         # TFLite marks an absent optional input (e.g. no bias) with an empty name.
-        moved = sum(tensor_bytes(t) for t in (*op.inputs, *op.outputs) if t)
+        moved = sum(tensor_bytes(t) for t in _traffic(op) if t)
         # Measured refinements (channel blocks, per-kind rates, an output roof) when the profile has them.
         op_dtype = "fp32" if precision == "fp32" or in_float else "int8"
         compute_s = compute_time_s(op, program, macs, op_peak, perf, op_dtype)
@@ -302,7 +316,7 @@ def _estimate_placed(program: QProgram, profile: DeviceProfile, placement: Place
             raise ProfileError(f"{profile.name}: compute_units.{where.unit} has no peak_macs_per_s or mac_j for "
                                f"{where.dtype}, which {op.kind} ('{op.source}') is placed there at")
         macs = _macs(op, program)
-        moved = sum(nbytes(t) for t in (*op.inputs, *op.outputs) if t)
+        moved = sum(nbytes(t) for t in _traffic(op) if t)
         crossing_bytes = 0
         crossings = 0
         for t in op.inputs:

@@ -6,6 +6,7 @@ import onnx
 import onnxruntime as ort
 
 from edgeopt.errors import ModelLoadError, first_line
+from edgeopt.ir import input_arrays
 
 
 class OnnxRuntime:
@@ -33,7 +34,11 @@ class OnnxRuntime:
                 for i in range(n)]
         return [np.concatenate([o[j] for o in outs]) for j in range(len(self.output_names))]
 
+    def run_batch(self, x: np.ndarray) -> list[np.ndarray]:
+        """``run`` on a batch of model inputs (one array, or a structured array of several: ``ir.input_arrays``)."""
+        return self.run(input_arrays(x, self.input_names))
+
     def iter_run(self, x: np.ndarray):
-        """Yield the outputs of each sample of a single-input batch, one sample at a time."""
+        """Yield the outputs of each sample of a batch (``ir.input_arrays``), one sample at a time."""
         for i in range(x.shape[0]):
-            yield self.session.run(None, {self.input_names[0]: x[i:i + 1]})
+            yield self.session.run(None, dict(zip(self.input_names, input_arrays(x[i:i + 1], self.input_names))))

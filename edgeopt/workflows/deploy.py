@@ -26,8 +26,10 @@ from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.load import LoadedModel, load
+from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.quantize.float_plan import mask_float_nodes
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
@@ -64,7 +66,8 @@ class DeployOptions:
         data: .npz with ``x`` and optionally ``y`` to measure accuracy on.
         calib: .npz with ``x`` for calibration (default: the first ``calib_size`` samples of ``data``).
         out: output directory (default ``./edgeopt-out/<model name>``).
-        input_shape: input shape for entry points / ONNX inputs with unknown dimensions.
+        input_shape: input shape for entry points / ONNX inputs with unknown dimensions; for a model with
+            several inputs, shapes by input name (``{"input_ids": (1, 128), ...}``).
         calib_size: at most this many calibration samples are used.
         range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
         target: "emulate" (estimates only), or "adb[:SERIAL]" to also measure on an Android device.
@@ -91,7 +94,7 @@ class DeployOptions:
     data: str | Path | None = None
     calib: str | Path | None = None
     out: str | Path | None = None
-    input_shape: tuple[int, ...] | None = None
+    input_shape: InputShape | None = None
     calib_size: int = DEFAULT_CALIB_SIZE
     range_method: str = "minmax"
     target: str = "emulate"
@@ -191,7 +194,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy,
         calibration=Calibration(calib_source, len(calib_x)), sizes={k: len(v) for k, v in files.items()},
         artifacts=paths,
-        precision=_precision(target, resolved, qgraph.float_nodes, shipped, recipe, isinstance(model, QuantizedGraph)),
+        precision=_precision(target, resolved, qgraph.float_nodes - mask_float_nodes(graph), shipped, recipe,
+                             isinstance(model, QuantizedGraph)),
         sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
     step("write")
     for key, blob in files.items():
@@ -207,7 +211,7 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     return DeployResult(report=report.to_json(), out_dir=out_dir, program=shipped.program)
 
 
-def _load(model: ModelSpec, input_shape: tuple[int, ...] | None) -> LoadedModel:
+def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
     if isinstance(model, QuantizedGraph):  # in memory (edgeopt.deploy of a QuantSim): optimized and quantized
         return LoadedModel(name=model.graph.name, graph=model.graph, onnx_model=graph_to_onnx(model.graph))
     return load(model, input_shape)
@@ -232,7 +236,8 @@ def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndar
 def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[str], shipped: Shipped,
                recipe: RecipeResult | None, given: bool) -> dict:
     """The report's ``precision`` section. ``planned_float``: the float nodes the overrides and the recipe
-    asked for (the program's others are float-only ops); ``given``: the model came quantized."""
+    asked for (the program's others are float-only ops, attention masks among them); ``given``: the model
+    came quantized."""
     default = target.rules.defaults.supported_kernels[0]
     source = precision_source(GIVEN_IN_MEMORY if given else resolved.source, target.precision_overrides,
                               recipe.config.promoted if recipe is not None else (),
@@ -243,8 +248,9 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
 
 
 def _read_data(path: str | Path, loaded: LoadedModel, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """``x`` (laid out as the user's model file takes it, e.g. NHWC for a .tflite) in the graph's layout."""
-    x, y = load_npz(path, loaded.data_input, labels=labels)
+    """The inputs (laid out as the user's model file takes them, e.g. NHWC for a .tflite) in the graph's
+    layout, and the labels (``frontend.data.load_npz``: one array, or one per input name)."""
+    x, y = load_npz(path, loaded.data_inputs, labels=labels)
     return loaded.to_graph_layout(x), y
 
 
@@ -263,6 +269,7 @@ def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarra
 
 def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
               int8: np.ndarray | None = None) -> dict:
+    """Top-1 (with labels ``y``) or top-1 agreement of int8 with fp32, on the model's first output."""
     fp32 = run_float(graph, x)
     int8 = run_int8(program, x) if int8 is None else int8
     agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)

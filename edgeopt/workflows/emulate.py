@@ -20,7 +20,7 @@ from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_bytes
 from edgeopt.pipeline.frontend.data import read_npz
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
-from edgeopt.qprogram import QProgram, Rounding
+from edgeopt.qprogram import QProgram, QTensor, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
 from edgeopt.runtimes.reference.executor import run_program
 
@@ -73,42 +73,58 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
         top1 = float(np.mean(outputs[0].reshape(len(y), -1).argmax(1) == y) * 100.0)
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, _npz_bytes(program, outputs))
-    return EmulateResult(program, outputs, len(x), top1, cost, profile.name)
+    return EmulateResult(program, outputs, len(x[0]), top1, cost, profile.name)
 
 
-def _load_data(path: Path, program: QProgram) -> tuple[np.ndarray, np.ndarray | None]:
-    """The model-dtype input batch and labels from ``path``."""
-    if len(program.inputs) != 1:
-        raise DataError(f"'{program.name}' takes {len(program.inputs)} inputs; --data holds one x")
-    arrays = read_npz(path)
-    tensor = program.tensor(program.inputs[0])
-    x = arrays["x"]
+def _load_data(path: Path, program: QProgram) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """The model-dtype input batches (one per program input: ``x`` for a single input, else one array per
+    input name) and the labels from ``path``."""
+    keys = ["x"] if len(program.inputs) == 1 else list(program.inputs)
+    arrays = read_npz(path, keys if len(keys) > 1 else ["x", program.inputs[0]])
+    if len(keys) == 1 and "x" not in arrays:
+        keys = [program.inputs[0]]
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise DataError(f"'{path}': '{program.name}' takes the inputs {', '.join(program.inputs)}; "
+                        f"missing {', '.join(missing)} (save one array per input name)")
+    xs = [_input_batch(path, key, arrays[key], program.tensor(name)) for key, name in zip(keys, program.inputs)]
+    if len({len(x) for x in xs}) > 1:
+        raise DataError(f"'{path}': the inputs hold different sample counts ({', '.join(str(len(x)) for x in xs)})")
+    y = arrays.get("y")
+    if y is not None and (y.shape != (len(xs[0]),) or not np.issubdtype(y.dtype, np.integer)):
+        raise DataError(f"'{path}': y must hold {len(xs[0])} integer class labels, got {y.dtype} {tuple(y.shape)}")
+    return xs, y
+
+
+def _input_batch(path: Path, key: str, x: np.ndarray, tensor: QTensor) -> np.ndarray:
+    """``x`` for the program input ``tensor``: as is in its dtype, float for a float input, quantized with
+    its parameters when it has them, integers (token ids, masks) cast to its integer dtype."""
     if x.ndim != len(tensor.shape) or tuple(x.shape[1:]) != tensor.shape[1:] or len(x) == 0 \
             or not np.issubdtype(x.dtype, np.number):
-        raise DataError(f"'{path}': x is {x.dtype}{tuple(x.shape)} but the model input '{tensor.name}' needs "
+        raise DataError(f"'{path}': {key} is {x.dtype}{tuple(x.shape)} but the model input '{tensor.name}' needs "
                         f"numbers shaped [N, {', '.join(map(str, tensor.shape[1:]))}] (the model's own layout)")
     if tensor.dtype == "float32":
         # A float-input file (QUANTIZE at its edge) takes real values as they are.
-        x = x.astype(np.float32)
-    elif x.dtype != np.dtype(tensor.dtype):
-        if tensor.qparams is None:
-            raise DataError(f"'{path}': x is {x.dtype} but the model input '{tensor.name}' is {tensor.dtype} without "
-                            f"quantization parameters; give x as {tensor.dtype}")
-        # Anything else holds real values (float, or e.g. uint8 pixels): quantize them as the converter
-        # told the model's user to.
-        x = tensor.qparams.quantize(x.astype(np.float64))
-    y = arrays.get("y")
-    if y is not None and (y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer)):
-        raise DataError(f"'{path}': y must hold {len(x)} integer class labels, got {y.dtype} {tuple(y.shape)}")
-    return x, y
+        return x.astype(np.float32)
+    if x.dtype == np.dtype(tensor.dtype):
+        return x
+    if tensor.qparams is None:
+        if not np.issubdtype(x.dtype, np.integer):
+            raise DataError(f"'{path}': {key} is {x.dtype} but the model input '{tensor.name}' is {tensor.dtype} "
+                            f"without quantization parameters (indices, masks); give {key} as integers")
+        return x.astype(tensor.dtype)
+    # Anything else holds real values (float, or e.g. uint8 pixels): quantize them as the converter
+    # told the model's user to.
+    return tensor.qparams.quantize(x.astype(np.float64))
 
 
-def _run(program: QProgram, x: np.ndarray) -> list[np.ndarray]:
+def _run(program: QProgram, xs: list[np.ndarray]) -> list[np.ndarray]:
     batch = program.tensor(program.inputs[0]).shape[0] or 1
-    if len(x) % batch:
-        raise DataError(f"'{program.name}' takes batches of {batch}; x holds {len(x)} samples")
+    n = len(xs[0])
+    if n % batch:
+        raise DataError(f"'{program.name}' takes batches of {batch}; x holds {n} samples")
     step = max(BATCH // batch, 1) * batch
-    chunks = [run_program(program, [x[i:i + step]]) for i in range(0, len(x), step)]
+    chunks = [run_program(program, [x[i:i + step] for x in xs]) for i in range(0, n, step)]
     return [np.concatenate([c[k] for c in chunks]) for k in range(len(program.outputs))]
 
 

@@ -1,8 +1,15 @@
-"""Labelled data and calibration sets: ``.npz`` files with ``x`` (model-ready inputs) and optional ``y``."""
+"""Labelled data and calibration sets: ``.npz`` files of model-ready inputs and optional labels ``y``.
+
+A model with one input reads ``x`` (or the input's own name); a model with several reads one array per
+input name. Several inputs become one structured array with a field per input name (``ir.input_arrays``),
+so that every stage counts and slices samples of all inputs at once. Float inputs are read as float32;
+integer inputs (token ids, attention masks) keep the model's declared integer dtype.
+"""
 from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +19,14 @@ from edgeopt.ir import TensorInfo
 
 log = logging.getLogger(__name__)
 
+LABELS = "y"
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Every array of the .npz at ``path``, which must hold an ``x``.
+
+def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``, which must hold one of ``keys`` (if any are given).
 
     Raises:
-        DataError: missing or unreadable file, or no ``x``.
+        DataError: missing or unreadable file, or none of ``keys``.
     """
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist")
@@ -26,33 +35,78 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
-    if "x" not in arrays:
-        raise DataError(f"'{path}' has no array 'x' (found: {', '.join(arrays) or 'none'}); "
-                        "save the model inputs as x, e.g. np.savez(path, x=x, y=y)")
+    if keys and not any(k in arrays for k in keys):
+        raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
+                        "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
     return arrays
 
 
-def load_npz(path: str | Path, model_input: TensorInfo, *, labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``x`` (and ``y`` when ``labels``) from ``path`` and check them against the model's input.
+def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *,
+             labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read the inputs (and ``y`` when ``labels``) from ``path`` and check them against the model's inputs.
 
-    ``x`` must be ``[N, *input_shape[1:]]`` and numeric; it is returned as float32. ``y``, when present,
-    must be N integer class labels.
+    One model input: the array ``x`` (or one named as the input). Several: one array per input name,
+    nothing else but ``y``. Each must be ``[N, *input_shape[1:]]`` with the same N; a float input takes
+    any numeric array (returned as float32), an integer input an integer array (returned in the model's
+    dtype). ``y``, when present, must be N integer class labels.
+
+    Returns:
+        The inputs (one array, or a structured array with a field per input name: ``ir.input_arrays``)
+        and the labels.
 
     Raises:
-        DataError: missing or unreadable file, no ``x``, wrong shape or dtype, labels that do not fit.
+        DataError: missing or unreadable file, a missing or extra array, wrong shape or dtype, labels that
+            do not fit; one line naming the input and what it needs.
     """
     path = Path(path)
-    arrays = read_npz(path)
-    x = arrays["x"]
-    expected = tuple(model_input.shape[1:])
-    if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != expected:
-        raise DataError(f"'{path}': x has shape {tuple(x.shape)} but the model input '{model_input.name}' "
-                        f"needs [N, {', '.join(map(str, expected))}]")
-    if not np.issubdtype(x.dtype, np.number) or len(x) == 0:
-        raise DataError(f"'{path}': x must be a non-empty numeric array, got {x.dtype} with {len(x)} samples")
-    y = arrays.get("y") if labels else None
+    names = [t.name for t in model_inputs]
+    single = len(model_inputs) == 1
+    arrays = read_npz(path, ("x", names[0]) if single else ())  # several: the names are checked below
+    if single:
+        key = "x" if "x" in arrays else names[0]
+        given = {names[0]: arrays[key]}
+    else:
+        missing = [n for n in names if n not in arrays]
+        extra = sorted(set(arrays) - set(names) - {LABELS})
+        if missing or extra:
+            raise DataError(f"'{path}': the model's inputs are {', '.join(names)}; "
+                            + (f"missing {', '.join(missing)}" if missing else f"unexpected {', '.join(extra)}")
+                            + " (save one array per input name, plus y for labels)")
+        given = {n: arrays[n] for n in names}
+    checked = [_checked(path, "x" if single and "x" in arrays else t.name, given[t.name], t) for t in model_inputs]
+    counts = {len(a) for a in checked}
+    if len(counts) > 1:
+        raise DataError(f"'{path}': the inputs hold different sample counts "
+                        f"({', '.join(f'{n}: {len(a)}' for n, a in zip(names, checked))})")
+    x = checked[0] if single else _structured(names, checked)
+    y = arrays.get(LABELS) if labels else None
     if y is not None:
         if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"'{path}': y must hold {len(x)} integer class labels, got {y.dtype} {tuple(y.shape)}")
         y = y.astype(np.int64)
-    return x.astype(np.float32), y
+    return x, y
+
+
+def _checked(path: Path, key: str, a: np.ndarray, model_input: TensorInfo) -> np.ndarray:
+    expected = tuple(model_input.shape[1:])
+    dims = ", ".join(map(str, expected))
+    if a.ndim != len(expected) + 1 or tuple(a.shape[1:]) != expected:
+        raise DataError(f"'{path}': {key} has shape {tuple(a.shape)} but the model input '{model_input.name}' "
+                        f"needs [N{', ' if dims else ''}{dims}]")
+    if not np.issubdtype(a.dtype, np.number) or len(a) == 0:
+        raise DataError(f"'{path}': {key} must be a non-empty numeric array, got {a.dtype} with {len(a)} samples")
+    if model_input.is_float:
+        return a.astype(np.float32)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise DataError(f"'{path}': {key} is {a.dtype} but the model input '{model_input.name}' is "
+                        f"{model_input.dtype} (token ids, masks): save integers")
+    return a.astype(model_input.dtype)
+
+
+def _structured(names: Sequence[str], arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """One structured array of N samples with a field per input (its per-sample shape and dtype)."""
+    dtype = np.dtype([(n, a.dtype, a.shape[1:]) for n, a in zip(names, arrays)])
+    out = np.empty(len(arrays[0]), dtype)
+    for n, a in zip(names, arrays):
+        out[n] = a
+    return out

@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from edgeopt.errors import ModelLoadError, first_line
 from edgeopt.ir import Graph, TensorInfo
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.batch_norm_stats import batch_norm_stats, with_stats
-from edgeopt.pipeline.frontend.onnx import onnx_to_graph
+from edgeopt.pipeline.frontend.onnx import InputShape, onnx_to_graph
 from edgeopt.pipeline.frontend.tflite_float import NCHW_FROM_NHWC, tflite_to_graph
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,18 @@ class LoadedModel:
         inverse = np.argsort(self.data_layout)
         return TensorInfo(graph_input.name, tuple(graph_input.shape[i] for i in inverse), graph_input.dtype)
 
+    @property
+    def data_inputs(self) -> tuple[TensorInfo, ...]:
+        """The graph's inputs as the user's data lays them out (``data_layout`` applies to the first: a float
+        ``.tflite`` has one input)."""
+        return (self.data_input, *self.graph.inputs[1:])
+
     def to_graph_layout(self, x: np.ndarray) -> np.ndarray:
         """User data ``[N, ...]`` laid out as the graph's input wants it."""
         return x if self.data_layout is None else np.ascontiguousarray(x.transpose(self.data_layout))
 
 
-def load(spec: str | None, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+def load(spec: str | None, input_shape: InputShape | None = None) -> LoadedModel:
     """Load ``spec`` into a float Graph.
 
     Args:
@@ -66,7 +73,8 @@ def load(spec: str | None, input_shape: tuple[int, ...] | None = None) -> Loaded
             stays NHWC: ``LoadedModel.data_layout``), a ``package.module:function``
             entry point returning an ``nn.Module`` (or ``(module, example_input)``), or None for the
             built-in example (a depthwise-separable CNN trained on scikit-learn's digits).
-        input_shape: the input shape for entry points and for ONNX inputs with unknown dimensions.
+        input_shape: the input shape for entry points and for ONNX inputs with unknown dimensions (for
+            ONNX, shapes by input name too: ``onnx.InputShape``).
 
     Raises:
         ModelLoadError: missing, corrupt or unreadable model; an entry point that fails.
@@ -90,7 +98,7 @@ def load(spec: str | None, input_shape: tuple[int, ...] | None = None) -> Loaded
     )
 
 
-def _from_onnx(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...] | None,
+def _from_onnx(model: onnx.ModelProto, name: str, input_shape: InputShape | None,
                **extra: Any) -> LoadedModel:
     return LoadedModel(name=name, graph=onnx_to_graph(model, name, input_shape), onnx_model=model, **extra)
 
@@ -126,7 +134,7 @@ def _load_example() -> LoadedModel:
     return _from_onnx(onnx_model, "digits_dscnn", None, data=(x_test, y_test), calib=x_train)
 
 
-def _load_exported_program(path: Path, input_shape: tuple[int, ...] | None) -> LoadedModel:
+def _load_exported_program(path: Path, input_shape: InputShape | None) -> LoadedModel:
     import torch
 
     if not path.is_file():
@@ -137,13 +145,13 @@ def _load_exported_program(path: Path, input_shape: tuple[int, ...] | None) -> L
         raise ModelLoadError(f"'{path}' is not a readable torch.export .pt2 file: {first_line(exc)}") from exc
     example = program.example_inputs[0] if program.example_inputs else None
     if input_shape is not None:
-        example = (torch.zeros(input_shape),)
+        example = (torch.zeros(_one_shape(input_shape, str(path))),)
     if not example:
         raise ModelLoadError(f"'{path}' carries no example inputs; pass --input-shape")
     return _from_onnx(export_torch(program, *example), path.stem, None)
 
 
-def _load_entry_point(spec: str, input_shape: tuple[int, ...] | None) -> LoadedModel:
+def _load_entry_point(spec: str, input_shape: InputShape | None) -> LoadedModel:
     import torch
 
     module_name, _, func_name = spec.partition(":")
@@ -159,10 +167,20 @@ def _load_entry_point(spec: str, input_shape: tuple[int, ...] | None) -> LoadedM
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(f"entry point '{spec}' returned {type(module).__name__}, not an nn.Module")
     if input_shape is not None:
-        example = torch.zeros(input_shape)
+        example = torch.zeros(_one_shape(input_shape, spec))
     if example is None:
         raise ModelLoadError(f"entry point '{spec}' gave no example input; pass --input-shape, e.g. 1,3,32,32")
     return _from_onnx(export_torch(module.eval(), example), func_name, None)
+
+
+def _one_shape(input_shape: InputShape, spec: str) -> tuple[int, ...]:
+    """The one float input shape a torch model is exported with (several inputs come from its example)."""
+    if not isinstance(input_shape, Mapping):
+        return tuple(input_shape)
+    if len(input_shape) != 1:
+        raise ModelLoadError(f"'{spec}': --input-shape gives {len(input_shape)} named shapes, but a torch model "
+                             "takes one float input shape here; return (module, example_inputs) for several inputs")
+    return tuple(next(iter(input_shape.values())))
 
 
 def export_torch(module: Any, *example: Any) -> onnx.ModelProto:

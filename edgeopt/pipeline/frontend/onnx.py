@@ -12,6 +12,7 @@ of everything after it, including a later ``Shape`` to fold) is only known once 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -29,14 +30,18 @@ MIN_OPSET = 13
 PASSTHROUGH_OPS = {"Identity", "Dropout"}
 
 
-def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: tuple[int, ...] | None = None) -> Graph:
+InputShape = tuple[int, ...] | Mapping[str, tuple[int, ...]]
+"""Static input shapes given by the user: one shape for a single-input model, or shapes by input name."""
+
+
+def onnx_to_graph(model: onnx.ModelProto, name: str, input_shape: InputShape | None = None) -> Graph:
     """Convert an ONNX model into a float Graph with static shapes and folded constants.
 
     Args:
         model: the ONNX model (not modified).
         name: the model's name for reports and file names.
-        input_shape: a shape for the (single) graph input, overriding its declared one; needed when the
-            declared shape has unknown dimensions other than the batch.
+        input_shape: a shape for the (single) graph input, or shapes by input name, overriding the
+            declared ones; needed when a declared shape has unknown dimensions other than the batch.
 
     Raises:
         ModelLoadError: the model is invalid, or some tensor's shape cannot be made static.
@@ -152,20 +157,36 @@ def _default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def _fix_input_shapes(model: onnx.ModelProto, input_shape: tuple[int, ...] | None) -> None:
-    """Give every graph input a static shape: ``input_shape`` if given, else its own with batch 1."""
-    if input_shape is not None and len(model.graph.input) != 1:
-        raise ModelLoadError(f"--input-shape needs a model with one input; this one has {len(model.graph.input)}")
+def _fix_input_shapes(model: onnx.ModelProto, input_shape: InputShape | None) -> None:
+    """Give every graph input a static shape: the one ``input_shape`` gives it (a bare shape: the single
+    input's; a mapping: by input name), else its own with batch 1.
+
+    Raises:
+        ModelLoadError: a bare shape for a model with several inputs, a name that is no input, a rank that
+            differs from the declared one, or an unknown dimension other than the batch left unset.
+    """
+    inputs = [value.name for value in model.graph.input]
+    if input_shape is not None and not isinstance(input_shape, Mapping):
+        if len(inputs) != 1:
+            raise ModelLoadError(f"--input-shape {_text(input_shape)} is one shape but the model has {len(inputs)} "
+                                 f"inputs ({', '.join(inputs)}); give one per input as NAME=SHAPE")
+        input_shape = {inputs[0]: tuple(input_shape)}
+    shapes = dict(input_shape or {})
+    unknown = [name for name in shapes if name not in inputs]
+    if unknown:
+        raise ModelLoadError(f"--input-shape names '{unknown[0]}', which is no input of the model "
+                             f"(its inputs: {', '.join(inputs)})")
     for value in model.graph.input:
         dims = value.type.tensor_type.shape.dim
-        if input_shape is not None:
-            if len(dims) and len(dims) != len(input_shape):
+        shape = shapes.get(value.name)
+        if shape is not None:
+            if len(dims) and len(dims) != len(shape):
                 raise ModelLoadError(
-                    f"--input-shape {','.join(map(str, input_shape))} has rank {len(input_shape)} "
+                    f"--input-shape {value.name}={_text(shape)} has rank {len(shape)} "
                     f"but input '{value.name}' has rank {len(dims)}"
                 )
             del dims[:]
-            for d in input_shape:
+            for d in shape:
                 dims.add().dim_value = d
             continue
         for axis, dim in enumerate(dims):
@@ -173,10 +194,14 @@ def _fix_input_shapes(model: onnx.ModelProto, input_shape: tuple[int, ...] | Non
                 if axis != 0:
                     raise ModelLoadError(
                         f"input '{value.name}' has an unknown dimension {axis} ('{dim.dim_param}'); "
-                        "pass --input-shape"
+                        f"pass --input-shape {value.name}=..."
                     )
                 dim.Clear()
                 dim.dim_value = 1
+
+
+def _text(shape: tuple[int, ...]) -> str:
+    return ",".join(map(str, shape))
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, TensorInfo]:

@@ -332,10 +332,16 @@ def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
                                  f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
 
 
+INDEX_DTYPES = frozenset({"int32", "bool"})
+
+
 def _check_activation(op: QOp, where: str, t: str, tensors: Mapping[str, QTensor]) -> None:
     """int8 ops read and write quantized int8 activations, float32 ops float32 ones; QUANTIZE (float32 →
-    int8) and DEQUANTIZE (int8 → float32) join the two, as at the edges of a float-input file."""
+    int8) and DEQUANTIZE (int8 → float32) join the two, as at the edges of a float-input file. Unquantized
+    int32 and bool tensors (token ids, attention masks: GATHER positions, CAST) go with either."""
     tensor = tensors[t]
+    if tensor.dtype in INDEX_DTYPES and tensor.qparams is None:
+        return
     quantized = tensor.dtype == "int8" and tensor.qparams is not None
     mode = _mode(op, tensors)
     crossing = t in op.inputs and op.kind == ("QUANTIZE" if mode == "int8" else "DEQUANTIZE")

@@ -370,3 +370,47 @@ def _resize(op: QOp, program: QProgram) -> Shape:
     if np.any(size <= 0):
         raise ShapeMismatch(f"output size {size.tolist()}")
     return (n, int(size[0]), int(size[1]), c)
+
+
+@OUTPUT_SHAPES.register("GATHER")
+def _gather(op: QOp, program: QProgram) -> Shape:
+    """``gather.cc``: ``params.shape[:axis] + indices.shape + params.shape[axis + 1:]`` (``batch_dims`` 0)."""
+    params, indices = _shape(program, op, 0), _shape(program, op, 1)
+    axis = int(op.options.get("axis", 0))
+    if not -len(params) <= axis < len(params) or int(op.options.get("batch_dims", 0)):
+        raise ShapeMismatch(f"axis {axis} (batch_dims {op.options.get('batch_dims', 0)}) for params of rank "
+                            f"{len(params)}")
+    axis %= len(params)
+    return (*params[:axis], *indices, *params[axis + 1:])
+
+
+@OUTPUT_SHAPES.register("CAST")
+def _cast(op: QOp, program: QProgram) -> Shape:
+    return _shape(program, op, 0)
+
+
+def _broadcast(*shapes: Shape) -> Shape:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError as exc:
+        raise ShapeMismatch(f"input shapes do not broadcast: {exc}") from None
+
+
+@OUTPUT_SHAPES.register("LOGICAL_AND")
+def _logical_and(op: QOp, program: QProgram) -> Shape:
+    return _broadcast(_shape(program, op, 0), _shape(program, op, 1))
+
+
+@OUTPUT_SHAPES.register("SELECT_V2")
+def _select_v2(op: QOp, program: QProgram) -> Shape:
+    return _broadcast(*(_shape(program, op, i) for i in range(3)))
+
+
+@OUTPUT_SHAPES.register("BROADCAST_TO")
+def _broadcast_to(op: QOp, program: QProgram) -> Shape:
+    """``broadcast_to.cc``: the constant shape, which the input must broadcast to (right-aligned)."""
+    x = _shape(program, op, 0)
+    shape = tuple(int(d) for d in _constant(program, op, 1))
+    if len(x) > len(shape) or _broadcast(x, shape) != shape:
+        raise ShapeMismatch(f"an input of shape {x} does not broadcast to {shape}")
+    return shape

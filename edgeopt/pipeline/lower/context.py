@@ -21,6 +21,13 @@ Lowering = Callable[[Node, "LowerContext"], None]
 LOWERINGS: Registry[Lowering] = Registry("int8 lowering")
 
 
+def program_dtype(dtype: str) -> str:
+    """The program dtype of an unquantized integer or boolean source tensor: ``bool`` stays, every integer
+    becomes int32 (what TFLite's converter writes for indices: GATHER takes int32 or int64 positions, and
+    CAST and the integer kernels of LiteRT's reference resolver all take int32)."""
+    return "bool" if dtype == "bool" else "int32"
+
+
 def program_perm(rank: int) -> tuple[int, ...] | None:
     """The permutation from a source tensor of ``rank`` to its program layout, None if unchanged."""
     return NHWC if rank == 4 else None
@@ -62,23 +69,39 @@ class LowerContext:
         return self.enc[name]
 
     # -- program-side construction -------------------------------------------------------------
+    def is_integer(self, name: str) -> bool:
+        """Whether source tensor ``name`` holds integers or booleans (token ids, masks), never quantized."""
+        info = self.graph.tensors.get(name)
+        return info is not None and not info.is_float
+
     def activation(self, name: str, node: Node) -> str:
-        """The program tensor for source activation ``name`` (created on first use, NHWC if 4-D)."""
+        """The program tensor for source activation ``name`` (created on first use, NHWC if 4-D): int8 or
+        int16 with its encoding, or, for an integer or boolean tensor, int32 or bool without one."""
         if name not in self.tensors:
             shape = self.src_shape(name)
             perm = program_perm(len(shape))
             if perm:
                 shape = tuple(shape[p] for p in perm)
+            if self.is_integer(name):
+                self.tensors[name] = QTensor(name, shape, program_dtype(self.graph.tensors[name].dtype))
+                return name
             q = self.encoding(name, node)
             self.tensors[name] = QTensor(name, shape, q.dtype, q)  # int8, or int16 (a w8a16 plan)
         return name
 
-    def temp(self, base: str, shape: tuple[int, ...], qparams: QParams) -> str:
-        """A new intermediate activation tensor of the program (no source counterpart)."""
+    def temp(self, base: str, shape: tuple[int, ...], qparams: QParams | None, dtype: str | None = None) -> str:
+        """A new intermediate activation tensor of the program (no source counterpart): quantized with
+        ``qparams``, or of ``dtype`` without them (integers, booleans)."""
+        if qparams is None and dtype is None:
+            raise InternalError(f"temporary tensor '{base}' needs an encoding or a dtype")
         self._fresh += 1
         name = f"{base}__{self._fresh}"
-        self.tensors[name] = QTensor(name, shape, qparams.dtype, qparams)
+        self.tensors[name] = QTensor(name, shape, qparams.dtype if qparams is not None else dtype, qparams)
         return name
+
+    def temp_like(self, base: str, shape: tuple[int, ...], like: str) -> str:
+        """A new intermediate tensor with the dtype and encoding of program tensor ``like``."""
+        return self.temp(base, shape, self.tensors[like].qparams, self.tensors[like].dtype)
 
     def quantized(self, value: np.ndarray, qparams: QParams) -> np.ndarray:
         """A constant's values as the program stores them: ``qparams.quantize(value)``, or, in a float

@@ -2,7 +2,9 @@
 
 Two kinds of node run in float: LayerNormalization, Gelu, Div (by a computed tensor) and Sqrt always
 (``FLOAT_ISLAND_OPS``: TFLite has no int8 kernel for them), and any node named in ``QuantizedGraph.float_nodes`` (an op the device runs only
-in float, ``pipeline.place``, or a layer mixed precision keeps in float, ``quantize.precision``).
+in float, ``pipeline.place``, or a layer mixed precision keeps in float, ``quantize.precision``). An
+attention mask's real values start islands too: a Cast of integers to float (``lower_cast``) and a
+Where (``lower_where``, also in ``FLOAT_ISLAND_OPS``), with what applies them (``mask_float_nodes``).
 
 The island's edges are the same for both: a float node reads DEQUANTIZE(int8 input), one per tensor
 shared by all its float readers; consecutive float nodes share one island (the float tensor passes
@@ -34,18 +36,23 @@ from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.quantize.float_plan import FLOAT_ISLAND_OPS
 from edgeopt.pipeline.lower.context import LOWERINGS, Lowering, LowerContext, program_perm
+from edgeopt.pipeline.lower.masks import aligned_operand
 from edgeopt.qprogram import CONVERSION_KINDS, QTensor
 
 
 def is_float(node: Node, ctx: LowerContext) -> bool:
-    """Whether ``node`` runs in a float island."""
-    return node.op in FLOAT_ISLAND_OPS or node.name in ctx.qgraph.float_nodes
+    """Whether ``node`` runs in a float island (a Cast of integers to float starts one: ``lower_cast``)."""
+    return node.op in FLOAT_ISLAND_OPS or node.name in ctx.qgraph.float_nodes or _casts_to_float(node, ctx)
+
+
+def _casts_to_float(node: Node, ctx: LowerContext) -> bool:
+    return node.op == "Cast" and ctx.is_integer(node.inputs[0]) and not ctx.is_integer(node.outputs[0])
 
 
 def lowering_of(node: Node, ctx: LowerContext) -> Lowering:
     """The lowering that honours ``float_nodes``: ``lower_float_node`` for a listed node that has an int8
     lowering of its own, else the op's registered lowering."""
-    if node.op not in FLOAT_ISLAND_OPS and node.name in ctx.qgraph.float_nodes:
+    if node.op not in FLOAT_ISLAND_OPS and node.name in ctx.qgraph.float_nodes and not _casts_to_float(node, ctx):
         return lower_float_node
     return LOWERINGS.get(node.op)
 
@@ -107,13 +114,16 @@ def lower_float_node(node: Node, ctx: LowerContext) -> None:
     names: dict[str, str] = {}
     for name in node.inputs:
         if name in sub.tensors and not sub.tensors[name].is_constant:
-            names[name] = _float_input(name, node, ctx)
+            # integers (token ids, masks) enter as they are; quantized values through DEQUANTIZE
+            names[name] = ctx.activation(name, node) if ctx.is_integer(name) else _float_input(name, node, ctx)
     for name in filter(None, node.outputs):
         names[name] = _float_output(name, ctx, sub.tensors[name].shape)
     for tensor in sub.tensors.values():
         if tensor.name in names:
             continue
-        if not tensor.is_constant:
+        if not tensor.is_constant and tensor.qparams is None:  # an integer or boolean intermediate
+            names[tensor.name] = ctx.temp(tensor.name, tensor.shape, None, tensor.dtype)
+        elif not tensor.is_constant:
             names[tensor.name] = _float_tensor(ctx, tensor.name, tensor.shape)
         elif tensor.dtype == "float32" or tensor.qparams is not None:  # weights, biases, quantized values
             data = tensor.data if tensor.dtype == "float32" else tensor.qparams.dequantize(tensor.data)
@@ -125,6 +135,53 @@ def lower_float_node(node: Node, ctx: LowerContext) -> None:
                  **op.options)
     for name in filter(None, node.outputs):
         _leave_island(name, node, ctx)
+
+
+@LOWERINGS.register("Cast")
+def lower_cast(node: Node, ctx: LowerContext) -> None:
+    """Cast of integers or booleans (token ids, an attention mask) → CAST: to float32 it starts a float
+    island (QUANTIZE'd to its calibrated encoding only where an integer op reads it: ``_leave_island``),
+    to an integer or boolean it stays an unquantized int32/bool tensor.
+
+    Raises:
+        UnsupportedOpError: a Cast of real values (float to float or to integers), which has no int8 form.
+    """
+    if not ctx.is_integer(node.inputs[0]):
+        raise UnsupportedOpError("Cast", node.name, "only casts of integer or boolean tensors (token ids, masks) "
+                                 "are supported")
+    x = ctx.activation(node.inputs[0], node)
+    if ctx.is_integer(node.outputs[0]):
+        ctx.emit("CAST", [x], [ctx.activation(node.outputs[0], node)], node)
+        return
+    y = _float_output(node.outputs[0], ctx, ctx.shape(x))
+    ctx.emit("CAST", [x], [y], node)
+    _leave_island(node.outputs[0], node, ctx)
+
+
+@LOWERINGS.register("Where")
+def lower_where(node: Node, ctx: LowerContext) -> None:
+    """Where(condition, x, y) → SELECT_V2 in float32 (``quantize.float_plan.FLOAT_ISLAND_OPS``): a boolean
+    condition (an attention mask), constants as float32, activations through the island's DEQUANTIZE.
+
+    Raises:
+        UnsupportedOpError: the condition is not boolean, or an activation operand of fewer axes than a
+            4-D result (its layout differs from the result's).
+    """
+    condition = node.inputs[0]
+    if not ctx.is_integer(condition) and not ctx.is_const(condition):
+        raise UnsupportedOpError("Where", node.name, f"condition '{condition}' is not a boolean tensor")
+    rank = len(ctx.src_shape(node.outputs[0]))
+    operands = [aligned_operand(node, ctx, condition, rank)]
+    for name in node.inputs[1:]:
+        if ctx.is_const(name):
+            operands.append(aligned_operand(node, ctx, name, rank, float32=True))
+        elif len(ctx.src_shape(name)) != rank and program_perm(rank):
+            raise UnsupportedOpError("Where", node.name, f"operand '{name}' has fewer axes than the 4-D result")
+        else:
+            operands.append(_float_input(name, node, ctx))
+    shape = tuple(ctx.shape(ctx.activation(node.outputs[0], node)))
+    ctx.emit("SELECT_V2", operands, [_float_output(node.outputs[0], ctx, shape)], node)
+    _leave_island(node.outputs[0], node, ctx)
 
 
 @LOWERINGS.register("Gelu")

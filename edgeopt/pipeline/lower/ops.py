@@ -207,13 +207,12 @@ def lower_reshape(node: Node, ctx: LowerContext) -> None:
     x = ctx.activation(node.inputs[0], node)
     y_src = node.outputs[0]
     in_perm, out_perm = program_perm(len(ctx.src_shape(node.inputs[0]))), program_perm(len(ctx.src_shape(y_src)))
-    q = ctx.tensors[x].qparams
     if in_perm and not _same_order(ctx.shape(x)):
-        nchw = ctx.temp(f"{node.name}/nchw", ctx.src_shape(node.inputs[0]), q)
+        nchw = ctx.temp_like(f"{node.name}/nchw", ctx.src_shape(node.inputs[0]), x)
         _transpose(node, ctx, x, nchw, NCHW_FROM_NHWC)
         x = nchw
     if out_perm and not _same_order(ctx.shape(ctx.activation(y_src, node))):
-        flat = ctx.temp(f"{node.name}/reshaped", ctx.src_shape(y_src), q)
+        flat = ctx.temp_like(f"{node.name}/reshaped", ctx.src_shape(y_src), x)
         _reshape(node, ctx, x, flat)
         _transpose(node, ctx, flat, ctx.activation(y_src, node), NHWC)
     else:

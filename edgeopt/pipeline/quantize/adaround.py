@@ -86,7 +86,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeopt.errors import InternalError
-from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, weight_out_axis
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, input_arrays, weight_out_axis
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
@@ -325,14 +325,16 @@ def _gather(graph: Graph, enc: Mapping[str, QParams], group: list[_Layer], x: np
     w_gok = {lay.node.name: lay.to_gok(np.array(graph.initializers[lay.node.inputs[1]], np.float32))
              for lay in group}
     for i in range(len(x)):
-        values = dict(zip(session.output_names, session.run([x[i:i + 1]]))) if session else {}
+        names = [t.name for t in graph.inputs]
+        values = dict(zip(names, input_arrays(x[i:i + 1], names)))
+        values.update(zip(session.output_names, session.run_batch(x[i:i + 1])) if session else ())
         for lay in group:
             name, t_in = lay.node.name, lay.node.inputs[0]
             pos = where[name]
             mine = pos[np.searchsorted(pos, i * lay.per_sample):np.searchsorted(pos, (i + 1) * lay.per_sample)]
             if not len(mine):
                 continue
-            patch = lay.patches(values[t_in] if t_in in values else x[i:i + 1], mine - i * lay.per_sample)
+            patch = lay.patches(values[t_in], mine - i * lay.per_sample)
             codes[name].append(enc[t_in].quantize(patch))
             targets[name].append(_float_target(lay, patch, w_gok[name]))
     return {name: _Cache(np.concatenate(codes[name], axis=1), np.concatenate(targets[name])) for name in codes}

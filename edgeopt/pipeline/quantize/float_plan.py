@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from edgeopt.ir import QuantizedGraph
+from edgeopt.ir import Graph, QuantizedGraph
+from edgeopt.pipeline.quantize.spec import TABLE_OPS
 
 
 def float_plan_nodes(plan: Mapping[str, str]) -> frozenset[str]:
@@ -38,9 +39,44 @@ def keep_in_float(qgraph: QuantizedGraph, plan: Mapping[str, str] | Iterable[str
 
 # Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``). A Div left after
 # ``div_by_constant_as_mul`` divides by a computed tensor (TFLite's DIV runs float32, int32 and uint8 only).
-FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu", "Div", "Sqrt"})
+# Where too: it selects between a mask's 0 and finfo.min, which no int8 encoding holds (``mask_float_nodes``).
+FLOAT_ISLAND_OPS = frozenset({"LayerNormalization", "Gelu", "Div", "Sqrt", "Where"})
 
 
 def float_node_names(qgraph: QuantizedGraph) -> frozenset[str]:
     """The nodes of ``qgraph`` that run in float islands: its ``float_nodes`` and every node of ``FLOAT_ISLAND_OPS``."""
     return qgraph.float_nodes | {n.name for n in qgraph.graph.nodes if n.op in FLOAT_ISLAND_OPS}
+
+
+# What reads an additive attention mask: the scores it is added to are normalised by a softmax.
+MASK_READERS = frozenset({"Softmax"})
+
+
+def mask_float_nodes(graph: Graph) -> frozenset[str]:
+    """The nodes that compute real values from the model's integer inputs alone (an attention mask turned
+    into floats: Cast, ``(1 - m) * finfo.min``, ``Where(m, 0, finfo.min)``), the nodes that combine such a
+    value with an activation (the scores' Add, an embedding's Mul), and a Softmax reading such a sum.
+
+    They run in a float island. An additive mask holds ``finfo(float32).min`` (-3.4e38) where a token is
+    masked: an int8 encoding spanning that range has a scale near 1.3e36, so every real score in the sum
+    would round to the zero point and the softmax would see nothing but the mask. In float32 the masked
+    scores stay -3.4e38 and the SOFTMAX gives them exact zeros; its output returns to int8 at TFLite's
+    fixed 1/256 encoding. Integer and boolean nodes before the first float value stay integer ops, and
+    an embedding lookup (a Gather of a constant float table) makes activations, not a mask.
+    """
+    derived = {t.name for t in graph.inputs if not t.is_float} | set(graph.initializers)
+    is_float = {name: info.is_float for name, info in graph.tensors.items()}
+    mask: set[str] = set()
+    for node in graph.nodes:
+        if node.op in TABLE_OPS and node.inputs[0] in graph.initializers:
+            continue  # an embedding lookup: its rows are the model's activations, not a mask
+        if all(t in derived for t in node.inputs if t):
+            derived.update(node.outputs)
+            if any(is_float.get(out, True) for out in node.outputs if out):
+                mask.add(node.name)
+    mask_values = {out for node in graph.nodes if node.name in mask for out in node.outputs}
+    mixing = {node.name: node for node in graph.nodes
+              if node.name not in mask and any(t in mask_values for t in node.inputs)}
+    readers = {reader.name for node in mixing.values() for out in node.outputs
+               for reader in graph.consumers(out) if reader.op in MASK_READERS}
+    return frozenset(mask | set(mixing) | readers)

@@ -13,7 +13,13 @@ from edgeopt.ir import Graph, QParams, QuantizedGraph, weight_out_axis
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.quantize.encodings import activation_qparams, bias_qparams, weight_qparams
 from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
-from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import (
+    CONSTANT_OPERAND_OPS,
+    FIXED_OUTPUT,
+    SHARED_SCALE_OPS,
+    TABLE_OPS,
+    WEIGHTED_OPS,
+)
 
 
 def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bits: int = 8,
@@ -34,8 +40,14 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
     stats = unify_concat_ranges(graph, stats, SHARED_SCALE_OPS, FIXED_OUTPUT)
     enc: dict[str, QParams] = {}
     for t in graph.inputs:
-        enc[t.name] = _from_stats(stats, t.name)
+        if t.is_float:  # token ids and masks stay integers
+            enc[t.name] = _from_stats(stats, t.name)
     for node in graph.nodes:
+        if all(out in graph.tensors and not graph.tensors[out].is_float for out in node.outputs if out):
+            continue  # integer and boolean results (mask arithmetic, indices) carry no encoding
+        if node.op in TABLE_OPS and node.inputs[0] in graph.initializers:
+            table = graph.initializers[node.inputs[0]]
+            enc[node.inputs[0]] = activation_qparams(table.min(), table.max())
         if node.op in SHARED_SCALE_OPS and node.inputs[0] in enc:
             for out in node.outputs:
                 enc[out] = enc[node.inputs[0]]

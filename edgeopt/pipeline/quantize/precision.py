@@ -140,7 +140,8 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
 
     def in_dtype(tensor: str, dtype: str) -> str:
         """``tensor`` as ``dtype``: itself, or the output of a requantizing node (made once per dtype)."""
-        if tensor in graph.initializers or not tensor or enc[tensor].dtype == dtype:
+        if tensor in graph.initializers or not tensor or tensor not in enc or enc[tensor].dtype == dtype:
+            # (no encoding: an integer tensor, token ids or a mask, which no precision changes)
             return tensor
         if (tensor, dtype) not in copies:
             copy = f"{tensor}/{dtype}"
@@ -156,11 +157,11 @@ def apply_precision(qgraph: QuantizedGraph, stats: Mapping[str, TensorStats], pl
         dtype = "int8" if dtype == "float" else dtype  # a float island's edges are int8
         inputs = tuple(in_dtype(t, dtype) for t in node.inputs)
         node = node.with_(inputs=inputs) if inputs != node.inputs else node
-        shared = node.op in SHARED_SCALE_OPS and inputs[0] not in graph.initializers
+        shared = node.op in SHARED_SCALE_OPS and inputs[0] not in graph.initializers and inputs[0] in enc
         for out in node.outputs:
             if shared:
                 enc[out] = enc[inputs[0]]
-            elif dtype == "int16" and out:
+            elif dtype == "int16" and out in enc:  # (an integer output, a mask's, has no encoding)
                 enc[out] = activation_qparams(stats[out].min, stats[out].max, "int16")
         if dtype == "int16" and node.op in CONSTANT_OPERAND_OPS:  # a 16x8 ADD reads an int16 constant
             for name in filter(graph.initializers.__contains__, inputs):

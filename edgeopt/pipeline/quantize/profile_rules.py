@@ -89,6 +89,9 @@ def resolve_plan(graph: Graph, precision: Precision | None, rules: Quantization,
     plan = precision_plan(graph, precision or "w8a8", overrides)  # validates precision and overrides
     fallbacks = []
     for node in graph.nodes:
+        if all(out in graph.tensors and not graph.tensors[out].is_float for out in node.outputs if out):
+            plan[node.name] = "int8"  # integers and booleans (a mask's arithmetic): no activation precision
+            continue
         explicit = overrides.get(node.name, overrides.get(node.op))
         wanted = explicit or (PRECISIONS[precision] if precision else default_dtype(rules, node.op))
         if wanted != "int16":

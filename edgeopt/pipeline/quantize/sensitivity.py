@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 
 from edgeopt.errors import DataError
-from edgeopt.ir import Graph, Node, QParams, QuantizedGraph
+from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
@@ -69,7 +69,8 @@ def sensitivity_of(qgraph: QuantizedGraph, x: np.ndarray, *, samples: int = DEFA
     agree = np.zeros(len(probes))
     for i in range(0, len(x), chunk):
         part = x[i:i + chunk]
-        values = {graph.inputs[0].name: part, **dict(zip(full.output_names, full.run([part])))}
+        fed = dict(zip(full.input_names, input_arrays(part, full.input_names)))
+        values = {**fed, **dict(zip(full.output_names, full.run(list(fed.values()))))}
         reference = [values[t.name] for t in graph.outputs]
         ref = _flat(reference)
         signal += float(np.sum(ref ** 2))

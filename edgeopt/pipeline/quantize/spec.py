@@ -18,6 +18,8 @@ SHARED_SCALE_OPS: frozenset[str] = frozenset({
     "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Pad", "Slice", "Split",
     "AveragePool", "GlobalAveragePool", "ReduceMean", "MaxPool",
     "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
+    "Gather",  # TFLite's GATHER copies values: an embedding row keeps its table's encoding
+    "Expand",  # BROADCAST_TO copies values
 })
 # Means whose TFLite int8 form (MEAN) can requantize: a QDQ file's own output encoding for them is kept
 # (``frontend.qdq_onnx``), and the lowering writes MEAN instead of AVERAGE_POOL_2D when it differs from the
@@ -31,5 +33,8 @@ FIXED_OUTPUT: Mapping[str, QParams] = MappingProxyType({
     "Sigmoid": QParams(1.0 / 256, -128),  # int8 LOGISTIC (activations.cc SigmoidPrepare)
     "Tanh": QParams(1.0 / 128, 0),  # int8 TANH, as TensorFlow's converter fixes it
 })
+# Ops whose constant input 0 is a lookup table (an embedding): int8 per-tensor over the table's own range,
+# which their output shares (SHARED_SCALE_OPS).
+TABLE_OPS: frozenset[str] = frozenset({"Gather"})
 # Constant operands of these ops become int8 per-tensor tensors over their own range, as the converter writes.
 CONSTANT_OPERAND_OPS: frozenset[str] = frozenset({"Add", "Sub", "Mul"})

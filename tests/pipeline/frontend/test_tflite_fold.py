@@ -103,13 +103,13 @@ def test_shape_chain_folds_and_emulates_bit_exact_with_builtin_ref() -> None:
 
 
 def test_an_op_left_after_folding_without_kernel_is_named() -> None:
-    """A SHAPE chain that cannot fold (a GATHER of an activation) ends in one line naming op and operator."""
+    """A SHAPE chain that cannot fold (a GATHER_ND of an activation) ends in one line naming op and operator."""
 
     def gather_activation(model: schema.ModelT) -> None:
         for op in model.subgraphs[0].operators:
             code = model.operatorCodes[op.opcodeIndex]
             if code.builtinCode == schema.BuiltinOperator.PACK:
-                code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.GATHER
+                code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.GATHER_ND
                 op.inputs = [0, int(op.inputs[1])]
                 op.builtinOptionsType, op.builtinOptions = 0, None
 
@@ -117,4 +117,4 @@ def test_an_op_left_after_folding_without_kernel_is_named() -> None:
                       gather_activation)
     with pytest.raises(UnsupportedOpError) as err:
         tflite_to_program(data, "g", "double")
-    assert err.value.op == "GATHER" and "operator 3" in err.value.node
+    assert err.value.op == "GATHER_ND" and "operator 3" in err.value.node

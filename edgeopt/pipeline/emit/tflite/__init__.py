@@ -26,6 +26,7 @@ from edgeopt.errors import InternalError, UnsupportedOpError
 from edgeopt.fileio import atomic_write_bytes
 # Imported for their side effect: each family module registers its writers in OP_WRITERS.
 from edgeopt.pipeline.emit.tflite import compute, elementwise, float_island, movement, reduce_split  # noqa: F401
+from edgeopt.pipeline.emit.tflite import gather_cast, masks  # noqa: F401
 from edgeopt.pipeline.emit.tflite.int16 import int16_encoding
 from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding
 from edgeopt.qprogram import QOp, QProgram, QTensor
@@ -48,6 +49,7 @@ _TENSOR_TYPES: Mapping[str, int] = {
     "int32": schema.TensorType.INT32,
     "int16": schema.TensorType.INT16,
     "int64": schema.TensorType.INT64,
+    "bool": schema.TensorType.BOOL,  # attention masks
 }
 
 
