@@ -87,7 +87,7 @@ def main() -> None:
                                 progress=print)
                 path = tmp / f"finetuned{target}.onnx"
                 write_onnx(graph_to_onnx(tuned), path)
-                rows.append((f"  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start,
+                rows.append(("  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start,
                              result))
         print(f"ResNet-32 CIFAR-10 test1000, device {args.device}, methods {args.methods}, ratios {args.ratios}, "
               f"label-free scoring "

@@ -26,6 +26,10 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and deb
 TargetOpt = Annotated[str, typer.Option(help="emulate (estimates only), or adb[:SERIAL] to also measure on an "
                                              "Android device (SERIAL: USB serial or HOST:PORT).")]
 KeepOpt = Annotated[bool, typer.Option(help="Leave the pushed files on the device.")]
+InputShapeOpt = Annotated[list[str] | None, typer.Option(
+    "--input-shape", metavar="[NAME=]SHAPE",
+    help="Input shape, e.g. 1,3,32,32; for a model with several inputs one NAME=SHAPE per input, repeated or "
+         "';'-separated: --input-shape input_ids=1,128 --input-shape attention_mask=1,128.")]
 BinaryOpt = Annotated[Path | None, typer.Option(help="A benchmark_model binary to push (default: "
                                                      "/data/local/tmp/benchmark_model on the device).")]
 
@@ -115,10 +119,7 @@ def deploy(
                                                     "(default: a slice of --data).")]
     = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
-    input_shape: Annotated[list[str] | None, typer.Option(
-        "--input-shape", metavar="[NAME=]SHAPE",
-        help="Input shape, e.g. 1,3,32,32; for a model with several inputs one NAME=SHAPE per input, repeated or "
-             "';'-separated: --input-shape input_ids=1,128 --input-shape attention_mask=1,128.")] = None,
+    input_shape: InputShapeOpt = None,
     calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
     range_method: Annotated[str, typer.Option(help="Activation ranges: minmax, percentile, mse or sqnr.")]
     = "minmax",
@@ -344,7 +345,7 @@ def compress(
     finetune_size: Annotated[int, typer.Option(help="Distil on at most this many calibration samples.")] = 2048,
     out: Annotated[Path, typer.Option(help="Output folder: model.compressed.onnx, compress.json and the cached "
                                            "score table.")] = Path("edgeopt-out/compress"),
-    input_shape: Annotated[str | None, typer.Option(help="Input shape, e.g. 1,3,32,32.")] = None,
+    input_shape: InputShapeOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Compress MODEL (SVD, channel pruning) to a MAC target with per-layer ratios; write an fp32 .onnx."""
@@ -356,7 +357,7 @@ def compress(
         with err_console.status("compressing") as status:
             return run_compress(model, target_macs, target_latency=target_latency, device=device, out=out,
                                 methods=methods, data=data, calib=calib,
-                                calib_size=calib_size, eval_size=eval_size, input_shape=_parse_shape(input_shape),
+                                calib_size=calib_size, eval_size=eval_size, input_shape=_parse_input_shapes(input_shape or []),
                                 finetune_epochs=finetune_epochs, finetune_size=finetune_size,
                                 progress=lambda s: status.update(f"compress: {s}"))
 

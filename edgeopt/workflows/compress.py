@@ -26,8 +26,7 @@ from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
-from edgeopt.pipeline.frontend.data import load_npz
-from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.report.compress import compress_svg
 from edgeopt.pipeline.target import Target
 
@@ -103,8 +102,8 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     say("loading")
     loaded = load(model, input_shape)
     graph = loaded.graph
-    x, y = load_npz(data, graph.inputs[0], labels=True) if data is not None else (None, None)
-    pool = _calibration(calib, loaded.calib, x, graph)
+    x, y = loaded.read_data(data) if data is not None else (None, None)
+    pool = _calibration(calib, loaded, x)
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
     price = None
@@ -147,12 +146,11 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 
-def _calibration(calib: str | Path | None, shipped: np.ndarray | None, x: np.ndarray | None, graph: Graph
-                 ) -> np.ndarray:
+def _calibration(calib: str | Path | None, loaded: LoadedModel, x: np.ndarray | None) -> np.ndarray:
     if calib is not None:
-        return load_npz(calib, graph.inputs[0], labels=False)[0]
-    if shipped is not None:
-        return shipped
+        return loaded.read_data(calib, labels=False)[0]
+    if loaded.calib is not None:
+        return loaded.calib
     if x is None:
         raise DataError("compress needs data: pass --calib CALIB.npz or --data DATA.npz (x: model-ready inputs)")
     return x

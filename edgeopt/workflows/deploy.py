@@ -24,7 +24,6 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
@@ -154,7 +153,7 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = _read_data(options.data, loaded) if options.data is not None else loaded.data or (None, None)
+    x, y = loaded.read_data(options.data) if options.data is not None else loaded.data or (None, None)
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
@@ -247,17 +246,10 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
                              [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
 
 
-def _read_data(path: str | Path, loaded: LoadedModel, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """The inputs (laid out as the user's model file takes them, e.g. NHWC for a .tflite) in the graph's
-    layout, and the labels (``frontend.data.load_npz``: one array, or one per input name)."""
-    x, y = load_npz(path, loaded.data_inputs, labels=labels)
-    return loaded.to_graph_layout(x), y
-
-
 def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarray | None,
                      calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = _read_data(calib, loaded, labels=False)
+        calib_x, _ = loaded.read_data(calib, labels=False)
         return calib_x[:calib_size], str(calib)
     if loaded.calib is not None:
         return loaded.calib[:calib_size], "the example's training split"

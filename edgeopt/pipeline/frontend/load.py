@@ -24,6 +24,7 @@ from edgeopt.errors import ModelLoadError, first_line
 from edgeopt.ir import Graph, TensorInfo
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.batch_norm_stats import batch_norm_stats, with_stats
+from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.onnx import InputShape, onnx_to_graph
 from edgeopt.pipeline.frontend.tflite_float import NCHW_FROM_NHWC, tflite_to_graph
 
@@ -63,6 +64,13 @@ class LoadedModel:
     def to_graph_layout(self, x: np.ndarray) -> np.ndarray:
         """User data ``[N, ...]`` laid out as the graph's input wants it."""
         return x if self.data_layout is None else np.ascontiguousarray(x.transpose(self.data_layout))
+
+    def read_data(self, path: str | Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """The inputs of an ``.npz`` file (laid out as the user's model file takes them, e.g. NHWC for a
+        .tflite) in the graph's layout, and the labels (``frontend.data.load_npz``: one array, or one per
+        input name)."""
+        x, y = load_npz(path, self.data_inputs, labels=labels)
+        return self.to_graph_layout(x), y
 
 
 def load(spec: str | None, input_shape: InputShape | None = None) -> LoadedModel:

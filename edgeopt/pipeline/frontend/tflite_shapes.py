@@ -188,10 +188,7 @@ def _batch_matmul(op: QOp, program: QProgram) -> Shape:
 
 @OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "DIV")
 def _broadcast(op: QOp, program: QProgram) -> Shape:
-    try:
-        return tuple(np.broadcast_shapes(_shape(program, op, 0), _shape(program, op, 1)))
-    except ValueError as exc:
-        raise ShapeMismatch(f"input shapes do not broadcast: {exc}") from None
+    return _broadcast_shapes(_shape(program, op, 0), _shape(program, op, 1))
 
 
 @OUTPUT_SHAPES.register("SOFTMAX", "LOGISTIC", "TANH", "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "GELU",
@@ -389,7 +386,7 @@ def _cast(op: QOp, program: QProgram) -> Shape:
     return _shape(program, op, 0)
 
 
-def _broadcast(*shapes: Shape) -> Shape:
+def _broadcast_shapes(*shapes: Shape) -> Shape:
     try:
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError as exc:
@@ -398,12 +395,12 @@ def _broadcast(*shapes: Shape) -> Shape:
 
 @OUTPUT_SHAPES.register("LOGICAL_AND")
 def _logical_and(op: QOp, program: QProgram) -> Shape:
-    return _broadcast(_shape(program, op, 0), _shape(program, op, 1))
+    return _broadcast(op, program)
 
 
 @OUTPUT_SHAPES.register("SELECT_V2")
 def _select_v2(op: QOp, program: QProgram) -> Shape:
-    return _broadcast(*(_shape(program, op, i) for i in range(3)))
+    return _broadcast_shapes(*(_shape(program, op, i) for i in range(3)))
 
 
 @OUTPUT_SHAPES.register("BROADCAST_TO")
@@ -411,6 +408,6 @@ def _broadcast_to(op: QOp, program: QProgram) -> Shape:
     """``broadcast_to.cc``: the constant shape, which the input must broadcast to (right-aligned)."""
     x = _shape(program, op, 0)
     shape = tuple(int(d) for d in _constant(program, op, 1))
-    if len(x) > len(shape) or _broadcast(x, shape) != shape:
+    if len(x) > len(shape) or _broadcast_shapes(x, shape) != shape:
         raise ShapeMismatch(f"an input of shape {x} does not broadcast to {shape}")
     return shape

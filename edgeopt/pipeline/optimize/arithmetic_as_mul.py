@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgeopt.ir import Graph, Node
+from edgeopt.ir import Graph
 from edgeopt.pipeline.optimize import PASSES
 
 

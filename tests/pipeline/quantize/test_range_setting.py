@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgeopt.errors import DataError
-from edgeopt.pipeline.calibrate import TensorStats, calibrate
+from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.calibrate import Histogram
 from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.optimize import optimize
