@@ -35,7 +35,8 @@ def program_transpose_perm(perm: tuple[int, ...]) -> tuple[int, ...]:
 @LOWERINGS.register("Concat")
 def lower_concat(node: Node, ctx: LowerContext) -> None:
     """Concat → CONCATENATION on the program layout's axis; constant inputs quantized with the output's
-    encoding, which the quantizer gave every input (``quantize.shared_ranges``)."""
+    encoding, which the quantizer gave every input it could (``quantize.shared_ranges``); any other input
+    is requantized to it by a QUANTIZE."""
     rank = len(ctx.src_shape(node.outputs[0]))
     y = ctx.activation(node.outputs[0], node)
     y_q = ctx.tensors[y].qparams
@@ -50,9 +51,11 @@ def lower_concat(node: Node, ctx: LowerContext) -> None:
         else:
             x = ctx.activation(t, node)
             if not ctx.tensors[x].qparams.same_as(y_q):
-                raise UnsupportedOpError("Concat", node.name,
-                                         f"input '{t}' is quantized differently from the output (quantize with "
-                                         "quantize_minmax, which unifies them)")
+                # TFLite's int8 CONCATENATION copies bytes: an input of another encoding (a fixed one, e.g. a
+                # Sigmoid's: ``quantize.shared_ranges``; or a QDQ file's) is requantized first.
+                requantized = ctx.temp(f"{node.name}/{t}/requantized", ctx.shape(x), y_q)
+                ctx.emit("QUANTIZE", [x], [requantized], node)
+                x = requantized
             inputs.append(x)
     ctx.emit("CONCATENATION", inputs, [y], node, axis=program_axis(node.attrs["axis"], rank),
              fused_activation_function="NONE")

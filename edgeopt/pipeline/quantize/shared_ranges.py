@@ -10,15 +10,15 @@ Choices:
     * A graph input in such a group takes the group's (wider) range: the program's input encoding is
       the one callers quantize with, so that is exact, at some resolution lost on the input.
     * A tensor feeding two concats (or a concat feeding a concat) merges their groups into one.
-    * A tensor whose encoding is fixed by its producer (``FIXED_OUTPUT``, e.g. Softmax) cannot widen:
-      such a concat is rejected with UnsupportedOpError (it would need a requantizing op, which the
-      lowering does not emit).
+    * A tensor whose encoding is fixed by its producer (``FIXED_OUTPUT``, e.g. a Sigmoid, directly or
+      through data movement) cannot widen: it stays out of the group, its range widens the group's, and
+      the lowering requantizes it to the concat's encoding with an int8 QUANTIZE before the concat, as
+      TensorFlow's converter does (YOLOv8's detection head concatenates box logits with class sigmoids).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
 
-from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Graph, QParams
 from edgeopt.pipeline.calibrate import TensorStats
 
@@ -35,9 +35,6 @@ def unify_concat_ranges(graph: Graph, stats: Mapping[str, TensorStats], shared_o
 
     Returns:
         A new mapping; tensors outside concat groups keep their ranges.
-
-    Raises:
-        UnsupportedOpError: a concat group holds a tensor with a fixed encoding.
     """
     parent: dict[str, str] = {}
 
@@ -51,13 +48,25 @@ def unify_concat_ranges(graph: Graph, stats: Mapping[str, TensorStats], shared_o
     def union(a: str, b: str) -> None:
         parent[find(a)] = find(b)
 
+    producers = {out: node for node in graph.nodes for out in node.outputs}
+
+    def pinned(t: str) -> bool:
+        """Whether ``t``'s encoding is fixed: made by a FIXED_OUTPUT op, directly or through data movement."""
+        while t in producers and producers[t].op in shared_ops and producers[t].op != "Concat":
+            t = producers[t].inputs[0]
+        return t in producers and producers[t].op in fixed
+
     concats = []
+    requantized: dict[str, list[str]] = {}  # concat output -> inputs it requantizes
     for node in graph.nodes:
         if node.op == "Concat":
             concats.append(node)
             for t in node.inputs:
                 if t and t not in graph.initializers:
-                    union(t, node.outputs[0])
+                    if pinned(t):
+                        requantized.setdefault(node.outputs[0], []).append(t)
+                    else:
+                        union(t, node.outputs[0])
         elif node.op in shared_ops and node.inputs and node.inputs[0] not in graph.initializers:
             for out in node.outputs:
                 union(node.inputs[0], out)
@@ -68,21 +77,15 @@ def unify_concat_ranges(graph: Graph, stats: Mapping[str, TensorStats], shared_o
     for t in parent:
         if find(t) in roots and t in stats:
             members.setdefault(find(t), []).append(t)
-    producers = {out: node for node in graph.nodes for out in node.outputs}
     out = dict(stats)
     for root, names in members.items():
-        # Constant inputs are quantized with the group's encoding too: their values widen the range.
-        consts = [graph.initializers[t] for n in concats if find(n.outputs[0]) == root
-                  for t in n.inputs if t in graph.initializers]
-        lo = min([stats[t].min for t in names] + [float(c.min()) for c in consts if c.size])
-        hi = max([stats[t].max for t in names] + [float(c.max()) for c in consts if c.size])
-        pinned = [t for t in names if t in producers and producers[t].op in fixed]
-        if pinned:
-            op = producers[pinned[0]].op
-            raise UnsupportedOpError(
-                "Concat", roots[root].name,
-                f"input '{pinned[0]}' has the fixed int8 encoding of {op}, which the other inputs cannot "
-                "share without a requantizing op (not supported yet)")
+        group = [n for n in concats if find(n.outputs[0]) == root]
+        # Constant inputs are quantized with the group's encoding too: their values widen the range, and so
+        # do the requantized inputs' values.
+        consts = [graph.initializers[t] for n in group for t in n.inputs if t in graph.initializers]
+        extra = [stats[t] for n in group for t in requantized.get(n.outputs[0], []) if t in stats]
+        lo = min([stats[t].min for t in names] + [float(c.min()) for c in consts if c.size] + [e.min for e in extra])
+        hi = max([stats[t].max for t in names] + [float(c.max()) for c in consts if c.size] + [e.max for e in extra])
         for t in names:
             out[t] = TensorStats(lo, hi)
     return out

@@ -4,7 +4,7 @@
 * QUANTIZE float32 → int8 (mode int8, leaving a float island; ``reference/quantize.h``
   ``AffineQuantize``): ``round(x / float(scale))`` with a float32 division and rounding half away from
   zero, plus the zero point, saturated: bit-exact.
-* QUANTIZE int8 → int16 or back (mode 16x8; ``reference_ops::Requantize``): ``clamp(
+* QUANTIZE int8 → int8 (mode int8) and int8 → int16 or back (mode 16x8; ``reference_ops::Requantize``): ``clamp(
   MultiplyByQuantizedMultiplier(x - zp_in, m, s) + zp_out)`` with ``m, s`` from
   ``QuantizeMultiplier(double(s_in) / double(s_out))`` and the build's rounding.
 * DEQUANTIZE int8 → float32 (mode float32, entering a float island; ``reference/dequantize.h``):
@@ -23,9 +23,13 @@ from edgeopt.runtimes.reference.registry import F32, KERNELS, PREPARERS, Params
 
 @PREPARERS.register("QUANTIZE", mode="int8")
 def prepare_quantize(op: QOp, program: QProgram) -> Params:
-    """``quantize.cc`` Prepare for float32 → int8: the output's float32 ``scale`` and its ``zero_point``."""
-    if program.tensor(op.inputs[0]).dtype != "float32":
-        raise UnsupportedOpError(op.kind, op.source, "only float32 → int8 QUANTIZE is supported (no requantize)")
+    """``quantize.cc`` Prepare for float32 → int8: the output's float32 ``scale`` and its ``zero_point``; for
+    int8 → int8, the requantization's (``prepare_requantize``)."""
+    dtype = program.tensor(op.inputs[0]).dtype
+    if dtype == "int8":
+        return prepare_requantize(op, program)
+    if dtype != "float32":
+        raise UnsupportedOpError(op.kind, op.source, f"no {dtype} → int8 QUANTIZE kernel")
     scale, zero_point = per_tensor(program, op.outputs[0], op)
     return {"scale": scale, "zero_point": zero_point}
 
@@ -42,6 +46,8 @@ def affine_quantize(x: np.ndarray, scale: np.float32, zero_point: int) -> np.nda
 
 @KERNELS.register("QUANTIZE", mode="int8")
 def _run_quantize(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    if "output_multiplier" in op.params:  # int8 → int8
+        return _run_requantize(op, args, program)
     return affine_quantize(args[0], op.params["scale"], op.params["zero_point"])
 
 
@@ -50,7 +56,7 @@ def prepare_requantize(op: QOp, program: QProgram) -> Params:
     """``quantize.cc`` Prepare for an int8 <-> int16 requantization: ``QuantizeMultiplier(double(s_in) /
     double(s_out))`` and both zero points."""
     dtypes = (program.tensor(op.inputs[0]).dtype, program.tensor(op.outputs[0]).dtype)
-    if dtypes not in (("int8", "int16"), ("int16", "int8"), ("int16", "int16")):
+    if dtypes not in (("int8", "int8"), ("int8", "int16"), ("int16", "int8"), ("int16", "int16")):
         raise UnsupportedOpError(op.kind, op.source, f"no {dtypes[0]} → {dtypes[1]} QUANTIZE kernel")
     s_in, zp_in = per_tensor(program, op.inputs[0], op)
     s_out, zp_out = per_tensor(program, op.outputs[0], op)
