@@ -13,6 +13,7 @@ import numpy as np
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import Node
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
+from edgeopt.pipeline.lower.gather import NCHW_FROM_NHWC, transposed
 from edgeopt.pipeline.lower.movement import program_axis
 
 
@@ -56,8 +57,9 @@ def lower_mean(node: Node, ctx: LowerContext, axes: list[int], kind: str = "MEAN
     ``keep_dims`` as ``keepdims``.
 
     A keepdims=0 reduction of a 4-D tensor leaves a lower-rank source tensor, whose program layout is the
-    source order: when the kept axes are not in that order in NHWC (C kept with H or W), the op keeps
-    dims and a TRANSPOSE-free RESHAPE cannot reorder them, so that case is rejected.
+    source order: when the kept axes are in another order in NHWC (C kept with H or W, e.g. ``x.amax(3)``),
+    the op keeps dims, a TRANSPOSE puts them in NCHW order and a RESHAPE drops the reduced ones (all three
+    on the output's encoding).
     """
     shape = ctx.src_shape(node.inputs[0])
     rank = len(shape)
@@ -69,14 +71,18 @@ def lower_mean(node: Node, ctx: LowerContext, axes: list[int], kind: str = "MEAN
     if not perm and program_perm(len(ctx.src_shape(node.outputs[0]))):
         raise UnsupportedOpError(node.op, node.name, f"a rank-{rank} reduction with a 4-D result is not supported")
     p_axes = sorted(program_axis(a, rank) for a in axes)
-    if perm and not keep:
-        kept_program = [perm[i] for i in range(rank) if i not in p_axes]
-        if kept_program != sorted(kept_program):
-            raise UnsupportedOpError(node.op, node.name,
-                                     "the kept axes of this NCHW reduction are in another order in NHWC "
-                                     "(it would need a TRANSPOSE); reduce with keepdims=1 and reshape")
     axis = ctx.constant(f"{node.name}/axis", np.array(p_axes, np.int32), "int32")
-    ctx.emit(kind, [x, axis], [y], node, keep_dims=keep)
+    kept_program = [perm[i] for i in range(rank) if i not in p_axes] if perm and not keep else []
+    if kept_program == sorted(kept_program):
+        ctx.emit(kind, [x, axis], [y], node, keep_dims=keep)
+        return
+    kept = tuple(1 if i in p_axes else d for i, d in enumerate(ctx.shape(x)))
+    reduced = ctx.temp_like(f"{node.name}/kept", kept, y)
+    ctx.emit(kind, [x, axis], [reduced], node, keep_dims=True)
+    nchw = transposed(node, ctx, reduced, tuple(kept[p] for p in NCHW_FROM_NHWC), NCHW_FROM_NHWC)
+    shape = np.array(ctx.shape(y), np.int32)
+    ctx.emit("RESHAPE", [nchw, ctx.constant(f"{node.name}/shape", shape, "int32")], [y], node,
+             new_shape=shape.tolist())
 
 
 @LOWERINGS.register("ReduceMax")

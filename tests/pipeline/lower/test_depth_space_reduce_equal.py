@@ -49,6 +49,19 @@ class AmaxModel(nn.Module):
         return y.amax(dim=(2, 3), keepdim=True) + y.amax(dim=1, keepdim=False).unsqueeze(1)
 
 
+class WidthReductions(nn.Module):
+    """A conv, then the maximum and the mean over W, dropped: ``[N, C, H]``, whose C and H are in the other
+    order in NHWC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return y.amax(dim=3) * 0.5 + y.mean(dim=3)
+
+
 class Shuffle(nn.Module):
     """A conv to 4 * 3 channels and ``nn.PixelShuffle(2)``, or the reverse with ``nn.PixelUnshuffle(2)``."""
 
@@ -108,6 +121,16 @@ def test_amax_lowers_to_reduce_max_on_the_input_encoding(exporter: str, tmp_path
     assert [program.tensor(op.inputs[1]).data.tolist() for op in reductions] == [[1, 2], [3]]
     for op in reductions:
         assert program.tensor(op.outputs[0]).qparams.same_as(program.tensor(op.inputs[0]).qparams)
+    _correlates(module, x, out)
+
+
+def test_reductions_over_w_without_keepdims_transpose_their_kept_axes_to_the_source_order(tmp_path: Path) -> None:
+    module = WidthReductions()
+    kinds, program, x, out = _deploy_and_compare(module, tmp_path / "width.onnx", (1, 3, 5, 4))
+    for kind in ("REDUCE_MAX", "MEAN"):
+        i = kinds.index(kind)
+        assert kinds[i + 1:i + 3] == ["TRANSPOSE", "RESHAPE"]
+        assert program.ops[i].options["keep_dims"] is True
     _correlates(module, x, out)
 
 
