@@ -2,9 +2,9 @@
 
 TFLite's DEPTH_TO_SPACE reads channel ``(i * b + j) * C_out + c`` into pixel offset ``(i, j)``, channel ``c``:
 ONNX's mode DCR (TensorFlow's). Mode CRD (what ``torch.onnx.export`` writes for ``nn.PixelShuffle``) reads
-channel ``c * b * b + i * b + j`` instead, so its channels are first put in DCR order by a RESHAPE to
-``[N * H * W, C_out, b * b]``, a TRANSPOSE (0, 2, 1) and a RESHAPE back: it works whatever produces the
-input (permuting a producing Conv's output channels would save the three ops, but only for that case).
+channel ``c * b * b + i * b + j`` instead. Where a Conv computes those channels, ``optimize.depth_to_space_as_dcr``
+has already reordered its filters and made the op DCR; any other CRD input is put in DCR order here by a
+RESHAPE to ``[N * H * W, C_out, b * b]``, a TRANSPOSE (0, 2, 1) and a RESHAPE back, whatever produces it.
 ONNX's SpaceToDepth has a single order, TFLite's. All of them copy values, so every tensor shares the
 input's encoding (``quantize.spec.SHARED_SCALE_OPS``).
 """

@@ -1,6 +1,6 @@
 """Issue 12's last small ONNX ops deploy bit-exact with LiteRT 2.3's reference kernels (BUILTIN_REF): ReduceMax
-(``x.amax``) → REDUCE_MAX, DepthToSpace (``nn.PixelShuffle`` writes mode CRD; TensorFlow's DCR) →
-DEPTH_TO_SPACE, SpaceToDepth → SPACE_TO_DEPTH, and a padding mask ``ids == 0`` → EQUAL. Each model goes
+(``x.amax``) → REDUCE_MAX, DepthToSpace (``nn.PixelShuffle`` writes mode CRD, TensorFlow's exporters
+DCR) → DEPTH_TO_SPACE, SpaceToDepth → SPACE_TO_DEPTH, and a padding mask ``ids == 0`` → EQUAL. Each model goes
 through ``torch.onnx.export(dynamo=False)`` (or is built node by node where torch writes no such op:
 ``nn.PixelUnshuffle`` comes out as Reshape/Transpose/Reshape, tested too) and ``deploy``; the executor
 (double rounding) equals LiteRT element for element and follows the fp32 model.
@@ -134,10 +134,11 @@ def test_reductions_over_w_without_keepdims_transpose_their_kept_axes_to_the_sou
     _correlates(module, x, out)
 
 
-def test_pixel_shuffle_crd_lowers_to_a_channel_permutation_and_depth_to_space(tmp_path: Path) -> None:
+def test_pixel_shuffle_after_a_conv_lowers_to_depth_to_space_alone(tmp_path: Path) -> None:
+    """The Conv's output channels are put in DCR order (``optimize.depth_to_space_as_dcr``): no TRANSPOSE."""
     module = Shuffle()
     kinds, _program, x, out = _deploy_and_compare(module, tmp_path / "shuffle.onnx", (1, 3, 4, 5))
-    assert kinds[-4:] == ["RESHAPE", "TRANSPOSE", "RESHAPE", "DEPTH_TO_SPACE"]
+    assert kinds == ["CONV_2D", "DEPTH_TO_SPACE"]
     _correlates(module, x, out)
 
 
