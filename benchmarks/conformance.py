@@ -428,6 +428,18 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # no procfs (macOS: bytes)
 
 
+def row_finisher(row: Any, start: float, progress: Callable[[Any], None]) -> Callable[..., Any]:
+    """``finish(error=None)``: stamp ``row`` (a Row or TfliteRow) with its seconds since ``start``, peak
+    memory and one-line error, show it to ``progress``, and return it."""
+    def finish(error: BaseException | None = None) -> Any:
+        row.seconds = round(time.perf_counter() - start, 1)
+        row.peak_rss_mb = peak_rss_mb()
+        row.error = None if error is None else one_line(error)
+        progress(row)
+        return row
+    return finish
+
+
 def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, samples: int = SAMPLES,
                progress: Callable[[Row], None] = lambda _: None) -> Row:
     """Load, deploy and check one ONNX file; fill ``row`` stage by stage (``progress`` sees each stage).
@@ -442,12 +454,7 @@ def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, sample
 
     start = time.perf_counter()
 
-    def finish(error: BaseException | None = None) -> Row:
-        row.seconds = round(time.perf_counter() - start, 1)
-        row.peak_rss_mb = peak_rss_mb()
-        row.error = None if error is None else one_line(error)
-        progress(row)
-        return row
+    finish = row_finisher(row, start, progress)
 
     def begin(stage: str) -> None:
         """Mark ``stage`` started and not done, so that a parent seeing this process die knows where."""

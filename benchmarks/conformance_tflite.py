@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.conformance import _cell, one_line, peak_rss_mb, run_isolated
+from benchmarks.conformance import _cell, row_finisher, run_isolated
 
 TF_PYTHON = "/work/tfvenv/bin/python"
 SAMPLES = 4
@@ -95,12 +95,7 @@ def check_tflite(path: Path, row: TfliteRow, value_range: tuple[float, float], k
 
     start = time.perf_counter()
 
-    def finish(error: BaseException | None = None) -> TfliteRow:
-        row.seconds = round(time.perf_counter() - start, 1)
-        row.peak_rss_mb = peak_rss_mb()
-        row.error = None if error is None else one_line(error)
-        progress(row)
-        return row
+    finish = row_finisher(row, start, progress)
 
     try:
         row.loads = False

@@ -236,7 +236,7 @@ def _pad_v2(op: QOp, program: QProgram) -> Shape:
     return _pad(op, program)
 
 
-@OUTPUT_SHAPES.register("MEAN")
+@OUTPUT_SHAPES.register("MEAN", "REDUCE_MAX")
 def _mean(op: QOp, program: QProgram) -> Shape:
     """``reduce.cc`` ``ResizeOutputTensor``: the constant axes (negative from the end, repeats counted
     once) become 1 with ``keep_dims``, else are dropped."""
@@ -310,16 +310,6 @@ def _space_to_depth(op: QOp, program: QProgram) -> Shape:
     if b < 1 or h % b or w % b:
         raise ShapeMismatch(f"a {h} x {w} map does not split into blocks of {b} x {b}")
     return (n, h // b, w // b, c * b * b)
-
-
-@OUTPUT_SHAPES.register("REDUCE_MAX")
-def _reduce_max(op: QOp, program: QProgram) -> Shape:
-    """``reduce.cc``: the constant axes (negative from the end) removed, or kept as 1 with ``keep_dims``."""
-    x = _shape(program, op, 0)
-    axes = {int(a) % len(x) for a in _constant(program, op, 1).reshape(-1)} if x else set()
-    if op.options.get("keep_dims", False):
-        return tuple(1 if i in axes else d for i, d in enumerate(x))
-    return tuple(d for i, d in enumerate(x) if i not in axes)
 
 
 @OUTPUT_SHAPES.register("UNPACK")
