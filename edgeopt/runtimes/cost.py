@@ -139,6 +139,8 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "LOGICAL_AND",
     "BROADCAST_TO",
     "SELECT_V2",
+    "SPACE_TO_DEPTH",
+    "EQUAL",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops (GATHER's table lookups, CAST's conversions too): no MACs;

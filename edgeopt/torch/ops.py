@@ -190,6 +190,34 @@ def reduce_mean(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> t
     return x[0].mean(dim=dims, keepdim=bool(node.attrs.get("keepdims", 1)))
 
 
+@_op("ReduceMax")
+def reduce_max(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    axes = static_input(node, graph, 1)
+    axes = node.attrs.get("axes") if axes is None else axes.tolist()
+    dims = tuple(range(x[0].ndim)) if not axes else tuple(int(a) for a in axes)
+    return x[0].amax(dim=dims, keepdim=bool(node.attrs.get("keepdims", 1)))
+
+
+@_op("DepthToSpace")
+def depth_to_space(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    """ONNX's DCR order (channel ``(i * b + j) * C_out + c``) or CRD (``c * b * b + i * b + j``: pixel_shuffle)."""
+    b = int(node.attrs["blocksize"])
+    if node.attrs.get("mode", "DCR") == "CRD":
+        return F.pixel_shuffle(x[0], b)
+    n, c, h, w = x[0].shape
+    y = x[0].reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+    return y.reshape(n, c // (b * b), h * b, w * b)
+
+
+@_op("SpaceToDepth")
+def space_to_depth(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    """Pixel ``(i, j)`` of each block to channel ``(i * b + j) * C + c`` (not pixel_unshuffle's order)."""
+    b = int(node.attrs["blocksize"])
+    n, c, h, w = x[0].shape
+    y = x[0].reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * b * b, h // b, w // b)
+
+
 @_op("Reshape", "Flatten", "Squeeze", "Unsqueeze")
 def reshape(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
     # The batch dimension is the only one allowed to differ from the exported shapes.

@@ -1,11 +1,11 @@
 """QuantSim against the integer executor on the ops and modes beyond plain int8: w8a16 plans, float
 islands (LayerNormalization, Gelu, and nodes named in QuantizedGraph.float_nodes), ConvTranspose,
 Resize (nearest, bilinear), Split, Sub/Mul of two activations, grouped and asymmetrically padded
-convolutions, MatMul with constant weights. Each model is built node by node in ONNX (no torch export,
-so the file stays fast), quantized as the pipeline quantizes, simulated with ``quantsim.simulate`` and
-executed on its lowered program under both roundings: the outputs must be identical, since the
-simulation reproduces every kernel's integer requantization (``quantsim_requantize``,
-``quantsim_integer``).
+convolutions, MatMul with constant weights, DepthToSpace, SpaceToDepth, ReduceMax. Each model is built
+node by node in ONNX (no torch export, so the file stays fast), quantized as the pipeline quantizes,
+simulated with ``quantsim.simulate`` and executed on its lowered program under both roundings: the outputs
+must be identical, since the simulation reproduces every kernel's integer requantization
+(``quantsim_requantize``, ``quantsim_integer``).
 """
 from __future__ import annotations
 
@@ -137,6 +137,20 @@ def padded_average_pool_model() -> onnx.ModelProto:
     return model(nodes + _head(inits, "p2", 8, 4), inits, ["N", 4, 8, 8], ["N", 10])
 
 
+def depth_space_model() -> onnx.ModelProto:
+    """Conv → DepthToSpace (CRD, PixelShuffle's) → SpaceToDepth → DepthToSpace (DCR) → SpaceToDepth →
+    Conv → ReduceMax over C (kept) → Gemm: the moves and the maximum share their input's encoding."""
+    inits: dict[str, np.ndarray] = {}
+    nodes = _conv(inits, "c1", "x", 4, 8)
+    nodes += [helper.make_node("DepthToSpace", ["c1"], ["d1"], name="d1", blocksize=2, mode="CRD"),
+              helper.make_node("SpaceToDepth", ["d1"], ["s1"], name="s1", blocksize=2),
+              helper.make_node("DepthToSpace", ["s1"], ["d2"], name="d2", blocksize=2, mode="DCR"),
+              helper.make_node("SpaceToDepth", ["d2"], ["s2"], name="s2", blocksize=2)]
+    nodes += _conv(inits, "c2", "s2", 8, 8, relu=False)
+    nodes.append(helper.make_node("ReduceMax", ["c2"], ["mx"], name="max", axes=[1], keepdims=1))
+    return model(nodes + _head(inits, "mx", 1, 8), inits, ["N", 4, 8, 8], ["N", 10], opset=17)
+
+
 def _quantized(onnx_model: onnx.ModelProto, precision: str = "w8a8",
                float_nodes: frozenset[str] = frozenset()) -> QuantizedGraph:
     graph = optimize(onnx_to_graph(onnx_model, "test"))
@@ -153,6 +167,7 @@ CASES = {
     "w8a16": lambda: _quantized(w8a16_model(), "w8a16"),
     "Sub, Mul, grouped Conv, MatMul": lambda: _quantized(elementwise_model()),
     "padded AveragePool": lambda: _quantized(padded_average_pool_model()),
+    "DepthToSpace, SpaceToDepth, ReduceMax": lambda: _quantized(depth_space_model()),
 }
 
 

@@ -302,6 +302,16 @@ def _depth_to_space(op: QOp, program: QProgram) -> Shape:
     return (n, h * b, w * b, c // (b * b))
 
 
+@OUTPUT_SHAPES.register("SPACE_TO_DEPTH")
+def _space_to_depth(op: QOp, program: QProgram) -> Shape:
+    """``space_to_depth.cc``: 4-D, height and width divisible by ``block_size``."""
+    n, h, w, c = _shape(program, op, 0, 4)
+    b = int(op.options.get("block_size", 0))
+    if b < 1 or h % b or w % b:
+        raise ShapeMismatch(f"a {h} x {w} map does not split into blocks of {b} x {b}")
+    return (n, h // b, w // b, c * b * b)
+
+
 @OUTPUT_SHAPES.register("UNPACK")
 def _unpack(op: QOp, program: QProgram) -> list[Shape]:
     """``unpack.cc``: ``num`` outputs, the input's shape without ``axis`` (negative counts from the end)."""
@@ -383,7 +393,7 @@ def _broadcast_shapes(*shapes: Shape) -> Shape:
         raise ShapeMismatch(f"input shapes do not broadcast: {exc}") from None
 
 
-@OUTPUT_SHAPES.register("LOGICAL_AND")
+@OUTPUT_SHAPES.register("LOGICAL_AND", "EQUAL")
 def _logical_and(op: QOp, program: QProgram) -> Shape:
     return _broadcast(op, program)
 

@@ -1,5 +1,6 @@
-"""Attention-mask computations on integer inputs: And → LOGICAL_AND, Expand → BROADCAST_TO (booleans,
-integers, or int8 values copied on their encoding), GatherND with constant indices → RESHAPE + GATHER.
+"""Attention-mask computations on integer inputs: Equal → EQUAL, And → LOGICAL_AND, Expand → BROADCAST_TO
+(booleans, integers, or int8 values copied on their encoding), GatherND with constant indices → RESHAPE +
+GATHER.
 
 Hugging Face's exporters write the mask as ``Cast(attention_mask, bool)`` → reorder (Flatten/Gather/
 Reshape, or GatherND) → ``And`` with a constant → ``Expand`` → ``Where(mask, 0, finfo.min)``: every step
@@ -104,3 +105,15 @@ def lower_gather_nd(node: Node, ctx: LowerContext) -> None:
 def _reshape(node: Node, ctx: LowerContext, x: str, y: str) -> None:
     shape = np.array(ctx.shape(y), np.int32)
     ctx.emit("RESHAPE", [x, ctx.constant(f"{node.name}/shape", shape, "int32")], [y], node, new_shape=shape.tolist())
+
+
+@LOWERINGS.register("Equal")
+def lower_equal(node: Node, ctx: LowerContext) -> None:
+    """Equal of two integer or boolean tensors (a padding mask ``ids == 0``) → EQUAL, a boolean result."""
+    if not all(ctx.is_integer(t) or (ctx.is_const(t) and not np.issubdtype(ctx.const(t).dtype, np.floating))
+               for t in node.inputs):
+        raise UnsupportedOpError("Equal", node.name, "only integer or boolean operands are supported (a mask "
+                                 "such as ids == 0); compare float values outside the model")
+    rank = len(ctx.src_shape(node.outputs[0]))
+    a, b = (aligned_operand(node, ctx, t, rank) for t in node.inputs)
+    ctx.emit("EQUAL", [a, b], [ctx.activation(node.outputs[0], node)], node)

@@ -20,6 +20,7 @@ SHARED_SCALE_OPS: frozenset[str] = frozenset({
     "Concat", "Resize",  # Concat: inputs and output share one range (quantize.shared_ranges)
     "Gather",  # TFLite's GATHER copies values: an embedding row keeps its table's encoding
     "Expand",  # BROADCAST_TO copies values
+    "ReduceMax", "DepthToSpace", "SpaceToDepth",  # REDUCE_MAX, DEPTH_TO_SPACE, SPACE_TO_DEPTH copy values
 })
 # Means whose TFLite int8 form (MEAN) can requantize: a QDQ file's own output encoding for them is kept
 # (``frontend.qdq_onnx``), and the lowering writes MEAN instead of AVERAGE_POOL_2D when it differs from the

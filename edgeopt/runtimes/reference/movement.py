@@ -9,6 +9,8 @@
 * TILE (``kernels/tile.cc``): the input repeated ``multiples[i]`` times along each axis.
 * DEPTH_TO_SPACE (``reference_ops::DepthToSpace``): ``out[n, h * b + i, w * b + j, c] = x[n, h, w, (i * b +
   j) * C_out + c]``.
+* SPACE_TO_DEPTH (``reference_ops::SpaceToDepth``), its inverse: ``out[n, h, w, (i * b + j) * C + c] =
+  x[n, h * b + i, w * b + j, c]``.
 * UNPACK (``kernels/unpack.cc``, ``reference_ops.h`` ``Unpack``): one output per index along ``axis``,
   which the outputs lack.
 """
@@ -151,3 +153,13 @@ def _run_depth_to_space(op: QOp, args: list[np.ndarray], program: QProgram) -> n
     r, n, h, w, c = x.shape
     y = x.reshape(r, n, h, w, b, b, c // (b * b)).transpose(0, 1, 2, 4, 3, 5, 6)
     return np.ascontiguousarray(y.reshape(r, n, h * b, w * b, c // (b * b)))
+
+
+@KERNELS.register("SPACE_TO_DEPTH", mode=("int8", "float32"))
+def _run_space_to_depth(op: QOp, args: list[np.ndarray], program: QProgram) -> np.ndarray:
+    """Each ``block_size x block_size`` block of pixels stacked into ``block_size**2`` channel groups (NHWC)."""
+    x = args[0]
+    b = int(op.options["block_size"])
+    r, n, h, w, c = x.shape
+    y = x.reshape(r, n, h // b, b, w // b, b, c).transpose(0, 1, 2, 4, 3, 5, 6)
+    return np.ascontiguousarray(y.reshape(r, n, h // b, w // b, b * b * c))

@@ -1,8 +1,9 @@
 """Activations and reductions TensorFlow's converter writes for Keras models that ONNX exports here do not
-produce: LEAKY_RELU (YOLO-style detectors), PRELU, REDUCE_MAX (``GlobalMaxPooling2D``) and DEPTH_TO_SPACE
-(ESPCN super-resolution). Each written to a ``.tflite`` file, read as ``emulate`` reads it, and compared with
-LiteRT's reference kernels (``BUILTIN_REF``); DEPTH_TO_SPACE, which copies int8 values, with the default
-kernels (ai-edge-litert 2.3's reference resolver registers only its version 1, float32)."""
+produce: LEAKY_RELU (YOLO-style detectors), PRELU, REDUCE_MAX (``GlobalMaxPooling2D``), DEPTH_TO_SPACE
+(ESPCN super-resolution) and SPACE_TO_DEPTH. Each written to a ``.tflite`` file, read as ``emulate`` reads it,
+and compared with LiteRT's reference kernels (``BUILTIN_REF``); DEPTH_TO_SPACE and SPACE_TO_DEPTH, which copy
+int8 values, with the default kernels (ai-edge-litert 2.3's reference resolver registers only their version 1,
+float32)."""
 from __future__ import annotations
 
 import numpy as np
@@ -75,5 +76,16 @@ def test_depth_to_space_matches_litert(block: int, shape: tuple[int, ...]) -> No
     n, h, w, c = shape
     program = one_op_program("DEPTH_TO_SPACE", [QTensor("x", shape, "int8", QParams(0.05, 3))], [],
                              (n, h * block, w * block, c // block // block), {"block_size": block})
+    x = np.random.default_rng(0).integers(-128, 128, (4, *shape[1:])).astype(np.int8)
+    _assert_file_matches(program_to_tflite(program), [x], "default_no_delegates")
+
+
+@pytest.mark.parametrize("block, shape", [(2, (1, 4, 6, 3)), (3, (1, 6, 3, 2))])
+def test_space_to_depth_matches_litert(block: int, shape: tuple[int, ...]) -> None:
+    """SPACE_TO_DEPTH (tf2onnx's and TensorFlow's space-to-depth) read back from its file, with the default
+    kernels: the reference resolver registers only version 1 (float32) too."""
+    n, h, w, c = shape
+    program = one_op_program("SPACE_TO_DEPTH", [QTensor("x", shape, "int8", QParams(0.05, 3))], [],
+                             (n, h // block, w // block, c * block * block), {"block_size": block})
     x = np.random.default_rng(0).integers(-128, 128, (4, *shape[1:])).astype(np.int8)
     _assert_file_matches(program_to_tflite(program), [x], "default_no_delegates")

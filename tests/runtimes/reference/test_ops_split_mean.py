@@ -164,16 +164,17 @@ def test_reduce_mean_over_other_axes_end_to_end(axes, keepdims, out_shape, tmp_p
     assert np.abs(got - want).max() <= 1.5 * program.tensor("y").qparams.scale[0]
 
 
-def test_reduce_mean_keeping_c_and_w_is_rejected(tmp_path: Path) -> None:
-    """keepdims=0 over H of NCHW leaves (N, C, W), which NHWC's MEAN would give as (N, W, C)."""
-    node = helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mh", keepdims=0)
-    m = _model([node], {"axes": np.array([2], np.int64)}, [1, 2, 4, 5], {"y": [1, 2, 5]})
-    path = tmp_path / "m.onnx"
-    path.write_bytes(m.SerializeToString())
-    graph = optimize(load(str(path)).graph)
-    x = np.random.default_rng(0).normal(size=(4, 2, 4, 5)).astype(np.float32)
-    with pytest.raises(UnsupportedOpError, match="ReduceMean.*'mh'.*TRANSPOSE"):
-        lower(quantize_minmax(graph, calibrate(graph, x)))
+def test_reduce_mean_keeping_c_and_w_transposes_back_to_the_source_order(tmp_path: Path) -> None:
+    """keepdims=0 over H of NCHW leaves (N, C, W), which NHWC's MEAN would give as (N, W, C): the MEAN keeps
+    dims, a TRANSPOSE puts C before W and a RESHAPE drops H."""
+    rng = np.random.default_rng(22)
+    inits = {"w": rng.normal(0, 0.3, (2, 3, 1, 1)).astype(np.float32), "axes": np.array([2], np.int64)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("ReduceMean", ["c", "axes"], ["y"], name="mh", keepdims=0)]
+    x = rng.normal(size=(32, 3, 4, 5)).astype(np.float32)
+    program, (got,), (want,) = _run_end_to_end(_model(nodes, inits, [1, 3, 4, 5], {"y": [1, 2, 5]}), x, tmp_path)
+    assert [op.kind for op in program.ops] == ["CONV_2D", "MEAN", "TRANSPOSE", "RESHAPE"]
+    assert np.abs(got - want).max() <= 1.5 * program.tensor("y").qparams.scale[0]
 
 
 def test_reduce_mean_noop_with_empty_axes_is_rejected(tmp_path: Path) -> None:

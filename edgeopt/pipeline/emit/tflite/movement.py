@@ -1,6 +1,6 @@
 """TFLite writers for the pooling, data-movement and resizing ops: AVERAGE_POOL_2D, MAX_POOL_2D, RESHAPE,
-TRANSPOSE, TILE, DEPTH_TO_SPACE, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD, RESIZE_BILINEAR,
-RESIZE_NEAREST_NEIGHBOR.
+TRANSPOSE, TILE, DEPTH_TO_SPACE, SPACE_TO_DEPTH, UNPACK, STRIDED_SLICE, CONCATENATION, PAD, PADV2, MIRROR_PAD,
+RESIZE_BILINEAR, RESIZE_NEAREST_NEIGHBOR.
 
 TFLite runs all of them but CONCATENATION on the raw int8 values, so each refuses an output encoding
 that differs from its input's (``require_same_encoding``); CONCATENATION checks every input.
@@ -88,6 +88,15 @@ def _depth_to_space(op: QOp, program: QProgram) -> OpEncoding:
     opts.blockSize = int(option(op, "block_size"))
     return OpEncoding(schema.BuiltinOperator.DEPTH_TO_SPACE, int8_version(program, op),
                       schema.BuiltinOptions.DepthToSpaceOptions, opts)
+
+
+@OP_WRITERS.register("SPACE_TO_DEPTH")
+def _space_to_depth(op: QOp, program: QProgram) -> OpEncoding:
+    require_same_encoding(op, program)
+    opts = schema.SpaceToDepthOptionsT()
+    opts.blockSize = int(option(op, "block_size"))
+    return OpEncoding(schema.BuiltinOperator.SPACE_TO_DEPTH, int8_version(program, op),
+                      schema.BuiltinOptions.SpaceToDepthOptions, opts)
 
 
 @OP_WRITERS.register("UNPACK")
