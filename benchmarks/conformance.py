@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -60,6 +61,7 @@ class Row:
     seconds: float | None = None
     peak_rss_mb: float | None = None
     error: str | None = None
+    notes: str | None = None  # what ``reference_interpreter`` changed for BUILTIN_REF to load the file
 
 
 def one_line(err: BaseException, limit: int = 200) -> str:
@@ -218,6 +220,15 @@ def _hf_whisper_encoder() -> tuple[Any, tuple[Any, ...]]:
     return _pick_output(WhisperEncoder(config), 0).eval(), (torch.randn(1, 80, 100),)
 
 
+def _espcn() -> tuple[Any, tuple[Any, ...]]:
+    """ESPCN-style x3 super-resolution: sub-pixel convolution, PixelShuffle (ONNX DepthToSpace, CRD)."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 32, 5, padding=2), nn.Tanh(), nn.Conv2d(32, 16, 3, padding=1), nn.Tanh(),
+                          nn.Conv2d(16, 3 * 9, 3, padding=1), nn.PixelShuffle(3))
+    return model.eval(), _image(32)
+
+
 def _yolov8n() -> tuple[Any, tuple[Any, ...]]:
     _torchvision()
     from ultralytics.nn.tasks import DetectionModel
@@ -279,6 +290,7 @@ MODELS: dict[str, Builder] = {
     "hf_vit": _hf_vit,
     "hf_whisper_encoder": _hf_whisper_encoder,
     "yolov8n": _yolov8n,
+    "espcn": _espcn,
 }
 
 
@@ -432,6 +444,51 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # no procfs (macOS: bytes)
 
 
+MAX_VERSION_EDITS = 4  # op versions ``reference_interpreter`` may lower in one file
+
+
+def packed_model(model: Any) -> bytes:
+    """A flatbuffer ``ModelT`` packed back into ``.tflite`` bytes."""
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def reference_interpreter(data: bytes, kernels: str) -> tuple[Any, list[str]]:
+    """LiteRT on ``data`` with ``kernels``, and what had to change for it to load: ai-edge-litert 2.3's
+    reference resolver registers some ops only up to an older version than TensorFlow 2.21's converter
+    writes (TILE: int8 is version 3, the reference registers 1 to 2, though its kernel runs int8), so an
+    opcode LiteRT refuses by version is read one version lower, and the change is noted."""
+    from edgeopt.errors import ModelLoadError
+    from edgeopt.runtimes.litert import LiteRT
+
+    notes: list[str] = []
+    while True:
+        try:
+            return LiteRT(data, kernels=kernels), notes  # type: ignore[arg-type]
+        except ModelLoadError as err:
+            missing = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", str(err))
+            if missing is None or int(missing[2]) <= 1 or len(notes) >= MAX_VERSION_EDITS:
+                raise
+            kind, version = missing[1], int(missing[2])
+            data = _with_op_version(data, kind, version - 1)
+            notes.append(f"{kind} v{version} read as v{version - 1}")
+
+
+def _with_op_version(data: bytes, kind: str, version: int) -> bytes:
+    """``data`` with the operator code of builtin ``kind`` set to ``version``."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    code = getattr(schema.BuiltinOperator, kind)
+    for opcode in model.operatorCodes:
+        if max(opcode.builtinCode, opcode.deprecatedBuiltinCode) == code:
+            opcode.version = version
+    return packed_model(model)
+
+
 def row_finisher(row: Any, start: float, progress: Callable[[Any], None]) -> Callable[..., Any]:
     """``finish(error=None)``: stamp ``row`` (a Row or TfliteRow) with its seconds since ``start``, peak
     memory and one-line error, show it to ``progress``, and return it."""
@@ -452,7 +509,6 @@ def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, sample
     """
     from edgeopt.pipeline.evaluate import dequantize_output
     from edgeopt.pipeline.frontend.load import load
-    from edgeopt.runtimes.litert import LiteRT
     from edgeopt.runtimes.reference.executor import run_program
     from edgeopt.workflows.deploy import deploy
 
@@ -479,7 +535,8 @@ def check_file(path: Path, row: Row, workdir: Path, device: str = DEVICE, sample
         row.deploys = True
         progress(row)
         begin("litert_loads")  # BUILTIN_REF may abort the process from here on
-        litert = LiteRT(result.out_dir / "model.int8.tflite", kernels="reference")
+        litert, notes = reference_interpreter((result.out_dir / "model.int8.tflite").read_bytes(), "reference")
+        row.notes = "; ".join(notes) or None
         row.litert_loads = True
         program = result.program.replace(rounding="double")
         inputs = _program_inputs(program, data)
@@ -560,11 +617,11 @@ def _cell(value: Any) -> str:
 def markdown_table(rows: Sequence[Row]) -> str:
     """The rows as a markdown table, errors escaped for table cells."""
     header = ["model", "exporter", "loads", "deploys", "LiteRT loads", "bit-exact", "SQNR dB", "s", "peak MB",
-              "error"]
+              "error", "notes"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [row.model, row.exporter, row.loads, row.deploys, row.litert_loads, row.bitexact, row.sqnr_db,
-                 row.seconds, row.peak_rss_mb, (row.error or "").replace("|", "\\|")]
+                 row.seconds, row.peak_rss_mb, (row.error or "").replace("|", "\\|"), row.notes or ""]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines)
 

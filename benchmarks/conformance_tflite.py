@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -40,14 +39,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmarks.conformance import _cell, row_finisher, run_isolated
+from benchmarks.conformance import _cell, packed_model, reference_interpreter, row_finisher, run_isolated
 
 TF_PYTHON = "/work/tfvenv/bin/python"
 SAMPLES = 4
 TIMEOUT_S = 600
 MLPERF_RESNET8 = (Path(__file__).resolve().parents[2] / "shared/data/models/mlperf_tiny_resnet8"
                   / "pretrainedResnet_quant.tflite")
-MAX_VERSION_EDITS = 4
 REFERENCES = {"reference": "BUILTIN_REF", "default_no_delegates": "default kernels, XNNPACK off",
               "split": "BUILTIN_REF, from the wide SOFTMAX on default kernels, XNNPACK off"}
 # Only a SOFTMAX over this many classes or more can make BUILTIN_REF abort at run time (its sum of
@@ -183,50 +181,9 @@ def wide_softmax_cut(data: bytes) -> tuple[bytes, bytes, str] | None:
     outputs = list(subgraph.outputs)
     model.signatureDefs = None
     subgraph.operators, subgraph.outputs = ops[:cut], [logits]
-    prefix = _packed(model)
+    prefix = packed_model(model)
     subgraph.operators, subgraph.inputs, subgraph.outputs = ops[cut:], [logits], outputs
-    return prefix, _packed(model), name
-
-
-def _packed(model: Any) -> bytes:
-    import flatbuffers
-
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
-
-
-def reference_interpreter(data: bytes, kernels: str) -> tuple[Any, list[str]]:
-    """LiteRT on ``data`` with ``kernels``, and what had to change for it to load: ai-edge-litert 2.3's
-    reference resolver registers some ops only up to an older version than TensorFlow 2.21's converter
-    writes (TILE: int8 is version 3, the reference registers 1 to 2, though its kernel runs int8), so an
-    opcode LiteRT refuses by version is read one version lower, and the change is noted."""
-    from edgeopt.errors import ModelLoadError
-    from edgeopt.runtimes.litert import LiteRT
-
-    notes: list[str] = []
-    while True:
-        try:
-            return LiteRT(data, kernels=kernels), notes  # type: ignore[arg-type]
-        except ModelLoadError as err:
-            missing = re.search(r"Didn't find op for builtin opcode '(\w+)' version '(\d+)'", str(err))
-            if missing is None or int(missing[2]) <= 1 or len(notes) >= MAX_VERSION_EDITS:
-                raise
-            kind, version = missing[1], int(missing[2])
-            data = _with_op_version(data, kind, version - 1)
-            notes.append(f"{kind} v{version} read as v{version - 1}")
-
-
-def _with_op_version(data: bytes, kind: str, version: int) -> bytes:
-    """``data`` with the operator code of builtin ``kind`` set to ``version``."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    code = getattr(schema.BuiltinOperator, kind)
-    for opcode in model.operatorCodes:
-        if max(opcode.builtinCode, opcode.deprecatedBuiltinCode) == code:
-            opcode.version = version
-    return _packed(model)
+    return prefix, packed_model(model), name
 
 
 # ---------------------------------------------------------------------------------------------------
