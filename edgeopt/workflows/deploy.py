@@ -21,6 +21,7 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_bytes, atomic_write_text
 from edgeopt.ir import Graph, QuantizedGraph
+from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
@@ -48,7 +49,7 @@ DEFAULT_CALIB_SIZE = 500
 GIVEN_IN_MEMORY = "encodings given in memory"
 # Artifact key → file name in the output folder, in the report's order.
 ARTIFACTS = {"fp32_onnx": "model.fp32.onnx", "onnx": "model.int8.onnx", "tflite": "model.int8.tflite",
-             "report": "report.json", "sensitivity_svg": "sensitivity.svg"}
+             "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg"}
 Progress = Callable[[str], None]
 ModelSpec = str | QuantizedGraph | None
 """A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), or a QuantizedGraph
@@ -175,6 +176,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         "fp32_onnx": graph_to_onnx(loaded.graph).SerializeToString(),
         "onnx": quantized_to_onnx(shipped.qgraph).SerializeToString(),
         "tflite": program_to_tflite(shipped.program),
+        # the float32 twin of the shipped program (same ops, dequantized weights), to time against the int8 file
+        "fp32_tflite": program_to_tflite(dequantize_program(shipped.program)),
     }
     layers = None
     if options.sensitivity:

@@ -41,6 +41,19 @@ def test_tflite_from_deploy_is_the_program_the_executor_runs(example):
     np.testing.assert_array_equal(got, want)
 
 
+def test_fp32_tflite_is_the_float_twin_of_the_shipped_program(example):
+    """``model.fp32.tflite``: the shipped program's ops in float32 (no QUANTIZE/DEQUANTIZE, dequantized
+    weights), float input; LiteRT's top-1 on it agrees with the float model's on the held-out data."""
+    result, _, x = example
+    path = Path(result.report["artifacts"]["fp32_tflite"])
+    assert result.report["size_bytes"]["fp32_tflite"] == path.stat().st_size
+    runtime = LiteRT(path, kernels="reference")
+    assert runtime.input_details[0].dtype == np.float32
+    fp32 = OnnxRuntime(onnx.load(result.report["artifacts"]["fp32_onnx"])).run([x])[0]
+    twin = runtime.run([np.ascontiguousarray(x.transpose(0, 2, 3, 1))])[0]
+    assert np.mean(twin.reshape(len(x), -1).argmax(1) == fp32.reshape(len(x), -1).argmax(1)) >= 0.98
+
+
 def test_qdq_onnx_agrees_with_executor_within_one_step(example):
     result, program, x = example
     qdq = onnx.load(result.report["artifacts"]["onnx"])

@@ -40,7 +40,7 @@ class Report:
         cost_int8: the cost model's estimate of ``program``; ``cost_fp32``: of its float32 form.
         accuracy: fp32 against int8 on the evaluation data (``metric`` top1 or top1_agreement), if any.
         calibration: the calibration set.
-        sizes: artifact key → bytes (``fp32_onnx``, ``onnx``, ``tflite``).
+        sizes: artifact key → bytes (``fp32_onnx``, ``onnx``, ``tflite``, ``fp32_tflite``).
         artifacts: artifact key → path.
         precision: the program's precisions (``report.precision.precision_summary``).
         sensitivity: each layer quantized alone, when measured.
@@ -82,8 +82,8 @@ class Report:
             "estimate_formula": self.cost_int8.formula,
             "macs": int(self.cost_int8.macs),
             "params": int(self.cost_int8.params),
-            "size_bytes": {"fp32_onnx": self.sizes["fp32_onnx"], "int8_tflite": self.sizes["tflite"],
-                           "int8_onnx": self.sizes["onnx"]},
+            "size_bytes": {"fp32_onnx": self.sizes["fp32_onnx"], "fp32_tflite": self.sizes["fp32_tflite"],
+                           "int8_tflite": self.sizes["tflite"], "int8_onnx": self.sizes["onnx"]},
             "artifacts": {key: str(path) for key, path in self.artifacts.items()},
             "float_nodes": float_nodes(self.program),
             "precision": dict(self.precision),
@@ -129,7 +129,7 @@ def render(report: dict, console: Console) -> None:
             energy = measured["energy_mj"]
             table.add_row("energy mJ/inference (fuel gauge)", "-", f"{energy['int8']:.4f} ± {energy['uncertainty']:.4f}")
     sizes = report["size_bytes"]
-    table.add_row("file size KiB", f"{sizes['fp32_onnx'] / 1024:.1f}", f"{sizes['int8_tflite'] / 1024:.1f}")
+    table.add_row(".tflite size KiB", f"{sizes['fp32_tflite'] / 1024:.1f}", f"{sizes['int8_tflite'] / 1024:.1f}")
     console.print(table)
     console.print(f"MACs {report['macs']:,}  params {report['params']:,}  rounding {report['rounding']}  "
                   f"calibration: {report['calibration']['n']} samples from {report['calibration']['source']}")
