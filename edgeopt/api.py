@@ -1,4 +1,5 @@
-"""The Python API in one call each: ``edgeopt.equalize``, ``edgeopt.QuantSim``, ``edgeopt.deploy``."""
+"""The Python API in one call each: ``edgeopt.equalize``, ``edgeopt.QuantSim``, ``edgeopt.deploy``,
+``edgeopt.compress``."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,9 +8,10 @@ from edgeopt.ir import QuantizedGraph
 from edgeopt.torch.equalize import equalize
 from edgeopt.torch.quantsim import QuantSim
 from edgeopt.workflows import deploy as deploy_workflow
+from edgeopt.workflows.compress import compress
 from edgeopt.workflows.deploy import DeployResult
 
-__all__ = ["QuantSim", "deploy", "equalize"]
+__all__ = ["QuantSim", "compress", "deploy", "equalize"]
 
 
 def deploy(model: QuantSim | QuantizedGraph | str | None, device: str, **options: Any) -> DeployResult:

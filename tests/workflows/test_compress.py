@@ -23,7 +23,7 @@ from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.minmax import quantize_minmax
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.workflows.compress import compress
+from edgeopt.api import compress  # the public API, as users call it
 from tests.builders.cli import assert_one_line_error
 from tests.builders.compress_models import data, tiny_resnet, tiny_resnet_graph
 
