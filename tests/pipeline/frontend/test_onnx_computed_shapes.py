@@ -14,7 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -24,10 +23,7 @@ from torch import nn
 
 from edgeopt.pipeline.evaluate import quantize_input, run_float
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
-from edgeopt.runtimes.litert import LiteRT
-from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.workflows.deploy import deploy
-from tests.builders.torch_export import export, normal_data
+from tests.builders.torch_export import deployed, export, normal_data, run_bitexact
 
 A78 = "arm-cortex-a78-xnnpack"
 SHAPE = (1, 3, 16, 16)
@@ -105,14 +101,9 @@ def test_loads_with_static_shapes_and_torch_outputs(name: str, exporter: str) ->
 @pytest.mark.parametrize("exporter", ["torchscript13", "torchscript17"])
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_deploys_bitexact_with_litert(name: str, exporter: str, tmp_path: Path) -> None:
-    onnx.save(export(_module(name), SHAPE, exporter), tmp_path / f"{name}.onnx")
-    np.savez(tmp_path / "d.npz", x=normal_data(0, 32, SHAPE))
-    result = deploy(str(tmp_path / f"{name}.onnx"), A78, data=tmp_path / "d.npz", out=tmp_path / "out")
-    program = result.program.replace(rounding="double")
+    result, program = deployed(export(_module(name), SHAPE, exporter), normal_data(0, 32, SHAPE), tmp_path, A78)
     assert {op.kind for op in program.ops} >= {"PAD", "CONV_2D"}
-    x = quantize_input(program, normal_data(2, 16, SHAPE))
-    tflite = (result.out_dir / "model.int8.tflite").read_bytes()
-    np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([x])[0], run_program(program, [x])[0])
+    run_bitexact(result, program, quantize_input(program, normal_data(2, 16, SHAPE)))
 
 
 def test_gather_elements_on_constants_folds_like_onnx_runtime() -> None:

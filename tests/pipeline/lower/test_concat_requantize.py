@@ -6,15 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
 from edgeopt.pipeline.evaluate import quantize_input
-from edgeopt.runtimes.litert import LiteRT
-from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.workflows.deploy import deploy
-from tests.builders.torch_export import export, normal_data
+from tests.builders.torch_export import deployed, export, normal_data, run_bitexact
 
 
 class DetectHead(nn.Module):
@@ -30,17 +26,11 @@ class DetectHead(nn.Module):
 def test_sigmoid_input_of_a_concat_is_requantized(tmp_path: Path) -> None:
     torch.manual_seed(0)
     shape = (1, 4, 5, 5)
-    onnx.save(export(DetectHead().eval(), shape, "torchscript"), tmp_path / "head.onnx")
-    np.savez(tmp_path / "data.npz", x=normal_data(0, 16, shape))
-    result = deploy(str(tmp_path / "head.onnx"), "arm-cortex-a78-xnnpack", data=tmp_path / "data.npz",
-                    out=tmp_path / "out")
-    program = result.program.replace(rounding="double")
+    result, program = deployed(export(DetectHead().eval(), shape, "torchscript"), normal_data(0, 16, shape), tmp_path)
     kinds = [op.kind for op in program.ops]
     concat = next(op for op in program.ops if op.kind == "CONCATENATION")
     requantize = next(op for op in program.ops if op.kind == "QUANTIZE")
     assert requantize.outputs[0] in concat.inputs and "DEQUANTIZE" not in kinds
     sigmoid_q = program.tensor(requantize.inputs[0]).qparams
     assert sigmoid_q.scale[0] == np.float32(1 / 256) and not sigmoid_q.same_as(program.tensor(concat.outputs[0]).qparams)
-    q = quantize_input(program, normal_data(1, 64, shape) * 2)
-    got = run_program(program, [q])[0]
-    np.testing.assert_array_equal(got, LiteRT(result.out_dir / "model.int8.tflite", kernels="reference").run([q])[0])
+    run_bitexact(result, program, quantize_input(program, normal_data(1, 64, shape) * 2))

@@ -13,18 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from onnx import helper
 from torch import nn
 
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input
-from edgeopt.runtimes.litert import LiteRT
-from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.workflows.deploy import deploy
 from tests.builders.onnx_models import model as onnx_model
-from tests.builders.torch_export import export, normal_data
+from tests.builders.torch_export import deployed, export, normal_data, run_bitexact
 
 PROFILE = "arm-cortex-a78-xnnpack"
 
@@ -88,11 +84,7 @@ def test_block_deploys_bit_exact_with_litert_reference(name: str, exporter: str,
     torch.manual_seed(0)
     build, shape = MODELS[name]
     module = _trained_norms(build())
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(export(module, shape, exporter), path)
-    np.savez(tmp_path / "data.npz", x=normal_data(0, 16, shape))
-    result = deploy(str(path), PROFILE, data=tmp_path / "data.npz", out=tmp_path / "out")
-    program = result.program.replace(rounding="double")
+    result, program = deployed(export(module, shape, exporter), normal_data(0, 16, shape), tmp_path, PROFILE)
     kinds = [op.kind for op in program.ops]
     assert kinds.count("DEQUANTIZE") >= 2  # LayerNorm (and GELU) islands
     if name == "vit":
@@ -101,9 +93,7 @@ def test_block_deploys_bit_exact_with_litert_reference(name: str, exporter: str,
     else:
         assert kinds.count("FULLY_CONNECTED") == 2
     x_test = normal_data(1, 16, shape)
-    q = quantize_input(program, x_test)
-    got = run_program(program, [q])[0]
-    np.testing.assert_array_equal(got, LiteRT(result.out_dir / "model.int8.tflite", kernels="reference").run([q])[0])
+    got = run_bitexact(result, program, quantize_input(program, x_test))
     with torch.no_grad():
         fp32 = module(torch.from_numpy(x_test)).numpy()
     out = dequantize_output(program, got).reshape(fp32.shape)
@@ -114,12 +104,8 @@ def test_division_by_a_computed_tensor_and_sqrt_run_as_float_islands(tmp_path: P
     """``x / sqrt(relu(x) + 1)``: TFLite's DIV and SQRT have no int8 kernel, so both run in float32."""
     nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "one"], ["a"]),
              helper.make_node("Sqrt", ["a"], ["s"], name="root"), helper.make_node("Div", ["x", "s"], ["y"], name="ratio")]
-    onnx.save(onnx_model(nodes, {"one": np.float32(1)}, [1, 4, 3, 5], [1, 4, 3, 5]), tmp_path / "div.onnx")
     shape = (1, 4, 3, 5)
-    np.savez(tmp_path / "data.npz", x=normal_data(0, 16, shape) * 2)
-    result = deploy(str(tmp_path / "div.onnx"), PROFILE, data=tmp_path / "data.npz", out=tmp_path / "out")
-    program = result.program.replace(rounding="double")
+    result, program = deployed(onnx_model(nodes, {"one": np.float32(1)}, list(shape), list(shape)),
+                               normal_data(0, 16, shape) * 2, tmp_path, PROFILE)
     assert [op.kind for op in program.ops] == ["RELU", "ADD", "DEQUANTIZE", "SQRT", "DEQUANTIZE", "DIV", "QUANTIZE"]
-    q = quantize_input(program, normal_data(1, 32, shape) * 2)
-    got = run_program(program, [q])[0]
-    np.testing.assert_array_equal(got, LiteRT(result.out_dir / "model.int8.tflite", kernels="reference").run([q])[0])
+    run_bitexact(result, program, quantize_input(program, normal_data(1, 32, shape) * 2))

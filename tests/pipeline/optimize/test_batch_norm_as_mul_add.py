@@ -21,12 +21,9 @@ from torch import nn
 from edgeopt.pipeline.evaluate import dequantize_output, quantize_input, run_float, run_int8
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.runtimes.litert import LiteRT
-from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.torch.quantsim import QuantSim
-from edgeopt.workflows.deploy import deploy
 from tests.builders.onnx_models import model as onnx_model
-from tests.builders.torch_export import export, normal_data
+from tests.builders.torch_export import deployed, export, normal_data, run_bitexact
 
 SHAPE = (1, 3, 8, 8)
 
@@ -130,17 +127,10 @@ def test_torch_model_deploys_bitexact_with_litert(exporter: str, tmp_path: Path)
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(run_float(graph, x), expected, rtol=1e-4, atol=1e-5)
 
-    onnx.save(model, tmp_path / "dense_rep.onnx")
-    np.savez(tmp_path / "d.npz", x=normal_data(0, 32, SHAPE))
-    result = deploy(str(tmp_path / "dense_rep.onnx"), "arm-cortex-a78-xnnpack", data=tmp_path / "d.npz",
-                    out=tmp_path / "out")
-    program = result.program.replace(rounding="double")
+    result, program = deployed(model, normal_data(0, 32, SHAPE), tmp_path)
     kinds = [op.kind for op in program.ops]
     assert kinds.count("MUL") == 2 and {"ADD", "CONCATENATION", "CONV_2D"} <= set(kinds)
-    q = quantize_input(program, normal_data(2, 16, SHAPE))
-    tflite = (result.out_dir / "model.int8.tflite").read_bytes()
-    out = run_program(program, [q])[0]
-    np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([q])[0], out)
+    out = run_bitexact(result, program, quantize_input(program, normal_data(2, 16, SHAPE)))
     with torch.no_grad():
         fp32 = module(torch.from_numpy(normal_data(2, 16, SHAPE))).numpy()
     step = float(program.tensor(program.outputs[0]).qparams.scale[0])

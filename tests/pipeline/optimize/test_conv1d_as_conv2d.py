@@ -21,11 +21,8 @@ from torch import nn
 from edgeopt.pipeline.evaluate import quantize_input, run_float
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
-from edgeopt.runtimes.litert import LiteRT
-from edgeopt.runtimes.reference.executor import run_program
-from edgeopt.workflows.deploy import deploy
 from tests.builders.onnx_models import model as onnx_model
-from tests.builders.torch_export import export, normal_data
+from tests.builders.torch_export import deployed, export, normal_data, run_bitexact
 
 SHAPE = (1, 8, 40)  # 8 features (e.g. MFCCs) over 40 frames
 
@@ -84,19 +81,13 @@ def test_the_pass_leaves_its_input_and_a_rewritten_graph_alone(exported: tuple[n
 
 def test_deploys_bitexact_with_litert(exported: tuple[nn.Module, onnx.ModelProto], tmp_path: Path) -> None:
     _, model = exported
-    onnx.save(model, tmp_path / "audio.onnx")
-    np.savez(tmp_path / "d.npz", x=normal_data(0, 32, SHAPE))
-    result = deploy(str(tmp_path / "audio.onnx"), "arm-cortex-a78-xnnpack", data=tmp_path / "d.npz",
-                    out=tmp_path / "out")
-    program = result.program.replace(rounding="double")
+    result, program = deployed(model, normal_data(0, 32, SHAPE), tmp_path)
     kinds = [op.kind for op in program.ops]
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"} <= set(kinds)
     assert kinds.count("TRANSPOSE") == 2
     assert kinds.index("TRANSPOSE") < kinds.index("CONV_2D") and kinds[::-1].index("TRANSPOSE") < kinds[::-1].index(
         "AVERAGE_POOL_2D")
-    x = quantize_input(program, normal_data(2, 16, SHAPE))
-    tflite = (result.out_dir / "model.int8.tflite").read_bytes()
-    np.testing.assert_array_equal(LiteRT(tflite, kernels="reference").run([x])[0], run_program(program, [x])[0])
+    run_bitexact(result, program, quantize_input(program, normal_data(2, 16, SHAPE)))
 
 
 def test_a_weight_tied_to_another_op_keeps_its_one_d_form_there() -> None:
