@@ -37,6 +37,18 @@ class RegistryError(EdgeoptError):
     """A lookup by name in a registry (kernels, emitters, passes, profiles) found nothing."""
 
 
+class OptionError(EdgeoptError):
+    """An option value that only the model can refute (an ``--override`` naming no node): a usage error."""
+
+
+class OutputError(EdgeoptError):
+    """The output location cannot hold the results (a file, under a file, read-only, inside the package)."""
+
+
+class AccuracyError(EdgeoptError):
+    """The int8 model missed the ``--max-drop`` accuracy budget; the artifacts and the report are written."""
+
+
 class InternalError(EdgeoptError):
     """A bug in edgeopt: an invariant broke. Reported with a hint to rerun with --debug."""
 
@@ -48,6 +60,9 @@ EXIT_CODES: dict[type[EdgeoptError], int] = {
     ProfileError: 6,
     DeviceError: 7,
     RegistryError: 8,
+    OptionError: 2,
+    OutputError: 9,
+    AccuracyError: 10,
     InternalError: 70,
 }
 

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from edgeopt.errors import DataError
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph
 from edgeopt.device_profiles import load_profile
 from edgeopt.pipeline.compress.latency import latency_pricer
 from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
-from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.report.compress import compress_svg
 from edgeopt.pipeline.target import Target
@@ -36,6 +36,8 @@ DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 256
 DEFAULT_FINETUNE_SIZE = 2048
 TABLE_FILE = "score_table.json"
+# Every file of the output folder, written as a set (fileio.write_set).
+OUTPUT_FILES = ("model.compressed.onnx", "compress.json", "compress.svg", TABLE_FILE)
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise DataError(f"unknown compression method(s) {', '.join(unknown) or '(none)'}; use svd, prune or svd,prune")
-    out = Path(out)
+    out = check_output_dir(out, OUTPUT_FILES)
     say = progress or (lambda s: None)
     say("loading")
     loaded = load(model, input_shape)
@@ -114,7 +116,6 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     if table is None:
         table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
                             progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price)
-        atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
     say("applying the chosen ratios")
     compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)
     rows = _rows(graph, compressed, choices, table)
@@ -140,9 +141,10 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
         "table_cached": cached,
     }
-    write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
-    atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
-    atomic_write_text(out / "compress.svg", compress_svg(table))
+    write_set(out, {"model.compressed.onnx": graph_to_onnx(compressed).SerializeToString(),
+                    "compress.json": json.dumps(report, indent=1).encode(),
+                    "compress.svg": compress_svg(table).encode(),
+                    TABLE_FILE: json.dumps({"key": key, "table": table.to_json()}).encode()}, OUTPUT_FILES)
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 

@@ -3,8 +3,9 @@
 load → optimize (fold batch norms, fuse activations) → the target's checks → ranges (calibration) →
 quantize → ship (lower, place) → emit .tflite and QDQ .onnx → evaluate in the integer reference executor
 → report → write. Every profile rule goes through one ``Target`` (``pipeline.target``), as in the recipe
-and QuantSim. Nothing is written until every stage has succeeded, and each artifact is written
-atomically, so a failed run leaves no partial file.
+and QuantSim. Every option and the output folder are checked before the model is loaded; nothing is
+written until every stage has succeeded, and the output folder is then written as a set
+(``fileio.write_set``), so a failed or interrupted run leaves the earlier set, never a mix.
 """
 from __future__ import annotations
 
@@ -13,18 +14,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
-from edgeopt.errors import DataError
-from edgeopt.fileio import atomic_write_bytes, atomic_write_text
+from edgeopt.errors import DataError, OptionError
+from edgeopt.fileio import atomic_write_text, check_output_dir, write_set
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
@@ -33,8 +35,10 @@ from edgeopt.pipeline.quantize.float_plan import mask_float_nodes
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
+from edgeopt.pipeline.quantize.range_setting import RANGE_METHODS
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
+from edgeopt.pipeline.report.collapse import collapse_warning
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
 from edgeopt.pipeline.report.sensitivity import sensitivity_svg
 from edgeopt.pipeline.target import Shipped, Target
@@ -108,7 +112,24 @@ class DeployOptions:
     sensitivity: bool = False
 
     def __post_init__(self) -> None:
+        """Check every value that needs no model, so that a bad one fails before any work.
+
+        Raises:
+            OptionError: one line naming the option and its allowed values.
+        """
         object.__setattr__(self, "precision_overrides", MappingProxyType(dict(self.precision_overrides or {})))
+        choices = {"range_method": RANGE_METHODS, "weight_bits": (4, 8), "precision": (None, *get_args(Precision))}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise OptionError(f"{name} {getattr(self, name)!r} is not one of {shown}")
+        for name, dtype in self.precision_overrides.items():
+            if dtype not in get_args(ActivationDtype):
+                raise OptionError(f"precision override {name}={dtype!r}: use one of "
+                                  f"{', '.join(get_args(ActivationDtype))}")
+        if self.calib_size <= 0 or self.recipe_samples < 0 or (self.max_drop is not None and self.max_drop < 0):
+            raise OptionError(f"calib_size must be positive, recipe_samples and max_drop not negative (got "
+                              f"{self.calib_size}, {self.recipe_samples}, {self.max_drop})")
 
 
 @dataclass(frozen=True)
@@ -146,15 +167,21 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
     """
     step = progress or (lambda _: None)
+    where = parse_target(options.target)
     target = Target(load_profile(options.device), options.weight_bits, options.precision,
                     options.precision_overrides, options.range_method)
-    where = parse_target(options.target)
+    if options.out is not None:
+        check_output_dir(options.out, ARTIFACTS.values())
     step("load")
     loaded = _load(model, options.input_shape)
+    out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
+    check_output_dir(out_dir, ARTIFACTS.values())
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
     x, y = loaded.read_data(options.data) if options.data is not None else loaded.data or (None, None)
+    if options.data is not None:
+        check_labels(options.data, y, int(np.prod(loaded.graph.outputs[0].shape[1:])))
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
@@ -187,9 +214,10 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     step("emulate")
     int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
     accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
+    if accuracy is not None:
+        accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
     cost_fp32 = estimate_float(shipped.program, target.profile)
-    out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
     paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key == "report"}
     report = Report(
         model=loaded.name, profile=target.profile, program=shipped.program, placement=shipped.placement,
@@ -200,9 +228,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
                              isinstance(model, QuantizedGraph)),
         sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
     step("write")
-    for key, blob in files.items():
-        atomic_write_bytes(paths[key], blob)
-    atomic_write_text(paths["report"], dumps(report.to_json()))
+    files["report"] = dumps(report.to_json()).encode()
+    write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in files.items()}, ARTIFACTS.values())
     if where.kind == "adb":
         step(f"measure on {where}")
         measured = measure_on_android(where, paths["tflite"], target.profile, keep=options.keep,
@@ -260,6 +287,15 @@ def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarra
         raise DataError("no calibration data: pass --calib CALIB.npz (or --data DATA.npz to calibrate on a slice of it)")
     log.warning("no --calib given: calibrating on the first %d samples of --data", min(calib_size, len(x)))
     return x[:calib_size], f"first {min(calib_size, len(x))} samples of --data"
+
+
+def _collapse(accuracy: dict, program: QProgram, target: Target, recipe: bool) -> str | None:
+    """The report's one-line collapse warning (``report.collapse``), None when int8 holds up."""
+    activation = (16 if target.precision == "w8a16"
+                  else target.rules.defaults.supported_kernels[0].activation if target.precision is None else 8)
+    return collapse_warning(accuracy, depthwise=any(op.kind == "DEPTHWISE_CONV_2D" for op in program.ops),
+                            per_channel=target.rules.per_channel("Conv"), weight_bits=target.weight_bits,
+                            activation_bits=activation, recipe=recipe)
 
 
 def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgeopt.errors import DataError
+from edgeopt.errors import DataError, first_line
 from edgeopt.ir import TensorInfo
 
 log = logging.getLogger(__name__)
 
 LABELS = "y"
+NPY_MAGIC = b"\x93NUMPY"
 
 
 def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
@@ -29,12 +31,25 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
         DataError: missing or unreadable file, or none of ``keys``.
     """
     if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist")
+        raise DataError(f"data file '{path}' does not exist" if not path.exists() else
+                        f"data file '{path}' is a folder; give an .npz file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == NPY_MAGIC:
+        raise DataError(f"'{path}' is a .npy file (one array); save an .npz: np.savez(path, x=x, y=y)")
+    if magic[:2] != b"PK":
+        raise DataError(f"'{path}' is not an .npz (zip) file ({'empty' if not magic else 'other content'}); "
+                        "save the data with np.savez(path, x=x, y=y)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"'{path}' holds pickled (object) arrays, which edgeopt does not load; save numeric "
+                            "arrays: np.savez(path, x=x.astype(np.float32), y=y)") from None
+        raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
     if keys and not any(k in arrays for k in keys):
         raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
                         "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
@@ -93,14 +108,46 @@ def _checked(path: Path, key: str, a: np.ndarray, model_input: TensorInfo) -> np
     if a.ndim != len(expected) + 1 or tuple(a.shape[1:]) != expected:
         raise DataError(f"'{path}': {key} has shape {tuple(a.shape)} but the model input '{model_input.name}' "
                         f"needs [N{', ' if dims else ''}{dims}]")
-    if not np.issubdtype(a.dtype, np.number) or len(a) == 0:
-        raise DataError(f"'{path}': {key} must be a non-empty numeric array, got {a.dtype} with {len(a)} samples")
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating) or len(a) == 0:
+        raise DataError(f"'{path}': {key} must be a non-empty array of real numbers, got {a.dtype} with {len(a)} "
+                        "samples")
     if model_input.is_float:
+        check_finite(path, key, a)
         return a.astype(np.float32)
     if not np.issubdtype(a.dtype, np.integer):
         raise DataError(f"'{path}': {key} is {a.dtype} but the model input '{model_input.name}' is "
                         f"{model_input.dtype} (token ids, masks): save integers")
     return a.astype(model_input.dtype)
+
+
+def check_finite(path: Path, key: str, a: np.ndarray) -> None:
+    """Refuse NaN and Inf (and values beyond float32) in the float array ``a``.
+
+    Raises:
+        DataError: how many values are not finite and the first sample holding one.
+    """
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(a.astype(np.float32))
+    if bad.any():
+        first = int(np.argmax(bad.reshape(len(a), -1).any(1)))
+        raise DataError(f"'{path}': {key} holds {int(bad.sum())} NaN/Inf value(s) (or beyond float32), the first in "
+                        f"sample {first}; replace or drop those samples")
+
+
+def check_labels(path: str | Path, y: np.ndarray | None, classes: int) -> None:
+    """Refuse labels outside ``[0, classes)``: top-1 would be scored against classes the model cannot output.
+
+    Raises:
+        DataError: the label range found and the model's output size.
+    """
+    if y is None or not len(y):
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise DataError(f"'{path}': labels y range over {low}..{high} but the model's first output has {classes} "
+                        f"classes (0..{classes - 1}); give class indices of that output")
 
 
 def _structured(names: Sequence[str], arrays: Sequence[np.ndarray]) -> np.ndarray:
