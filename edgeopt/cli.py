@@ -166,11 +166,10 @@ def deploy(
                                                        "elsewhere); default: the profile's default kernel.")] = None,
     weight_bits: Annotated[WeightBits, typer.Option(help="Weight bit width (4 if the profile's supported_kernels "
                                                          "allow it).")] = WeightBits.eight,
-    max_drop: Annotated[float | None, typer.Option(min=0.0, help="Automatic recipe: try min/max, CLE, bias "
-                                                                 "correction, range methods, AdaRound, mixed "
-                                                                 "precision until int8 accuracy on --data is within "
-                                                                 "this many points of fp32; exit 10 (after writing "
-                                                                 "everything) when no step is.")]
+    max_drop: Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, "
+                                                        "range methods, AdaRound, mixed precision until int8 "
+                                                        "accuracy on --data is within this many points of fp32; "
+                                                        "exit 10 (after writing everything) when no step is.")]
     = None,
     recipe_samples: Annotated[int, typer.Option(min=0, help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "

@@ -127,9 +127,9 @@ class DeployOptions:
             if dtype not in get_args(ActivationDtype):
                 raise OptionError(f"precision override {name}={dtype!r}: use one of "
                                   f"{', '.join(get_args(ActivationDtype))}")
-        if self.calib_size <= 0 or self.recipe_samples < 0 or (self.max_drop is not None and self.max_drop < 0):
-            raise OptionError(f"calib_size must be positive, recipe_samples and max_drop not negative (got "
-                              f"{self.calib_size}, {self.recipe_samples}, {self.max_drop})")
+        if self.calib_size <= 0 or self.recipe_samples < 0:
+            raise OptionError(f"calib_size must be positive and recipe_samples not negative (got {self.calib_size}, "
+                              f"{self.recipe_samples})")
 
 
 @dataclass(frozen=True)
