@@ -171,15 +171,25 @@ def _fsync_dir(path: Path) -> None:
 
 @contextmanager
 def _sigint_held() -> Iterator[None]:
-    """Delay SIGINT (Ctrl-C) until the block is done: the swap of two folders is not cut in the middle."""
+    """Delay SIGINT (Ctrl-C) until the block is done: the swap of two folders is not cut in the middle.
+
+    The Python handler is swapped for one that only records the signal (a signal mask would not do:
+    the kernel may hand the signal to another thread, torch's or ONNX Runtime's), and the previous
+    handler runs once the block is over.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.signal(signal.SIGINT, previous)
+        if caught and callable(previous):
+            previous(signal.SIGINT, None)
+        elif caught and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def committed() -> list[Path]:
