@@ -47,9 +47,9 @@ CHILD = textwrap.dedent("""
 
 
 def _child(body: str, at: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "XDG_CONFIG_HOME": str(cwd)}
     return subprocess.run([sys.executable, "-c", CHILD.format(body=body), at], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
-                                                       "PATH": "/usr/bin:/bin"})
+                          text=True, timeout=120, env=env, check=False)
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
