@@ -288,9 +288,9 @@ def profiles_list() -> None:
         path, user = profile_file(name)
         console.print(f"{name:32s} {profile.description}", highlight=False)
         if user:
-            console.print(f"{'':32s} (user profile {path}, shadows the built-in one of this name)"
-                          if (Path(__file__).parent / "device_profiles" / f"{name}.toml").is_file()
-                          else f"{'':32s} (user profile {path})", highlight=False)
+            shadows = (Path(__file__).parent / "device_profiles" / f"{name}.toml").is_file()
+            console.print(f"{'':32s} (user profile {path}{', shadows the built-in one of this name' if shadows else ''})",
+                          highlight=False, soft_wrap=True)
 
 
 @profiles_app.command("show")
@@ -306,7 +306,7 @@ def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path
         console.print_json(profile.model_dump_json())
         return
     path, user = (Path(name), False) if name.endswith(".toml") or "/" in name else profile_file(name)
-    console.print(f"# {'user profile' if user else 'profile'} file: {path}", highlight=False)
+    console.print(f"# {'user profile' if user else 'profile'} file: {path}", highlight=False, soft_wrap=True)
     console.print(path.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True, end="")
 
 

@@ -411,9 +411,10 @@ def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, templat
     # The hardware the figures belong to is this machine, not the template's.
     vendor = re.sub(r"\((R|TM)\)", "", cpu).split()[0] if cpu.split() else "unknown"
     updated = update_performance(updated, {"vendor": vendor, "core": cpu, "soc": cpu},
-                                 f"this machine, read by edgeopt profiles calibrate host on {date}", "hardware")
-    updated = re.sub(r"(?m)^description\s*=.*$", lambda _: f"description = {toml_value(f'This machine ({cpu}): '
-                     'one CPU core, LiteRT + XNNPACK, 1 thread; figures measured here')}", updated, count=1)
+                                 "this machine, as edgeopt profiles calibrate host read it", "hardware")
+    description = f"This machine ({cpu}): one CPU core, LiteRT + XNNPACK, 1 thread; figures measured here"
+    updated = re.sub(r"(?m)^description\s*=.*$", lambda _: f"description = {toml_value(description)}", updated,
+                     count=1)
     parse_profile(updated, str(path))
     return atomic_write_text(path, updated)
 

@@ -55,10 +55,11 @@ GIVEN_IN_MEMORY = "encodings given in memory"
 ARTIFACTS = {"fp32_onnx": "model.fp32.onnx", "onnx": "model.int8.onnx", "tflite": "model.int8.tflite",
              "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg"}
 Progress = Callable[[str], None]
-ModelSpec = str | QuantizedGraph | None
-"""A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), or a QuantizedGraph
-already optimized and quantized (``QuantSim.export()``): used as is, without calibration; its float graph
-(with its trained weights) is the report's fp32 reference."""
+ModelSpec = str | QuantizedGraph | LoadedModel | None
+"""A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), a model already loaded
+(``load_module`` of an ``nn.Module``: ``edgeopt.deploy``), or a QuantizedGraph already optimized and
+quantized (``QuantSim.export()``): used as is, without calibration; its float graph (with its trained
+weights) is the report's fp32 reference."""
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
 
 
 def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
     if isinstance(model, QuantizedGraph):  # in memory (edgeopt.deploy of a QuantSim): optimized and quantized
         return LoadedModel(name=model.graph.name, graph=model.graph, onnx_model=graph_to_onnx(model.graph))
     return load(model, input_shape)

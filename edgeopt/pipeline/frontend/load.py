@@ -181,6 +181,26 @@ def _load_entry_point(spec: str, input_shape: InputShape | None) -> LoadedModel:
     return _from_onnx(export_torch(module.eval(), example), func_name, None)
 
 
+def load_module(module: Any, example: Any, name: str | None = None) -> LoadedModel:
+    """An ``nn.Module`` in memory (``edgeopt.deploy(module, ..., example_input=...)``) as a LoadedModel.
+
+    Args:
+        module: the torch module (exported in eval mode).
+        example: one example input tensor, or a tuple of them for several inputs.
+        name: the model's name (default: the module's class name).
+
+    Raises:
+        ModelLoadError: not an nn.Module, or the exporter failed.
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"expected an nn.Module, got {type(module).__name__}")
+    example = example if isinstance(example, tuple) else (example,)
+    name = name or type(module).__name__
+    return _from_onnx(export_torch(module.eval(), *example), name, None)
+
+
 def _one_shape(input_shape: InputShape, spec: str) -> tuple[int, ...]:
     """The one float input shape a torch model is exported with (several inputs come from its example)."""
     if not isinstance(input_shape, Mapping):
