@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -183,3 +185,28 @@ def test_a_missed_max_drop_budget_exits_10_after_writing_everything(folder: Path
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no recipe step met --max-drop -1.0" in errors[0]
     assert json.loads((folder / "o" / "report.json").read_text())["recipe_budget"]["met"] is False
+
+
+def test_calibrate_host_and_compress_check_their_output_first(folder: Path) -> None:
+    (folder / "a_file").write_text("x")
+    result = _invoke("profiles", "calibrate", "host", "--out", str(folder / "a_file" / "host.toml"))
+    assert_one_line_error(result, 9, "which is a file")
+    result = _invoke("compress", "missing.onnx", "--target-macs", "0.5", "--out", str(folder / "a_file"))
+    assert_one_line_error(result, 9, "is a file, not a folder")
+
+
+def test_devices_on_a_port_that_does_not_speak_adb() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_http() -> None:
+        with server:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" * 3)
+
+    threading.Thread(target=answer_http, daemon=True).start()
+    result = runner.invoke(app, ["devices", f"127.0.0.1:{port}"], catch_exceptions=False)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "offline" in result.stdout and "does not speak ADB" in result.stdout.replace("\n", " ")

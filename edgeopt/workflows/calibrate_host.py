@@ -33,7 +33,7 @@ from typing import Literal
 import numpy as np
 
 from edgeopt.errors import ProfileError
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import atomic_write_text, check_output_file
 from edgeopt.ir import QParams
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.qprogram import QOp, QProgram, QTensor
@@ -435,7 +435,10 @@ def calibrate(out: Path | None = None, template: Path | None = None, sizes: Size
 
     Raises:
         ProfileError: the profile to update is missing or invalid, or a fit failed.
+        OutputError: ``out`` cannot be written (checked before measuring).
     """
+    if write:
+        check_output_file(out or user_host_profile(), "--out")
     measurements = run_benchmarks(sizes)
     numbers = fit(measurements)
     cpu, date = cpu_model(), dt.date.today().isoformat()

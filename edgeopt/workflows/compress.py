@@ -26,6 +26,7 @@ from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.report.compress import compress_svg
 from edgeopt.pipeline.target import Target
@@ -105,6 +106,8 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     loaded = load(model, input_shape)
     graph = loaded.graph
     x, y = loaded.read_data(data) if data is not None else (None, None)
+    if data is not None:
+        check_labels(data, y, int(np.prod(graph.outputs[0].shape[1:])))
     pool = _calibration(calib, loaded, x)
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
