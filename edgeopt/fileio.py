@@ -75,7 +75,11 @@ def check_output_dir(path: str | os.PathLike[str], owned: Collection[str], optio
     if path.exists() and not path.is_dir():
         raise OutputError(f"{option} '{path}' is a file, not a folder; give a folder path")
     if path.is_dir():
-        foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in owned)
+        try:
+            foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in owned)
+        except OSError as exc:
+            raise OutputError(f"{option} '{path}': cannot list it ({exc.strerror or exc}); give a folder you can "
+                              "write") from None
         if foreign:
             raise OutputError(f"{option} '{path}' holds files this command did not write ({', '.join(foreign[:3])}"
                               f"{' ...' if len(foreign) > 3 else ''}) that replacing the folder would lose; "
@@ -131,6 +135,8 @@ def write_set(out_dir: str | os.PathLike[str], files: Mapping[str, bytes], owned
         OutputError: the folder cannot take the set (``check_output_dir``).
     """
     out_dir = check_output_dir(out_dir, {*files, *owned})
+    if out_dir.is_symlink():  # replace the folder it points to, and keep the link
+        out_dir = out_dir.resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".new"))
     try:

@@ -93,3 +93,11 @@ def test_check_output_dir_accepts_new_empty_and_own_folders(tmp_path: Path) -> N
     check_output_dir(tmp_path / "own", ["a"])
     with pytest.raises(OutputError, match="holds files this command did not write \\(a\\)"):
         check_output_dir(tmp_path / "own", ["b"])
+
+
+def test_a_symlinked_output_folder_keeps_its_link(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    write_set(tmp_path / "link", OLD)
+    write_set(tmp_path / "link", NEW, ARTIFACTS.values())
+    assert (tmp_path / "link").is_symlink() and _contents(tmp_path / "real") == NEW
