@@ -210,3 +210,10 @@ def test_devices_on_a_port_that_does_not_speak_adb() -> None:
     result = runner.invoke(app, ["devices", f"127.0.0.1:{port}"], catch_exceptions=False)
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     assert "offline" in result.stdout and "does not speak ADB" in result.stdout.replace("\n", " ")
+
+
+@pytest.mark.parametrize("kind", ["npy", "text", "pickled", "truncated"])
+def test_a_data_file_of_the_wrong_format_fails_before_the_model_is_loaded(folder: Path, kind: str) -> None:
+    # A missing model would be exit 3: exit 5 shows that the data file was checked first.
+    result = _invoke("deploy", "missing.onnx", "--data", str(_bad_data(folder, kind)))
+    assert_one_line_error(result, 5, "bad.npz" if kind != "npy" else "x.npy")

@@ -26,7 +26,7 @@ from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.frontend.data import check_labels
+from edgeopt.pipeline.frontend.data import check_labels, probe_npz
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
@@ -173,6 +173,9 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
                     options.precision_overrides, options.range_method)
     if options.out is not None:
         check_output_dir(options.out, ARTIFACTS.values())
+    for data_file in (options.data, options.calib):
+        if data_file is not None:
+            probe_npz(data_file)
     step("load")
     loaded = _load(model, options.input_shape)
     out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name

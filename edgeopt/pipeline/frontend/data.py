@@ -22,14 +22,32 @@ log = logging.getLogger(__name__)
 
 LABELS = "y"
 NPY_MAGIC = b"\x93NUMPY"
+HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
-    """Every array of the .npz at ``path``, which must hold one of ``keys`` (if any are given).
+def probe_npz(path: str | Path) -> None:
+    """Check that ``path`` is an .npz of numeric arrays from its zip directory and array headers only
+    (no array is read), so that a wrong file fails before the model is loaded.
 
     Raises:
-        DataError: missing or unreadable file, or none of ``keys``.
+        DataError: missing, a folder, a .npy, not a zip, truncated, or holding pickled (object) arrays.
     """
+    path = Path(path)
+    _check_magic(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                with archive.open(member) as f:
+                    reader = HEADER_READERS.get(np.lib.format.read_magic(f))
+                    dtype = reader(f)[2] if reader is not None else None  # a newer format: np.load judges it
+                if dtype is not None and dtype.hasobject:
+                    raise DataError(f"'{path}' holds pickled (object) arrays ({member}), which edgeopt does not load; "
+                                    "save numeric arrays: np.savez(path, x=x.astype(np.float32), y=y)")
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
+
+
+def _check_magic(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"data file '{path}' does not exist" if not path.exists() else
                         f"data file '{path}' is a folder; give an .npz file")
@@ -40,6 +58,15 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
     if magic[:2] != b"PK":
         raise DataError(f"'{path}' is not an .npz (zip) file ({'empty' if not magic else 'other content'}); "
                         "save the data with np.savez(path, x=x, y=y)")
+
+
+def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``, which must hold one of ``keys`` (if any are given).
+
+    Raises:
+        DataError: missing or unreadable file, or none of ``keys``.
+    """
+    _check_magic(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
