@@ -378,10 +378,20 @@ def devices(
     = None,
     debug: DebugOpt = False,
 ) -> None:
-    """List the Android devices edgeopt can reach over adb, with their state."""
+    """List the Android devices edgeopt can reach over adb, with their state; exit 7 (one line) when none of
+    the SERIALS given is usable."""
+    from edgeopt.errors import DeviceError
     from edgeopt.runtimes.android import list_devices
 
-    found = _guard(debug, lambda: list_devices(serials or ()))
+    def probe() -> list[Any]:
+        found = list_devices(serials or ())
+        unusable = [d for d in found if d.serial in (serials or ()) and d.state != "device"]
+        if serials and len(unusable) == len(found):
+            more = f" (and {len(unusable) - 1} more device(s) not usable)" if len(unusable) > 1 else ""
+            raise DeviceError(f"{unusable[0].detail}{more}")
+        return found
+
+    found = _guard(debug, probe)
     if not found:
         console.print("no devices found (pass HOST:PORT for devices in adb tcpip mode)")
     for d in found:
