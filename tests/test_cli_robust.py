@@ -211,7 +211,7 @@ def test_devices_on_a_port_that_does_not_speak_adb() -> None:
     assert_one_line_error(result, 7, f"127.0.0.1:{port} does not speak ADB")
 
 
-@pytest.mark.parametrize("kind", ["npy", "text", "pickled", "truncated"])
+@pytest.mark.parametrize("kind", ["npy", "text", "pickled", "truncated", "nan", "inf"])
 def test_a_data_file_of_the_wrong_format_fails_before_the_model_is_loaded(folder: Path, kind: str) -> None:
     # A missing model would be exit 3: exit 5 shows that the data file was checked first.
     result = _invoke("deploy", "missing.onnx", "--data", str(_bad_data(folder, kind)))

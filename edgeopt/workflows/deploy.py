@@ -26,7 +26,7 @@ from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.frontend.data import check_labels, probe_npz
+from edgeopt.pipeline.frontend.data import check_labels, read_checked
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
@@ -173,9 +173,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
                     options.precision_overrides, options.range_method)
     if options.out is not None:
         check_output_dir(options.out, ARTIFACTS.values())
-    for data_file in (options.data, options.calib):
-        if data_file is not None:
-            probe_npz(data_file)
+    # The data files' format and values are checked before the model is loaded (their shapes need it).
+    given = {str(f): read_checked(f) for f in (options.data, options.calib) if f is not None}
     step("load")
     loaded = _load(model, options.input_shape)
     out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
@@ -183,14 +182,16 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = loaded.read_data(options.data) if options.data is not None else loaded.data or (None, None)
+    x, y = (loaded.read_data(options.data, arrays=given[str(options.data)]) if options.data is not None
+            else loaded.data or (None, None))
     if options.data is not None:
         check_labels(options.data, y, int(np.prod(loaded.graph.outputs[0].shape[1:])))
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
     else:
-        calib_x, calib_source = _calibration_set(loaded, options.calib, x, options.calib_size)
+        calib_x, calib_source = _calibration_set(loaded, options.calib, given.get(str(options.calib)), x,
+                                                 options.calib_size)
         if options.max_drop is not None:
             recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
@@ -282,10 +283,10 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
                              [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
 
 
-def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarray | None,
-                     calib_size: int) -> tuple[np.ndarray, str]:
+def _calibration_set(loaded: LoadedModel, calib: str | Path | None, arrays: dict[str, np.ndarray] | None,
+                     x: np.ndarray | None, calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = loaded.read_data(calib, labels=False)
+        calib_x, _ = loaded.read_data(calib, labels=False, arrays=arrays)
         return calib_x[:calib_size], str(calib)
     if loaded.calib is not None:
         return loaded.calib[:calib_size], "the example's training split"

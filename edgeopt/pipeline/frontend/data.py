@@ -22,29 +22,22 @@ log = logging.getLogger(__name__)
 
 LABELS = "y"
 NPY_MAGIC = b"\x93NUMPY"
-HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
 
-def probe_npz(path: str | Path) -> None:
-    """Check that ``path`` is an .npz of numeric arrays from its zip directory and array headers only
-    (no array is read), so that a wrong file fails before the model is loaded.
+def read_checked(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``, read and checked for what needs no model: the format (not a
+    .npy, a zip, not truncated, no pickled arrays) and finite values in every float array but ``y``, so
+    that a bad file fails before the model is loaded. Pass the result to ``load_npz(arrays=...)``.
 
     Raises:
-        DataError: missing, a folder, a .npy, not a zip, truncated, or holding pickled (object) arrays.
+        DataError: one line naming the file and what is wrong with it.
     """
     path = Path(path)
-    _check_magic(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for member in archive.namelist():
-                with archive.open(member) as f:
-                    reader = HEADER_READERS.get(np.lib.format.read_magic(f))
-                    dtype = reader(f)[2] if reader is not None else None  # a newer format: np.load judges it
-                if dtype is not None and dtype.hasobject:
-                    raise DataError(f"'{path}' holds pickled (object) arrays ({member}), which edgeopt does not load; "
-                                    "save numeric arrays: np.savez(path, x=x.astype(np.float32), y=y)")
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
+    arrays = read_npz(path, ())
+    for key, a in arrays.items():
+        if key != LABELS and np.issubdtype(a.dtype, np.number) and a.ndim and len(a):
+            check_finite(path, key, a)
+    return arrays
 
 
 def _check_magic(path: Path) -> None:
@@ -77,15 +70,20 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
         raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as exc:
         raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
-    if keys and not any(k in arrays for k in keys):
-        raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
-                        "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
+    _require(path, arrays, keys)
     return arrays
 
 
-def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *,
-             labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read the inputs (and ``y`` when ``labels``) from ``path`` and check them against the model's inputs.
+def _require(path: Path, arrays: dict[str, np.ndarray], keys: Sequence[str]) -> None:
+    if keys and not any(k in arrays for k in keys):
+        raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
+                        "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
+
+
+def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *, labels: bool,
+             arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read the inputs (and ``y`` when ``labels``) from ``path`` (or take ``arrays``, its content already read
+    by ``read_checked``) and check them against the model's inputs.
 
     One model input: the array ``x`` (or one named as the input). Several: one array per input name,
     nothing else but ``y``. Each must be ``[N, *input_shape[1:]]`` with the same N; a float input takes
@@ -103,7 +101,10 @@ def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *,
     path = Path(path)
     names = [t.name for t in model_inputs]
     single = len(model_inputs) == 1
-    arrays = read_npz(path, ("x", names[0]) if single else ())  # several: the names are checked below
+    keys = ("x", names[0]) if single else ()  # several: the names are checked below
+    if arrays is None:
+        arrays = read_npz(path, keys)
+    _require(path, arrays, keys)
     if single:
         key = "x" if "x" in arrays else names[0]
         given = {names[0]: arrays[key]}

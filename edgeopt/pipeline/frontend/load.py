@@ -65,11 +65,12 @@ class LoadedModel:
         """User data ``[N, ...]`` laid out as the graph's input wants it."""
         return x if self.data_layout is None else np.ascontiguousarray(x.transpose(self.data_layout))
 
-    def read_data(self, path: str | Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def read_data(self, path: str | Path, labels: bool = True,
+                  arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The inputs of an ``.npz`` file (laid out as the user's model file takes them, e.g. NHWC for a
         .tflite) in the graph's layout, and the labels (``frontend.data.load_npz``: one array, or one per
-        input name)."""
-        x, y = load_npz(path, self.data_inputs, labels=labels)
+        input name); ``arrays``: the file's content when it was read already (``data.read_checked``)."""
+        x, y = load_npz(path, self.data_inputs, labels=labels, arrays=arrays)
         return self.to_graph_layout(x), y
 
 
