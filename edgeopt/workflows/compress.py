@@ -4,7 +4,7 @@ The score table is cached in the output folder (``score_table.json``), keyed by 
 methods, the candidate ratios and the data's hash, so a second target on the same model and data
 costs no new scoring. ``model.compressed.onnx`` is a float ONNX file that goes through ``deploy`` like
 any other; ``compress.json`` holds the choices, the table and the before/after figures, ``compress.svg``
-plots the table (score against ratio per layer).
+plots the table (score against ratio per layer), ``report.html`` shows it all on one page.
 """
 from __future__ import annotations
 
@@ -17,17 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_text
 from edgeopt.ir import Graph
-from edgeopt.device_profiles import load_profile
 from edgeopt.pipeline.compress.latency import latency_pricer
 from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
 from edgeopt.pipeline.frontend.load import LoadedModel, load
-from edgeopt.pipeline.report.compress import compress_svg
+from edgeopt.pipeline.report.html import compress_html
+from edgeopt.pipeline.report.plots import compress_svg
 from edgeopt.pipeline.target import Target
 
 log = logging.getLogger(__name__)
@@ -132,17 +133,18 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
-        "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
+        "eval": {"n": len(eval_x), "labels": eval_y is not None, "base": asdict(table.base),
                  "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},
         "finetune": {"epochs": finetune_epochs,
                      "samples": int(min(finetune_size, len(pool))) if finetune_epochs else 0},
-        "calibration_samples": int(len(calib_x)),
+        "calibration_samples": len(calib_x),
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
         "table_cached": cached,
     }
     write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
     atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
-    atomic_write_text(out / "compress.svg", compress_svg(table))
+    atomic_write_text(out / "compress.svg", compress_svg(report["score_table"]["entries"]))
+    atomic_write_text(out / "report.html", compress_html(report))
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 
