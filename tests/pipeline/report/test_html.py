@@ -20,7 +20,7 @@ def test_report_html_is_one_self_contained_page_with_every_section(example_deplo
     assert not re.search(r"url\((?!#)", html) and "@import" not in html  # url(#id): the plots' own clip paths
     for section in ("summary", "recipe", "sensitivity", "equalization", "placement"):
         assert f'<section id="{section}">' in html, section
-    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.S)
+    svgs = re.findall(r"<svg.*?</svg>", html, flags=re.DOTALL)
     assert len(svgs) == 4  # recipe, sensitivity, equalization, time by op type and unit
     for svg in svgs:
         assert ET.fromstring(svg).tag == f"{SVG}svg"
@@ -51,6 +51,6 @@ def test_compare_page_plots_every_model_and_links_their_pages(example_deploy: De
                                                         out / "elsewhere" / "report.html"], out)
     assert f'href="{example_deploy.out_dir.name}/report.html"' in html
     assert "other&lt;&amp;&gt;" in html and "other<&>" not in html
-    svg = ET.fromstring(re.search(r"<svg.*?</svg>", html, flags=re.S).group(0))
+    svg = ET.fromstring(re.search(r"<svg.*?</svg>", html, flags=re.DOTALL).group(0))
     labels = [t.text for t in svg.iter(f"{SVG}text")]
     assert example_deploy.report["model"] in labels and "other<&>" in labels
