@@ -30,6 +30,8 @@ from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.report.html import compress_html
 from edgeopt.pipeline.report.plots import compress_svg
 from edgeopt.pipeline.target import Target
+from edgeopt.progress import report as report_count
+from edgeopt.progress import reporting
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,22 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         ratios: candidate fractions of a layer's MACs to keep.
         finetune_epochs: epochs of label-free distillation from the uncompressed model (0: none), on the
             first ``finetune_size`` samples of the calibration file (or of ``data``).
+        progress: called with the name of each stage as it starts; if it also has ``count(task, done,
+            total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
 
     Raises:
         DataError: no calibration data, or a target or method out of range.
         ModelLoadError: the model cannot be loaded.
     """
+    with reporting(progress):
+        return _compress(model, target_macs, out, target_latency, device, methods, data, calib, calib_size,
+                         eval_size, ratios, input_shape, finetune_epochs, finetune_size, progress)
+
+
+def _compress(model: str | None, target_macs: float | None, out: str | Path, target_latency: float | None,
+              device: str | None, methods: Sequence[str], data: str | Path | None, calib: str | Path | None,
+              calib_size: int, eval_size: int, ratios: Sequence[float], input_shape: tuple[int, ...] | None,
+              finetune_epochs: int, finetune_size: int, progress: Callable[[str], None] | None) -> CompressResult:
     if (target_macs is None) == (target_latency is None):
         raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
     option, target = ("--target-macs", target_macs) if target_latency is None else ("--target-latency", target_latency)
@@ -113,8 +126,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     key = _key(graph, [*methods, f"device={device if price else ''}"], ratios, calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
     if table is None:
-        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
-                            progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price)
+        say("scoring layers")
+        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price,
+                            progress=lambda i, n: report_count("scoring (layer, method, ratio) candidates", i, n))
         atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
     say("applying the chosen ratios")
     compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)

@@ -44,6 +44,7 @@ from edgeopt.pipeline.report.model_explorer import node_data
 from edgeopt.pipeline.report.plots import sensitivity_svg
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
 from edgeopt.pipeline.target import Shipped, Target
+from edgeopt.progress import reporting
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
 from edgeopt.workflows.measure import measure_on_android, parse_target
@@ -147,12 +148,18 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     Args:
         model: a model spec, or a QuantizedGraph to ship as it is (``ModelSpec``).
         options: the device and the choices (``DeployOptions``).
-        progress: called with the name of each stage as it starts.
+        progress: called with the name of each stage as it starts; if it also has ``count(task, done,
+            total)`` (``edgeopt.progress.Counter``), that gets the counts of the long stages (samples
+            calibrated and evaluated, AdaRound's layers, sensitivity probes).
 
     Raises:
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
     """
-    step = progress or (lambda _: None)
+    with reporting(progress):
+        return _deploy_with(model, options, progress or (lambda _: None))
+
+
+def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> DeployResult:
     target = Target(load_profile(options.device), options.weight_bits, options.precision,
                     options.precision_overrides, options.range_method)
     where = parse_target(options.target)

@@ -148,8 +148,9 @@ def render(report: dict, console: Console) -> None:
             console.print(f"[yellow]energy warning:[/] {warning}")
     if "placement" in report:
         render_placement(report["placement"], console)
+    pad = max(map(len, report["artifacts"]), default=0)
     for key, path in report["artifacts"].items():
-        console.print(f"  {key:10s} {path}")
+        console.print(f"  {key:{pad}s} {path}", highlight=False)
 
 
 def render_comparison(reports: list[dict], console: Console) -> None:
