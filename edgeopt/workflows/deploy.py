@@ -8,6 +8,7 @@ atomically, so a failed run leaves no partial file.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -258,8 +259,13 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
                       step: Progress) -> RecipeResult:
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
+    tried = itertools.count(1)  # the recipe stops at the first step within budget: no total to show
+
+    def numbered(stage: str) -> None:
+        step(f"recipe step {next(tried)}: {stage.removeprefix('recipe: ')}")
+
     return run_recipe(graph, calib_x, x, y, target=target, max_drop=max_drop, base_plan=resolved.plan,
-                      screen_samples=screen, progress=step)
+                      screen_samples=screen, progress=numbered)
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,
