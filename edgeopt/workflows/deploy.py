@@ -39,10 +39,9 @@ from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
 from edgeopt.pipeline.report.equalization import equalization_section
-from edgeopt.pipeline.report.html import deploy_html
+from edgeopt.pipeline.report.html import deploy_html, deploy_plots
 from edgeopt.pipeline.report.model_explorer import FILES as MODEL_EXPLORER_FILES
 from edgeopt.pipeline.report.model_explorer import node_data
-from edgeopt.pipeline.report.plots import sensitivity_svg
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
 from edgeopt.pipeline.target import Shipped, Target
 from edgeopt.progress import reporting
@@ -198,7 +197,6 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     if options.sensitivity:
         step("sensitivity")
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
-        files["sensitivity_svg"] = sensitivity_svg([r.to_json() for r in layers]).encode()
     step("emulate")
     int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
     accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
@@ -206,6 +204,8 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     cost_fp32 = estimate_float(shipped.program, target.profile)
     out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
     pages = {"report", "html", *(f"model_explorer_{k}" for k in MODEL_EXPLORER_FILES if k != "sqnr" or layers)}
+    if layers is not None:
+        pages.add("sensitivity_svg")
     paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key in pages}
     report = Report(
         model=loaded.name, profile=target.profile, program=shipped.program, placement=shipped.placement,
@@ -233,10 +233,13 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
 
 
 def _write_report(report: Report, paths: Mapping[str, Path]) -> None:
-    """report.json and report.html."""
+    """report.json, report.html and, with sensitivity, sensitivity.svg (the page's plot)."""
     data = report.to_json()
+    svgs = deploy_plots(data)
     atomic_write_text(paths["report"], dumps(data))
-    atomic_write_text(paths["html"], deploy_html(data))
+    atomic_write_text(paths["html"], deploy_html(data, svgs))
+    if "sensitivity_svg" in paths:
+        atomic_write_text(paths["sensitivity_svg"], svgs["sensitivity"])
 
 
 def _equalization(graph: Graph, recipe: RecipeResult | None) -> dict | None:

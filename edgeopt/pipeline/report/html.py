@@ -23,16 +23,24 @@ def _environment() -> Environment:
                        autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
 
 
-def deploy_html(report: Mapping[str, Any]) -> str:
-    """The page of one deploy (``Report.to_json``'s dict): summary, recipe, sensitivity, equalization,
-    and per-op placement and time (a sortable table and a chart by op type and unit)."""
-    svg: dict[str, Markup] = {"placement": Markup(plots.placement_time_svg(report["placement"]["ops"]))}
+def deploy_plots(report: Mapping[str, Any]) -> dict[str, str]:
+    """The plots of one deploy's page (``Report.to_json``'s dict), by section: ``placement`` always,
+    ``recipe``, ``sensitivity`` and ``equalization`` when the report has them."""
+    svg = {"placement": plots.placement_time_svg(report["placement"]["ops"])}
     if report.get("recipe"):
-        svg["recipe"] = Markup(plots.recipe_svg(report["recipe"], report["recipe_budget"]))
-    if report.get("sensitivity"):
-        svg["sensitivity"] = Markup(plots.sensitivity_svg(report["sensitivity"]))
+        svg["recipe"] = plots.recipe_svg(report["recipe"], report["recipe_budget"])
+    if report.get("sensitivity") is not None:
+        svg["sensitivity"] = plots.sensitivity_svg(report["sensitivity"])
     if (report.get("equalization") or {}).get("layers"):
-        svg["equalization"] = Markup(plots.weight_ranges_svg(report["equalization"]["layers"]))
+        svg["equalization"] = plots.weight_ranges_svg(report["equalization"]["layers"])
+    return svg
+
+
+def deploy_html(report: Mapping[str, Any], svgs: Mapping[str, str] | None = None) -> str:
+    """The page of one deploy (``Report.to_json``'s dict): summary, recipe, sensitivity, equalization,
+    and per-op placement and time (a sortable table and a chart by op type and unit). ``svgs``: its plots
+    (``deploy_plots``), when the caller has drawn them already."""
+    svg = {key: Markup(text) for key, text in (deploy_plots(report) if svgs is None else svgs).items()}
     return _environment().get_template("deploy.html").render(r=report, acc=_accuracy(report), plots=svg)
 
 

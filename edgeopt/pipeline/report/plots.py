@@ -29,7 +29,8 @@ def to_svg(fig: Figure) -> str:
     """``fig`` as SVG text without the XML prolog (inlinable in HTML, still a valid standalone SVG)."""
     buf = io.StringIO()
     with matplotlib.rc_context(SVG_RC):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+        # constrained layout already keeps every label inside the figure: no second, "tight" drawing pass
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
