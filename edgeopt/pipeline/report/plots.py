@@ -70,7 +70,7 @@ def recipe_svg(steps: Sequence[Mapping[str, Any]], budget: Mapping[str, Any]) ->
     """The recipe's steps (report.json ``recipe``): int8 accuracy per step (bars; dropped steps hatched) with
     the budget line, and estimated latency per step (line) on a second axis; the chosen step is starred."""
     names = [s["step"] for s in steps]
-    fig = _figure(max(6.0, 0.55 * len(steps) + 2), 3.6)
+    fig = _figure(max(7.5, 0.55 * len(steps) + 2), 3.6)
     ax = fig.add_subplot()
     colors = ["#54a24b" if s["step"] == budget["chosen"] else "#4c78a8" for s in steps]
     bars = ax.bar(range(len(steps)), [s["int8"] for s in steps], color=colors,
@@ -100,23 +100,25 @@ def recipe_svg(steps: Sequence[Mapping[str, Any]], budget: Mapping[str, Any]) ->
     handles = ax.get_legend_handles_labels()
     more = twin.get_legend_handles_labels()
     ax.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize=7)
-    ax.set_title("Automatic recipe: accuracy and estimated latency per step (hatched: dropped)")
+    ax.set_title("Automatic recipe: accuracy and estimated latency per step\n(hatched: dropped)", fontsize=9)
     return to_svg(fig)
 
 
 def weight_ranges_svg(layers: Sequence[Mapping[str, Any]]) -> str:
-    """Per-channel weight ranges of each layer of report.json's ``equalization`` before (grey) and after
-    (blue) cross-layer equalization: one panel per layer, the band from each output channel's min to max."""
+    """Per-channel weight ranges of each layer of report.json's ``equalization`` before (grey band) and after
+    (blue outline) cross-layer equalization: one panel per layer, each output channel's min to max."""
     fig = _figure(7.5, 2.2 * max(len(layers), 1))
     axes = fig.subplots(max(len(layers), 1), 1, squeeze=False)[:, 0]
     for ax, layer in zip(axes, layers):
-        for key, color, label in (("before", "#999999", "before CLE"), ("after", "#4c78a8", "after CLE")):
-            lo, hi = layer[key]["min"], layer[key]["max"]
-            channels = range(len(lo))
-            ax.fill_between(channels, lo, hi, step="mid", color=color, alpha=0.55, label=label, linewidth=0)
+        before, after = layer["before"], layer["after"]
+        channels = range(len(before["min"]))
+        ax.fill_between(channels, before["min"], before["max"], step="mid", color="#aaaaaa", alpha=0.7,
+                        label="before CLE", linewidth=0)
+        for key, label in (("max", "after CLE"), ("min", None)):
+            ax.step(channels, after[key], where="mid", color="#1f4e9c", linewidth=0.8, label=label)
         ax.axhline(0, color="#333", linewidth=0.5)
-        ax.set_title(f"{layer['node']}: range spread (max/min channel range) "
-                     f"{layer['before']['spread']:.1f} -> {layer['after']['spread']:.1f}", fontsize=8)
+        ax.set_title(f"{layer['node']}: spread (largest channel |w| over the median one) "
+                     f"{before['spread']:.1f} -> {after['spread']:.1f}", fontsize=8)
         ax.set_xlabel("output channel", fontsize=7)
         ax.set_ylabel("weight", fontsize=7)
         ax.legend(loc="upper right", fontsize=7)
