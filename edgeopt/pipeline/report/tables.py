@@ -20,10 +20,11 @@ def fitted_table(title: str, headers: list[str], rows: list[list[str]], width: i
     wide = [max(v, len(h)) for v, h in zip(widths, headers)]
     if sum(wide[1:]) + 3 * keep + 1 + min(widths[0], 12) <= width:  # room for one-line headers
         need = wide
-    while keep > 3 and sum(need[1:keep]) + 3 * keep + 1 + 12 > width:
+    first = min(widths[0], 12)  # the names column wraps down to this
+    while keep > 3 and sum(need[1:keep]) + 3 * keep + 1 + first > width:
         keep -= 1
     table = Table(title=title)
-    rest = max(12, width - sum(need[1:keep]) - 3 * keep - 1)
+    rest = max(first, width - sum(need[1:keep]) - 3 * keep - 1)
     for i in range(keep):
         table.add_column(headers[i], justify="left" if i in left else "right", overflow="fold",
                          width=min(rest, max(widths[0], words[0])) if i == 0 else need[i])
