@@ -7,14 +7,16 @@ a plot is small and the same report always gives the same bytes.
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec
 
 import matplotlib
 from matplotlib.figure import Figure
 
+P = ParamSpec("P")
 SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "edgeopt", "font.size": 9, "axes.titlesize": 10,
           "font.sans-serif": ["DejaVu Sans", "Arial"]}  # named once per text element: keep the list short
 KIND_COLORS = {"weights": "#4c78a8", "activation": "#f58518"}
@@ -36,10 +38,19 @@ def to_svg(fig: Figure) -> str:
 
 
 def _figure(width: float, height: float) -> Figure:
-    with matplotlib.rc_context(SVG_RC):
-        return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout="constrained")
 
 
+def _styled(plot: Callable[P, str]) -> Callable[P, str]:
+    """Run ``plot`` under ``SVG_RC``: text takes its font size when it is created, not when it is drawn."""
+    @functools.wraps(plot)
+    def styled(*args: P.args, **kwargs: P.kwargs) -> str:
+        with matplotlib.rc_context(SVG_RC):
+            return plot(*args, **kwargs)
+    return styled
+
+
+@_styled
 def sensitivity_svg(entries: Sequence[Mapping[str, Any]], limit: int = MAX_BARS) -> str:
     """Horizontal bars of output SQNR (dB) for the ``limit`` entries of report.json's ``sensitivity`` with
     the lowest SQNR (lowest at the top), coloured by what was quantized; an exact layer (``sqnr_db``
@@ -62,10 +73,11 @@ def sensitivity_svg(entries: Sequence[Mapping[str, Any]], limit: int = MAX_BARS)
     ax.set_title(f"Per-layer quantization sensitivity ({len(shown)} of {len(entries)}, lowest SQNR first)")
     for kind, color in KIND_COLORS.items():
         ax.bar(0, 0, color=color, label=kind)
-    ax.legend(loc="lower right", fontsize=7)
+    ax.legend(loc="upper right", fontsize=7)  # the top bars are the shortest
     return to_svg(fig)
 
 
+@_styled
 def recipe_svg(steps: Sequence[Mapping[str, Any]], budget: Mapping[str, Any]) -> str:
     """The recipe's steps (report.json ``recipe``): int8 accuracy per step (bars; dropped steps hatched) with
     the budget line, and estimated latency per step (line) on a second axis; the chosen step is starred."""
@@ -104,6 +116,7 @@ def recipe_svg(steps: Sequence[Mapping[str, Any]], budget: Mapping[str, Any]) ->
     return to_svg(fig)
 
 
+@_styled
 def weight_ranges_svg(layers: Sequence[Mapping[str, Any]]) -> str:
     """Per-channel weight ranges of each layer of report.json's ``equalization`` before (grey band) and after
     (blue outline) cross-layer equalization: one panel per layer, each output channel's min to max."""
@@ -125,6 +138,7 @@ def weight_ranges_svg(layers: Sequence[Mapping[str, Any]]) -> str:
     return to_svg(fig)
 
 
+@_styled
 def placement_time_svg(ops: Sequence[Mapping[str, Any]]) -> str:
     """Where the estimated time goes (report.json ``placement.ops``): total µs per op type (the
     ``SHOWN_OP_TYPES`` costliest, the rest as "other"), stacked by compute unit."""
@@ -160,6 +174,7 @@ def placement_time_svg(ops: Sequence[Mapping[str, Any]]) -> str:
     return to_svg(fig)
 
 
+@_styled
 def compare_svg(reports: Sequence[Mapping[str, Any]]) -> str:
     """Accuracy against fps and against energy per inference, one point per model compared (measured fps and
     energy where a device measured them, else the estimate)."""
@@ -186,6 +201,7 @@ def compare_svg(reports: Sequence[Mapping[str, Any]]) -> str:
     return to_svg(fig)
 
 
+@_styled
 def compress_svg(entries: Sequence[Mapping[str, Any]], columns: int = 4) -> str:
     """The compression score table (``ScoreTable.to_json()["entries"]``): one panel per scored layer, the
     model's output SQNR (dB, capped at ``SQNR_CAP``) against the fraction of the layer's MACs kept, one line
