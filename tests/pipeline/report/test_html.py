@@ -54,3 +54,14 @@ def test_compare_page_plots_every_model_and_links_their_pages(example_deploy: De
     svg = ET.fromstring(re.search(r"<svg.*?</svg>", html, flags=re.DOTALL).group(0))
     labels = [t.text for t in svg.iter(f"{SVG}text")]
     assert example_deploy.report["model"] in labels and "other<&>" in labels
+
+
+def test_page_of_a_plain_deploy_without_data_has_only_its_own_sections(example_deploy: DeployResult) -> None:
+    from edgeopt.pipeline.report.html import deploy_html
+
+    bare = {k: v for k, v in example_deploy.report.items()
+            if k not in ("recipe", "recipe_budget", "sensitivity", "equalization")}
+    html = deploy_html({**bare, "accuracy": None})
+    assert '<section id="summary">' in html and '<section id="placement">' in html
+    assert all(f'<section id="{s}">' not in html for s in ("recipe", "sensitivity", "equalization"))
+    assert "top-1" not in html and len(re.findall(r"<svg", html)) == 1
