@@ -4,7 +4,7 @@ The score table is cached in the output folder (``score_table.json``), keyed by 
 methods, the candidate ratios and the data's hash, so a second target on the same model and data
 costs no new scoring. ``model.compressed.onnx`` is a float ONNX file that goes through ``deploy`` like
 any other; ``compress.json`` holds the choices, the table and the before/after figures, ``compress.svg``
-plots the table (score against ratio per layer).
+plots the table (score against ratio per layer), ``report.html`` shows it all on one page.
 """
 from __future__ import annotations
 
@@ -17,18 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError
 from edgeopt.fileio import atomic_write_text
 from edgeopt.ir import Graph
-from edgeopt.device_profiles import load_profile
 from edgeopt.pipeline.compress.latency import latency_pricer
 from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
 from edgeopt.pipeline.frontend.load import LoadedModel, load
-from edgeopt.pipeline.report.compress import compress_svg
+from edgeopt.pipeline.report.html import compress_html
+from edgeopt.pipeline.report.plots import compress_svg
 from edgeopt.pipeline.target import Target
+from edgeopt.progress import report as report_count
+from edgeopt.progress import reporting
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +85,22 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         ratios: candidate fractions of a layer's MACs to keep.
         finetune_epochs: epochs of label-free distillation from the uncompressed model (0: none), on the
             first ``finetune_size`` samples of the calibration file (or of ``data``).
+        progress: called with the name of each stage as it starts; if it also has ``count(task, done,
+            total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
 
     Raises:
         DataError: no calibration data, or a target or method out of range.
         ModelLoadError: the model cannot be loaded.
     """
+    with reporting(progress):
+        return _compress(model, target_macs, out, target_latency, device, methods, data, calib, calib_size,
+                         eval_size, ratios, input_shape, finetune_epochs, finetune_size, progress)
+
+
+def _compress(model: str | None, target_macs: float | None, out: str | Path, target_latency: float | None,
+              device: str | None, methods: Sequence[str], data: str | Path | None, calib: str | Path | None,
+              calib_size: int, eval_size: int, ratios: Sequence[float], input_shape: tuple[int, ...] | None,
+              finetune_epochs: int, finetune_size: int, progress: Callable[[str], None] | None) -> CompressResult:
     if (target_macs is None) == (target_latency is None):
         raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
     option, target = ("--target-macs", target_macs) if target_latency is None else ("--target-latency", target_latency)
@@ -112,8 +126,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     key = _key(graph, [*methods, f"device={device if price else ''}"], ratios, calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
     if table is None:
-        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
-                            progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price)
+        say("scoring layers")
+        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price,
+                            progress=lambda i, n: report_count("scoring (layer, method, ratio) candidates", i, n))
         atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
     say("applying the chosen ratios")
     compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)
@@ -132,17 +147,18 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
-        "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
+        "eval": {"n": len(eval_x), "labels": eval_y is not None, "base": asdict(table.base),
                  "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},
         "finetune": {"epochs": finetune_epochs,
                      "samples": int(min(finetune_size, len(pool))) if finetune_epochs else 0},
-        "calibration_samples": int(len(calib_x)),
+        "calibration_samples": len(calib_x),
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
         "table_cached": cached,
     }
     write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
     atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
-    atomic_write_text(out / "compress.svg", compress_svg(table))
+    atomic_write_text(out / "compress.svg", compress_svg(report["score_table"]["entries"]))
+    atomic_write_text(out / "report.html", compress_html(report))
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 
