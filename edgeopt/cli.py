@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar, get_args
 import typer
 from rich.console import Console
 
+from edgeopt.console_progress import ConsoleProgress
 from edgeopt.errors import EdgeoptError, InternalError, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -201,8 +202,8 @@ def deploy(
                             sensitivity=sensitivity)
 
     def work() -> Any:
-        with err_console.status("deploying") as status:
-            return deploy_with(model, options, progress=lambda s: status.update(f"deploy: {s}"))
+        with ConsoleProgress(err_console, "deploy") as progress:
+            return deploy_with(model, options, progress=progress)
 
     result = _guard(debug, work)
     report.render(result.report, console)
@@ -367,8 +368,12 @@ def compare(
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")
-    results = _guard(debug, lambda: run_compare(models, device, out=out, data=data, calib=calib, target=target,
-                                                keep=keep, benchmark_binary=benchmark_binary))
+    def work() -> Any:
+        with ConsoleProgress(err_console, "compare") as progress:
+            return run_compare(models, device, out=out, data=data, calib=calib, target=target, keep=keep,
+                               benchmark_binary=benchmark_binary, progress=progress)
+
+    results = _guard(debug, work)
     report.render_comparison([r.report for r in results], console)
 
 
@@ -430,27 +435,25 @@ def compress(
     methods = tuple(m.strip() for m in method.split(",") if m.strip())
 
     def work() -> Any:
-        with err_console.status("compressing") as status:
+        with ConsoleProgress(err_console, "compress") as progress:
             return run_compress(model, target_macs, target_latency=target_latency, device=device, out=out,
                                 methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=_parse_input_shapes(input_shape or []),
                                 finetune_epochs=finetune_epochs, finetune_size=finetune_size,
-                                progress=lambda s: status.update(f"compress: {s}"))
+                                progress=progress)
 
     result = _guard(debug, work)
     _render_compress(result.report, result.table_cached)
 
 
 def _render_compress(report: dict, cached: bool) -> None:
-    from rich.table import Table
+    from edgeopt.pipeline.report.tables import fitted_table
 
-    table = Table(title=f"{report['model']}: per-layer compression", title_justify="left")
-    for col in ("layer", "method", "ratio", "MACs before", "MACs after", "SQNR alone (dB)"):
-        table.add_column(col, justify="left" if col in ("layer", "method") else "right")
-    for r in report["layers"]:
-        table.add_row(r["layer"], r["method"], f"{r['ratio']:.3f}", f"{r['macs_before']:,}", f"{r['macs_after']:,}",
-                      f"{r['table_sqnr_db']:.1f} @ {r['table_ratio']:.3f}")
-    console.print(table)
+    rows = [[r["layer"], r["method"], f"{r['ratio']:.3f}", f"{r['macs_before']:,}", f"{r['macs_after']:,}",
+             f"{r['table_sqnr_db']:.1f} @ {r['table_ratio']:.3f}"] for r in report["layers"]]
+    console.print(fitted_table(f"{report['model']}: per-layer compression",
+                               ["layer", "method", "ratio", "MACs before", "MACs after", "SQNR alone (dB)"], rows,
+                               console.width, left=(0, 1)))
     ev = report["eval"]
     final = ev["finetuned"] or ev["compressed"]
     metric = (f"top-1 {ev['base']['top1']:.2f} % -> {final['top1']:.2f} %" if ev["labels"] else

@@ -9,6 +9,8 @@ written until every stage has succeeded, and the output folder is then written a
 """
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +22,7 @@ import numpy as np
 
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError, OptionError
-from edgeopt.fileio import atomic_write_text, check_output_dir, write_set
+from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
@@ -31,6 +33,7 @@ from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize.float_plan import mask_float_nodes
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
@@ -39,9 +42,13 @@ from edgeopt.pipeline.quantize.range_setting import RANGE_METHODS
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
 from edgeopt.pipeline.report.collapse import collapse_warning
+from edgeopt.pipeline.report.equalization import equalization_section
+from edgeopt.pipeline.report.html import deploy_html, deploy_plots
+from edgeopt.pipeline.report.model_explorer import FILES as MODEL_EXPLORER_FILES
+from edgeopt.pipeline.report.model_explorer import node_data
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
-from edgeopt.pipeline.report.sensitivity import sensitivity_svg
 from edgeopt.pipeline.target import Shipped, Target
+from edgeopt.progress import reporting
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
 from edgeopt.workflows.measure import measure_on_android, parse_target
@@ -53,7 +60,8 @@ DEFAULT_CALIB_SIZE = 500
 GIVEN_IN_MEMORY = "encodings given in memory"
 # Artifact key → file name in the output folder, in the report's order.
 ARTIFACTS = {"fp32_onnx": "model.fp32.onnx", "onnx": "model.int8.onnx", "tflite": "model.int8.tflite",
-             "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg"}
+             "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg",
+             "html": "report.html", **{f"model_explorer_{k}": name for k, name in MODEL_EXPLORER_FILES.items()}}
 Progress = Callable[[str], None]
 ModelSpec = str | QuantizedGraph | LoadedModel | None
 """A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), a model already loaded
@@ -162,12 +170,18 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     Args:
         model: a model spec, or a QuantizedGraph to ship as it is (``ModelSpec``).
         options: the device and the choices (``DeployOptions``).
-        progress: called with the name of each stage as it starts.
+        progress: called with the name of each stage as it starts; if it also has ``count(task, done,
+            total)`` (``edgeopt.progress.Counter``), that gets the counts of the long stages (samples
+            calibrated and evaluated, AdaRound's layers, sensitivity probes).
 
     Raises:
         DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
     """
-    step = progress or (lambda _: None)
+    with reporting(progress):
+        return _deploy_with(model, options, progress or (lambda _: None))
+
+
+def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> DeployResult:
     where = parse_target(options.target)
     target = Target(load_profile(options.device), options.weight_bits, options.precision,
                     options.precision_overrides, options.range_method)
@@ -215,7 +229,6 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     if options.sensitivity:
         step("sensitivity")
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
-        files["sensitivity_svg"] = sensitivity_svg(layers).encode()
     step("emulate")
     int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
     accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
@@ -223,7 +236,10 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
     cost_fp32 = estimate_float(shipped.program, target.profile)
-    paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key == "report"}
+    pages = {"report", "html", *(f"model_explorer_{k}" for k in MODEL_EXPLORER_FILES if k != "sqnr" or layers)}
+    if layers is not None:
+        pages.add("sensitivity_svg")
+    paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key in pages}
     report = Report(
         model=loaded.name, profile=target.profile, program=shipped.program, placement=shipped.placement,
         cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy,
@@ -231,18 +247,41 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         artifacts=paths,
         precision=_precision(target, resolved, qgraph.float_nodes - mask_float_nodes(graph), shipped, recipe,
                              isinstance(model, QuantizedGraph)),
-        sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
+        sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report(),
+        equalization=_equalization(graph, recipe))
     step("write")
-    files["report"] = dumps(report.to_json()).encode()
-    write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in files.items()}, ARTIFACTS.values())
+    for key, data in node_data(shipped.program, report.to_json()).items():
+        files[f"model_explorer_{key}"] = (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
+    write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
+              ARTIFACTS.values())
     if where.kind == "adb":
         step(f"measure on {where}")
         measured = measure_on_android(where, paths["tflite"], target.profile, keep=options.keep,
                                       benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary
                                       else None)
         report = replace(report, measured=measured)
-        atomic_write_text(paths["report"], dumps(report.to_json()))
+        write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
+                  ARTIFACTS.values())
     return DeployResult(report=report.to_json(), out_dir=out_dir, program=shipped.program)
+
+
+def _report_files(report: Report) -> dict[str, bytes]:
+    """report.json, report.html and, with sensitivity, sensitivity.svg (the page's plot), by artifact key."""
+    data = report.to_json()
+    svgs = deploy_plots(data)
+    out = {"report": dumps(data).encode(), "html": deploy_html(data, svgs).encode()}
+    if report.sensitivity is not None:
+        out["sensitivity_svg"] = svgs["sensitivity"].encode()
+    return out
+
+
+def _equalization(graph: Graph, recipe: RecipeResult | None) -> dict | None:
+    """The weight ranges before and after cross-layer equalization when the recipe tried it (recomputed here:
+    the pass is deterministic and cheap, and the recipe keeps only the graph it chose, whose weights AdaRound
+    may have rounded since)."""
+    if recipe is None or not (recipe.config.cle or any("CLE" in s.step for s in recipe.steps)):
+        return None
+    return equalization_section(graph, cross_layer_equalization(graph), adopted=recipe.config.cle)
 
 
 def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
@@ -258,8 +297,13 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
                       step: Progress) -> RecipeResult:
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
+    tried = itertools.count(1)  # the recipe stops at the first step within budget: no total to show
+
+    def numbered(stage: str) -> None:
+        step(f"recipe step {next(tried)}: {stage.removeprefix('recipe: ')}")
+
     return run_recipe(graph, calib_x, x, y, target=target, max_drop=max_drop, base_plan=resolved.plan,
-                      screen_samples=screen, progress=step)
+                      screen_samples=screen, progress=numbered)
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,
@@ -312,5 +356,5 @@ def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | No
     int8 = run_int8(program, x) if int8 is None else int8
     agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)
     if y is None:
-        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": int(len(x))}
-    return {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agree, "n": int(len(x))}
+        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": len(x)}
+    return {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agree, "n": len(x)}

@@ -85,3 +85,8 @@ def test_cli_devices_and_compare_measure_both_models(tmp_path: Path, device: Tes
     reports = [json.loads(p.read_text()) for p in sorted((tmp_path / "cmp").glob("*/report.json"))]
     assert [r["model"] for r in reports] == ["wide", "narrow"]
     assert all(r["measured"]["source"] == "measured" for r in reports)
+    page = (tmp_path / "cmp" / "report.html").read_text()  # side by side, linking each model's own page
+    assert 'href="0-wide/report.html"' in page and 'href="1-narrow/report.html"' in page
+    assert all((tmp_path / "cmp" / d / "report.html").is_file() for d in ("0-wide", "1-narrow"))
+    measured_fps = f"{reports[0]['measured']['fps']['int8']:.1f}"
+    assert measured_fps in page

@@ -46,6 +46,8 @@ class Report:
         sensitivity: each layer quantized alone, when measured.
         recipe: the automatic recipe's sections (``RecipeResult.report``), when it ran.
         measured: what the Android device measured, when one did.
+        equalization: per-channel weight ranges before and after cross-layer equalization
+            (``report.equalization.equalization_section``), when the recipe tried it.
     """
 
     model: str
@@ -62,6 +64,7 @@ class Report:
     sensitivity: tuple[LayerSensitivity, ...] | None = None
     recipe: Mapping[str, Any] | None = None
     measured: Mapping[str, Any] | None = None
+    equalization: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict:
         """The JSON-ready dict written to report.json, its keys in report.json's order."""
@@ -92,6 +95,8 @@ class Report:
         if self.sensitivity is not None:
             out["sensitivity"] = [r.to_json() for r in self.sensitivity]
         out.update(self.recipe or {})
+        if self.equalization is not None:
+            out["equalization"] = dict(self.equalization)
         if self.measured is not None:
             out["measured"] = dict(self.measured)
         return out
@@ -143,8 +148,9 @@ def render(report: dict, console: Console) -> None:
             console.print(f"[yellow]energy warning:[/] {warning}")
     if "placement" in report:
         render_placement(report["placement"], console)
+    pad = max(map(len, report["artifacts"]), default=0)
     for key, path in report["artifacts"].items():
-        console.print(f"  {key:10s} {path}")
+        console.print(f"  {key:{pad}s} {path}", highlight=False)
 
 
 def render_comparison(reports: list[dict], console: Console) -> None:
