@@ -23,6 +23,7 @@ from tests.builders.programs import chain_program
 
 from edgeopt.errors import DeviceError, RegistryError, exit_code
 from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.android import (
     BENCHMARK_TOOLS,
     AdbConnection,
@@ -302,8 +303,10 @@ def test_benchmark_runs_litert_on_the_device_and_parses(make_device, adb_key: Pa
     assert result.inference is not None and result.inference.count >= 20
     assert result.inference.min_us <= result.inference_avg_us <= result.inference.max_us
     assert result.warmup is not None and result.init_us > 0 and result.memory_overall_mb is not None
-    (delegate,) = result.delegates
-    assert (delegate.delegate, delegate.complete) == ("TfLiteXNNPackDelegate", True)
+    (delegate,) = result.delegates  # what XNNPACK really took of the chain (not its int8 AVERAGE_POOL_2D)
+    truth = LiteRT(model_file, kernels="default").delegation()
+    assert (delegate.delegate, delegate.replaced, delegate.total, delegate.partitions, delegate.complete) == (
+        "TfLiteXNNPackDelegate", truth.replaced, truth.total, truth.partitions, False)
     assert 0 < result.timed_seconds < 5 and result.fps > 0
 
 
