@@ -3,7 +3,7 @@ rendering (a rich table) of report.json's dict."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,7 @@ class Report:
         precision: the program's precisions (``report.precision.precision_summary``).
         sensitivity: each layer quantized alone, when measured.
         recipe: the automatic recipe's sections (``RecipeResult.report``), when it ran.
-        measured: what the Android device measured, when one did.
+        measured: what a measuring target (host, adb) measured, when one did.
     """
 
     model: str
@@ -122,12 +122,16 @@ def render(report: dict, console: Console) -> None:
         table.add_row(label, fmt.format(report[key]["fp32"]), fmt.format(report[key]["int8"]))
     measured = report.get("measured")
     if measured:
-        where = measured["target"]
-        table.add_row(f"latency ms (measured, {where})", "-", f"{measured['latency_ms']['int8']:.3f}")
-        table.add_row(f"fps (measured, {where})", "-", f"{measured['fps']['int8']:.1f}")
+
+        def cells(key: str, fmt: str) -> list[str]:
+            return [fmt.format(measured[key][p]) if measured[key].get(p) is not None else "-" for p in ("fp32", "int8")]
+
+        table.add_row("latency ms (measured)", *cells("latency_ms", "{:.3f}"))
+        table.add_row("fps (measured)", *cells("fps", "{:.1f}"))
         if "energy_mj" in measured:
             energy = measured["energy_mj"]
-            table.add_row("energy mJ/inference (fuel gauge)", "-", f"{energy['int8']:.4f} ± {energy['uncertainty']:.4f}")
+            table.add_row("energy mJ/inference (fuel gauge)", *(
+                f"{energy[p]:.4f} ± {energy['uncertainty'][p]:.4f}" if p in energy else "-" for p in ("fp32", "int8")))
     sizes = report["size_bytes"]
     table.add_row(".tflite size KiB", f"{sizes['fp32_tflite'] / 1024:.1f}", f"{sizes['int8_tflite'] / 1024:.1f}")
     console.print(table)
@@ -137,43 +141,21 @@ def render(report: dict, console: Console) -> None:
         console.print(f"int8 - fp32 top-1: {acc['int8'] - acc['fp32']:+.2f} points; "
                       f"int8 agrees with fp32 on {acc['agreement']:.2f} % of samples")
     if measured:
-        for d in measured["delegates"]:
-            console.print(f"delegate {d['name']}: {d['replaced']} of {d['total'] or '?'} nodes on the accelerator")
+        runs = ", ".join(f"{p} {n}" for p, n in measured.get("runs", {}).items() if n)
+        console.print(f"measured on {measured['target']} with {measured['tool']}, {measured.get('threads')} "
+                      f"thread(s), {measured.get('statistic', 'mean')} of the timed runs"
+                      + (f" ({runs})" if runs else ""), highlight=False)
+        for precision, delegates in measured["delegates"].items():
+            for d in delegates:
+                took = (f"{d['replaced']} of {d['total'] or '?'} ops" if d["replaced"] is not None else
+                        {"all": "every op", "part": "part of the graph", "none": "no op"}.get(d["executes"], "?"))
+                kept = f" (left to the CPU kernels: {', '.join(d['kept'])})" if d.get("kept") else ""
+                console.print(f"{precision}: delegate {d['name']} took {took}{kept}", highlight=False)
+        if "delegates_note" in measured:
+            console.print(f"[yellow]delegates:[/] {measured['delegates_note']}")
         for warning in measured.get("energy_mj", {}).get("warnings", []):
             console.print(f"[yellow]energy warning:[/] {warning}")
     if "placement" in report:
         render_placement(report["placement"], console)
     for key, path in report["artifacts"].items():
         console.print(f"  {key:10s} {path}")
-
-
-def render_comparison(reports: list[dict], console: Console) -> None:
-    """Print deployed models side by side (int8 figures; measured ones where a target measured them)."""
-    table = Table(title=f"edgeopt compare on {reports[0]['device']}")
-    table.add_column("")
-    for r in reports:
-        table.add_column(r["model"], justify="right")
-
-    def row(label: str, get: Callable[[dict], float | None], fmt: str) -> None:
-        values = [get(r) for r in reports]
-        if any(v is not None for v in values):
-            table.add_row(label, *("-" if v is None else fmt.format(v) for v in values))
-
-    row("top-1 % fp32", lambda r: (r["accuracy"] or {}).get("fp32"), "{:.2f}")
-    row("top-1 % int8", lambda r: (r["accuracy"] or {}).get("int8"), "{:.2f}")
-    row("latency ms int8 (estimate)", lambda r: r["latency_ms"]["int8"], "{:.3f}")
-    row("fps int8 (estimate)", lambda r: r["fps"]["int8"], "{:.1f}")
-    row("energy mJ int8 (estimate)", lambda r: r["energy_mj"]["int8"], "{:.4f}")
-    row("latency ms int8 (measured)", lambda r: r.get("measured", {}).get("latency_ms", {}).get("int8"), "{:.3f}")
-    row("fps int8 (measured)", lambda r: r.get("measured", {}).get("fps", {}).get("int8"), "{:.1f}")
-    row("energy mJ int8 (measured)", lambda r: r.get("measured", {}).get("energy_mj", {}).get("int8"), "{:.4f}")
-    row("MACs", lambda r: r["macs"], "{:,}")
-    row("params", lambda r: r["params"], "{:,}")
-    row(".tflite KiB", lambda r: r["size_bytes"]["int8_tflite"] / 1024, "{:.1f}")
-    console.print(table)
-    base = reports[0]
-    for other in reports[1:]:
-        key = "measured" if "measured" in base and "measured" in other else None
-        fps = (base[key] if key else base)["fps"]["int8"], (other[key] if key else other)["fps"]["int8"]
-        console.print(f"{other['model']} runs {fps[1] / fps[0]:.2f}x the fps of {base['model']} "
-                      f"({'measured' if key else 'estimated'})")
