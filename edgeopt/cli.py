@@ -335,10 +335,11 @@ def compare(
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")
     _check_precision(precision)
-    options = dict(data=data, calib=calib, input_shape=_parse_input_shapes(input_shape or []), precision=precision,
-                   range_method=range_method, precision_overrides=_parse_overrides(override or []),
-                   max_drop=max_drop, target=target, keep=keep, benchmark_binary=benchmark_binary,
-                   measure=_measure_options(runs, min_seconds, threads))
+    options = {"data": data, "calib": calib, "input_shape": _parse_input_shapes(input_shape or []),
+               "precision": precision, "range_method": range_method,
+               "precision_overrides": _parse_overrides(override or []), "max_drop": max_drop, "target": target,
+               "keep": keep, "benchmark_binary": benchmark_binary,
+               "measure": _measure_options(runs, min_seconds, threads)}
 
     def work() -> Any:
         with err_console.status("comparing") as status:

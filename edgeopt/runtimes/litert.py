@@ -147,7 +147,7 @@ class LiteRT:
         ``kernels="default"`` the only delegate LiteRT applies is XNNPACK (it logs "Created TensorFlow
         Lite XNNPACK delegate for CPU"); the other kernel choices apply none.
         """
-        nodes = self._interpreter._get_ops_details()  # noqa: SLF001 - the node list, delegate nodes included
+        nodes = self._interpreter._get_ops_details()  # the node list, delegate nodes included
         original = [n for n in nodes if n["op_name"] != "DELEGATE"]
         producer = {int(t): i for i, n in enumerate(original) for t in n["outputs"]}
         replaced: set[int] = set()

@@ -108,7 +108,7 @@ class DeployOptions:
     max_drop: float | None = None
     recipe_samples: int = SCREEN_SAMPLES
     sensitivity: bool = False
-    measure: MeasureOptions = MeasureOptions()
+    measure: MeasureOptions = field(default_factory=MeasureOptions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision_overrides", MappingProxyType(dict(self.precision_overrides or {})))

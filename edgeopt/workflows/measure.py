@@ -186,7 +186,13 @@ def measure_on_android(target: RunTarget, models: Mapping[str, Path], profile: D
     Raises:
         DeviceError: the device cannot be reached or used, or the benchmark failed (one line each).
     """
-    from edgeopt.runtimes.android import BenchmarkOptions, WorkDir, connect, measure_energy, run_benchmark
+    from edgeopt.runtimes.android import (
+        BenchmarkOptions,
+        WorkDir,
+        connect,
+        measure_energy,
+        run_benchmark,
+    )
     from edgeopt.runtimes.android.power import find_battery
 
     bench_options = BenchmarkOptions(threads=options.threads or profile.runtime.threads,

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the edgeopt of this checkout, not another install
-from edgeopt.runtimes.litert import Delegation, LiteRT  # noqa: E402
+from edgeopt.runtimes.litert import Delegation, LiteRT
 
 DEFAULTS = {"num_threads": "-1", "num_runs": "50", "warmup_runs": "1", "min_secs": "1", "warmup_min_secs": "0.5",
             "max_secs": "150", "use_xnnpack": "true"}

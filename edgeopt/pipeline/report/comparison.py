@@ -93,26 +93,48 @@ def _timing(measured: dict) -> dict:
     return {k: measured[k] for k in keys if k in measured}
 
 
+LABEL_MIN_WIDTH = 12  # the label column wraps down to this; past it, the numbers go to a further table
+
+
 def render_comparison(summary: dict, console: Console) -> None:
-    """Print ``comparison``'s summary: one column per model, then the ratio to the first model per other model."""
+    """Print ``comparison``'s summary: one column per model, then the ratio to the first model per other model.
+
+    Columns that do not fit the console's width go to a further table below (with the labels again):
+    labels wrap, numbers are never wrapped or cut.
+    """
     models = [m["name"] for m in summary["models"]]
-    table = Table(title=f"edgeopt compare on {summary['device']}, target {summary['target']}", box=box.SIMPLE_HEAD,
-                  title_justify="left", pad_edge=False)
-    table.add_column("", overflow="fold", ratio=1)
-    cells = [[_cell(v, row["format"]) for v in row["values"]] for row in summary["rows"]]
-    ratio_cells = [[_ratio(r) for r in row["ratios"]] for row in summary["rows"]]
-    for i, name in enumerate(models):
-        width = max(len(c[i]) for c in cells)
-        table.add_column(name, justify="right", no_wrap=False, min_width=width, overflow="fold")
-    for i, name in enumerate(models[1:]):
-        header = "ratio" if len(models) == 2 else f"{name} / {models[0]}"
-        table.add_column(header, justify="right", min_width=max(len(c[i]) for c in ratio_cells), overflow="fold")
-    for row, values, ratios in zip(summary["rows"], cells, ratio_cells):
-        table.add_row(row["label"], *values, *ratios)
-    console.print(table)
+    rows = summary["rows"]
+    columns = [(name, [_cell(row["values"][i], row["format"]) for row in rows]) for i, name in enumerate(models)]
+    columns += [("ratio" if len(models) == 2 else f"{name} ratio", [_ratio(row["ratios"][i]) for row in rows])
+                for i, name in enumerate(models[1:])]
+    title = f"edgeopt compare on {summary['device']}, target {summary['target']}"
+    for n, chunk in enumerate(_chunks(columns, console.width - LABEL_MIN_WIDTH - 1)):
+        table = Table(title=title if n == 0 else None, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+        table.add_column("", ratio=1, min_width=LABEL_MIN_WIDTH)
+        for header, cells in chunk:
+            table.add_column(header, justify="right", no_wrap=True, min_width=max(map(len, cells)))
+        for i, row in enumerate(rows):
+            table.add_row(row["label"], *(cells[i] for _, cells in chunk))
+        console.print(table)
+    console.print(f"ratio: model / {models[0]} (the base)", highlight=False)
     for name, timing in zip(models, summary["measured"]):
         if timing:
             console.print(_timing_line(name, timing), highlight=False)
+
+
+def _chunks(columns: list[tuple[str, list[str]]], width: int) -> list[list[tuple[str, list[str]]]]:
+    """``columns`` in consecutive groups that each fit ``width`` (a column takes its widest cell, or its
+    header's longest word, plus padding); a column wider than ``width`` goes alone."""
+    chunks: list[list[tuple[str, list[str]]]] = [[]]
+    used = 0
+    for header, cells in columns:
+        need = max(*map(len, cells), *map(len, header.split())) + 3
+        if chunks[-1] and used + need > width:
+            chunks.append([])
+            used = 0
+        chunks[-1].append((header, cells))
+        used += need
+    return chunks
 
 
 def _cell(value: float | None, fmt: str) -> str:
@@ -128,6 +150,6 @@ def _timing_line(name: str, t: dict) -> str:
     for key, spread in t.get("spread_ms", {}).items():
         low, high = ("p10", "p90") if "p10" in spread else ("p5", "p95") if "p5" in spread else ("min", "max")
         runs = (t.get("runs") or {}).get(key)
-        parts.append(f"{key} {t['latency_ms'][key]:.3f} ms ({low} {spread.get(low, float('nan')):.3f}, {high} "
-                     f"{spread.get(high, float('nan')):.3f}{f', {runs} runs' if runs else ''})")
+        parts.append(f"{key} {t['latency_ms'][key]:.4g} ms ({low} {spread.get(low, float('nan')):.4g}, {high} "
+                     f"{spread.get(high, float('nan')):.4g}{f', {runs} runs' if runs else ''})")
     return f"{name}: {t.get('statistic', 'mean')} latency " + "; ".join(parts) + f"; {t.get('threads')} thread(s)"

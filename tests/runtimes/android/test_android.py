@@ -537,6 +537,26 @@ def test_parse_two_delegates_and_all_same_stats() -> None:
     assert r.inference.percentile("p50") == 1195
 
 
+APPLIED_ONLY = """INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+INFO: XNNPACK delegate created.
+INFO: Created TensorFlow Lite delegate for NNAPI.
+INFO: Explicitly applied XNNPACK delegate, and the model graph will be partially executed by the delegate w/ 3 delegate kernels.
+INFO: Though NNAPI delegate is explicitly applied, the model graph will not be executed by the delegate.
+INFO: Inference timings in us: Init: 5000, First inference: 900, Warmup (avg): 900, Inference (avg): 850
+"""
+
+
+def test_parse_recent_benchmark_model_that_logs_no_replacing_line() -> None:
+    """Recent builds log "Replacing N out of M" only at VERBOSE; their "Explicitly applied" summary still says
+    whether a delegate took all, part or none of the graph."""
+    r = parse_output("benchmark_model", APPLIED_ONLY)
+    assert [(d.delegate, d.replaced, d.partitions, d.executes, d.complete) for d in r.delegates] == [
+        ("XNNPACK", None, 3, "part", False), ("NNAPI", None, 0, "none", False)]
+    full = parse_output("benchmark_model", APPLIED_ONLY.replace(
+        "partially executed by the delegate w/ 3 delegate kernels", "completely executed by the delegate"))
+    assert (full.delegates[0].executes, full.delegates[0].partitions, full.delegates[0].complete) == ("all", 1, True)
+
+
 @pytest.mark.parametrize(("text", "avg_ms", "cpu", "peak"), [(ORT_CLASSIC, 1.35012, 87, 40181760),
                                                              (ORT_RECENT_QNN, 62.2935, 382, 114634752)])
 def test_parse_onnxruntime_perf_test(text: str, avg_ms: float, cpu: float, peak: int) -> None:
