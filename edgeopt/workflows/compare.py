@@ -3,8 +3,10 @@
 The usual question is compressed against uncompressed: the same task, the same data, two models. Before
 the first deploy, the target is checked (``measure.preflight``) and every model is loaded and its data
 read, so that a model whose data does not fit stops the run at once, named in one line. Each model then
-deploys to ``OUT/<index>-<name>`` as ``deploy`` would, and the side-by-side summary, every row with its
-ratio to the first model, is written to ``OUT/compare.json``.
+deploys to ``OUT/<index>-<name>`` as ``deploy`` would (on the host target, every model's files are then
+timed together, taking turns, so that the ratios between models do not hang on when each was timed),
+and the side-by-side summary, every row with its ratio to the first model, is written to
+``OUT/compare.json``.
 """
 from __future__ import annotations
 
@@ -16,9 +18,16 @@ from typing import Any
 from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_text
 from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.report import dumps
 from edgeopt.pipeline.report.comparison import comparison
-from edgeopt.workflows.deploy import DeployOptions, DeployResult, Progress, deploy_with
-from edgeopt.workflows.measure import parse_target, preflight
+from edgeopt.workflows.deploy import (
+    ARTIFACTS,
+    DeployOptions,
+    DeployResult,
+    Progress,
+    deploy_with,
+)
+from edgeopt.workflows.measure import measure_together_on_host, parse_target, preflight
 
 
 @dataclass(frozen=True)
@@ -55,14 +64,32 @@ def compare(models: list[str], device: str, *, out: str | Path | None = None, pr
     for spec in models:
         check_data_fits(spec, shared)
     results = []
+    # on the host, every model's files are timed together below rather than model after model
+    each = replace(shared, target="emulate") if where.kind == "host" else shared
     for i, spec in enumerate(models):
         folder = root / f"{i}-{Path(spec).stem.replace(':', '-')}"
         step = (lambda s, name=Path(spec).stem: progress(f"{name}: {s}")) if progress else None
-        results.append(deploy_with(spec, replace(shared, out=folder), step))
+        results.append(deploy_with(spec, replace(each, out=folder), step))
+    if where.kind == "host":
+        if progress:
+            progress("timing every model on the host")
+        results = _measured_together(results, shared)
     summary = comparison([r.report for r in results], [str(r.out_dir) for r in results])
     path = root / "compare.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     return Comparison(results, summary, path)
+
+
+def _measured_together(results: list[DeployResult], options: DeployOptions) -> list[DeployResult]:
+    """Time every model's int8 and fp32 .tflite together on the host; add each one's "measured" to its report."""
+    groups = [{"int8": r.out_dir / ARTIFACTS["tflite"], "fp32": r.out_dir / ARTIFACTS["fp32_tflite"]}
+              for r in results]
+    timed = []
+    for result, measured in zip(results, measure_together_on_host(groups, options.measure)):
+        report = {**result.report, "measured": measured}
+        atomic_write_text(result.out_dir / ARTIFACTS["report"], dumps(report))
+        timed.append(replace(result, report=report))
+    return timed
 
 
 def check_data_fits(spec: str, options: DeployOptions) -> None:

@@ -3,7 +3,7 @@
 ``emulate`` (the default) measures nothing: the report's latency and energy are the cost model's
 estimates. ``host`` times ``model.int8.tflite`` and ``model.fp32.tflite`` on this machine with LiteRT's
 default kernels (XNNPACK applied), in alternating blocks so that a load change on a shared machine hits
-both. ``adb[:SERIAL]`` pushes both files to an Android device, runs ``benchmark_model`` on each with the
+both. ``compare`` times every model's files together this way (``measure_together_on_host``). ``adb[:SERIAL]`` pushes both files to an Android device, runs ``benchmark_model`` on each with the
 same options (the device profile's threads and delegate), samples the fuel gauge, and returns measured
 figures. ``preflight`` checks a target before the pipeline runs, so a missing phone costs nothing.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -174,6 +174,19 @@ def measure_on_host(models: Mapping[str, Path], options: MeasureOptions = Measur
         "spread_ms": {key: _spread_ms(t) for key, t in times.items()},
         "delegates": {key: _delegates_on_host(rt) for key, rt in runtimes.items()},
     }
+
+
+def measure_together_on_host(groups: Sequence[Mapping[str, Path]],
+                             options: MeasureOptions = MeasureOptions()) -> list[dict]:
+    """``measure_on_host`` for several models' files at once (``compare``), all taking turns, so that a load
+    change on a shared machine hits every model alike; one "measured" dict per group.
+    """
+    flat = {f"{i}/{key}": path for i, group in enumerate(groups) for key, path in group.items()}
+    together = measure_on_host(flat, options)
+    per_file = ("runs", "latency_ms", "fps", "spread_ms", "delegates")
+    return [{**{k: v for k, v in together.items() if k not in per_file},
+             **{k: {key: together[k][f"{i}/{key}"] for key in group} for k in per_file}}
+            for i, group in enumerate(groups)]
 
 
 def measure_on_android(target: RunTarget, models: Mapping[str, Path], profile: DeviceProfile,
