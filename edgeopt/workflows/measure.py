@@ -107,7 +107,8 @@ def preflight(target: RunTarget, *, benchmark_binary: Path | None = None, key_pa
         if benchmark_binary is None:
             default = BENCHMARK_TOOLS.get("benchmark_model").default_binary
             if not run(conn, f"[ -x {quote(default)} ]").ok:
-                raise DeviceError(f"{default} not found on {conn.serial}: give one with --benchmark-binary PATH "
+                raise DeviceError(f"{default} not found (or not executable) on {conn.serial}: give one with "
+                                  "--benchmark-binary PATH "
                                   "(e.g. TFLite's android_aarch64 benchmark_model) or install it there")
 
 
@@ -132,7 +133,7 @@ def measure_on_host(models: Mapping[str, Path], options: MeasureOptions = Measur
     Each model gets the same random inputs ``benchmark_model`` would give it (int8 and float inputs
     random, other integer inputs zero, so that token ids stay in range) and ``HOST_WARMUP`` untimed runs.
     Then the models take turns in blocks of invocations until each has ``options.runs`` timed runs and
-    ``options.min_seconds`` of timed work (or ``HOST_MAX_SECONDS``).
+    ``options.min_seconds`` of timed work, or ``HOST_MAX_SECONDS`` of it, whichever comes first.
     """
     from ai_edge_litert import __version__ as litert_version
 
@@ -152,7 +153,7 @@ def measure_on_host(models: Mapping[str, Path], options: MeasureOptions = Measur
         rt.time_inference(inputs[key], runs=0, warmup=HOST_WARMUP)
 
     def more(key: str) -> bool:
-        return len(times[key]) < runs or min_seconds > timed[key] < HOST_MAX_SECONDS
+        return timed[key] < HOST_MAX_SECONDS and (len(times[key]) < runs or timed[key] < min_seconds)
 
     block = max(1, math.ceil(runs / HOST_BLOCKS))
     while any(more(key) for key in runtimes):
