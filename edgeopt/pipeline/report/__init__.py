@@ -13,6 +13,7 @@ from rich.table import Table
 
 from edgeopt.device_profiles import DeviceProfile
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
+from edgeopt.pipeline.report.measured import measured_rows, render_measured
 from edgeopt.pipeline.report.placement import placement_section, render_placement
 from edgeopt.qprogram import Placement, QProgram, op_mode
 from edgeopt.runtimes.cost import CostReport
@@ -121,17 +122,8 @@ def render(report: dict, console: Console) -> None:
                             ("energy_mj", "energy mJ/inference (estimate)", "{:.4f}")):
         table.add_row(label, fmt.format(report[key]["fp32"]), fmt.format(report[key]["int8"]))
     measured = report.get("measured")
-    if measured:
-
-        def cells(key: str, fmt: str) -> list[str]:
-            return [fmt.format(measured[key][p]) if measured[key].get(p) is not None else "-" for p in ("fp32", "int8")]
-
-        table.add_row("latency ms (measured)", *cells("latency_ms", "{:.3f}"))
-        table.add_row("fps (measured)", *cells("fps", "{:.1f}"))
-        if "energy_mj" in measured:
-            energy = measured["energy_mj"]
-            table.add_row("energy mJ/inference (fuel gauge)", *(
-                f"{energy[p]:.4f} ± {energy['uncertainty'][p]:.4f}" if p in energy else "-" for p in ("fp32", "int8")))
+    for row in measured_rows(measured) if measured else ():
+        table.add_row(*row)
     sizes = report["size_bytes"]
     table.add_row(".tflite size KiB", f"{sizes['fp32_tflite'] / 1024:.1f}", f"{sizes['int8_tflite'] / 1024:.1f}")
     console.print(table)
@@ -141,20 +133,7 @@ def render(report: dict, console: Console) -> None:
         console.print(f"int8 - fp32 top-1: {acc['int8'] - acc['fp32']:+.2f} points; "
                       f"int8 agrees with fp32 on {acc['agreement']:.2f} % of samples")
     if measured:
-        runs = ", ".join(f"{p} {n}" for p, n in measured.get("runs", {}).items() if n)
-        console.print(f"measured on {measured['target']} with {measured['tool']}, {measured.get('threads')} "
-                      f"thread(s), {measured.get('statistic', 'mean')} of the timed runs"
-                      + (f" ({runs})" if runs else ""), highlight=False)
-        for precision, delegates in measured["delegates"].items():
-            for d in delegates:
-                took = (f"{d['replaced']} of {d['total'] or '?'} ops" if d["replaced"] is not None else
-                        {"all": "every op", "part": "part of the graph", "none": "no op"}.get(d["executes"], "?"))
-                kept = f" (left to the CPU kernels: {', '.join(d['kept'])})" if d.get("kept") else ""
-                console.print(f"{precision}: delegate {d['name']} took {took}{kept}", highlight=False)
-        if "delegates_note" in measured:
-            console.print(f"[yellow]delegates:[/] {measured['delegates_note']}")
-        for warning in measured.get("energy_mj", {}).get("warnings", []):
-            console.print(f"[yellow]energy warning:[/] {warning}")
+        render_measured(measured, console)
     if "placement" in report:
         render_placement(report["placement"], console)
     for key, path in report["artifacts"].items():
