@@ -27,7 +27,7 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and deb
 
 
 def _checked_target(text: str) -> str:
-    """``--target``: emulate, adb or adb:SERIAL, checked by typer before any work (exit 2)."""
+    """``--target``: emulate, host, adb or adb:SERIAL, checked by typer before any work (exit 2)."""
     from edgeopt.workflows.measure import parse_target
 
     try:
@@ -37,9 +37,45 @@ def _checked_target(text: str) -> str:
     return text
 
 
-TargetOpt = Annotated[str, typer.Option(callback=_checked_target,
-                                        help="emulate (estimates only), or adb[:SERIAL] to also measure on an "
-                                             "Android device (SERIAL: USB serial or HOST:PORT).")]
+class RangeMethod(str, Enum):
+    minmax = "minmax"
+    percentile = "percentile"
+    mse = "mse"
+    sqnr = "sqnr"
+
+
+class WeightBits(str, Enum):
+    four = "4"
+    eight = "8"
+
+
+class PrecisionChoice(str, Enum):
+    w8a8 = "w8a8"
+    w8a16 = "w8a16"
+
+
+TargetOpt = Annotated[str, typer.Option(callback=_checked_target, help="emulate (estimates only), host (also time the int8 and fp32 .tflite "
+                                             "on this machine: LiteRT with XNNPACK), or adb[:SERIAL] (also measure "
+                                             "both on an Android device; SERIAL: USB serial or HOST:PORT).")]
+RunsOpt = Annotated[int | None, typer.Option(min=1, help="Measured targets: timed runs per model, at least (default 50, "
+                                                  "benchmark_model's --num_runs).")]
+MinSecondsOpt = Annotated[float | None, typer.Option(min=0, help="Measured targets: time each model for at least this many "
+                                                          "seconds (default 1, benchmark_model's --min_secs).")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="Measured targets: CPU threads (default: 1 on host, the "
+                                                     "profile's runtime.threads on adb).")]
+RangeMethodOpt = Annotated[RangeMethod, typer.Option(help="Activation ranges.")]
+PrecisionOpt = Annotated[PrecisionChoice | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where a "
+                                                       "16x8 kernel exists and the profile allows, int8 elsewhere); "
+                                                       "default: the profile's default kernel.")]
+MaxDropOpt = Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, range "
+                                                       "methods, AdaRound, mixed precision until int8 accuracy on "
+                                                       "--data is within this many points of fp32; exit 10 (after "
+                                                       "writing everything) when no step is.")]
+OverrideOpt = Annotated[list[str] | None, typer.Option(
+    "--override", metavar="NAME=DTYPE",
+    help="Run a node (by name) or every node of an ONNX op type at int8, int16 or float (a float island), "
+         "on top of --precision; repeatable, a name wins over an op type: --override Softmax=float "
+         "--override conv1=int16.")]
 KeepOpt = Annotated[bool, typer.Option(help="Leave the pushed files on the device.")]
 InputShapeOpt = Annotated[list[str] | None, typer.Option(
     "--input-shape", metavar="[NAME=]SHAPE",
@@ -126,23 +162,6 @@ def _parse_overrides(texts: list[str]) -> dict[str, str]:
     return overrides
 
 
-class RangeMethod(str, Enum):
-    minmax = "minmax"
-    percentile = "percentile"
-    mse = "mse"
-    sqnr = "sqnr"
-
-
-class WeightBits(str, Enum):
-    four = "4"
-    eight = "8"
-
-
-class PrecisionChoice(str, Enum):
-    w8a8 = "w8a8"
-    w8a16 = "w8a16"
-
-
 @app.command()
 def deploy(
     model: Annotated[str | None, typer.Argument(
@@ -158,20 +177,17 @@ def deploy(
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: InputShapeOpt = None,
     calib_size: Annotated[int, typer.Option(min=1, help="Use at most this many calibration samples.")] = 500,
-    range_method: Annotated[RangeMethod, typer.Option(help="Activation ranges.")] = RangeMethod.minmax,
+    range_method: RangeMethodOpt = RangeMethod.minmax,
     target: TargetOpt = "emulate",
+    runs: RunsOpt = None,
+    min_seconds: MinSecondsOpt = None,
+    threads: ThreadsOpt = None,
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
-    precision: Annotated[PrecisionChoice | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations "
-                                                       "where a 16x8 kernel exists and the profile allows, int8 "
-                                                       "elsewhere); default: the profile's default kernel.")] = None,
+    precision: PrecisionOpt = None,
     weight_bits: Annotated[WeightBits, typer.Option(help="Weight bit width (4 if the profile's supported_kernels "
                                                          "allow it).")] = WeightBits.eight,
-    max_drop: Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, "
-                                                        "range methods, AdaRound, mixed precision until int8 "
-                                                        "accuracy on --data is within this many points of fp32; "
-                                                        "exit 10 (after writing everything) when no step is.")]
-    = None,
+    max_drop: MaxDropOpt = None,
     recipe_samples: Annotated[int, typer.Option(min=0, help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "
                                                      "of them.")] = 500,
@@ -179,11 +195,7 @@ def deploy(
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
     = False,
-    override: Annotated[list[str] | None, typer.Option(
-        "--override", metavar="NAME=DTYPE",
-        help="Run a node (by name) or every node of an ONNX op type at int8, int16 or float (a float island), "
-             "on top of --precision; repeatable, a name wins over an op type: --override Softmax=float "
-             "--override conv1=int16.")] = None,
+    override: OverrideOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
@@ -199,7 +211,7 @@ def deploy(
                             benchmark_binary=benchmark_binary, precision=precision.value if precision else None,
                             precision_overrides=_parse_overrides(override or []),
                             weight_bits=int(weight_bits.value), max_drop=max_drop, recipe_samples=recipe_samples,
-                            sensitivity=sensitivity)
+                            sensitivity=sensitivity, measure=_measure_options(runs, min_seconds, threads))
 
     def work() -> Any:
         with ConsoleProgress(err_console, "deploy") as progress:
@@ -229,6 +241,13 @@ def _warn_collapse_and_budget(report: dict) -> None:
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
+
+
+def _measure_options(runs: int | None, min_seconds: float | None, threads: int | None) -> Any:
+    """``--runs``, ``--min-seconds`` and ``--threads`` as ``MeasureOptions`` (typer checked their ranges)."""
+    from edgeopt.workflows.measure import MeasureOptions
+
+    return MeasureOptions(runs=runs, min_seconds=min_seconds, threads=threads)
 
 
 class RoundingChoice(str, Enum):
@@ -356,25 +375,40 @@ def compare(
     = "arm-cortex-a78-xnnpack",
     data: Annotated[Path | None, typer.Option(help=".npz with x and y, shared by all models.")] = None,
     calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Parent output folder (default ./edgeopt-out/compare).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Parent output folder: one folder per model and compare.json "
+                                                  "(default ./edgeopt-out/compare).")] = None,
+    input_shape: InputShapeOpt = None,
+    precision: PrecisionOpt = None,
+    range_method: RangeMethodOpt = RangeMethod.minmax,
+    override: OverrideOpt = None,
+    max_drop: MaxDropOpt = None,
     target: TargetOpt = "emulate",
+    runs: RunsOpt = None,
+    min_seconds: MinSecondsOpt = None,
+    threads: ThreadsOpt = None,
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Deploy several models to one device and compare accuracy, latency, fps, energy and size."""
-    from edgeopt.pipeline import report
+    """Deploy several models to one device and compare them side by side, each row with its ratio to the first."""
+    from edgeopt.pipeline.report.comparison import render_comparison
     from edgeopt.workflows.compare import compare as run_compare
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")
+    options = {"data": data, "calib": calib, "input_shape": _parse_input_shapes(input_shape or []),
+               "precision": precision.value if precision else None, "range_method": range_method.value,
+               "precision_overrides": _parse_overrides(override or []), "max_drop": max_drop, "target": target,
+               "keep": keep, "benchmark_binary": benchmark_binary,
+               "measure": _measure_options(runs, min_seconds, threads)}
+
     def work() -> Any:
         with ConsoleProgress(err_console, "compare") as progress:
-            return run_compare(models, device, out=out, data=data, calib=calib, target=target, keep=keep,
-                               benchmark_binary=benchmark_binary, progress=progress)
+            return run_compare(models, device, out=out, progress=progress, **options)
 
-    results = _guard(debug, work)
-    report.render_comparison([r.report for r in results], console)
+    result = _guard(debug, work)
+    render_comparison(result.summary, console)
+    console.print(f"summary written to {result.path}", highlight=False)
 
 
 @app.command()

@@ -51,7 +51,7 @@ from edgeopt.pipeline.target import Shipped, Target
 from edgeopt.progress import reporting
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
-from edgeopt.workflows.measure import measure_on_android, parse_target
+from edgeopt.workflows.measure import MeasureOptions, measure, parse_target, preflight
 from edgeopt.workflows.recipe import SCREEN_SAMPLES, RecipeResult, run_recipe
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,8 @@ class DeployOptions:
             several inputs, shapes by input name (``{"input_ids": (1, 128), ...}``).
         calib_size: at most this many calibration samples are used.
         range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
-        target: "emulate" (estimates only), or "adb[:SERIAL]" to also measure on an Android device.
+        target: "emulate" (estimates only), "host" to also time the int8 and fp32 .tflite on this machine
+            (LiteRT, XNNPACK), or "adb[:SERIAL]" to also measure them on an Android device.
         keep: leave the pushed files on the device.
         benchmark_binary: a benchmark_model binary to push (default: the one in /data/local/tmp).
         precision: ``"w8a8"`` (int8 activations) or ``"w8a16"`` (int16 activations wherever a 16x8
@@ -101,6 +102,7 @@ class DeployOptions:
             first samples of ``data`` (or of the calibration set): report's ``sensitivity``,
             ``sensitivity.svg``; when the recipe reached mixed precision, its own measurement (of the step
             it built on) is reused.
+        measure: runs, minimum seconds and threads of a measuring target (``workflows.measure``).
     """
 
     device: str
@@ -119,6 +121,7 @@ class DeployOptions:
     max_drop: float | None = None
     recipe_samples: int = SCREEN_SAMPLES
     sensitivity: bool = False
+    measure: MeasureOptions = field(default_factory=MeasureOptions)
 
     def __post_init__(self) -> None:
         """Check every value that needs no model, so that a bad one fails before any work.
@@ -159,7 +162,9 @@ def deploy(model: ModelSpec, device: str, *, progress: Progress | None = None, *
 
     Raises:
         TypeError: an option ``DeployOptions`` does not have.
-        DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
+        DeviceError: the target cannot be reached or has no benchmark binary (checked first: nothing is
+            written), or it failed while measuring (the artifacts and the estimate-only report are written
+            by then).
     """
     return deploy_with(model, DeployOptions(device, **options), progress)
 
@@ -175,7 +180,9 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
             calibrated and evaluated, AdaRound's layers, sensitivity probes).
 
     Raises:
-        DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
+        DeviceError: the target cannot be reached or has no benchmark binary (checked first: nothing is
+            written), or it failed while measuring (the artifacts and the estimate-only report are written
+            by then).
     """
     with reporting(progress):
         return _deploy_with(model, options, progress or (lambda _: None))
@@ -189,6 +196,7 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         check_output_dir(options.out, ARTIFACTS.values())
     # The data files' format and values are checked before the model is loaded (their shapes need it).
     given = {str(f): read_checked(f) for f in (options.data, options.calib) if f is not None}
+    preflight(where, benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
     step("load")
     loaded = _load(model, options.input_shape)
     out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
@@ -254,11 +262,11 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         files[f"model_explorer_{key}"] = (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
     write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
               ARTIFACTS.values())
-    if where.kind == "adb":
+    if where.kind != "emulate":
         step(f"measure on {where}")
-        measured = measure_on_android(where, paths["tflite"], target.profile, keep=options.keep,
-                                      benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary
-                                      else None)
+        measured = measure(where, {"int8": paths["tflite"], "fp32": paths["fp32_tflite"]}, target.profile,
+                           options.measure, keep=options.keep,
+                           benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
         report = replace(report, measured=measured)
         write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
                   ARTIFACTS.values())
