@@ -24,7 +24,37 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
-TargetOpt = Annotated[str, typer.Option(help="emulate (estimates only), host (also time the int8 and fp32 .tflite "
+
+
+def _checked_target(text: str) -> str:
+    """``--target``: emulate, host, adb or adb:SERIAL, checked by typer before any work (exit 2)."""
+    from edgeopt.workflows.measure import parse_target
+
+    try:
+        parse_target(text)
+    except EdgeoptError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
+class RangeMethod(str, Enum):
+    minmax = "minmax"
+    percentile = "percentile"
+    mse = "mse"
+    sqnr = "sqnr"
+
+
+class WeightBits(str, Enum):
+    four = "4"
+    eight = "8"
+
+
+class PrecisionChoice(str, Enum):
+    w8a8 = "w8a8"
+    w8a16 = "w8a16"
+
+
+TargetOpt = Annotated[str, typer.Option(callback=_checked_target, help="emulate (estimates only), host (also time the int8 and fp32 .tflite "
                                              "on this machine: LiteRT with XNNPACK), or adb[:SERIAL] (also measure "
                                              "both on an Android device; SERIAL: USB serial or HOST:PORT).")]
 RunsOpt = Annotated[int | None, typer.Option(min=1, help="Measured targets: timed runs per model, at least (default 50, "
@@ -33,13 +63,14 @@ MinSecondsOpt = Annotated[float | None, typer.Option(min=0, help="Measured targe
                                                           "seconds (default 1, benchmark_model's --min_secs).")]
 ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="Measured targets: CPU threads (default: 1 on host, the "
                                                      "profile's runtime.threads on adb).")]
-RangeMethodOpt = Annotated[str, typer.Option(help="Activation ranges: minmax, percentile, mse or sqnr.")]
-PrecisionOpt = Annotated[str | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where a "
+RangeMethodOpt = Annotated[RangeMethod, typer.Option(help="Activation ranges.")]
+PrecisionOpt = Annotated[PrecisionChoice | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where a "
                                                        "16x8 kernel exists and the profile allows, int8 elsewhere); "
                                                        "default: the profile's default kernel.")]
 MaxDropOpt = Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, range "
                                                        "methods, AdaRound, mixed precision until int8 accuracy on "
-                                                       "--data is within this many points of fp32.")]
+                                                       "--data is within this many points of fp32; exit 10 (after "
+                                                       "writing everything) when no step is.")]
 OverrideOpt = Annotated[list[str] | None, typer.Option(
     "--override", metavar="NAME=DTYPE",
     help="Run a node (by name) or every node of an ONNX op type at int8, int16 or float (a float island), "
@@ -58,6 +89,9 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     """Run ``fn``; a user error becomes one line on stderr and its exit code, a bug an internal error."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s",
                         stream=sys.stderr, force=True)
+    from edgeopt.fileio import committed
+
+    before = len(committed())
     try:
         return fn()
     except EdgeoptError as exc:
@@ -66,7 +100,9 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted; nothing was written")
+        written = committed()[before:]
+        err_console.print(f"interrupted; {', '.join(map(str, written))} holds this run's complete set of files"
+                          if written else "interrupted; no output folder was changed", highlight=False)
         raise typer.Exit(130) from None
     except Exception as exc:
         if debug:
@@ -140,8 +176,8 @@ def deploy(
     = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: InputShapeOpt = None,
-    calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
-    range_method: RangeMethodOpt = "minmax",
+    calib_size: Annotated[int, typer.Option(min=1, help="Use at most this many calibration samples.")] = 500,
+    range_method: RangeMethodOpt = RangeMethod.minmax,
     target: TargetOpt = "emulate",
     runs: RunsOpt = None,
     min_seconds: MinSecondsOpt = None,
@@ -149,10 +185,10 @@ def deploy(
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
     precision: PrecisionOpt = None,
-    weight_bits: Annotated[int, typer.Option(help="Weight bit width, 8 or 4 (if the profile's supported_kernels "
-                                                  "allow it).")] = 8,
+    weight_bits: Annotated[WeightBits, typer.Option(help="Weight bit width (4 if the profile's supported_kernels "
+                                                         "allow it).")] = WeightBits.eight,
     max_drop: MaxDropOpt = None,
-    recipe_samples: Annotated[int, typer.Option(help="The automatic recipe scores each step on this many samples "
+    recipe_samples: Annotated[int, typer.Option(min=0, help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "
                                                      "of them.")] = 500,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
@@ -170,12 +206,11 @@ def deploy(
     from edgeopt.pipeline.report.sensitivity import render_sensitivity
 
     shape = _parse_input_shapes(input_shape or [])
-    _check_precision(precision)
-
     options = DeployOptions(device, data=data, calib=calib, out=out, input_shape=shape, calib_size=calib_size,
-                            range_method=range_method, target=target, keep=keep, benchmark_binary=benchmark_binary,
-                            precision=precision, precision_overrides=_parse_overrides(override or []),
-                            weight_bits=weight_bits, max_drop=max_drop, recipe_samples=recipe_samples,
+                            range_method=range_method.value, target=target, keep=keep,
+                            benchmark_binary=benchmark_binary, precision=precision.value if precision else None,
+                            precision_overrides=_parse_overrides(override or []),
+                            weight_bits=int(weight_bits.value), max_drop=max_drop, recipe_samples=recipe_samples,
                             sensitivity=sensitivity, measure=_measure_options(runs, min_seconds, threads))
 
     def work() -> Any:
@@ -187,14 +222,25 @@ def deploy(
     render_recipe(result.report, console)
     render_sensitivity(result.report, console)
     render_precision(result.report, console)
+    _warn_collapse_and_budget(result.report)
+
+
+def _warn_collapse_and_budget(report: dict) -> None:
+    """Print a collapse loudly; exit with AccuracyError's code when the --max-drop budget was missed."""
+    from edgeopt.errors import AccuracyError
+
+    collapse = (report.get("accuracy") or {}).get("collapse")
+    if collapse:
+        err_console.print(f"[bold red]warning:[/] {collapse}", highlight=False, soft_wrap=True)
+    budget = report.get("recipe_budget")
+    if budget is not None and not budget["met"]:
+        err = AccuracyError(f"no recipe step met --max-drop {budget['max_drop']} (kept '{budget['chosen']}'); the "
+                            "artifacts and report.json are written: raise --max-drop or see the recipe table")
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(err))
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
-
-
-def _check_precision(precision: str | None) -> None:
-    if precision is not None and precision not in ("w8a8", "w8a16"):
-        raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
 
 
 def _measure_options(runs: int | None, min_seconds: float | None, threads: int | None) -> Any:
@@ -226,6 +272,8 @@ def emulate(
 
     result = _guard(debug, lambda: run_emulate(model, data, device=device, save_outputs=save_outputs,
                                                rounding=rounding.value if rounding else None))
+    for note in result.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"{result.program.name}: {result.n} samples, {len(result.program.ops)} ops, "
                   f"{result.program.rounding} rounding", highlight=False)
     if result.top1 is not None:
@@ -252,22 +300,34 @@ def convert(
 
 @profiles_app.command("list")
 def profiles_list() -> None:
-    """List the built-in device profiles."""
-    from edgeopt.device_profiles import list_profiles, load_profile
+    """List the device profiles: the built-in ones and the user's (which shadow a built-in one of their name)."""
+    from edgeopt.device_profiles import list_profiles, load_profile, profile_file
 
     for name in list_profiles():
         profile = _guard(False, lambda n=name: load_profile(n))
+        path, user = profile_file(name)
         console.print(f"{name:32s} {profile.description}", highlight=False)
+        if user:
+            shadows = (Path(__file__).parent / "device_profiles" / f"{name}.toml").is_file()
+            console.print(f"{'':32s} (user profile {path}{', shadows the built-in one of this name' if shadows else ''})",
+                          highlight=False, soft_wrap=True)
 
 
 @profiles_app.command("show")
 def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path to a .toml.")],
+                  as_json: Annotated[bool, typer.Option("--json", help="Every value, defaults included, as "
+                                                                       "JSON (no comments).")] = False,
                   debug: DebugOpt = False) -> None:
-    """Show one device profile with every value."""
-    from edgeopt.device_profiles import load_profile
+    """Show one device profile: its TOML file with the comments that give each number's source."""
+    from edgeopt.device_profiles import load_profile, profile_file
 
     profile = _guard(debug, lambda: load_profile(name))
-    console.print_json(profile.model_dump_json())
+    if as_json:
+        console.print_json(profile.model_dump_json())
+        return
+    path, user = (Path(name), False) if name.endswith(".toml") or "/" in name else profile_file(name)
+    console.print(f"# {'user profile' if user else 'profile'} file: {path}", highlight=False, soft_wrap=True)
+    console.print(path.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True, end="")
 
 
 @profiles_app.command("validate")
@@ -290,8 +350,9 @@ class CalibrateTarget(str, Enum):
 def profiles_calibrate(
     target: Annotated[CalibrateTarget, typer.Argument(help="What to measure: host (this machine, LiteRT + "
                                                            "XNNPACK, 1 thread).")],
-    out: Annotated[Path | None, typer.Option(help="Profile file to write (default: the built-in host profile); "
-                                                  "a new file starts from --template.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Profile file to write (default: host.toml in your config "
+                                                  "folder, which shadows the built-in host profile); a new file "
+                                                  "starts from --template.")] = None,
     template: Annotated[Path | None, typer.Option(help="Profile a new --out file copies its other keys from "
                                                        "(default: the built-in host profile).")] = None,
     debug: DebugOpt = False,
@@ -318,7 +379,7 @@ def compare(
                                                   "(default ./edgeopt-out/compare).")] = None,
     input_shape: InputShapeOpt = None,
     precision: PrecisionOpt = None,
-    range_method: RangeMethodOpt = "minmax",
+    range_method: RangeMethodOpt = RangeMethod.minmax,
     override: OverrideOpt = None,
     max_drop: MaxDropOpt = None,
     target: TargetOpt = "emulate",
@@ -335,9 +396,8 @@ def compare(
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")
-    _check_precision(precision)
     options = {"data": data, "calib": calib, "input_shape": _parse_input_shapes(input_shape or []),
-               "precision": precision, "range_method": range_method,
+               "precision": precision.value if precision else None, "range_method": range_method.value,
                "precision_overrides": _parse_overrides(override or []), "max_drop": max_drop, "target": target,
                "keep": keep, "benchmark_binary": benchmark_binary,
                "measure": _measure_options(runs, min_seconds, threads)}
@@ -357,10 +417,20 @@ def devices(
     = None,
     debug: DebugOpt = False,
 ) -> None:
-    """List the Android devices edgeopt can reach over adb, with their state."""
+    """List the Android devices edgeopt can reach over adb, with their state; exit 7 (one line) when none of
+    the SERIALS given is usable."""
+    from edgeopt.errors import DeviceError
     from edgeopt.runtimes.android import list_devices
 
-    found = _guard(debug, lambda: list_devices(serials or ()))
+    def probe() -> list[Any]:
+        found = list_devices(serials or ())
+        unusable = [d for d in found if d.serial in (serials or ()) and d.state != "device"]
+        if serials and len(unusable) == len(found):
+            more = f" (and {len(unusable) - 1} more device(s) not usable)" if len(unusable) > 1 else ""
+            raise DeviceError(f"{unusable[0].detail}{more}")
+        return found
+
+    found = _guard(debug, probe)
     if not found:
         console.print("no devices found (pass HOST:PORT for devices in adb tcpip mode)")
     for d in found:

@@ -19,13 +19,14 @@ import numpy as np
 
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph
 from edgeopt.pipeline.compress.latency import latency_pricer
 from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
-from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.report.html import compress_html
 from edgeopt.pipeline.report.plots import compress_svg
@@ -39,6 +40,8 @@ DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 256
 DEFAULT_FINETUNE_SIZE = 2048
 TABLE_FILE = "score_table.json"
+# Every file of the output folder, written as a set (fileio.write_set).
+OUTPUT_FILES = ("model.compressed.onnx", "compress.json", "compress.svg", "report.html", TABLE_FILE)
 
 
 @dataclass(frozen=True)
@@ -111,12 +114,14 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise DataError(f"unknown compression method(s) {', '.join(unknown) or '(none)'}; use svd, prune or svd,prune")
-    out = Path(out)
+    out = check_output_dir(out, OUTPUT_FILES)
     say = progress or (lambda s: None)
     say("loading")
     loaded = load(model, input_shape)
     graph = loaded.graph
     x, y = loaded.read_data(data) if data is not None else (None, None)
+    if data is not None:
+        check_labels(data, y, int(np.prod(graph.outputs[0].shape[1:])))
     pool = _calibration(calib, loaded, x)
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
@@ -129,7 +134,6 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
         say("scoring layers")
         table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price,
                             progress=lambda i, n: report_count("scoring (layer, method, ratio) candidates", i, n))
-        atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
     say("applying the chosen ratios")
     compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)
     rows = _rows(graph, compressed, choices, table)
@@ -155,10 +159,11 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
         "table_cached": cached,
     }
-    write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
-    atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
-    atomic_write_text(out / "compress.svg", compress_svg(report["score_table"]["entries"]))
-    atomic_write_text(out / "report.html", compress_html(report))
+    write_set(out, {"model.compressed.onnx": graph_to_onnx(compressed).SerializeToString(),
+                    "compress.json": json.dumps(report, indent=1).encode(),
+                    "compress.svg": compress_svg(report["score_table"]["entries"]).encode(),
+                    "report.html": compress_html(report).encode(),
+                    TABLE_FILE: json.dumps({"key": key, "table": table.to_json()}).encode()}, OUTPUT_FILES)
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 

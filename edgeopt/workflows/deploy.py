@@ -3,8 +3,9 @@
 load → optimize (fold batch norms, fuse activations) → the target's checks → ranges (calibration) →
 quantize → ship (lower, place) → emit .tflite and QDQ .onnx → evaluate in the integer reference executor
 → report → write. Every profile rule goes through one ``Target`` (``pipeline.target``), as in the recipe
-and QuantSim. Nothing is written until every stage has succeeded, and each artifact is written
-atomically, so a failed run leaves no partial file.
+and QuantSim. Every option and the output folder are checked before the model is loaded; nothing is
+written until every stage has succeeded, and the output folder is then written as a set
+(``fileio.write_set``), so a failed or interrupted run leaves the earlier set, never a mix.
 """
 from __future__ import annotations
 
@@ -15,18 +16,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
-from edgeopt.errors import DataError
-from edgeopt.fileio import atomic_write_bytes, atomic_write_text
+from edgeopt.errors import DataError, OptionError
+from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.frontend.data import check_labels, read_checked
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
@@ -36,8 +38,10 @@ from edgeopt.pipeline.quantize.float_plan import mask_float_nodes
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
+from edgeopt.pipeline.quantize.range_setting import RANGE_METHODS
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
+from edgeopt.pipeline.report.collapse import collapse_warning
 from edgeopt.pipeline.report.equalization import equalization_section
 from edgeopt.pipeline.report.html import deploy_html, deploy_plots
 from edgeopt.pipeline.report.model_explorer import FILES as MODEL_EXPLORER_FILES
@@ -59,10 +63,11 @@ ARTIFACTS = {"fp32_onnx": "model.fp32.onnx", "onnx": "model.int8.onnx", "tflite"
              "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg",
              "html": "report.html", **{f"model_explorer_{k}": name for k, name in MODEL_EXPLORER_FILES.items()}}
 Progress = Callable[[str], None]
-ModelSpec = str | QuantizedGraph | None
-"""A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), or a QuantizedGraph
-already optimized and quantized (``QuantSim.export()``): used as is, without calibration; its float graph
-(with its trained weights) is the report's fp32 reference."""
+ModelSpec = str | QuantizedGraph | LoadedModel | None
+"""A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), a model already loaded
+(``load_module`` of an ``nn.Module``: ``edgeopt.deploy``), or a QuantizedGraph already optimized and
+quantized (``QuantSim.export()``): used as is, without calibration; its float graph (with its trained
+weights) is the report's fp32 reference."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,24 @@ class DeployOptions:
     measure: MeasureOptions = field(default_factory=MeasureOptions)
 
     def __post_init__(self) -> None:
+        """Check every value that needs no model, so that a bad one fails before any work.
+
+        Raises:
+            OptionError: one line naming the option and its allowed values.
+        """
         object.__setattr__(self, "precision_overrides", MappingProxyType(dict(self.precision_overrides or {})))
+        choices = {"range_method": RANGE_METHODS, "weight_bits": (4, 8), "precision": (None, *get_args(Precision))}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise OptionError(f"{name} {getattr(self, name)!r} is not one of {shown}")
+        for name, dtype in self.precision_overrides.items():
+            if dtype not in get_args(ActivationDtype):
+                raise OptionError(f"precision override {name}={dtype!r}: use one of "
+                                  f"{', '.join(get_args(ActivationDtype))}")
+        if self.calib_size <= 0 or self.recipe_samples < 0:
+            raise OptionError(f"calib_size must be positive and recipe_samples not negative (got {self.calib_size}, "
+                              f"{self.recipe_samples})")
 
 
 @dataclass(frozen=True)
@@ -167,21 +189,31 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
 
 
 def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> DeployResult:
+    where = parse_target(options.target)
     target = Target(load_profile(options.device), options.weight_bits, options.precision,
                     options.precision_overrides, options.range_method)
-    where = parse_target(options.target)
+    if options.out is not None:
+        check_output_dir(options.out, ARTIFACTS.values())
+    # The data files' format and values are checked before the model is loaded (their shapes need it).
+    given = {str(f): read_checked(f) for f in (options.data, options.calib) if f is not None}
     preflight(where, benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
     step("load")
     loaded = _load(model, options.input_shape)
+    out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
+    check_output_dir(out_dir, ARTIFACTS.values())
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = loaded.read_data(options.data) if options.data is not None else loaded.data or (None, None)
+    x, y = (loaded.read_data(options.data, arrays=given[str(options.data)]) if options.data is not None
+            else loaded.data or (None, None))
+    if options.data is not None:
+        check_labels(options.data, y, int(np.prod(loaded.graph.outputs[0].shape[1:])))
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
     else:
-        calib_x, calib_source = _calibration_set(loaded, options.calib, x, options.calib_size)
+        calib_x, calib_source = _calibration_set(loaded, options.calib, given.get(str(options.calib)), x,
+                                                 options.calib_size)
         if options.max_drop is not None:
             recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
@@ -208,9 +240,10 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     step("emulate")
     int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
     accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
+    if accuracy is not None:
+        accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
     cost_fp32 = estimate_float(shipped.program, target.profile)
-    out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
     pages = {"report", "html", *(f"model_explorer_{k}" for k in MODEL_EXPLORER_FILES if k != "sqnr" or layers)}
     if layers is not None:
         pages.add("sensitivity_svg")
@@ -225,29 +258,29 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report(),
         equalization=_equalization(graph, recipe))
     step("write")
-    for key, blob in files.items():
-        atomic_write_bytes(paths[key], blob)
     for key, data in node_data(shipped.program, report.to_json()).items():
-        atomic_write_text(paths[f"model_explorer_{key}"], json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    _write_report(report, paths)
+        files[f"model_explorer_{key}"] = (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
+    write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
+              ARTIFACTS.values())
     if where.kind != "emulate":
         step(f"measure on {where}")
         measured = measure(where, {"int8": paths["tflite"], "fp32": paths["fp32_tflite"]}, target.profile,
                            options.measure, keep=options.keep,
                            benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
         report = replace(report, measured=measured)
-        _write_report(report, paths)
+        write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
+                  ARTIFACTS.values())
     return DeployResult(report=report.to_json(), out_dir=out_dir, program=shipped.program)
 
 
-def _write_report(report: Report, paths: Mapping[str, Path]) -> None:
-    """report.json, report.html and, with sensitivity, sensitivity.svg (the page's plot)."""
+def _report_files(report: Report) -> dict[str, bytes]:
+    """report.json, report.html and, with sensitivity, sensitivity.svg (the page's plot), by artifact key."""
     data = report.to_json()
     svgs = deploy_plots(data)
-    atomic_write_text(paths["report"], dumps(data))
-    atomic_write_text(paths["html"], deploy_html(data, svgs))
-    if "sensitivity_svg" in paths:
-        atomic_write_text(paths["sensitivity_svg"], svgs["sensitivity"])
+    out = {"report": dumps(data).encode(), "html": deploy_html(data, svgs).encode()}
+    if report.sensitivity is not None:
+        out["sensitivity_svg"] = svgs["sensitivity"].encode()
+    return out
 
 
 def _equalization(graph: Graph, recipe: RecipeResult | None) -> dict | None:
@@ -260,6 +293,8 @@ def _equalization(graph: Graph, recipe: RecipeResult | None) -> dict | None:
 
 
 def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
     if isinstance(model, QuantizedGraph):  # in memory (edgeopt.deploy of a QuantSim): optimized and quantized
         return LoadedModel(name=model.graph.name, graph=model.graph, onnx_model=graph_to_onnx(model.graph))
     return load(model, input_shape)
@@ -300,10 +335,10 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
                              [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
 
 
-def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarray | None,
-                     calib_size: int) -> tuple[np.ndarray, str]:
+def _calibration_set(loaded: LoadedModel, calib: str | Path | None, arrays: dict[str, np.ndarray] | None,
+                     x: np.ndarray | None, calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = loaded.read_data(calib, labels=False)
+        calib_x, _ = loaded.read_data(calib, labels=False, arrays=arrays)
         return calib_x[:calib_size], str(calib)
     if loaded.calib is not None:
         return loaded.calib[:calib_size], "the example's training split"
@@ -311,6 +346,15 @@ def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarra
         raise DataError("no calibration data: pass --calib CALIB.npz (or --data DATA.npz to calibrate on a slice of it)")
     log.warning("no --calib given: calibrating on the first %d samples of --data", min(calib_size, len(x)))
     return x[:calib_size], f"first {min(calib_size, len(x))} samples of --data"
+
+
+def _collapse(accuracy: dict, program: QProgram, target: Target, recipe: bool) -> str | None:
+    """The report's one-line collapse warning (``report.collapse``), None when int8 holds up."""
+    activation = (16 if target.precision == "w8a16"
+                  else target.rules.defaults.supported_kernels[0].activation if target.precision is None else 8)
+    return collapse_warning(accuracy, depthwise=any(op.kind == "DEPTHWISE_CONV_2D" for op in program.ops),
+                            per_channel=target.rules.per_channel("Conv"), weight_bits=target.weight_bits,
+                            activation_bits=activation, recipe=recipe)
 
 
 def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
