@@ -523,8 +523,8 @@ def sweep(
     input_shape: InputShapeOpt = None,
     ray: Annotated[bool | None, typer.Option("--ray/--no-ray", help="Run the combinations on Ray (default: when it "
                                                                     "is installed) or one by one here.")] = None,
-    address: Annotated[str | None, typer.Option(help="A Ray cluster to run on (ray.init's address, e.g. "
-                                                     "ray://HEAD:10001); default: a local Ray started here.")] = None,
+    address: Annotated[str | None, typer.Option(help="A Ray cluster to run on (ray.init's address, e.g. HEAD:6379 "
+                                                     "or auto); default: a local Ray started here.")] = None,
     workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray, one combination each (default: "
                                                      "this machine's).")] = None,
     out: Annotated[Path, typer.Option(help="Output folder: one subfolder per combination, sweep.json, "

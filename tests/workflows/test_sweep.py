@@ -136,3 +136,13 @@ def test_on_a_local_ray_with_two_workers_the_rows_and_files_are_the_in_process_o
         if r["status"] == "ok":
             assert (Path(r["out"]) / "model.int8.tflite").read_bytes() == \
                 (in_process[0] / r["name"] / "model.int8.tflite").read_bytes()
+
+
+def test_the_auto_recipe_is_the_deploy_with_max_drop(tmp_path: Path) -> None:
+    result = sweep(None, ["host"], ["w8a8"], ["auto"], out=tmp_path, max_drop=5.0, recipe_samples=100,
+                   use_ray=False)
+    (row,) = result.rows
+    deployed = json.loads((tmp_path / "host-w8a8-auto" / "report.json").read_text())
+    assert row["status"] == "ok" and row["recipe_met"] is True
+    assert row["recipe_chosen"] == deployed["recipe_budget"]["chosen"] == deployed["recipe"][0]["step"]
+    assert deployed["recipe_budget"]["max_drop"] == 5.0 and result.report["max_drop"] == 5.0
