@@ -195,7 +195,7 @@ def _absolute(path: str | Path | None) -> str | None:
     if path is None:
         return None
     if not Path(path).exists():
-        raise DataError(f"{path} does not exist")
+        raise DataError(f"{path} does not exist: give the path of an existing file")
     return str(Path(path).absolute())
 
 
