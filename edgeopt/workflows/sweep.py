@@ -30,11 +30,12 @@ from edgeopt.errors import (
     DeviceError,
     EdgeoptError,
     InternalError,
+    OptionError,
     ProfileError,
     RegistryError,
     exit_code,
 )
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import atomic_write_text, check_output_dir
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.report import dumps
 from edgeopt.pipeline.report.html import sweep_html
@@ -142,14 +143,18 @@ def sweep(model: str | None, devices: Sequence[str], precisions: Sequence[str] =
     Raises:
         ProfileError: a device that names no profile (before any task runs).
         RegistryError: an unknown precision or recipe, none given, or no device.
-        DataError: a data file that does not exist; ``address`` with ``use_ray=False``.
+        DataError: a data file that does not exist.
+        OptionError: ``address`` with ``use_ray=False``.
+        OutputError: ``out`` holds other files, or cannot be written (checked before any task runs).
         DeviceError: Ray asked for (``use_ray``, ``address``) but not installed, or its cluster unreachable.
     """
     root = (Path(out) if out is not None else Path("edgeopt-out") / "sweep").absolute()
     tasks = _tasks(model, devices, precisions, recipes, root, data=_absolute(data), calib=_absolute(calib),
                    input_shape=input_shape, calib_size=calib_size, max_drop=max_drop, recipe_samples=recipe_samples)
     if use_ray is False and address is not None:
-        raise DataError(f"--address {address} names a Ray cluster: drop --no-ray to run there")
+        raise OptionError(f"--address {address} names a Ray cluster: drop --no-ray to run there")
+    # an earlier sweep's files are replaced; anything else in OUT is refused before any work
+    check_output_dir(root, {"sweep.json", "report.html", *(task.name for task in tasks)})
     ray = None if use_ray is False else _ray_module(required=bool(use_ray) or address is not None)
     step = progress or (lambda _: None)
     start = time.perf_counter()

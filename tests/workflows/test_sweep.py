@@ -13,7 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
-from edgeopt.errors import DeviceError, ProfileError, RegistryError
+from edgeopt.errors import (
+    DeviceError,
+    OptionError,
+    OutputError,
+    ProfileError,
+    RegistryError,
+)
 from edgeopt.workflows.sweep import sweep
 from tests.builders.paths import PROFILES
 
@@ -109,6 +115,12 @@ def test_names_are_checked_before_anything_runs(tmp_path: Path, monkeypatch: pyt
         sweep(None, ["host"], ["w4a4"], out=tmp_path)
     with pytest.raises(RegistryError, match="recipe qat unknown"):
         sweep(None, ["host"], ["w8a8"], ["qat"], out=tmp_path)
+    with pytest.raises(OptionError, match="drop --no-ray"):
+        sweep(None, ["host"], out=tmp_path, use_ray=False, address="auto")
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        sweep(None, ["host"], out=tmp_path, use_ray=False)
+    (tmp_path / "notes.txt").unlink()
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(DeviceError, match=r"pip install 'edgeopt\[ray\]'"):
         sweep(None, ["host"], out=tmp_path, use_ray=True)
