@@ -48,6 +48,7 @@ from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction
+from edgeopt.pipeline.quantize.float_plan import with_float_weights
 from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.quantize.precision import apply_precision
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitivity_of
@@ -227,6 +228,8 @@ class _Builder:
         # The plan applies after AdaRound and bias correction, which refine the int8 graph (``int8``).
         plan = {**self.base_plan, **promotion_plan(config.promoted)}
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
+        # Float layers get back the float weights and biases those refinements changed for int8's sake.
+        qgraph = with_float_weights(qgraph, self.float_graph(config.cle))
         shipped = self.target.ship(qgraph)
         return qgraph, shipped.program, estimate(shipped.program, self.target.profile, shipped.placement).latency_ms
 
