@@ -17,7 +17,7 @@ from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from tests.builders.per_tensor import collapsing_graph, images
 
-PER_TENSOR = "google-coral-edgetpu"  # per-tensor weights
+PER_TENSOR = "snapdragon-845-hexagon-dsp"  # per-tensor weights, MINIMUM on the DSP
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +71,14 @@ def test_the_minimum_program_is_bit_exact_with_builtin_ref(graph: Graph, tmp_pat
     path = write_tflite(program, tmp_path / "m.tflite")
     q = program_inputs(program, images(3, 8) * 2)[0]
     np.testing.assert_array_equal(run_program(program, [q])[0], LiteRT(path, kernels="reference").run([q])[0])
+
+
+def test_the_dsp_runs_the_equalized_program(graph: Graph) -> None:
+    out = cross_layer_equalization(graph, relu6="clip")
+    target = Target(load_profile(PER_TENSOR))
+    shipped = target.ship(target.quantize(out, target.ranges(out, images(0, 16))))
+    units = {(p.kind, p.unit_kind) for p in shipped.placement.ops}
+    assert units == {("CONV_2D", "npu"), ("DEPTHWISE_CONV_2D", "npu"), ("MINIMUM", "npu")}, units
+    convs = [op for op in shipped.program.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    for op in convs:  # one weight scale per tensor
+        assert len(shipped.program.tensor(op.inputs[1]).qparams.scale) == 1

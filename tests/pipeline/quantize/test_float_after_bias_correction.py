@@ -18,7 +18,7 @@ from tests.builders.per_tensor import collapsing_graph, images
 
 def test_float_layers_after_bias_correction_never_lower_accuracy() -> None:
     graph = collapsing_graph()
-    target = Target(load_profile("google-coral-edgetpu"))  # per-tensor weights: large corrections
+    target = Target(load_profile("snapdragon-845-hexagon-dsp"))  # per-tensor weights: large corrections
     calib, x = images(0, 64), images(1, 96)
     stats = target.ranges(graph, calib)
     corrected = empirical_bias_correction(target.quantize(graph, stats), calib[:32])
