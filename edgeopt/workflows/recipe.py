@@ -3,18 +3,31 @@ cost, measure each on the integer program that would ship, stop at the first tha
 
 Steps, in order (like AIMET's AutoQuant, but every number comes from the integer executor):
 
-1. ``min/max``: global min/max ranges, nearest-rounded per-channel weights.
-2. ``+ CLE``: cross-layer equalization with high-bias absorption (recalibrated afterwards).
-3. ``+ bias correction``: empirical, on ``BIAS_CORRECTION_SAMPLES`` calibration samples.
-4. ``ranges: percentile``, ``ranges: mse``, ``ranges: sqnr``: activation range setting.
-5. ``+ AdaRound``: adaptive weight rounding.
-6. ``mixed precision: k layers``: the ``k`` layers whose quantization alone costs most (the per-layer
+1. ``min/max``: global min/max ranges, nearest-rounded weights (per channel or per tensor, as the
+   profile says).
+2. ``+ CLE``: cross-layer equalization with high-bias absorption (recalibrated afterwards), scaling across
+   a ReLU6 only where it provably changes nothing (``relu6="exact"``).
+3. ``+ CLE across ReLU6`` (only when the graph has a pair joined by a ReLU6): equalization through every
+   ReLU6, whose clip becomes a per-channel MINIMUM (``relu6="clip"``; float outputs unchanged, one more
+   elementwise op per pair, priced by the cost model like any other).
+4. ``+ bias correction``: empirical, on ``BIAS_CORRECTION_SAMPLES`` calibration samples.
+5. ``ranges: percentile``, ``ranges: mse``, ``ranges: sqnr``: activation range setting.
+6. ``weights: mse`` (only when some weight is quantized per tensor): the per-tensor weight scale of least
+   squared error (``quantize.weight_range``).
+7. ``+ AdaRound``: adaptive weight rounding.
+8. ``+ fine-tuning``: quantization-aware fine-tuning of the configuration so far by distillation from the
+   fp32 model on the calibration inputs, no labels (``torch.finetune``); minutes on a CPU, so it comes
+   after every post-training step, and before mixed precision, whose float or int16 layers cost latency
+   on every inference where fine-tuning costs time once.
+9. ``mixed precision: k layers``: the ``k`` layers whose quantization alone costs most (the per-layer
    sensitivity analysis, ``pipeline.quantize.sensitivity``, of the configuration so far) kept at int16
    activations where the profile and the 16x8 kernels allow, else in float (``pipeline.quantize.mixed_precision``),
    ``k`` doubling until every candidate is promoted.
 
 Each technique is adopted into the running configuration only if its accuracy is at least the best so
-far (a step that hurts is reported as dropped), so later steps build on what helped. Accuracy is top-1
+far (a step that hurts is reported as dropped), so later steps build on what helped. Layers that mixed
+precision sends to float get back the float graph's weights and biases (``float_plan.with_float_weights``):
+bias correction, AdaRound and fine-tuning change them for int8's sake only. Accuracy is top-1
 on the evaluation data with labels, else top-1 agreement with the float model (fp32 counts as 100).
 The first configuration within ``max_drop`` points of fp32 is returned; when none is, the best one is,
 with one warning.
@@ -52,6 +65,7 @@ from edgeopt.pipeline.quantize.float_plan import with_float_weights
 from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.quantize.precision import apply_precision
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitivity_of
+from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate
@@ -96,14 +110,28 @@ class RecipeStep:
 
 @dataclass(frozen=True)
 class RecipeConfig:
-    """What the recipe applies; each step changes one field. ``promoted``: mixed precision's layers, most
-    sensitive first."""
+    """What the recipe applies; each step changes one field. ``cle``: the equalization's ReLU6 policy
+    (``""``: none, ``"exact"``, ``"clip"``); ``weight_range``: ``Target.weight_range_method``; ``promoted``:
+    mixed precision's layers, most sensitive first."""
 
-    cle: bool = False
+    cle: str = ""
     bias_correction: bool = False
     range_method: str = "minmax"
+    weight_range: str = "minmax"
     adaround: bool = False
+    finetune: bool = False
     promoted: tuple[Promotion, ...] = ()
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """The fine-tuning step's budget: ``epochs`` over at most ``samples`` calibration inputs, ``batch`` per
+    step, Adam at ``lr`` (``torch.finetune.finetune_quantized``)."""
+
+    epochs: int = 2
+    samples: int = 256
+    batch: int = 16
+    lr: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -184,26 +212,40 @@ class _Builder:
     """Builds and scores configurations, caching what several steps share (CLE graph, statistics)."""
 
     def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, screen: int,
-                 target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig) -> None:
+                 target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig,
+                 finetune_config: FineTuneConfig) -> None:
         self.graph, self.calib_x, self.target = graph, calib_x, target
-        self.base_plan, self.adaround_config = dict(base_plan), adaround_config
+        self.base_plan, self.adaround_config, self.finetune_config = dict(base_plan), adaround_config, finetune_config
         self.all_x, self.all_y, self.all_fp32_out = x, y, run_float(graph, x)
         self.screened = 0 < screen < len(x)
         n = screen if self.screened else len(x)
         self.x, self.y, self.fp32_out = x[:n], None if y is None else y[:n], self.all_fp32_out[:n]
         self.fp32 = top1(self.fp32_out, self.y) if y is not None else 100.0
         self.fp32_all = top1(self.all_fp32_out, y) if y is not None else 100.0
-        self._graphs: dict[bool, Graph] = {}
-        self._stats: dict[tuple[bool, str], dict[str, TensorStats]] = {}
-        self._raw: dict[bool, dict[str, TensorStats]] = {}
+        self._graphs: dict[str, Graph] = {}
+        self._stats: dict[tuple[str, str], dict[str, TensorStats]] = {}
+        self._raw: dict[str, dict[str, TensorStats]] = {}
         self._int8: dict[RecipeConfig, QuantizedGraph] = {}
 
-    def float_graph(self, cle: bool) -> Graph:
+    def float_graph(self, cle: str) -> Graph:
+        """The float graph equalized with ReLU6 policy ``cle`` (``""``: not equalized)."""
         if cle not in self._graphs:
-            self._graphs[cle] = cross_layer_equalization(self.graph) if cle else self.graph
+            self._graphs[cle] = cross_layer_equalization(self.graph, relu6=cle) if cle else self.graph
         return self._graphs[cle]
 
-    def stats(self, cle: bool, method: str) -> dict[str, TensorStats]:
+    def crosses_relu6(self) -> bool:
+        """Whether equalizing through every ReLU6 changes more than the provable rule does (a ReLU6 pair)."""
+        return any(n.op == "Min" for n in self.float_graph("clip").nodes)
+
+    def has_per_tensor_weights(self) -> bool:
+        """Whether the profile quantizes some weighted node of the graph per tensor."""
+        return any(n.op in WEIGHTED_OPS and not self.target.rules.per_channel(n.op) for n in self.graph.nodes)
+
+    def target_for(self, config: RecipeConfig) -> Target:
+        """The target with ``config``'s weight range method."""
+        return replace(self.target, weight_range_method=config.weight_range)
+
+    def stats(self, cle: str, method: str) -> dict[str, TensorStats]:
         if (cle, method) not in self._stats:
             if cle not in self._raw:
                 self._raw[cle] = calibrate(self.float_graph(cle), self.calib_x, histograms=True)
@@ -214,11 +256,20 @@ class _Builder:
         """The quantized graph of ``config`` before mixed precision (cached: AdaRound is the costly part)."""
         key = replace(config, promoted=())
         if key not in self._int8:
-            stats = self.stats(config.cle, config.range_method)
-            qgraph = self.target.quantize(self.float_graph(config.cle), stats)
+            stats, target = self.stats(config.cle, config.range_method), self.target_for(config)
+            if config.finetune:  # from the post-training configuration, then quantized again on the same ranges
+                from edgeopt.torch.finetune import finetune_quantized  # torch loads only when it gets here
+
+                ft = self.finetune_config
+                trained = finetune_quantized(self.int8(replace(key, finetune=False)), self.graph,
+                                             self.calib_x[:ft.samples], target, epochs=ft.epochs, batch=ft.batch,
+                                             lr=ft.lr)
+                self._int8[key] = target.quantize(trained, stats)
+                return self._int8[key]
+            qgraph = target.quantize(self.float_graph(config.cle), stats)
             if config.adaround:
                 result = adaround(qgraph, self.calib_x, self.adaround_config)
-                qgraph = self.target.quantize(result.graph, stats, weight_encodings=result.weight_encodings)
+                qgraph = target.quantize(result.graph, stats, weight_encodings=result.weight_encodings)
             if config.bias_correction:
                 qgraph = empirical_bias_correction(qgraph, self.calib_x[:BIAS_CORRECTION_SAMPLES])
             self._int8[key] = qgraph
@@ -230,7 +281,7 @@ class _Builder:
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
         # Float layers get back the float weights and biases those refinements changed for int8's sake.
         qgraph = with_float_weights(qgraph, self.float_graph(config.cle))
-        shipped = self.target.ship(qgraph)
+        shipped = self.target_for(config).ship(qgraph)
         return qgraph, shipped.program, estimate(shipped.program, self.target.profile, shipped.placement).latency_ms
 
     def score(self, program: QProgram, every_sample: bool = False) -> tuple[float, np.ndarray]:
@@ -250,6 +301,7 @@ class _Builder:
 def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, target: Target,
                max_drop: float, base_plan: Mapping[str, str] | None = None,
                adaround_config: AdaRoundConfig = AdaRoundConfig(),
+               finetune_config: FineTuneConfig = FineTuneConfig(),
                sensitivity_samples: int = DEFAULT_SAMPLES, screen_samples: int = SCREEN_SAMPLES,
                progress: Callable[[str], None] | None = None) -> RecipeResult:
     """Try the recipe's steps on ``graph`` until the int8 program is within ``max_drop`` of fp32.
@@ -265,6 +317,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         max_drop: the accuracy budget, in points below fp32.
         base_plan: the precision plan to start from (default: every node int8).
         adaround_config: AdaRound's budget.
+        finetune_config: the fine-tuning step's budget.
         sensitivity_samples: evaluation samples the mixed-precision step's sensitivity analysis uses.
         screen_samples: how many evaluation samples each step is scored on (0: all); a step within budget
             on them is confirmed on all samples.
@@ -274,7 +327,8 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         The first configuration meeting the budget, else the most accurate one tried.
     """
     step_cb = progress or (lambda _: None)
-    builder = _Builder(graph, calib_x, x, y, screen_samples, target, base_plan or {}, adaround_config)
+    builder = _Builder(graph, calib_x, x, y, screen_samples, target, base_plan or {}, adaround_config,
+                       finetune_config)
     steps: list[RecipeStep] = []
     # best: the configuration later steps build on (a tie adopts the newer technique); chosen: the
     # earliest step with the highest accuracy (what is returned when the budget is missed).
@@ -315,10 +369,13 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
 
     mixed = _MixedPrecisionStep(builder, sensitivity_samples)
     met = (attempt("min/max", RecipeConfig())
-           or attempt("+ CLE", replace(current(), cle=True))
+           or attempt("+ CLE", replace(current(), cle="exact"))
+           or (builder.crosses_relu6() and attempt("+ CLE across ReLU6", replace(current(), cle="clip")))
            or attempt("+ bias correction", replace(current(), bias_correction=True))
            or any(attempt(f"ranges: {m}", replace(current(), range_method=m)) for m in RANGE_STEPS)
+           or (builder.has_per_tensor_weights() and attempt("weights: mse", replace(current(), weight_range="mse")))
            or attempt("+ AdaRound", replace(current(), adaround=True))
+           or attempt("+ fine-tuning", replace(current(), finetune=True))
            or mixed.run(adopted(), attempt))
     assert chosen is not None
     acc, name, config, (qgraph, program, _) = chosen

@@ -19,7 +19,7 @@ from tests.builders.onnx_models import conv_bn_relu6
 from tests.builders.target import spec_target
 
 ALL_STEPS = ["min/max", "+ CLE", "+ bias correction", "ranges: percentile", "ranges: mse", "ranges: sqnr",
-             "+ AdaRound"]
+             "+ AdaRound", "+ fine-tuning"]
 
 
 def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> None:
