@@ -138,6 +138,10 @@ def deploy(
     recipe_samples: Annotated[int, typer.Option(help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "
                                                      "of them.")] = 500,
+    tune_data: Annotated[Path | None, typer.Option(help="Automatic recipe: select its steps on this .npz (x, "
+                                                       "optionally y) and report accuracy on all of --data, held "
+                                                       "out; default: select on the first half of --data, hold out "
+                                                       "the second.")] = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
@@ -163,7 +167,7 @@ def deploy(
                             range_method=range_method, target=target, keep=keep, benchmark_binary=benchmark_binary,
                             precision=precision, precision_overrides=_parse_overrides(override or []),
                             weight_bits=weight_bits, max_drop=max_drop, recipe_samples=recipe_samples,
-                            sensitivity=sensitivity)
+                            tune_data=tune_data, sensitivity=sensitivity)
 
     def work() -> Any:
         with err_console.status("deploying") as status:

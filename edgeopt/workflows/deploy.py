@@ -82,8 +82,12 @@ class DeployOptions:
             ``supported_kernels`` must allow it (``quantize.profile_checks``).
         max_drop: run the automatic recipe (``workflows.recipe``) until int8 accuracy on ``data`` is
             within this many points of fp32 (``range_method`` is then the recipe's choice).
-        recipe_samples: the recipe scores each step on this many samples of ``data`` (0: all) and confirms
-            a step within budget on all of them.
+        recipe_samples: the recipe scores each step on this many samples of its tuning split (0: all) and
+            confirms a step within budget (or within the screen's sampling error of it) on all of them.
+        tune_data: .npz (``x``, optionally ``y``) the recipe selects its steps on; all of ``data`` is then
+            held out. Without it the recipe selects on the first half of ``data`` (``TUNE_FRACTION``) and
+            the report gives the chosen program's accuracy on the second half (``recipe_budget.held_out``)
+            beside the accuracy on all of ``data``.
         sensitivity: also measure each layer's quantization alone (``pipeline.quantize.sensitivity``) on the
             first samples of ``data`` (or of the calibration set): report's ``sensitivity``,
             ``sensitivity.svg``; when the recipe reached mixed precision, its own measurement (of the step
@@ -105,6 +109,7 @@ class DeployOptions:
     weight_bits: int = 8
     max_drop: float | None = None
     recipe_samples: int = SCREEN_SAMPLES
+    tune_data: str | Path | None = None
     sensitivity: bool = False
 
     def __post_init__(self) -> None:
@@ -161,7 +166,8 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     else:
         calib_x, calib_source = _calibration_set(loaded, options.calib, x, options.calib_size)
         if options.max_drop is not None:
-            recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
+            tune = loaded.read_data(options.tune_data) if options.tune_data is not None else None
+            recipe = _automatic_recipe(graph, calib_x, x, y, tune, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
             qgraph = recipe.qgraph
         else:
@@ -185,7 +191,7 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
         files["sensitivity_svg"] = sensitivity_svg(layers).encode()
     step("emulate")
-    int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
+    int8_out = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
     accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
     cost_fp32 = estimate_float(shipped.program, target.profile)
@@ -219,13 +225,42 @@ def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
     return load(model, input_shape)
 
 
+TUNE_FRACTION = 0.5
+"""Without ``--tune-data``, the recipe selects on this leading fraction of ``--data`` and the rest is held out."""
+
+
 def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y: np.ndarray | None,
-                      target: Target, resolved: ResolvedPlan, max_drop: float, screen: int,
-                      step: Progress) -> RecipeResult:
+                      tune: tuple[np.ndarray, np.ndarray | None] | None, target: Target, resolved: ResolvedPlan,
+                      max_drop: float, screen: int, step: Progress) -> RecipeResult:
+    """The recipe, selecting on ``tune`` (``--tune-data``) with all of ``x`` held out, or on the first
+    ``TUNE_FRACTION`` of ``x`` with the rest held out (all of it when ``x`` has a single sample)."""
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
-    return run_recipe(graph, calib_x, x, y, target=target, max_drop=max_drop, base_plan=resolved.plan,
-                      screen_samples=screen, progress=step)
+    if tune is not None:
+        tune_x, tune_y = tune
+        holdout, tuned_on, held = (x, y), f"all {len(tune_x)} --tune-data samples", f"all {len(x)} --data samples"
+    elif len(x) > 1:
+        n = max(1, int(len(x) * TUNE_FRACTION))
+        tune_x, tune_y = x[:n], None if y is None else y[:n]
+        holdout = (x[n:], None if y is None else y[n:])
+        tuned_on, held = f"the first {n} of {len(x)} --data samples", f"the last {len(x) - n} --data samples"
+    else:
+        tune_x, tune_y, holdout = x, y, None
+        tuned_on, held = f"all {len(x)} --data samples (too few to hold any out)", ""
+    return run_recipe(graph, calib_x, tune_x, tune_y, target=target, max_drop=max_drop, base_plan=resolved.plan,
+                      screen_samples=screen, holdout=holdout, tuned_on=tuned_on, holdout_source=held, progress=step)
+
+
+def _recipe_outputs(recipe: RecipeResult | None, tuned_elsewhere: bool) -> np.ndarray | None:
+    """The chosen program's outputs on all of ``--data`` as the recipe computed them: the held-out part
+    (everything, with ``--tune-data``), after the tuning part (without)."""
+    if recipe is None:
+        return None
+    if recipe.held_out is None:
+        return recipe.int8_out
+    if tuned_elsewhere:
+        return recipe.held_out.int8_out
+    return np.concatenate([recipe.int8_out, recipe.held_out.int8_out])
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,

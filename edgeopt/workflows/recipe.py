@@ -33,8 +33,12 @@ The first configuration within ``max_drop`` points of fp32 is returned; when non
 with one warning.
 
 Screening: each step is scored on the first ``screen_samples`` (default ``SCREEN_SAMPLES``) evaluation
-samples, and a step within budget there is confirmed on all of them before the recipe stops (a step
-that fails the confirmation is reported with both figures, and the recipe goes on). The returned
+samples, and a step within budget there, or short of it by less than one standard error of the screen
+(``100 sqrt(p (1 - p) / n)`` points: 1.8 at 80 % on 500 samples), is confirmed on all of them before the
+recipe stops or goes on (a confirmed step is reported with both figures). When no step meets the budget,
+the recipe returns, among the steps within one standard error of the most accurate, the one whose
+program has the least estimated latency: it does not pay for float layers with accuracy it cannot
+resolve. The returned
 configuration is always scored on all samples (``RecipeResult.int8_out``). AIMET's mixed precision
 search works the same way (a cheap phase-1 evaluation, by default SQNR on a few samples, to rank and
 search; the user's full phase-2 evaluation to decide). Scoring dominates the recipe's time
@@ -49,6 +53,7 @@ own configuration is: the recipe scores the very program that would ship.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -161,6 +166,22 @@ class Screening:
 
 
 @dataclass(frozen=True)
+class HeldOut:
+    """The chosen program on samples the recipe did not select on: ``samples`` of them (``source`` says
+    which), fp32 and int8 accuracy there, and the int8 outputs."""
+
+    samples: int
+    source: str
+    fp32: float
+    int8: float
+    int8_out: np.ndarray
+
+    def to_json(self) -> dict:
+        return {"samples": self.samples, "source": self.source, "fp32": round(self.fp32, 4),
+                "int8": round(self.int8, 4), "drop": round(self.fp32 - self.int8, 4)}
+
+
+@dataclass(frozen=True)
 class RecipeResult:
     """The chosen quantized graph and program, every step tried, and whether the budget was met."""
 
@@ -179,6 +200,10 @@ class RecipeResult:
     running the program once more."""
     screening: Screening | None = None
     """Set when the steps were scored on fewer samples than the evaluation data holds."""
+    held_out: HeldOut | None = None
+    """The chosen program on the held-out samples, when the caller gave some."""
+    tuned_on: str = ""
+    """Which samples the recipe selected on (for the report)."""
 
     def report(self) -> dict:
         """The report.json sections: ``recipe`` (the steps), ``recipe_budget`` (the outcome) and, when the
@@ -188,6 +213,10 @@ class RecipeResult:
                "recipe_budget": {"max_drop": self.max_drop, "metric": self.metric, "fp32": round(self.fp32, 4),
                                  "met": self.met, "chosen": self.chosen, "latency_ms": _ms(chosen.latency_ms),
                                  "baseline_latency_ms": _ms(self.steps[0].latency_ms)}}
+        if self.tuned_on:
+            out["recipe_budget"]["tuned_on"] = self.tuned_on
+        if self.held_out is not None:
+            out["recipe_budget"]["held_out"] = self.held_out.to_json()
         if self.screening is not None:
             sc = self.screening
             out["recipe_budget"]["screening"] = {"samples": sc.samples, "total": sc.total, "fp32": round(sc.fp32, 4),
@@ -289,6 +318,14 @@ class _Builder:
         out = run_int8(program, self.all_x if every_sample else self.x)
         return self.accuracy(out, every_sample), out
 
+    def sampling_error(self, accuracy: float) -> float:
+        """One standard error (points) of an accuracy of ``accuracy`` % measured on the screening samples
+        (binomial: ``100 sqrt(p (1 - p) / n)``); 0 when every sample is scored."""
+        if not self.screened:
+            return 0.0
+        p = min(max(accuracy / 100.0, 0.0), 1.0)
+        return 100.0 * math.sqrt(p * (1.0 - p) / len(self.x))
+
     def accuracy(self, out: np.ndarray, every_sample: bool) -> float:
         """The accuracy of int8 outputs on the screening samples (or on all of them)."""
         y, fp32 = (self.all_y, self.all_fp32_out) if every_sample else (self.y, self.fp32_out)
@@ -303,7 +340,8 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
                adaround_config: AdaRoundConfig = AdaRoundConfig(),
                finetune_config: FineTuneConfig = FineTuneConfig(),
                sensitivity_samples: int = DEFAULT_SAMPLES, screen_samples: int = SCREEN_SAMPLES,
-               progress: Callable[[str], None] | None = None) -> RecipeResult:
+               holdout: tuple[np.ndarray, np.ndarray | None] | None = None, tuned_on: str = "",
+               holdout_source: str = "", progress: Callable[[str], None] | None = None) -> RecipeResult:
     """Try the recipe's steps on ``graph`` until the int8 program is within ``max_drop`` of fp32.
 
     Args:
@@ -321,6 +359,10 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         sensitivity_samples: evaluation samples the mixed-precision step's sensitivity analysis uses.
         screen_samples: how many evaluation samples each step is scored on (0: all); a step within budget
             on them is confirmed on all samples.
+        holdout: inputs and labels (or None) the recipe does not select on: the chosen program is scored
+            on them once, at the end (``RecipeResult.held_out``), so that its reported accuracy is not
+            selected on the samples it is reported on.
+        tuned_on, holdout_source: which samples ``x`` and ``holdout`` are, for the report.
         progress: called with each step's name as it starts.
 
     Returns:
@@ -330,14 +372,18 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
     builder = _Builder(graph, calib_x, x, y, screen_samples, target, base_plan or {}, adaround_config,
                        finetune_config)
     steps: list[RecipeStep] = []
-    # best: the configuration later steps build on (a tie adopts the newer technique); chosen: the
-    # earliest step with the highest accuracy (what is returned when the budget is missed).
+    # best: the configuration later steps build on (a tie adopts the newer technique); tried: every
+    # configuration, from which the returned one is chosen when the budget is missed; chosen: a met one.
     best: tuple[float, str, RecipeConfig, Built] | None = None
+    tried: list[tuple[float, str, RecipeConfig, Built]] = []
     chosen: tuple[float, str, RecipeConfig, Built] | None = None
     outputs: dict[str, np.ndarray] = {}  # each step's outputs on every evaluation sample, where known
 
     def attempt(name: str, config: RecipeConfig, extra_seconds: float = 0.0) -> bool:
-        """Build and score ``config``; adopt it if it is the best so far; True when it meets the budget."""
+        """Build and score ``config``; adopt it if it is the best so far; True when it meets the budget.
+
+        A screened step within the budget plus one standard error of the screen is confirmed on every
+        sample before it is judged (the screen alone would reject steps that meet the budget)."""
         nonlocal best, chosen
         step_cb(f"recipe: {name}")
         start = time.perf_counter()
@@ -346,7 +392,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         met, confirmed = builder.fp32 - acc <= max_drop, None
         if not builder.screened:
             outputs[name] = out
-        elif met:
+        elif builder.fp32 - acc <= max_drop + builder.sampling_error(acc):
             confirmed, outputs[name] = builder.score(built[1], every_sample=True)
             met = builder.fp32_all - confirmed <= max_drop
         adopt = best is None or acc >= best[0]
@@ -356,7 +402,8 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
                  "" if confirmed is None else f", {confirmed:.2f} on all samples", "" if adopt else ", dropped")
         if adopt:
             best = (acc, name, config, built)
-        if met or chosen is None or acc > chosen[0]:  # a confirmed step is chosen even if one screened higher
+        tried.append((acc, name, config, built))
+        if met:
             chosen = (acc, name, config, built)
         return met
 
@@ -377,7 +424,8 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
            or attempt("+ AdaRound", replace(current(), adaround=True))
            or attempt("+ fine-tuning", replace(current(), finetune=True))
            or mixed.run(adopted(), attempt))
-    assert chosen is not None
+    if chosen is None:
+        chosen = _cheapest_within_error(tried, builder.sampling_error)
     acc, name, config, (qgraph, program, _) = chosen
     if not met:
         log.warning("the recipe missed the budget: best int8 %.2f is %.2f points below fp32 %.2f (max drop %.2f), "
@@ -388,8 +436,32 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
     if builder.screened:
         int8_all = builder.accuracy(outputs[name], every_sample=True)
         screening = Screening(len(builder.x), len(builder.all_x), builder.fp32, builder.fp32_all, int8_all)
+    held_out = None
+    if holdout is not None and len(holdout[0]):
+        step_cb("recipe: held-out samples")
+        h_x, h_y = holdout
+        h_fp32, h_out = run_float(graph, h_x), run_int8(program, h_x)
+        if h_y is not None:
+            h_acc, h_ref = top1(h_out, h_y), top1(h_fp32, h_y)
+        else:
+            n = len(h_out)
+            h_acc, h_ref = float(np.mean(h_fp32.reshape(n, -1).argmax(1) == h_out.reshape(n, -1).argmax(1)) * 100), 100.0
+        held_out = HeldOut(len(h_x), holdout_source, h_ref, h_acc, h_out)
+        log.info("recipe: the chosen step '%s' scores int8 %.2f (fp32 %.2f) on %d held-out samples (%s)", name,
+                 h_acc, h_ref, len(h_x), holdout_source)
     return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if y is not None else
-                        "top1_agreement", max_drop, met, name, mixed.seen, outputs[name], screening)
+                        "top1_agreement", max_drop, met, name, mixed.seen, outputs[name], screening, held_out,
+                        tuned_on)
+
+
+def _cheapest_within_error(tried: list[tuple[float, str, RecipeConfig, Built]],
+                           error: Callable[[float], float]) -> tuple[float, str, RecipeConfig, Built]:
+    """Among the configurations whose accuracy is within one standard error (``error``) of the most
+    accurate one, the one of least estimated latency (the earliest on a tie): differences inside the
+    screen's sampling error do not justify a slower program."""
+    top = max(acc for acc, *_ in tried)
+    close = [t for t in tried if t[0] >= top - error(top)]
+    return min(close, key=lambda t: t[3][2])  # min keeps the first of equal latencies
 
 
 class _MixedPrecisionStep:
