@@ -82,3 +82,18 @@ def test_the_dsp_runs_the_equalized_program(graph: Graph) -> None:
     convs = [op for op in shipped.program.ops if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     for op in convs:  # one weight scale per tensor
         assert len(shipped.program.tensor(op.inputs[1]).qparams.scale) == 1
+
+
+def test_quantsim_of_the_equalized_graph_equals_the_executor(graph: Graph) -> None:
+    import torch
+
+    from edgeopt.torch.quantsim import simulate
+
+    out = cross_layer_equalization(graph, relu6="clip")
+    target = Target(load_profile(PER_TENSOR))
+    qgraph = target.quantize(out, target.ranges(out, images(0, 32)))
+    program = target.ship(qgraph).program
+    x = images(4, 8) * 2
+    with torch.no_grad():
+        sim = simulate(qgraph, target, rounding=target.rounding)(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(sim, run_int8(program, x), rtol=0, atol=1e-6)
