@@ -16,9 +16,13 @@ ONNX file to the written artifacts, timed end to end, with its steps, the step t
 its accuracy on the held-out half of the data it did not select on.
 
 The device's weights are asymmetric per tensor (SNPE); the shipped .tflite carries symmetric per-tensor
-int8 weights (LiteRT's int8 kernels take weight zero point 0), and every accuracy here is that shipped
-program's. The cost of that representation is printed per model: the weight SQNR (dB) of each layer
-under the device's asymmetric 8-bit grid and under the shipped symmetric one (min/max, per tensor).
+int8 weights (LiteRT's int8 kernels take weight zero point 0), and every executed accuracy here is that
+shipped program's. The cost of that representation is printed per model: the weight SQNR (dB) of each
+layer under the device's asymmetric 8-bit grid and under the shipped symmetric one (min/max, per
+tensor), and, under the bias-correction row, the QDQ model in ONNX Runtime with the shipped symmetric
+weights and with the device's asymmetric ones (the QDQ format takes a weight zero point; both simulated
+in float between quantize and dequantize, so the two figures compare with each other, not with the
+executed ones).
 
 ResNet-20: CIFAR-10 test1000, calibration from the training calibration file. EfficientNet-Lite0:
 ImageNet val1300, calibration from calib_samples (200). Skips (exit 0) when ../shared/data is absent.
@@ -40,17 +44,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ptq import MODELS  # noqa: E402
 
 from edgeopt.device_profiles import load_profile  # noqa: E402
-from edgeopt.ir import Graph, QuantizedGraph  # noqa: E402
+from edgeopt.ir import Graph, QParams, QuantizedGraph  # noqa: E402
+from edgeopt.pipeline.emit.onnx import quantized_to_onnx  # noqa: E402
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1  # noqa: E402
 from edgeopt.pipeline.frontend.load import export_torch, load  # noqa: E402
 from edgeopt.pipeline.optimize import optimize  # noqa: E402
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization  # noqa: E402
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround  # noqa: E402
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction  # noqa: E402
+from edgeopt.pipeline.quantize.encodings import bias_qparams  # noqa: E402
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS  # noqa: E402
 from edgeopt.pipeline.target import Target  # noqa: E402
 from edgeopt.torch.finetune import finetune_quantized  # noqa: E402
 from edgeopt.workflows.deploy import deploy  # noqa: E402
+from edgeopt.runtimes.onnxruntime import OnnxRuntime  # noqa: E402
 from edgeopt.workflows.recipe import BIAS_CORRECTION_SAMPLES  # noqa: E402
 
 DEVICE = "snapdragon-845-hexagon-dsp"
@@ -78,6 +85,27 @@ def weight_scheme_cost(graph: Graph) -> tuple[float, float, float]:
     return float(np.median(asym)), float(np.median(sym)), float(gap.max())
 
 
+def device_scheme(qgraph: QuantizedGraph) -> QuantizedGraph:
+    """``qgraph`` with every weight on SNPE's asymmetric per-tensor 8-bit grid (as int8: scale ``(max - min)
+    / 255``, zero point ``round(-128 - min / scale)``, the range widened to hold 0) and biases re-encoded."""
+    g, enc = qgraph.graph, dict(qgraph.encodings)
+    for node in g.nodes:
+        if node.op not in WEIGHTED_OPS or node.inputs[1] not in g.initializers or node.name in qgraph.float_nodes:
+            continue
+        w = g.initializers[node.inputs[1]]
+        lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
+        scale = np.float32((hi - lo) / 255 or 1.0)
+        enc[node.inputs[1]] = QParams(scale, int(np.clip(np.round(-128 - lo / float(scale)), -128, 127)), "int8")
+        if len(node.inputs) > 2 and node.inputs[2]:
+            enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[node.inputs[1]])
+    return QuantizedGraph(g, enc, qgraph.float_nodes)
+
+
+def qdq_top1(qgraph: QuantizedGraph, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 of the QDQ model of ``qgraph`` in ONNX Runtime (float arithmetic between quantize-dequantize)."""
+    return top1(OnnxRuntime(quantized_to_onnx(qgraph)).run_batch(x)[0], y)
+
+
 def chain(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, target: Target, ada: AdaRoundConfig,
           epochs: int) -> list[tuple[str, float, float]]:
     """(row, int8 top-1, seconds) of the cumulative chain (module docstring)."""
@@ -102,6 +130,9 @@ def chain(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, targe
     start = time.perf_counter()
     q_bc = empirical_bias_correction(q, calib_x[:BIAS_CORRECTION_SAMPLES])
     score("+ bias correction", q_bc, target, time.perf_counter() - start)
+    device = empirical_bias_correction(device_scheme(q), calib_x[:BIAS_CORRECTION_SAMPLES])
+    print(f"    (QDQ in ONNX Runtime, this row: shipped symmetric weights {qdq_top1(q_bc, x, y):.2f} %, "
+          f"device's asymmetric weights {qdq_top1(device, x, y):.2f} %)", flush=True)
     start = time.perf_counter()
     mse = replace(target, weight_range_method="mse")
     q = empirical_bias_correction(mse.quantize(clip, stats), calib_x[:BIAS_CORRECTION_SAMPLES])
