@@ -37,3 +37,15 @@ def test_a_missed_budget_keeps_the_cheapest_program_within_sampling_error() -> N
     assert _cheapest_within_error(tried, lambda acc: 1.8)[1] == "b"
     assert _cheapest_within_error(tried, lambda acc: 0.0)[1] == "c"
     assert np.isclose(_cheapest_within_error(tried, lambda acc: 10.0)[3][2], 0.5)
+
+
+def test_a_step_short_of_the_budget_by_less_than_the_screens_error_is_confirmed() -> None:
+    target = Target(load_profile("snapdragon-845-hexagon-dsp"))
+    result = run_recipe(collapsing_graph(), images(0, 64), images(1, 128), None, target=target, max_drop=15.0,
+                        screen_samples=32, adaround_config=AdaRoundConfig(iterations=40, samples=32))
+    step = next(s for s in result.steps if s.step == "+ CLE across ReLU6")
+    # On the 32-sample screen it misses the budget (by less than one standard error, ~7 points there) ...
+    assert 15.0 < step.drop < 15.0 + 100 * np.sqrt(0.8 * 0.2 / 32)
+    # ... and on the whole tuning split it meets it: the recipe stops there instead of rejecting it.
+    assert step.confirmed is not None and 100.0 - step.confirmed <= 15.0
+    assert result.met and result.chosen == "+ CLE across ReLU6"
