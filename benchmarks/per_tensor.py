@@ -54,6 +54,7 @@ from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround  # noqa:
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction  # noqa: E402
 from edgeopt.pipeline.quantize.encodings import bias_qparams  # noqa: E402
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS  # noqa: E402
+from edgeopt.pipeline.quantize.weight_scheme import asymmetric_sqnr_db, symmetric_sqnr_db  # noqa: E402
 from edgeopt.pipeline.target import Target  # noqa: E402
 from edgeopt.torch.finetune import finetune_quantized  # noqa: E402
 from edgeopt.workflows.deploy import deploy  # noqa: E402
@@ -61,10 +62,6 @@ from edgeopt.runtimes.onnxruntime import OnnxRuntime  # noqa: E402
 from edgeopt.workflows.recipe import BIAS_CORRECTION_SAMPLES  # noqa: E402
 
 DEVICE = "snapdragon-845-hexagon-dsp"
-
-
-def _sqnr(w: np.ndarray, got: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(w.astype(np.float64) ** 2) / max(np.sum((w - got) ** 2), 1e-30)))
 
 
 def weight_scheme_cost(graph: Graph) -> tuple[float, float, float]:
@@ -75,12 +72,8 @@ def weight_scheme_cost(graph: Graph) -> tuple[float, float, float]:
         if node.op not in WEIGHTED_OPS or node.inputs[1] not in graph.initializers:
             continue
         w = np.asarray(graph.initializers[node.inputs[1]], np.float64)
-        lo, hi = min(w.min(), 0.0), max(w.max(), 0.0)
-        s = (hi - lo) / 255 or 1.0
-        zp = np.round(-lo / s)
-        asym.append(_sqnr(w, (np.clip(np.round(w / s) + zp, 0, 255) - zp) * s))
-        s = np.abs(w).max() / 127 or 1.0
-        sym.append(_sqnr(w, np.clip(np.round(w / s), -127, 127) * s))
+        asym.append(asymmetric_sqnr_db(w))
+        sym.append(symmetric_sqnr_db(w))
     gap = np.array(asym) - np.array(sym)
     return float(np.median(asym)), float(np.median(sym)), float(gap.max())
 

@@ -34,6 +34,7 @@ from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
+from edgeopt.pipeline.quantize.weight_scheme import weight_scheme
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
 from edgeopt.pipeline.report.sensitivity import sensitivity_svg
@@ -279,9 +280,11 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
     source = precision_source(GIVEN_IN_MEMORY if given else resolved.source, target.precision_overrides,
                               recipe.config.promoted if recipe is not None else (),
                               set(float_nodes(shipped.program)) - planned_float)
-    return precision_summary(shipped.program, target.precision or f"w{default.param}a{default.activation}",
-                             resolved.fallbacks, source,
-                             [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
+    summary = precision_summary(shipped.program, target.precision or f"w{default.param}a{default.activation}",
+                                resolved.fallbacks, source,
+                                [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
+    weights = weight_scheme(shipped.qgraph, target.rules)  # the device's weight grid is not the shipped one
+    return summary if weights is None else {**summary, "weights": weights}
 
 
 def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarray | None,
