@@ -2,7 +2,7 @@
 recipe, measured on the integer program that would ship.
 
     python benchmarks/per_tensor.py [--models resnet20,efficientnet] [--calib-size 200] [--max-drop 0.5]
-                                    [--adaround-iters 300] [--finetune-epochs 2] [--no-recipe]
+                                    [--adaround-iters 300] [--finetune-epochs 2] [--no-recipe] [--no-chain]
 
 For each model: fp32 top-1; then a cumulative chain, each row adding one technique to the row before
 (whether it helped or not), quantized through the profile's ``Target`` and lowered, executed int8 top-1
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--adaround-iters", type=int, default=300)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--no-recipe", action="store_true")
+    parser.add_argument("--no-chain", action="store_true", help="only fp32 and the automatic recipe")
     args = parser.parse_args()
     torch.set_num_threads(1)
     target = Target(load_profile(DEVICE))
@@ -169,7 +170,9 @@ def main() -> None:
             a, s, worst = weight_scheme_cost(graph)
             print(f"  weights, median SQNR over layers: device asymmetric {a:.2f} dB, shipped symmetric {s:.2f} dB "
                   f"(worst layer loses {worst:.2f} dB)")
-            chain(graph, calib_x, x, y, target, AdaRoundConfig(iterations=args.adaround_iters), args.finetune_epochs)
+            if not args.no_chain:
+                chain(graph, calib_x, x, y, target, AdaRoundConfig(iterations=args.adaround_iters),
+                      args.finetune_epochs)
             if args.no_recipe:
                 continue
             np.savez(Path(tmp) / "data.npz", x=x, y=y)
