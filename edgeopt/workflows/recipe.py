@@ -29,8 +29,10 @@ far (a step that hurts is reported as dropped), so later steps build on what hel
 precision sends to float get back the float graph's weights and biases (``float_plan.with_float_weights``):
 bias correction, AdaRound and fine-tuning change them for int8's sake only. Accuracy is top-1
 on the evaluation data with labels, else top-1 agreement with the float model (fp32 counts as 100).
-The first configuration within ``max_drop`` points of fp32 is returned; when none is, the best one is,
-with one warning.
+The first configuration within ``max_drop`` points of fp32 is returned; when none is, the cheapest of
+the best (below), with one warning. The caller may pass held-out samples (``holdout``; deploy holds out
+the half of ``--data`` it does not tune on, or all of it with ``--tune-data``): the returned program is
+scored on them once, so the reported accuracy is not the one the steps were selected on.
 
 Screening: each step is scored on the first ``screen_samples`` (default ``SCREEN_SAMPLES``) evaluation
 samples, and a step within budget there, or short of it by less than one standard error of the screen
@@ -38,8 +40,7 @@ samples, and a step within budget there, or short of it by less than one standar
 recipe stops or goes on (a confirmed step is reported with both figures). When no step meets the budget,
 the recipe returns, among the steps within one standard error of the most accurate, the one whose
 program has the least estimated latency: it does not pay for float layers with accuracy it cannot
-resolve. The returned
-configuration is always scored on all samples (``RecipeResult.int8_out``). AIMET's mixed precision
+resolve. The returned configuration is always scored on all samples (``RecipeResult.int8_out``). AIMET's mixed precision
 search works the same way (a cheap phase-1 evaluation, by default SQNR on a few samples, to rank and
 search; the user's full phase-2 evaluation to decide). Scoring dominates the recipe's time
 (EfficientNet-Lite0, 1300 ImageNet images: about 85 s per step on 2 cores, 14 steps), and the steps'
