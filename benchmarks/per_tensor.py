@@ -2,7 +2,7 @@
 recipe, measured on the integer program that would ship.
 
     python benchmarks/per_tensor.py [--models resnet20,efficientnet] [--calib-size 200] [--max-drop 0.5]
-                                    [--adaround-iters 300] [--finetune-epochs 2] [--no-recipe] [--no-chain]
+                                    [--adaround-iters 300] [--finetune-epochs 2] [--no-recipe] [--no-chain] [--skip N]
 
 For each model: fp32 top-1; then a cumulative chain, each row adding one technique to the row before
 (whether it helped or not), quantized through the profile's ``Target`` and lowered, executed int8 top-1
@@ -100,11 +100,16 @@ def qdq_top1(qgraph: QuantizedGraph, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def chain(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, target: Target, ada: AdaRoundConfig,
-          epochs: int) -> list[tuple[str, float, float]]:
-    """(row, int8 top-1, seconds) of the cumulative chain (module docstring)."""
+          epochs: int, skip: int = 0) -> list[tuple[str, float, float]]:
+    """(row, int8 top-1, seconds) of the cumulative chain (module docstring); the first ``skip`` rows are
+    built but not scored (to resume a run)."""
     rows: list[tuple[str, float, float]] = []
 
     def score(name: str, qgraph: QuantizedGraph, t: Target, seconds: float) -> None:
+        if len(rows) < skip:
+            rows.append((name, float("nan"), seconds))
+            print(f"  {name:32s} (not scored: --skip)", flush=True)
+            return
         rows.append((name, top1(run_int8(t.ship(qgraph).program, x), y), seconds))
         print(f"  {name:32s} {rows[-1][1]:6.2f} %  {seconds:7.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
 
@@ -150,6 +155,7 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--no-recipe", action="store_true")
     parser.add_argument("--no-chain", action="store_true", help="only fp32 and the automatic recipe")
+    parser.add_argument("--skip", type=int, default=0, help="build but do not score the chain's first N rows")
     args = parser.parse_args()
     torch.set_num_threads(1)
     target = Target(load_profile(DEVICE))
@@ -172,7 +178,7 @@ def main() -> None:
                   f"(worst layer loses {worst:.2f} dB)")
             if not args.no_chain:
                 chain(graph, calib_x, x, y, target, AdaRoundConfig(iterations=args.adaround_iters),
-                      args.finetune_epochs)
+                      args.finetune_epochs, args.skip)
             if args.no_recipe:
                 continue
             np.savez(Path(tmp) / "data.npz", x=x, y=y)
