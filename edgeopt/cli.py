@@ -191,6 +191,10 @@ def deploy(
     recipe_samples: Annotated[int, typer.Option(min=0, help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "
                                                      "of them.")] = 500,
+    tune_data: Annotated[Path | None, typer.Option(help="Automatic recipe: select its steps on this .npz (x, "
+                                                       "optionally y) and report accuracy on all of --data, held "
+                                                       "out; default: select on the first half of --data, hold out "
+                                                       "the second.")] = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
@@ -211,7 +215,8 @@ def deploy(
                             benchmark_binary=benchmark_binary, precision=precision.value if precision else None,
                             precision_overrides=_parse_overrides(override or []),
                             weight_bits=int(weight_bits.value), max_drop=max_drop, recipe_samples=recipe_samples,
-                            sensitivity=sensitivity, measure=_measure_options(runs, min_seconds, threads))
+                            tune_data=tune_data, sensitivity=sensitivity,
+                            measure=_measure_options(runs, min_seconds, threads))
 
     def work() -> Any:
         with ConsoleProgress(err_console, "deploy") as progress:
