@@ -68,6 +68,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
              calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
              finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
+             finetune_augment: bool = False, channel_multiple: int | None = None,
              progress: Callable[[str], None] | None = None) -> CompressResult:
     """Compress ``model`` to ``target_macs`` (a fraction of its MACs), or to ``target_latency`` (a fraction
     of its int8 latency on ``device``, priced by the profile's cost model), and write the results into ``out``.
@@ -82,6 +83,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         ratios: candidate fractions of a layer's MACs to keep.
         finetune_epochs: epochs of label-free distillation from the uncompressed model (0: none), on the
             first ``finetune_size`` samples of the calibration file (or of ``data``).
+        finetune_augment: distil on random flips and shifts of those samples (NCHW images).
+        channel_multiple: kept channel counts and SVD ranks are multiples of it (a kernel's channel
+            block); None: ``device``'s int8 ``channel_granularity`` when a device is given, else 1.
 
     Raises:
         DataError: no calibration data, or a target or method out of range.
@@ -106,17 +110,20 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     pool = _calibration(calib, loaded, x)
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
-    price = None
-    if target_latency is not None:
-        price = latency_pricer(Target(load_profile(device)), calib_x)
-    key = _key(graph, [*methods, f"device={device if price else ''}"], ratios, calib_x, eval_x, eval_y)
+    profile = load_profile(device) if device is not None else None
+    multiple = channel_multiple or 1
+    if channel_multiple is None and profile is not None:
+        multiple = (profile.performance.channel_granularity or {}).get("int8", 1)
+    price = latency_pricer(Target(profile), calib_x) if target_latency is not None else None
+    key = _key(graph, [*methods, f"device={device if price else ''}", f"multiple={multiple}"], ratios,
+               calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
     if table is None:
         table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
-                            progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price)
+                            progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price, multiple=multiple)
         atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
     say("applying the chosen ratios")
-    compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)
+    compressed, choices = compress_to_target(graph, table, target, calib_x, price=price, multiple=multiple)
     rows = _rows(graph, compressed, choices, table)
     base_logits = outputs(graph, eval_x)
     final = score(outputs(compressed, eval_x), base_logits, eval_y)
@@ -124,17 +131,18 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     if finetune_epochs > 0:
         from edgeopt.torch.distill import distill
 
-        compressed = distill(compressed, graph, pool[:finetune_size], epochs=finetune_epochs, progress=say)
+        compressed = distill(compressed, graph, pool[:finetune_size], epochs=finetune_epochs,
+                             augment=finetune_augment, progress=say)
         finetuned = score(outputs(compressed, eval_x), base_logits, eval_y)
     report = {
         "model": loaded.name, "target_macs": target_macs, "target_latency": target_latency, "device": device,
-        "methods": list(methods), "ratios": list(ratios),
+        "methods": list(methods), "ratios": list(ratios), "channel_multiple": multiple,
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
         "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
                  "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},
-        "finetune": {"epochs": finetune_epochs,
+        "finetune": {"epochs": finetune_epochs, "augment": finetune_augment,
                      "samples": int(min(finetune_size, len(pool))) if finetune_epochs else 0},
         "calibration_samples": int(len(calib_x)),
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
