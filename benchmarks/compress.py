@@ -100,6 +100,17 @@ def _run(dep: DeployResult, name: str, x: np.ndarray, y: np.ndarray, runs: int) 
     return top1, 1.0 / statistics.median(times)
 
 
+def _every_tenth(prefix: str) -> Callable[[str], None]:
+    """A progress callback printing every message but the scoring steps, of which every tenth."""
+    def say(message: str) -> None:
+        if message.startswith("scoring layers"):
+            done = int(message.split()[-1].split("/")[0])
+            if done % 10 and done != 1:
+                return
+        print(f"{prefix}: {message} ({time.process_time():.0f} CPU s)", flush=True)
+    return say
+
+
 def _short(layer: str) -> str:
     parts = [p for p in layer.split("/") if p][:-1] or [layer]
     return "/".join(parts[-2:]).replace("_blocks.", "b").replace("_project_conv", "proj") \
@@ -136,14 +147,14 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
         result = compress(str(onnx_path), target, out=tmp / f"compress-{name}",
                           calib=tmp / f"{name}.compress_calib.npz", methods=tuple(args.methods.split(",")),
                           calib_size=len(setup.compress_calib), ratios=tuple(float(r) for r in args.ratios.split(",")),
-                          channel_multiple=args.channel_multiple)
+                          channel_multiple=args.channel_multiple, progress=_every_tenth(f"  {name} {target:.0%}"))
         ratio = result.report["macs_after"] / result.report["macs_before"]
         rows.append((f"compressed {target:.0%}", ratio, deployed(tmp / f"compress-{name}" / "model.compressed.onnx",
                                                                  f"{target}"), time.process_time() - start, result))
         if setup.epochs:
             start = time.process_time()
             tuned = distill(result.graph, teacher, setup.finetune, epochs=setup.epochs, augment=not args.no_augment,
-                            lr=args.lr, progress=lambda s: print(f"  {name} {target:.0%}: {s}", flush=True))
+                            lr=args.lr, progress=_every_tenth(f"  {name} {target:.0%}"))
             path = tmp / f"{name}-finetuned{target}.onnx"
             write_onnx(graph_to_onnx(tuned), path)
             rows.append(("  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start, result))
