@@ -3,6 +3,7 @@ int8 top-1 before compression, after it and after label-free fine-tuning; the ra
 
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
         [--methods svd,prune] [--channel-multiple 16] [--finetune-epochs N] [--no-augment]
+        [--latency-device host]   # targets as fractions of the latency priced on that profile
 
 Each model is exported to a float .onnx and compressed label-free (layers scored by output SQNR against
 the uncompressed model on calibration images, pruning re-fit on the same images; kept channel counts
@@ -144,7 +145,9 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
     teacher = load(str(onnx_path)).graph
     for target in (float(t) for t in args.targets.split(",")):
         start = time.process_time()
-        result = compress(str(onnx_path), target, out=tmp / f"compress-{name}",
+        by_macs, by_latency = (None, target) if args.latency_device else (target, None)
+        result = compress(str(onnx_path), by_macs, target_latency=by_latency, device=args.latency_device,
+                          out=tmp / f"compress-{name}",
                           calib=tmp / f"{name}.compress_calib.npz", methods=tuple(args.methods.split(",")),
                           calib_size=len(setup.compress_calib), ratios=tuple(float(r) for r in args.ratios.split(",")),
                           channel_multiple=args.channel_multiple, progress=_every_tenth(f"  {name} {target:.0%}"))
@@ -159,7 +162,8 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
             write_onnx(graph_to_onnx(tuned), path)
             rows.append(("  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start, result))
     print(f"\n{setup.title}: device {device}, methods {args.methods}, candidate ratios {args.ratios}, "
-          f"channel multiple {args.channel_multiple}; label-free scoring and re-fit on "
+          f"channel multiple {args.channel_multiple}, targets of "
+          f"{'latency on ' + args.latency_device if args.latency_device else 'MACs'}; label-free scoring and re-fit on "
           f"{len(setup.compress_calib)} calibration images, distillation {setup.epochs} epochs on "
           f"{'augmented views of ' if not args.no_augment else ''}{len(setup.finetune)} calibration images")
     print(f"{'model':16s} {'MACs':>6s} {'fp32':>7s} {'int8':>7s} {'est.fps':>8s} {'est.host':>9s} "
@@ -194,6 +198,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--no-augment", action="store_true", help="distil on the images as they are")
     parser.add_argument("--device", default="arm-cortex-a78-xnnpack")
+    parser.add_argument("--latency-device", default=None,
+                        help="targets are fractions of the int8 latency priced on this profile, not of MACs")
     args = parser.parse_args()
     unknown = [m for m in args.models.split(",") if m not in MODELS]
     if unknown:

@@ -250,13 +250,26 @@ def choose(table: ScoreTable, target_cost: float, priced: bool = False) -> list[
     return list(choices.values())
 
 
-def apply(graph: Graph, choices: Sequence[Choice], calib: np.ndarray, multiple: int = 1) -> Graph:
+def apply(graph: Graph, choices: Sequence[Choice], calib: np.ndarray, multiple: int = 1,
+          memo: dict[tuple, Graph] | None = None) -> Graph:
     """``graph`` with every choice applied: prunings in graph order (re-fit against ``graph``), then SVDs;
-    kept counts are multiples of ``multiple``."""
+    kept counts are multiples of ``multiple``.
+
+    ``memo`` (kept across calls on the same graph and data) holds the model after each prefix of the
+    ordered choices, keyed by the layers, methods and kept counts: successive rounds of
+    ``compress_to_target`` that differ late in the order redo only the steps after the difference.
+    """
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     compressed = graph
+    key: tuple = ()
     for c in sorted(choices, key=lambda c: (c.method != "prune", order[c.layer])):
+        key += ((c.layer, c.method, kept_count(compressed, c, multiple, reference=graph)),)
+        if memo is not None and key in memo:
+            compressed = memo[key]
+            continue
         compressed, _ = compress_layer(compressed, c, calib, reference=graph, multiple=multiple)
+        if memo is not None:
+            memo[key] = compressed
     return compressed
 
 
@@ -284,9 +297,10 @@ def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np
     want = base - goal
     ask = want
     results: list[tuple[float, Graph, list[Choice]]] = []
+    memo: dict[tuple, Graph] = {}
     for _ in range(rounds):
         choices = choose(table, base - ask, priced)
-        compressed = apply(graph, choices, calib, multiple)
+        compressed = apply(graph, choices, calib, multiple, memo)
         cost = measure(compressed)
         results.append((cost, compressed, choices))
         log.info("target %.4g, asked %.4g: %.4g", goal, base - ask, cost)
@@ -301,7 +315,7 @@ def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np
             cost, _, choices = min(over, key=lambda r: r[0])
             topped = _top_up(table, choices, cost - goal + tolerance * base / 2, priced)  # aim inside the window
             if topped is not None:
-                compressed = apply(graph, topped, calib, multiple)
+                compressed = apply(graph, topped, calib, multiple, memo)
                 results.append((measure(compressed), compressed, topped))
     under = [r for r in results if r[0] <= goal]
     _, compressed, choices = max(under, key=lambda r: r[0]) if under else min(results, key=lambda r: r[0])
