@@ -2,7 +2,7 @@
 int8 top-1 before compression, after it and after label-free fine-tuning; the ratios chosen; host fps.
 
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
-        [--methods svd,prune] [--channel-multiple 16] [--finetune-epochs N] [--no-augment]
+        [--methods svd,prune] [--channel-multiple 8] [--finetune-epochs N] [--no-augment]
         [--latency-device host]   # targets as fractions of the latency priced on that profile
 
 Each model is exported to a float .onnx and compressed label-free (layers scored by output SQNR against
@@ -190,11 +190,12 @@ def main() -> None:
     parser.add_argument("--targets", default="0.5,0.7")
     parser.add_argument("--methods", default="svd,prune")
     parser.add_argument("--ratios", default="0.25,0.5,0.75", help="candidate fractions of a layer's MACs")
-    parser.add_argument("--channel-multiple", type=int, default=16,
-                        help="kept channels and ranks in multiples of this (XNNPACK int8 output-channel tile here)")
-    parser.add_argument("--finetune-epochs", type=int, default=10, help="ResNet-32 distillation epochs")
+    parser.add_argument("--channel-multiple", type=int, default=8,
+                        help="kept channels and ranks in multiples of this (XNNPACK int8 here: inputs in blocks "
+                             "of 8, outputs of 16; see compress_layer_timing.py)")
+    parser.add_argument("--finetune-epochs", type=int, default=6, help="ResNet-32 distillation epochs")
     parser.add_argument("--finetune-size", type=int, default=4000, help="ResNet-32 distillation images")
-    parser.add_argument("--imagenet-finetune-epochs", type=int, default=4, help="EfficientNet-Lite0 epochs")
+    parser.add_argument("--imagenet-finetune-epochs", type=int, default=2, help="EfficientNet-Lite0 epochs")
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--no-augment", action="store_true", help="distil on the images as they are")
     parser.add_argument("--device", default="arm-cortex-a78-xnnpack")
