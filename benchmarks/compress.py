@@ -108,8 +108,9 @@ def _run(dep: DeployResult, name: str, x: np.ndarray, y: np.ndarray, runs: int) 
 def _every_tenth(prefix: str) -> Callable[[str], None]:
     """A progress callback printing every message but the scoring steps, of which every tenth."""
     def say(message: str) -> None:
-        if message.startswith("scoring layers"):
-            done = int(message.split()[-1].split("/")[0])
+        count = message.split()[-1].split("/")
+        if message.startswith("scoring layers") and len(count) == 2:
+            done = int(count[0])
             if done % 10 and done != 1:
                 return
         print(f"{prefix}: {message} ({time.process_time():.0f} CPU s)", flush=True)

@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar, get_args
 import typer
 from rich.console import Console
 
+from edgeopt.console_progress import ConsoleProgress
 from edgeopt.errors import EdgeoptError, InternalError, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -23,8 +24,58 @@ err_console = Console(stderr=True)
 T = TypeVar("T")
 
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")]
-TargetOpt = Annotated[str, typer.Option(help="emulate (estimates only), or adb[:SERIAL] to also measure on an "
-                                             "Android device (SERIAL: USB serial or HOST:PORT).")]
+
+
+def _checked_target(text: str) -> str:
+    """``--target``: emulate, host, adb or adb:SERIAL, checked by typer before any work (exit 2)."""
+    from edgeopt.workflows.measure import parse_target
+
+    try:
+        parse_target(text)
+    except EdgeoptError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return text
+
+
+class RangeMethod(str, Enum):
+    minmax = "minmax"
+    percentile = "percentile"
+    mse = "mse"
+    sqnr = "sqnr"
+
+
+class WeightBits(str, Enum):
+    four = "4"
+    eight = "8"
+
+
+class PrecisionChoice(str, Enum):
+    w8a8 = "w8a8"
+    w8a16 = "w8a16"
+
+
+TargetOpt = Annotated[str, typer.Option(callback=_checked_target, help="emulate (estimates only), host (also time the int8 and fp32 .tflite "
+                                             "on this machine: LiteRT with XNNPACK), or adb[:SERIAL] (also measure "
+                                             "both on an Android device; SERIAL: USB serial or HOST:PORT).")]
+RunsOpt = Annotated[int | None, typer.Option(min=1, help="Measured targets: timed runs per model, at least (default 50, "
+                                                  "benchmark_model's --num_runs).")]
+MinSecondsOpt = Annotated[float | None, typer.Option(min=0, help="Measured targets: time each model for at least this many "
+                                                          "seconds (default 1, benchmark_model's --min_secs).")]
+ThreadsOpt = Annotated[int | None, typer.Option(min=1, help="Measured targets: CPU threads (default: 1 on host, the "
+                                                     "profile's runtime.threads on adb).")]
+RangeMethodOpt = Annotated[RangeMethod, typer.Option(help="Activation ranges.")]
+PrecisionOpt = Annotated[PrecisionChoice | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations where a "
+                                                       "16x8 kernel exists and the profile allows, int8 elsewhere); "
+                                                       "default: the profile's default kernel.")]
+MaxDropOpt = Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, range "
+                                                       "methods, AdaRound, mixed precision until int8 accuracy on "
+                                                       "--data is within this many points of fp32; exit 10 (after "
+                                                       "writing everything) when no step is.")]
+OverrideOpt = Annotated[list[str] | None, typer.Option(
+    "--override", metavar="NAME=DTYPE",
+    help="Run a node (by name) or every node of an ONNX op type at int8, int16 or float (a float island), "
+         "on top of --precision; repeatable, a name wins over an op type: --override Softmax=float "
+         "--override conv1=int16.")]
 KeepOpt = Annotated[bool, typer.Option(help="Leave the pushed files on the device.")]
 InputShapeOpt = Annotated[list[str] | None, typer.Option(
     "--input-shape", metavar="[NAME=]SHAPE",
@@ -38,6 +89,9 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     """Run ``fn``; a user error becomes one line on stderr and its exit code, a bug an internal error."""
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s: %(message)s",
                         stream=sys.stderr, force=True)
+    from edgeopt.fileio import committed
+
+    before = len(committed())
     try:
         return fn()
     except EdgeoptError as exc:
@@ -46,7 +100,9 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(exit_code(exc)) from None
     except KeyboardInterrupt:
-        err_console.print("interrupted; nothing was written")
+        written = committed()[before:]
+        err_console.print(f"interrupted; {', '.join(map(str, written))} holds this run's complete set of files"
+                          if written else "interrupted; no output folder was changed", highlight=False)
         raise typer.Exit(130) from None
     except Exception as exc:
         if debug:
@@ -120,33 +176,26 @@ def deploy(
     = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: InputShapeOpt = None,
-    calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
-    range_method: Annotated[str, typer.Option(help="Activation ranges: minmax, percentile, mse or sqnr.")]
-    = "minmax",
+    calib_size: Annotated[int, typer.Option(min=1, help="Use at most this many calibration samples.")] = 500,
+    range_method: RangeMethodOpt = RangeMethod.minmax,
     target: TargetOpt = "emulate",
+    runs: RunsOpt = None,
+    min_seconds: MinSecondsOpt = None,
+    threads: ThreadsOpt = None,
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
-    precision: Annotated[str | None, typer.Option(help="w8a8 (int8 activations) or w8a16 (int16 activations "
-                                                       "where a 16x8 kernel exists and the profile allows, int8 "
-                                                       "elsewhere); default: the profile's default kernel.")] = None,
-    weight_bits: Annotated[int, typer.Option(help="Weight bit width, 8 or 4 (if the profile's supported_kernels "
-                                                  "allow it).")] = 8,
-    max_drop: Annotated[float | None, typer.Option(help="Automatic recipe: try min/max, CLE, bias correction, "
-                                                        "range methods, AdaRound, mixed precision until int8 "
-                                                        "accuracy on --data is within this many points of fp32.")]
-    = None,
-    recipe_samples: Annotated[int, typer.Option(help="The automatic recipe scores each step on this many samples "
+    precision: PrecisionOpt = None,
+    weight_bits: Annotated[WeightBits, typer.Option(help="Weight bit width (4 if the profile's supported_kernels "
+                                                         "allow it).")] = WeightBits.eight,
+    max_drop: MaxDropOpt = None,
+    recipe_samples: Annotated[int, typer.Option(min=0, help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "
                                                      "of them.")] = 500,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
     = False,
-    override: Annotated[list[str] | None, typer.Option(
-        "--override", metavar="NAME=DTYPE",
-        help="Run a node (by name) or every node of an ONNX op type at int8, int16 or float (a float island), "
-             "on top of --precision; repeatable, a name wins over an op type: --override Softmax=float "
-             "--override conv1=int16.")] = None,
+    override: OverrideOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Optimize and quantize MODEL, write int8 .tflite and QDQ .onnx, emulate or measure it, and report."""
@@ -157,26 +206,48 @@ def deploy(
     from edgeopt.pipeline.report.sensitivity import render_sensitivity
 
     shape = _parse_input_shapes(input_shape or [])
-    if precision is not None and precision not in ("w8a8", "w8a16"):
-        raise typer.BadParameter(f"'{precision}' is not a precision; use w8a8 or w8a16", param_hint="--precision")
     options = DeployOptions(device, data=data, calib=calib, out=out, input_shape=shape, calib_size=calib_size,
-                            range_method=range_method, target=target, keep=keep, benchmark_binary=benchmark_binary,
-                            precision=precision, precision_overrides=_parse_overrides(override or []),
-                            weight_bits=weight_bits, max_drop=max_drop, recipe_samples=recipe_samples,
-                            sensitivity=sensitivity)
+                            range_method=range_method.value, target=target, keep=keep,
+                            benchmark_binary=benchmark_binary, precision=precision.value if precision else None,
+                            precision_overrides=_parse_overrides(override or []),
+                            weight_bits=int(weight_bits.value), max_drop=max_drop, recipe_samples=recipe_samples,
+                            sensitivity=sensitivity, measure=_measure_options(runs, min_seconds, threads))
 
     def work() -> Any:
-        with err_console.status("deploying") as status:
-            return deploy_with(model, options, progress=lambda s: status.update(f"deploy: {s}"))
+        with ConsoleProgress(err_console, "deploy") as progress:
+            return deploy_with(model, options, progress=progress)
 
     result = _guard(debug, work)
     report.render(result.report, console)
     render_recipe(result.report, console)
     render_sensitivity(result.report, console)
     render_precision(result.report, console)
+    _warn_collapse_and_budget(result.report)
+
+
+def _warn_collapse_and_budget(report: dict) -> None:
+    """Print a collapse loudly; exit with AccuracyError's code when the --max-drop budget was missed."""
+    from edgeopt.errors import AccuracyError
+
+    collapse = (report.get("accuracy") or {}).get("collapse")
+    if collapse:
+        err_console.print(f"[bold red]warning:[/] {collapse}", highlight=False, soft_wrap=True)
+    budget = report.get("recipe_budget")
+    if budget is not None and not budget["met"]:
+        err = AccuracyError(f"no recipe step met --max-drop {budget['max_drop']} (kept '{budget['chosen']}'); the "
+                            "artifacts and report.json are written: raise --max-drop or see the recipe table")
+        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(exit_code(err))
 
 
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
+
+
+def _measure_options(runs: int | None, min_seconds: float | None, threads: int | None) -> Any:
+    """``--runs``, ``--min-seconds`` and ``--threads`` as ``MeasureOptions`` (typer checked their ranges)."""
+    from edgeopt.workflows.measure import MeasureOptions
+
+    return MeasureOptions(runs=runs, min_seconds=min_seconds, threads=threads)
 
 
 class RoundingChoice(str, Enum):
@@ -201,6 +272,8 @@ def emulate(
 
     result = _guard(debug, lambda: run_emulate(model, data, device=device, save_outputs=save_outputs,
                                                rounding=rounding.value if rounding else None))
+    for note in result.notes:
+        err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"{result.program.name}: {result.n} samples, {len(result.program.ops)} ops, "
                   f"{result.program.rounding} rounding", highlight=False)
     if result.top1 is not None:
@@ -227,22 +300,34 @@ def convert(
 
 @profiles_app.command("list")
 def profiles_list() -> None:
-    """List the built-in device profiles."""
-    from edgeopt.device_profiles import list_profiles, load_profile
+    """List the device profiles: the built-in ones and the user's (which shadow a built-in one of their name)."""
+    from edgeopt.device_profiles import list_profiles, load_profile, profile_file
 
     for name in list_profiles():
         profile = _guard(False, lambda n=name: load_profile(n))
+        path, user = profile_file(name)
         console.print(f"{name:32s} {profile.description}", highlight=False)
+        if user:
+            shadows = (Path(__file__).parent / "device_profiles" / f"{name}.toml").is_file()
+            console.print(f"{'':32s} (user profile {path}{', shadows the built-in one of this name' if shadows else ''})",
+                          highlight=False, soft_wrap=True)
 
 
 @profiles_app.command("show")
 def profiles_show(name: Annotated[str, typer.Argument(help="Profile name or path to a .toml.")],
+                  as_json: Annotated[bool, typer.Option("--json", help="Every value, defaults included, as "
+                                                                       "JSON (no comments).")] = False,
                   debug: DebugOpt = False) -> None:
-    """Show one device profile with every value."""
-    from edgeopt.device_profiles import load_profile
+    """Show one device profile: its TOML file with the comments that give each number's source."""
+    from edgeopt.device_profiles import load_profile, profile_file
 
     profile = _guard(debug, lambda: load_profile(name))
-    console.print_json(profile.model_dump_json())
+    if as_json:
+        console.print_json(profile.model_dump_json())
+        return
+    path, user = (Path(name), False) if name.endswith(".toml") or "/" in name else profile_file(name)
+    console.print(f"# {'user profile' if user else 'profile'} file: {path}", highlight=False, soft_wrap=True)
+    console.print(path.read_text(encoding="utf-8"), highlight=False, markup=False, soft_wrap=True, end="")
 
 
 @profiles_app.command("validate")
@@ -265,8 +350,9 @@ class CalibrateTarget(str, Enum):
 def profiles_calibrate(
     target: Annotated[CalibrateTarget, typer.Argument(help="What to measure: host (this machine, LiteRT + "
                                                            "XNNPACK, 1 thread).")],
-    out: Annotated[Path | None, typer.Option(help="Profile file to write (default: the built-in host profile); "
-                                                  "a new file starts from --template.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Profile file to write (default: host.toml in your config "
+                                                  "folder, which shadows the built-in host profile); a new file "
+                                                  "starts from --template.")] = None,
     template: Annotated[Path | None, typer.Option(help="Profile a new --out file copies its other keys from "
                                                        "(default: the built-in host profile).")] = None,
     debug: DebugOpt = False,
@@ -289,21 +375,40 @@ def compare(
     = "arm-cortex-a78-xnnpack",
     data: Annotated[Path | None, typer.Option(help=".npz with x and y, shared by all models.")] = None,
     calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Parent output folder (default ./edgeopt-out/compare).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Parent output folder: one folder per model and compare.json "
+                                                  "(default ./edgeopt-out/compare).")] = None,
+    input_shape: InputShapeOpt = None,
+    precision: PrecisionOpt = None,
+    range_method: RangeMethodOpt = RangeMethod.minmax,
+    override: OverrideOpt = None,
+    max_drop: MaxDropOpt = None,
     target: TargetOpt = "emulate",
+    runs: RunsOpt = None,
+    min_seconds: MinSecondsOpt = None,
+    threads: ThreadsOpt = None,
     keep: KeepOpt = False,
     benchmark_binary: BinaryOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Deploy several models to one device and compare accuracy, latency, fps, energy and size."""
-    from edgeopt.pipeline import report
+    """Deploy several models to one device and compare them side by side, each row with its ratio to the first."""
+    from edgeopt.pipeline.report.comparison import render_comparison
     from edgeopt.workflows.compare import compare as run_compare
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")
-    results = _guard(debug, lambda: run_compare(models, device, out=out, data=data, calib=calib, target=target,
-                                                keep=keep, benchmark_binary=benchmark_binary))
-    report.render_comparison([r.report for r in results], console)
+    options = {"data": data, "calib": calib, "input_shape": _parse_input_shapes(input_shape or []),
+               "precision": precision.value if precision else None, "range_method": range_method.value,
+               "precision_overrides": _parse_overrides(override or []), "max_drop": max_drop, "target": target,
+               "keep": keep, "benchmark_binary": benchmark_binary,
+               "measure": _measure_options(runs, min_seconds, threads)}
+
+    def work() -> Any:
+        with ConsoleProgress(err_console, "compare") as progress:
+            return run_compare(models, device, out=out, progress=progress, **options)
+
+    result = _guard(debug, work)
+    render_comparison(result.summary, console)
+    console.print(f"summary written to {result.path}", highlight=False)
 
 
 @app.command()
@@ -312,10 +417,20 @@ def devices(
     = None,
     debug: DebugOpt = False,
 ) -> None:
-    """List the Android devices edgeopt can reach over adb, with their state."""
+    """List the Android devices edgeopt can reach over adb, with their state; exit 7 (one line) when none of
+    the SERIALS given is usable."""
+    from edgeopt.errors import DeviceError
     from edgeopt.runtimes.android import list_devices
 
-    found = _guard(debug, lambda: list_devices(serials or ()))
+    def probe() -> list[Any]:
+        found = list_devices(serials or ())
+        unusable = [d for d in found if d.serial in (serials or ()) and d.state != "device"]
+        if serials and len(unusable) == len(found):
+            more = f" (and {len(unusable) - 1} more device(s) not usable)" if len(unusable) > 1 else ""
+            raise DeviceError(f"{unusable[0].detail}{more}")
+        return found
+
+    found = _guard(debug, probe)
     if not found:
         console.print("no devices found (pass HOST:PORT for devices in adb tcpip mode)")
     for d in found:
@@ -354,27 +469,25 @@ def compress(
     methods = tuple(m.strip() for m in method.split(",") if m.strip())
 
     def work() -> Any:
-        with err_console.status("compressing") as status:
+        with ConsoleProgress(err_console, "compress") as progress:
             return run_compress(model, target_macs, target_latency=target_latency, device=device, out=out,
                                 methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=_parse_input_shapes(input_shape or []),
                                 finetune_epochs=finetune_epochs, finetune_size=finetune_size,
-                                progress=lambda s: status.update(f"compress: {s}"))
+                                progress=progress)
 
     result = _guard(debug, work)
     _render_compress(result.report, result.table_cached)
 
 
 def _render_compress(report: dict, cached: bool) -> None:
-    from rich.table import Table
+    from edgeopt.pipeline.report.tables import fitted_table
 
-    table = Table(title=f"{report['model']}: per-layer compression", title_justify="left")
-    for col in ("layer", "method", "ratio", "MACs before", "MACs after", "SQNR alone (dB)"):
-        table.add_column(col, justify="left" if col in ("layer", "method") else "right")
-    for r in report["layers"]:
-        table.add_row(r["layer"], r["method"], f"{r['ratio']:.3f}", f"{r['macs_before']:,}", f"{r['macs_after']:,}",
-                      f"{r['table_sqnr_db']:.1f} @ {r['table_ratio']:.3f}")
-    console.print(table)
+    rows = [[r["layer"], r["method"], f"{r['ratio']:.3f}", f"{r['macs_before']:,}", f"{r['macs_after']:,}",
+             f"{r['table_sqnr_db']:.1f} @ {r['table_ratio']:.3f}"] for r in report["layers"]]
+    console.print(fitted_table(f"{report['model']}: per-layer compression",
+                               ["layer", "method", "ratio", "MACs before", "MACs after", "SQNR alone (dB)"], rows,
+                               console.width, left=(0, 1)))
     ev = report["eval"]
     final = ev["finetuned"] or ev["compressed"]
     metric = (f"top-1 {ev['base']['top1']:.2f} % -> {final['top1']:.2f} %" if ev["labels"] else

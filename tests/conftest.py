@@ -16,3 +16,10 @@ def _no_ambient_adb(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Te
     monkeypatch.delenv("ANDROID_SERIAL", raising=False)
     monkeypatch.delenv("ADB_VENDOR_KEYS", raising=False)
     monkeypatch.setenv("ANDROID_USER_HOME", str(tmp_path_factory.mktemp("android-home")))
+
+
+@pytest.fixture(autouse=True)
+def _no_user_profiles(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The user's own device profiles (``profiles calibrate host`` writes one) never shadow a built-in one in a
+    test: the config folder (platformdirs: $XDG_CONFIG_HOME on Linux) is a fresh one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,7 @@ def onnx_model(tmp_path: Path) -> Path:
 def data_npz(tmp_path: Path) -> Path:
     rng = np.random.default_rng(1)
     path = tmp_path / "data.npz"
-    np.savez(path, x=rng.normal(size=(64, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 10, 64))
+    np.savez(path, x=rng.normal(size=(64, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 5, 64))
     return path
 
 
@@ -40,7 +41,10 @@ def test_profiles_list_and_show():
     listed = _invoke("profiles", "list")
     assert listed.exit_code == 0 and "arm-cortex-a78-xnnpack" in listed.stdout
     shown = _invoke("profiles", "show", "arm-cortex-a78-xnnpack")
-    assert shown.exit_code == 0 and json.loads(shown.stdout)["name"] == "arm-cortex-a78-xnnpack"
+    assert shown.exit_code == 0 and shown.stdout.startswith("# profile file:")
+    assert tomllib.loads(shown.stdout)["name"] == "arm-cortex-a78-xnnpack" and "\n# " in shown.stdout  # its comments
+    as_json = _invoke("profiles", "show", "arm-cortex-a78-xnnpack", "--json")
+    assert as_json.exit_code == 0 and json.loads(as_json.stdout)["name"] == "arm-cortex-a78-xnnpack"
 
 
 def test_deploy_example_end_to_end(tmp_path: Path):

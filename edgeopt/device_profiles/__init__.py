@@ -1,11 +1,14 @@
 """Device profiles: TOML files (one per device) read with ``tomllib`` and validated into frozen models.
 
-A profile is named by its built-in name (``arm-cortex-a78-xnnpack``, the file's stem in this package) or
-by the path of a user's ``.toml`` file. Every problem with a profile becomes one ``ProfileError`` line
-naming the file, the key and the bad value.
+A profile is named by its name (``arm-cortex-a78-xnnpack``, the file's stem) or by the path of a
+``.toml`` file. A name is looked up first in the user's profile folder (``user_profile_dir``: where
+``profiles calibrate host`` writes this machine's figures), then among the built-in profiles of this
+package: a user profile shadows the built-in one of the same name. Every problem with a profile becomes
+one ``ProfileError`` line naming the file, the key and the bad value.
 """
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from importlib import resources
@@ -18,13 +21,20 @@ from pydantic import BaseModel, ValidationError
 from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.errors import ProfileError
 
-__all__ = ["DeviceProfile", "list_profiles", "load_profile"]
+__all__ = ["DeviceProfile", "list_profiles", "load_profile", "profile_file", "user_profile_dir"]
 
 _SUFFIX = ".toml"
 
 
-def list_profiles() -> list[str]:
-    """Names of the built-in profiles, sorted."""
+def user_profile_dir() -> Path:
+    """The user's profile folder: ``profiles`` in edgeopt's config folder (``platformdirs``; on Linux
+    ``$XDG_CONFIG_HOME/edgeopt/profiles``, by default ``~/.config/edgeopt/profiles``)."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("edgeopt")) / "profiles"
+
+
+def _builtin_profiles() -> list[str]:
     return sorted(
         entry.name.removesuffix(_SUFFIX)
         for entry in resources.files(__name__).iterdir()
@@ -32,18 +42,46 @@ def list_profiles() -> list[str]:
     )
 
 
+def _user_profiles() -> list[str]:
+    folder = user_profile_dir()
+    return sorted(p.stem for p in folder.glob(f"*{_SUFFIX}") if p.is_file()) if folder.is_dir() else []
+
+
+def list_profiles() -> list[str]:
+    """Names of the profiles found by name (the user's and the built-in ones), sorted."""
+    return sorted({*_builtin_profiles(), *_user_profiles()})
+
+
+def profile_file(name: str) -> tuple[Path, bool]:
+    """The file a profile name resolves to, and whether it is the user's (shadowing any built-in one).
+
+    Raises:
+        ProfileError: no profile of that name, with the closest names.
+    """
+    user = user_profile_dir() / f"{name}{_SUFFIX}"
+    if user.is_file():
+        return user, True
+    if name not in _builtin_profiles():
+        known = list_profiles()
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ProfileError(f"unknown device profile '{name}'; {hint}known: {', '.join(known) or 'none'} "
+                           "(or give the path of a .toml file)")
+    return Path(str(resources.files(__name__).joinpath(name + _SUFFIX))), False
+
+
 def load_profile(name_or_path: str) -> DeviceProfile:
     """Read and validate a device profile.
 
     Args:
-        name_or_path: a built-in profile name (see :func:`list_profiles`), or the path of a ``.toml``
-            file (anything ending in ``.toml`` or containing a path separator is taken as a path).
+        name_or_path: a profile name (see :func:`list_profiles`: the user's folder first, then the
+            built-in ones), or the path of a ``.toml`` file (anything ending in ``.toml`` or containing a path separator is taken as a path).
 
     Returns:
         The validated, frozen profile.
 
     Raises:
-        ProfileError: unknown name, unreadable file, invalid TOML, or a key that is missing, unknown or
+        ProfileError: unknown name (with the closest one), unreadable file, invalid TOML, or a key that is missing, unknown or
             holds a bad value. The message is one line naming the file, the key and the value.
     """
     if name_or_path.endswith(_SUFFIX) or "/" in name_or_path or "\\" in name_or_path:
@@ -55,13 +93,8 @@ def load_profile(name_or_path: str) -> DeviceProfile:
         except (OSError, UnicodeDecodeError) as err:
             raise ProfileError(f"cannot read device profile {path}: {err}") from None
         return parse_profile(text, str(path))
-    if name_or_path not in list_profiles():
-        known = ", ".join(list_profiles()) or "none"
-        raise ProfileError(
-            f"unknown device profile '{name_or_path}' (built-in: {known}); or give the path of a .toml file"
-        )
-    resource = resources.files(__name__).joinpath(name_or_path + _SUFFIX)
-    return parse_profile(resource.read_text(encoding="utf-8"), str(resource))
+    path, _ = profile_file(name_or_path)
+    return parse_profile(path.read_text(encoding="utf-8"), str(path))
 
 
 def parse_profile(text: str, source: str) -> DeviceProfile:

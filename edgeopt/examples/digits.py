@@ -6,7 +6,9 @@ pooling and a linear head. Every BatchNorm has trained running statistics, so fo
 test, and the ReLU6s are written three different ways (an ``nn.ReLU6`` module, ``F.relu6`` and
 ``torch.clamp``) because real models mix them and the optimizer must recognise all three.
 
-The data ship inside scikit-learn (``load_digits``: 1797 images, 10 classes), so nothing is downloaded.
+The data are scikit-learn's ``load_digits`` (1797 images, 10 classes; the test set of the UCI optdigits
+data, CC BY 4.0), shipped here as ``digits_data.npz`` (a few KB, its fixed train/test split, written once
+by ``python -m benchmarks.make_digits_data``), so nothing is downloaded and scikit-learn is not needed.
 The weights (``digits_dscnn.npz``) are written by ``python -m edgeopt.examples.train_digits``.
 """
 from __future__ import annotations
@@ -18,11 +20,10 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
 WEIGHTS_FILE = "digits_dscnn.npz"
+DATA_FILE = "digits_data.npz"
 # Keys of the weights file that are not tensors of the state dict: what the training script measured.
 META_PREFIX = "meta."
 
@@ -34,7 +35,8 @@ MEAN = 0.3056
 STD = 0.3761
 
 NUM_CLASSES = 10
-# The held-out split: fixed seed and stratified, so every run reports accuracy on the same 540 images.
+# The held-out split: fixed seed and stratified, so every run reports accuracy on the same 540 images
+# (made once by benchmarks/make_digits_data.py with scikit-learn's train_test_split).
 TEST_SIZE = 0.3
 SPLIT_SEED = 0
 
@@ -85,7 +87,7 @@ def preprocess(images: np.ndarray) -> np.ndarray:
 
 
 def example_data(split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarray]:
-    """One side of the fixed stratified 70/30 split of ``load_digits``.
+    """One side of the fixed stratified 70/30 split of ``load_digits`` (read from ``digits_data.npz``).
 
     The test split is the held-out set the pipeline reports accuracy on; calibration uses the train split.
 
@@ -97,11 +99,8 @@ def example_data(split: Literal["train", "test"]) -> tuple[np.ndarray, np.ndarra
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
-    digits = load_digits()
-    x_train, x_test, y_train, y_test = train_test_split(
-        digits.images, digits.target, test_size=TEST_SIZE, random_state=SPLIT_SEED, stratify=digits.target
-    )
-    images, labels = (x_train, y_train) if split == "train" else (x_test, y_test)
+    with np.load(io.BytesIO(resources.files(__package__).joinpath(DATA_FILE).read_bytes())) as npz:
+        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
     return preprocess(images), labels.astype(np.int64)
 
 

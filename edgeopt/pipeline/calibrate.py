@@ -22,6 +22,7 @@ import numpy as np
 from edgeopt.errors import DataError
 from edgeopt.ir import Graph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.progress import track
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
 
@@ -53,7 +54,7 @@ def calibrate(graph: Graph, x: np.ndarray, histograms: bool = False) -> dict[str
     lo = {name: np.inf for name in names}
     hi = {name: -np.inf for name in names}
     hists = {name: Histogram() for name in names} if histograms else {}
-    for outputs in session.iter_run(x):
+    for outputs in track(session.iter_run(x), "calibrate (samples)", len(x)):
         for name, value in zip(names, outputs):
             if not np.issubdtype(value.dtype, np.floating):
                 continue

@@ -9,14 +9,20 @@ import numpy as np
 
 from edgeopt.ir import Graph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.progress import track
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from edgeopt.runtimes.reference.executor import run_program
 
 
-def run_float(graph: Graph, x: np.ndarray) -> np.ndarray:
-    """The float Graph's first output on ``x`` (ONNX Runtime; several inputs: ``ir.input_arrays``)."""
-    return OnnxRuntime(graph_to_onnx(graph)).run_batch(x)[0]
+def run_float(graph: Graph, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The float Graph's first output on ``x`` (ONNX Runtime; several inputs: ``ir.input_arrays``), run
+    ``batch`` samples at a time (progress: ``fp32 inference``)."""
+    session = OnnxRuntime(graph_to_onnx(graph))
+    if len(x) <= batch:
+        return session.run_batch(x)[0]
+    starts = track(range(0, len(x), batch), "fp32 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
+    return np.concatenate([session.run_batch(x[i:i + batch])[0] for i in starts])
 
 
 def quantize_input(program: QProgram, x: np.ndarray, index: int = 0) -> np.ndarray:
@@ -42,8 +48,10 @@ def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.nd
 
 
 def run_int8(program: QProgram, x: np.ndarray, batch: int = 256) -> np.ndarray:
-    """The program's first output, dequantized, on ``x``, run in the integer reference executor."""
-    outs = [run_program(program, program_inputs(program, x[i:i + batch]))[0] for i in range(0, len(x), batch)]
+    """The program's first output, dequantized, on ``x``, run in the integer reference executor ``batch``
+    samples at a time (progress: ``int8 inference``)."""
+    starts = track(range(0, len(x), batch), "int8 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
+    outs = [run_program(program, program_inputs(program, x[i:i + batch]))[0] for i in starts]
     return dequantize_output(program, np.concatenate(outs))
 
 

@@ -114,7 +114,7 @@ class Target:
             ProfileError: rules a TFLite program cannot follow (asymmetric weights, float model inputs
                 or outputs).
             UnsupportedOpError: an override or ``weight_bits`` the profile or the kernels here refuse.
-            RegistryError: an override names no node or op type of ``graph``.
+            OptionError: an override names no node or op type of ``graph``.
         """
         check_tflite_rules(self.rules, self.profile.name)
         resolved = resolve_plan(graph, self.precision, self.rules, self.profile.name, self.precision_overrides)

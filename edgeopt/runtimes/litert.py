@@ -37,6 +37,18 @@ class TensorSpec:
     quantization: tuple[float, int]
 
 
+@dataclass(frozen=True)
+class Delegation:
+    """What a delegate took: ``replaced`` of ``total`` ops in ``partitions`` delegate kernels; ``kept``: the
+    op kinds left to LiteRT's own kernels. ``delegate`` is None when no delegate took any op."""
+
+    delegate: str | None
+    replaced: int
+    total: int
+    partitions: int
+    kept: tuple[str, ...]
+
+
 class LiteRT:
     """A loaded LiteRT interpreter that runs batches sample by sample and times inference."""
 
@@ -126,6 +138,33 @@ class LiteRT:
             self._interpreter.invoke()
             times.append(time.perf_counter() - start)
         return times
+
+    def delegation(self) -> Delegation:
+        """Which of the model's ops the default delegate (XNNPACK) took, read from the interpreter's nodes.
+
+        A delegated partition is one ``DELEGATE`` node whose inputs and outputs bound the original ops it
+        replaced; those ops are found by walking back from its outputs to its inputs. With
+        ``kernels="default"`` the only delegate LiteRT applies is XNNPACK (it logs "Created TensorFlow
+        Lite XNNPACK delegate for CPU"); the other kernel choices apply none.
+        """
+        nodes = self._interpreter._get_ops_details()  # the node list, delegate nodes included
+        original = [n for n in nodes if n["op_name"] != "DELEGATE"]
+        producer = {int(t): i for i, n in enumerate(original) for t in n["outputs"]}
+        replaced: set[int] = set()
+        partitions = 0
+        for node in (n for n in nodes if n["op_name"] == "DELEGATE"):
+            partitions += 1
+            boundary = {int(t) for t in node["inputs"]}
+            stack = [int(t) for t in node["outputs"]]
+            while stack:
+                i = producer.get(stack.pop())
+                if i is None or i in replaced:
+                    continue
+                replaced.add(i)
+                stack += [int(t) for t in original[i]["inputs"] if int(t) not in boundary]
+        kept = tuple(dict.fromkeys(n["op_name"] for i, n in enumerate(original) if i not in replaced))
+        return Delegation("TfLiteXNNPackDelegate" if partitions else None, len(replaced), len(original),
+                          partitions, kept)
 
     def _chunk_count(self, inputs: list[np.ndarray]) -> int:
         """Validate ``inputs`` and return how many model-sized chunks they hold."""

@@ -13,11 +13,14 @@ a deployed model; the median of the timed runs is kept. The programs and what th
 
 Each large program is priced with ``time = work / rate + per_op_overhead``, so every rate is fitted
 after the overhead is subtracted. The numbers are written into a device profile's performance keys,
-each with a comment ``measured on <CPU> by edgeopt profiles calibrate host on <date>``.
+each with a comment ``measured on <CPU> by edgeopt profiles calibrate host on <date>``, and the
+``[hardware]`` keys name this CPU. By default the profile is ``host.toml`` in the user's config folder
+(started from the built-in ``host``), which shadows the built-in one; the installed package is not written.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import platform
 import re
@@ -30,7 +33,7 @@ from typing import Literal
 import numpy as np
 
 from edgeopt.errors import ProfileError
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import atomic_write_text, check_output_file
 from edgeopt.ir import QParams
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.qprogram import QOp, QProgram, QTensor
@@ -327,6 +330,8 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
 
 def toml_value(value: object) -> str:
     """``value`` (a number, or nested dicts of numbers) as a TOML value; floats keep an exponent."""
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: the same escapes as JSON for text like this
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, int):
@@ -334,19 +339,19 @@ def toml_value(value: object) -> str:
     return f"{float(value):.4e}"
 
 
-def update_performance(text: str, values: Mapping[str, object], comment: str) -> str:
-    """Set ``values`` in the ``[performance]`` table of the TOML ``text``, keeping every other line.
+def update_performance(text: str, values: Mapping[str, object], comment: str, table: str = "performance") -> str:
+    """Set ``values`` in the ``[performance]`` table (or ``table``) of the TOML ``text``, keeping every other line.
 
     A key already there has its line, and the comment lines right above it, replaced by ``# comment``
     and the new value; a missing key is appended to the table.
 
     Raises:
-        ProfileError: the text has no ``[performance]`` table.
+        ProfileError: the text has no such table.
     """
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.fullmatch(r"\s*\[performance\]\s*(#.*)?", line)), None)
+    start = next((i for i, line in enumerate(lines) if re.fullmatch(rf"\s*\[{table}\]\s*(#.*)?", line)), None)
     if start is None:
-        raise ProfileError("the profile has no [performance] table to write the measured numbers into")
+        raise ProfileError(f"the profile has no [{table}] table to write the measured numbers into")
     end = next((i for i in range(start + 1, len(lines)) if re.match(r"\s*\[", lines[i])), len(lines))
     body = lines[start + 1 : end]
     while body and not body[-1].strip():
@@ -372,6 +377,14 @@ def builtin_profile_path(name: str = "host") -> Path:
     return Path(profiles.__file__).with_name(f"{name}.toml")
 
 
+def user_host_profile() -> Path:
+    """Where ``profiles calibrate host`` writes by default: ``host.toml`` in the user's profile folder,
+    which shadows the built-in ``host`` profile (``device_profiles.user_profile_dir``)."""
+    from edgeopt.device_profiles import user_profile_dir
+
+    return user_profile_dir() / "host.toml"
+
+
 def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, template: Path | None = None) -> Path:
     """Write the measured performance keys into the profile at ``path``, validated, atomically.
 
@@ -395,6 +408,13 @@ def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, templat
         raise ProfileError(f"cannot read device profile {source} to update: {err.strerror or err}") from None
     comment = f"measured on {cpu} by edgeopt profiles calibrate host on {date}"
     updated = update_performance(text, numbers.performance(), comment)
+    # The hardware the figures belong to is this machine, not the template's.
+    vendor = re.sub(r"\((R|TM)\)", "", cpu).split()[0] if cpu.split() else "unknown"
+    updated = update_performance(updated, {"vendor": vendor, "core": cpu, "soc": cpu},
+                                 "this machine, as edgeopt profiles calibrate host read it", "hardware")
+    description = f"This machine ({cpu}): one CPU core, LiteRT + XNNPACK, 1 thread; figures measured here"
+    updated = re.sub(r"(?m)^description\s*=.*$", lambda _: f"description = {toml_value(description)}", updated,
+                     count=1)
     parse_profile(updated, str(path))
     return atomic_write_text(path, updated)
 
@@ -404,7 +424,7 @@ def calibrate(out: Path | None = None, template: Path | None = None, sizes: Size
     """Measure this machine and write the numbers into a profile.
 
     Args:
-        out: the profile file to write (default: the built-in ``host`` profile).
+        out: the profile file to write (default: ``user_host_profile()``, in the user's config folder).
         template: when ``out`` does not exist yet, the profile it starts from (default: the built-in
             ``host`` profile); its other keys are copied unchanged.
         sizes: benchmark sizes (``QUICK`` for a smoke test).
@@ -415,9 +435,12 @@ def calibrate(out: Path | None = None, template: Path | None = None, sizes: Size
 
     Raises:
         ProfileError: the profile to update is missing or invalid, or a fit failed.
+        OutputError: ``out`` cannot be written (checked before measuring).
     """
+    if write:
+        check_output_file(out or user_host_profile(), "--out")
     measurements = run_benchmarks(sizes)
     numbers = fit(measurements)
     cpu, date = cpu_model(), dt.date.today().isoformat()
-    path = write_profile(out or builtin_profile_path(), numbers, cpu, date, template) if write else None
+    path = write_profile(out or user_host_profile(), numbers, cpu, date, template) if write else None
     return Calibration(cpu, date, numbers, tuple(measurements), path)

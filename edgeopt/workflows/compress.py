@@ -4,7 +4,7 @@ The score table is cached in the output folder (``score_table.json``), keyed by 
 methods, the candidate ratios and the data's hash, so a second target on the same model and data
 costs no new scoring. ``model.compressed.onnx`` is a float ONNX file that goes through ``deploy`` like
 any other; ``compress.json`` holds the choices, the table and the before/after figures, ``compress.svg``
-plots the table (score against ratio per layer).
+plots the table (score against ratio per layer), ``report.html`` shows it all on one page.
 """
 from __future__ import annotations
 
@@ -17,18 +17,22 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeopt.errors import DataError
-from edgeopt.fileio import atomic_write_text
-from edgeopt.ir import Graph
 from edgeopt.device_profiles import load_profile
+from edgeopt.errors import DataError
+from edgeopt.fileio import check_output_dir, write_set
+from edgeopt.ir import Graph
 from edgeopt.pipeline.compress.latency import latency_pricer
 from edgeopt.pipeline.compress.layers import graph_macs, graph_params, node_macs, outputs
 from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, Choice, ScoreTable,
                                                        compress_to_target, score, score_table)
-from edgeopt.pipeline.emit.onnx import graph_to_onnx, write_onnx
+from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
-from edgeopt.pipeline.report.compress import compress_svg
+from edgeopt.pipeline.report.html import compress_html
+from edgeopt.pipeline.report.plots import compress_svg
 from edgeopt.pipeline.target import Target
+from edgeopt.progress import report as report_count
+from edgeopt.progress import reporting
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,8 @@ DEFAULT_CALIB_SIZE = 128
 DEFAULT_EVAL_SIZE = 256
 DEFAULT_FINETUNE_SIZE = 2048
 TABLE_FILE = "score_table.json"
+# Every file of the output folder, written as a set (fileio.write_set).
+OUTPUT_FILES = ("model.compressed.onnx", "compress.json", "compress.svg", "report.html", TABLE_FILE)
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,24 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         finetune_augment: distil on random flips and shifts of those samples (NCHW images).
         channel_multiple: kept channel counts and SVD ranks are multiples of it (a kernel's channel
             block); None: ``device``'s int8 ``channel_granularity`` when a device is given, else 1.
+        progress: called with the name of each stage as it starts; if it also has ``count(task, done,
+            total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
 
     Raises:
         DataError: no calibration data, or a target or method out of range.
         ModelLoadError: the model cannot be loaded.
     """
+    with reporting(progress):
+        return _compress(model, target_macs, out, target_latency, device, methods, data, calib, calib_size,
+                         eval_size, ratios, input_shape, finetune_epochs, finetune_size, finetune_augment,
+                         channel_multiple, progress)
+
+
+def _compress(model: str | None, target_macs: float | None, out: str | Path, target_latency: float | None,
+              device: str | None, methods: Sequence[str], data: str | Path | None, calib: str | Path | None,
+              calib_size: int, eval_size: int, ratios: Sequence[float], input_shape: tuple[int, ...] | None,
+              finetune_epochs: int, finetune_size: int, finetune_augment: bool, channel_multiple: int | None,
+              progress: Callable[[str], None] | None) -> CompressResult:
     if (target_macs is None) == (target_latency is None):
         raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
     option, target = ("--target-macs", target_macs) if target_latency is None else ("--target-latency", target_latency)
@@ -101,12 +120,14 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise DataError(f"unknown compression method(s) {', '.join(unknown) or '(none)'}; use svd, prune or svd,prune")
-    out = Path(out)
+    out = check_output_dir(out, OUTPUT_FILES)
     say = progress or (lambda s: None)
     say("loading")
     loaded = load(model, input_shape)
     graph = loaded.graph
     x, y = loaded.read_data(data) if data is not None else (None, None)
+    if data is not None:
+        check_labels(data, y, int(np.prod(graph.outputs[0].shape[1:])))
     pool = _calibration(calib, loaded, x)
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
@@ -119,9 +140,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
                calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
     if table is None:
-        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y,
-                            progress=lambda i, n: say(f"scoring layers {i}/{n}"), price=price, multiple=multiple)
-        atomic_write_text(out / TABLE_FILE, json.dumps({"key": key, "table": table.to_json()}))
+        say("scoring layers")
+        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price, multiple=multiple,
+                            progress=lambda i, n: report_count("scoring (layer, method, ratio) candidates", i, n))
     say("applying the chosen ratios")
     compressed, choices = compress_to_target(graph, table, target, calib_x, price=price, multiple=multiple)
     rows = _rows(graph, compressed, choices, table)
@@ -140,17 +161,19 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
-        "eval": {"n": int(len(eval_x)), "labels": eval_y is not None, "base": asdict(table.base),
+        "eval": {"n": len(eval_x), "labels": eval_y is not None, "base": asdict(table.base),
                  "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},
         "finetune": {"epochs": finetune_epochs, "augment": finetune_augment,
                      "samples": int(min(finetune_size, len(pool))) if finetune_epochs else 0},
-        "calibration_samples": int(len(calib_x)),
+        "calibration_samples": len(calib_x),
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),
         "table_cached": cached,
     }
-    write_onnx(graph_to_onnx(compressed), out / "model.compressed.onnx")
-    atomic_write_text(out / "compress.json", json.dumps(report, indent=1))
-    atomic_write_text(out / "compress.svg", compress_svg(table))
+    write_set(out, {"model.compressed.onnx": graph_to_onnx(compressed).SerializeToString(),
+                    "compress.json": json.dumps(report, indent=1).encode(),
+                    "compress.svg": compress_svg(report["score_table"]["entries"]).encode(),
+                    "report.html": compress_html(report).encode(),
+                    TABLE_FILE: json.dumps({"key": key, "table": table.to_json()}).encode()}, OUTPUT_FILES)
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 

@@ -12,7 +12,7 @@ from google.protobuf.message import DecodeError
 
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import ModelLoadError, first_line
-from edgeopt.fileio import atomic_write_bytes
+from edgeopt.fileio import atomic_write_bytes, check_output_file
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.lower import lower
 from edgeopt.pipeline.frontend.qdq_onnx import qdq_to_quantized_graph
@@ -33,8 +33,10 @@ def convert(model: str | Path, out: str | Path, *, device: str) -> QProgram:
     Raises:
         ModelLoadError: missing, corrupt or float model (a float model is quantized by ``deploy``).
         UnsupportedOpError: an op or a quantization the int8 path cannot take.
+        OutputError: ``out`` is a folder or cannot be written (checked first).
     """
     profile = load_profile(device)
+    check_output_file(out, "--out")
     path = Path(model)
     if not path.is_file():
         raise ModelLoadError(f"model file '{path}' does not exist")

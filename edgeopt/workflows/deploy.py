@@ -3,44 +3,55 @@
 load → optimize (fold batch norms, fuse activations) → the target's checks → ranges (calibration) →
 quantize → ship (lower, place) → emit .tflite and QDQ .onnx → evaluate in the integer reference executor
 → report → write. Every profile rule goes through one ``Target`` (``pipeline.target``), as in the recipe
-and QuantSim. Nothing is written until every stage has succeeded, and each artifact is written
-atomically, so a failed run leaves no partial file.
+and QuantSim. Every option and the output folder are checked before the model is loaded; nothing is
+written until every stage has succeeded, and the output folder is then written as a set
+(``fileio.write_set``), so a failed or interrupted run leaves the earlier set, never a mix.
 """
 from __future__ import annotations
 
+import itertools
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
-from edgeopt.errors import DataError
-from edgeopt.fileio import atomic_write_bytes, atomic_write_text
+from edgeopt.errors import DataError, OptionError
+from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.frontend.data import check_labels, read_checked
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize.float_plan import mask_float_nodes
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
+from edgeopt.pipeline.quantize.range_setting import RANGE_METHODS
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
+from edgeopt.pipeline.report.collapse import collapse_warning
+from edgeopt.pipeline.report.equalization import equalization_section
+from edgeopt.pipeline.report.html import deploy_html, deploy_plots
+from edgeopt.pipeline.report.model_explorer import FILES as MODEL_EXPLORER_FILES
+from edgeopt.pipeline.report.model_explorer import node_data
 from edgeopt.pipeline.report.precision import precision_source, precision_summary
-from edgeopt.pipeline.report.sensitivity import sensitivity_svg
 from edgeopt.pipeline.target import Shipped, Target
+from edgeopt.progress import reporting
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate, estimate_float
-from edgeopt.workflows.measure import measure_on_android, parse_target
+from edgeopt.workflows.measure import MeasureOptions, measure, parse_target, preflight
 from edgeopt.workflows.recipe import SCREEN_SAMPLES, RecipeResult, run_recipe
 
 log = logging.getLogger(__name__)
@@ -49,12 +60,14 @@ DEFAULT_CALIB_SIZE = 500
 GIVEN_IN_MEMORY = "encodings given in memory"
 # Artifact key → file name in the output folder, in the report's order.
 ARTIFACTS = {"fp32_onnx": "model.fp32.onnx", "onnx": "model.int8.onnx", "tflite": "model.int8.tflite",
-             "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg"}
+             "fp32_tflite": "model.fp32.tflite", "report": "report.json", "sensitivity_svg": "sensitivity.svg",
+             "html": "report.html", **{f"model_explorer_{k}": name for k, name in MODEL_EXPLORER_FILES.items()}}
 Progress = Callable[[str], None]
-ModelSpec = str | QuantizedGraph | None
-"""A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), or a QuantizedGraph
-already optimized and quantized (``QuantSim.export()``): used as is, without calibration; its float graph
-(with its trained weights) is the report's fp32 reference."""
+ModelSpec = str | QuantizedGraph | LoadedModel | None
+"""A model spec for ``pipeline.frontend.load.load`` (None: the built-in example), a model already loaded
+(``load_module`` of an ``nn.Module``: ``edgeopt.deploy``), or a QuantizedGraph already optimized and
+quantized (``QuantSim.export()``): used as is, without calibration; its float graph (with its trained
+weights) is the report's fp32 reference."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +83,8 @@ class DeployOptions:
             several inputs, shapes by input name (``{"input_ids": (1, 128), ...}``).
         calib_size: at most this many calibration samples are used.
         range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
-        target: "emulate" (estimates only), or "adb[:SERIAL]" to also measure on an Android device.
+        target: "emulate" (estimates only), "host" to also time the int8 and fp32 .tflite on this machine
+            (LiteRT, XNNPACK), or "adb[:SERIAL]" to also measure them on an Android device.
         keep: leave the pushed files on the device.
         benchmark_binary: a benchmark_model binary to push (default: the one in /data/local/tmp).
         precision: ``"w8a8"`` (int8 activations) or ``"w8a16"`` (int16 activations wherever a 16x8
@@ -88,6 +102,7 @@ class DeployOptions:
             first samples of ``data`` (or of the calibration set): report's ``sensitivity``,
             ``sensitivity.svg``; when the recipe reached mixed precision, its own measurement (of the step
             it built on) is reused.
+        measure: runs, minimum seconds and threads of a measuring target (``workflows.measure``).
     """
 
     device: str
@@ -106,9 +121,27 @@ class DeployOptions:
     max_drop: float | None = None
     recipe_samples: int = SCREEN_SAMPLES
     sensitivity: bool = False
+    measure: MeasureOptions = field(default_factory=MeasureOptions)
 
     def __post_init__(self) -> None:
+        """Check every value that needs no model, so that a bad one fails before any work.
+
+        Raises:
+            OptionError: one line naming the option and its allowed values.
+        """
         object.__setattr__(self, "precision_overrides", MappingProxyType(dict(self.precision_overrides or {})))
+        choices = {"range_method": RANGE_METHODS, "weight_bits": (4, 8), "precision": (None, *get_args(Precision))}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise OptionError(f"{name} {getattr(self, name)!r} is not one of {shown}")
+        for name, dtype in self.precision_overrides.items():
+            if dtype not in get_args(ActivationDtype):
+                raise OptionError(f"precision override {name}={dtype!r}: use one of "
+                                  f"{', '.join(get_args(ActivationDtype))}")
+        if self.calib_size <= 0 or self.recipe_samples < 0:
+            raise OptionError(f"calib_size must be positive and recipe_samples not negative (got {self.calib_size}, "
+                              f"{self.recipe_samples})")
 
 
 @dataclass(frozen=True)
@@ -129,7 +162,9 @@ def deploy(model: ModelSpec, device: str, *, progress: Progress | None = None, *
 
     Raises:
         TypeError: an option ``DeployOptions`` does not have.
-        DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
+        DeviceError: the target cannot be reached or has no benchmark binary (checked first: nothing is
+            written), or it failed while measuring (the artifacts and the estimate-only report are written
+            by then).
     """
     return deploy_with(model, DeployOptions(device, **options), progress)
 
@@ -140,26 +175,45 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     Args:
         model: a model spec, or a QuantizedGraph to ship as it is (``ModelSpec``).
         options: the device and the choices (``DeployOptions``).
-        progress: called with the name of each stage as it starts.
+        progress: called with the name of each stage as it starts; if it also has ``count(task, done,
+            total)`` (``edgeopt.progress.Counter``), that gets the counts of the long stages (samples
+            calibrated and evaluated, AdaRound's layers, sensitivity probes).
 
     Raises:
-        DeviceError: the device failed; the artifacts and the estimate-only report are written by then.
+        DeviceError: the target cannot be reached or has no benchmark binary (checked first: nothing is
+            written), or it failed while measuring (the artifacts and the estimate-only report are written
+            by then).
     """
-    step = progress or (lambda _: None)
+    with reporting(progress):
+        return _deploy_with(model, options, progress or (lambda _: None))
+
+
+def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> DeployResult:
+    where = parse_target(options.target)
     target = Target(load_profile(options.device), options.weight_bits, options.precision,
                     options.precision_overrides, options.range_method)
-    where = parse_target(options.target)
+    if options.out is not None:
+        check_output_dir(options.out, ARTIFACTS.values())
+    # The data files' format and values are checked before the model is loaded (their shapes need it).
+    given = {str(f): read_checked(f) for f in (options.data, options.calib) if f is not None}
+    preflight(where, benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
     step("load")
     loaded = _load(model, options.input_shape)
+    out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
+    check_output_dir(out_dir, ARTIFACTS.values())
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = loaded.read_data(options.data) if options.data is not None else loaded.data or (None, None)
+    x, y = (loaded.read_data(options.data, arrays=given[str(options.data)]) if options.data is not None
+            else loaded.data or (None, None))
+    if options.data is not None:
+        check_labels(options.data, y, int(np.prod(loaded.graph.outputs[0].shape[1:])))
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
     else:
-        calib_x, calib_source = _calibration_set(loaded, options.calib, x, options.calib_size)
+        calib_x, calib_source = _calibration_set(loaded, options.calib, given.get(str(options.calib)), x,
+                                                 options.calib_size)
         if options.max_drop is not None:
             recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
@@ -183,14 +237,17 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
     if options.sensitivity:
         step("sensitivity")
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
-        files["sensitivity_svg"] = sensitivity_svg(layers).encode()
     step("emulate")
     int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
     accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
+    if accuracy is not None:
+        accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
     cost_fp32 = estimate_float(shipped.program, target.profile)
-    out_dir = Path(options.out) if options.out is not None else Path("edgeopt-out") / loaded.name
-    paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key == "report"}
+    pages = {"report", "html", *(f"model_explorer_{k}" for k in MODEL_EXPLORER_FILES if k != "sqnr" or layers)}
+    if layers is not None:
+        pages.add("sensitivity_svg")
+    paths = {key: out_dir / name for key, name in ARTIFACTS.items() if key in files or key in pages}
     report = Report(
         model=loaded.name, profile=target.profile, program=shipped.program, placement=shipped.placement,
         cost_int8=cost_int8, cost_fp32=cost_fp32, accuracy=accuracy,
@@ -198,22 +255,46 @@ def deploy_with(model: ModelSpec, options: DeployOptions, progress: Progress | N
         artifacts=paths,
         precision=_precision(target, resolved, qgraph.float_nodes - mask_float_nodes(graph), shipped, recipe,
                              isinstance(model, QuantizedGraph)),
-        sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report())
+        sensitivity=None if layers is None else tuple(layers), recipe=None if recipe is None else recipe.report(),
+        equalization=_equalization(graph, recipe))
     step("write")
-    for key, blob in files.items():
-        atomic_write_bytes(paths[key], blob)
-    atomic_write_text(paths["report"], dumps(report.to_json()))
-    if where.kind == "adb":
+    for key, data in node_data(shipped.program, report.to_json()).items():
+        files[f"model_explorer_{key}"] = (json.dumps(data, indent=1, ensure_ascii=False) + "\n").encode()
+    write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
+              ARTIFACTS.values())
+    if where.kind != "emulate":
         step(f"measure on {where}")
-        measured = measure_on_android(where, paths["tflite"], target.profile, keep=options.keep,
-                                      benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary
-                                      else None)
+        measured = measure(where, {"int8": paths["tflite"], "fp32": paths["fp32_tflite"]}, target.profile,
+                           options.measure, keep=options.keep,
+                           benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
         report = replace(report, measured=measured)
-        atomic_write_text(paths["report"], dumps(report.to_json()))
+        write_set(out_dir, {ARTIFACTS[key]: blob for key, blob in {**files, **_report_files(report)}.items()},
+                  ARTIFACTS.values())
     return DeployResult(report=report.to_json(), out_dir=out_dir, program=shipped.program)
 
 
+def _report_files(report: Report) -> dict[str, bytes]:
+    """report.json, report.html and, with sensitivity, sensitivity.svg (the page's plot), by artifact key."""
+    data = report.to_json()
+    svgs = deploy_plots(data)
+    out = {"report": dumps(data).encode(), "html": deploy_html(data, svgs).encode()}
+    if report.sensitivity is not None:
+        out["sensitivity_svg"] = svgs["sensitivity"].encode()
+    return out
+
+
+def _equalization(graph: Graph, recipe: RecipeResult | None) -> dict | None:
+    """The weight ranges before and after cross-layer equalization when the recipe tried it (recomputed here:
+    the pass is deterministic and cheap, and the recipe keeps only the graph it chose, whose weights AdaRound
+    may have rounded since)."""
+    if recipe is None or not (recipe.config.cle or any("CLE" in s.step for s in recipe.steps)):
+        return None
+    return equalization_section(graph, cross_layer_equalization(graph), adopted=recipe.config.cle)
+
+
 def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
+    if isinstance(model, LoadedModel):
+        return model
     if isinstance(model, QuantizedGraph):  # in memory (edgeopt.deploy of a QuantSim): optimized and quantized
         return LoadedModel(name=model.graph.name, graph=model.graph, onnx_model=graph_to_onnx(model.graph))
     return load(model, input_shape)
@@ -224,8 +305,13 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
                       step: Progress) -> RecipeResult:
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
+    tried = itertools.count(1)  # the recipe stops at the first step within budget: no total to show
+
+    def numbered(stage: str) -> None:
+        step(f"recipe step {next(tried)}: {stage.removeprefix('recipe: ')}")
+
     return run_recipe(graph, calib_x, x, y, target=target, max_drop=max_drop, base_plan=resolved.plan,
-                      screen_samples=screen, progress=step)
+                      screen_samples=screen, progress=numbered)
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,
@@ -249,10 +335,10 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
                              [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
 
 
-def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarray | None,
-                     calib_size: int) -> tuple[np.ndarray, str]:
+def _calibration_set(loaded: LoadedModel, calib: str | Path | None, arrays: dict[str, np.ndarray] | None,
+                     x: np.ndarray | None, calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = loaded.read_data(calib, labels=False)
+        calib_x, _ = loaded.read_data(calib, labels=False, arrays=arrays)
         return calib_x[:calib_size], str(calib)
     if loaded.calib is not None:
         return loaded.calib[:calib_size], "the example's training split"
@@ -262,6 +348,15 @@ def _calibration_set(loaded: LoadedModel, calib: str | Path | None, x: np.ndarra
     return x[:calib_size], f"first {min(calib_size, len(x))} samples of --data"
 
 
+def _collapse(accuracy: dict, program: QProgram, target: Target, recipe: bool) -> str | None:
+    """The report's one-line collapse warning (``report.collapse``), None when int8 holds up."""
+    activation = (16 if target.precision == "w8a16"
+                  else target.rules.defaults.supported_kernels[0].activation if target.precision is None else 8)
+    return collapse_warning(accuracy, depthwise=any(op.kind == "DEPTHWISE_CONV_2D" for op in program.ops),
+                            per_channel=target.rules.per_channel("Conv"), weight_bits=target.weight_bits,
+                            activation_bits=activation, recipe=recipe)
+
+
 def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
               int8: np.ndarray | None = None) -> dict:
     """Top-1 (with labels ``y``) or top-1 agreement of int8 with fp32, on the model's first output."""
@@ -269,5 +364,5 @@ def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | No
     int8 = run_int8(program, x) if int8 is None else int8
     agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)
     if y is None:
-        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": int(len(x))}
-    return {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agree, "n": int(len(x))}
+        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": len(x)}
+    return {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agree, "n": len(x)}

@@ -1,7 +1,9 @@
 """emulate: run any int8 ``.tflite`` in the integer reference executor on a data set, and price it.
 
 Files with float32 input and output around int8 ops (TensorFlow's converter default for full-integer
-models: QUANTIZE at the input, DEQUANTIZE at the output) run as they are, on float data.
+models: QUANTIZE at the input, DEQUANTIZE at the output) run as they are, on float data. Data laid out
+NCHW, as ``deploy`` took it for an ONNX or torch model whose ``.tflite`` is NHWC, is transposed (and the
+result says so).
 
 The file is read into the same QProgram our lowering makes (``tflite_reader``), so the executor runs
 another converter's model exactly as it runs ours: bit-exact with LiteRT's reference kernels for the
@@ -17,8 +19,8 @@ import numpy as np
 
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError, ModelLoadError
-from edgeopt.fileio import atomic_write_bytes
-from edgeopt.pipeline.frontend.data import read_npz
+from edgeopt.fileio import atomic_write_bytes, check_output_file
+from edgeopt.pipeline.frontend.data import check_finite, check_labels, read_npz
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.qprogram import QProgram, QTensor, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
@@ -30,7 +32,8 @@ BATCH = 256
 @dataclass(frozen=True)
 class EmulateResult:
     """The program that ran, its raw outputs (one array per model output, model dtype), top-1 when the
-    data had labels, and the cost model's estimate for the profile."""
+    data had labels, the cost model's estimate for the profile, and what was done to the data (a
+    transposition from NCHW)."""
 
     program: QProgram
     outputs: list[np.ndarray]
@@ -38,6 +41,7 @@ class EmulateResult:
     top1: float | None
     cost: CostReport
     profile: str
+    notes: tuple[str, ...] = ()
 
 
 def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Rounding | None = None,
@@ -48,8 +52,8 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
         model: path of an int8 ``.tflite`` file (made by any converter; float32 input and output around
             int8 ops too).
         data: ``.npz`` with ``x`` (in the model input's own dtype, used as is, or real values, quantized
-            with the input tensor's scale and zero point; for a float32 input, real values fed as float32)
-            and optional integer labels ``y``.
+            with the input tensor's scale and zero point; for a float32 input, real values fed as float32;
+            NCHW for an NHWC input is transposed) and optional integer labels ``y``.
         device: device profile name or path: its rounding (unless ``rounding`` is given) and cost model.
         rounding: ``"single"`` or ``"double"`` requantization rounding, overriding the profile's.
         save_outputs: where to write the raw outputs as ``.npz`` (``output_0``, ... in output order, and
@@ -58,27 +62,32 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
     Raises:
         ModelLoadError: missing, corrupt or float model.
         UnsupportedOpError: an op without an integer kernel.
-        DataError: the data do not fit the model.
+        DataError: the data do not fit the model (shape, dtype, NaN/Inf, labels beyond its outputs).
+        OutputError: ``save_outputs`` cannot be written (checked before the run).
     """
     profile = load_profile(device)
+    if save_outputs is not None:
+        check_output_file(save_outputs, "--save-outputs")
     path = Path(model)
     if not path.is_file():
         raise ModelLoadError(f"model file '{path}' does not exist")
     program = tflite_to_program(path.read_bytes(), path.name, rounding or profile.runtime.requantization_rounding)
     cost = estimate(program, profile)
-    x, y = _load_data(Path(data), program)
+    notes: list[str] = []
+    x, y = _load_data(Path(data), program, notes)
+    check_labels(data, y, int(np.prod(program.tensor(program.outputs[0]).shape[1:])))
     outputs = _run(program, x)
     top1 = None
     if y is not None:
         top1 = float(np.mean(outputs[0].reshape(len(y), -1).argmax(1) == y) * 100.0)
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, _npz_bytes(program, outputs))
-    return EmulateResult(program, outputs, len(x[0]), top1, cost, profile.name)
+    return EmulateResult(program, outputs, len(x[0]), top1, cost, profile.name, tuple(notes))
 
 
-def _load_data(path: Path, program: QProgram) -> tuple[list[np.ndarray], np.ndarray | None]:
+def _load_data(path: Path, program: QProgram, notes: list[str]) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The model-dtype input batches (one per program input: ``x`` for a single input, else one array per
-    input name) and the labels from ``path``."""
+    input name) and the labels from ``path``; a transposition is added to ``notes``."""
     keys = ["x"] if len(program.inputs) == 1 else list(program.inputs)
     arrays = read_npz(path, keys if len(keys) > 1 else ["x", program.inputs[0]])
     if len(keys) == 1 and "x" not in arrays:
@@ -87,7 +96,8 @@ def _load_data(path: Path, program: QProgram) -> tuple[list[np.ndarray], np.ndar
     if missing:
         raise DataError(f"'{path}': '{program.name}' takes the inputs {', '.join(program.inputs)}; "
                         f"missing {', '.join(missing)} (save one array per input name)")
-    xs = [_input_batch(path, key, arrays[key], program.tensor(name)) for key, name in zip(keys, program.inputs)]
+    xs = [_input_batch(path, key, _model_layout(key, arrays[key], program.tensor(name), notes), program.tensor(name))
+          for key, name in zip(keys, program.inputs)]
     if len({len(x) for x in xs}) > 1:
         raise DataError(f"'{path}': the inputs hold different sample counts ({', '.join(str(len(x)) for x in xs)})")
     y = arrays.get("y")
@@ -96,13 +106,27 @@ def _load_data(path: Path, program: QProgram) -> tuple[list[np.ndarray], np.ndar
     return xs, y
 
 
+def _model_layout(key: str, x: np.ndarray, tensor: QTensor, notes: list[str]) -> np.ndarray:
+    """``x`` as is when it fits ``tensor``; NCHW data for an NHWC input (what ``deploy`` took for an ONNX
+    or torch model, whose ``.tflite`` is NHWC) transposed to NHWC, with a note."""
+    if x.ndim != 4 or len(tensor.shape) != 4 or tuple(x.shape[1:]) == tuple(tensor.shape[1:]):
+        return x
+    nhwc = x.transpose(0, 2, 3, 1)
+    if tuple(nhwc.shape[1:]) != tuple(tensor.shape[1:]):
+        return x
+    notes.append(f"{key} {tuple(x.shape)} is NCHW; transposed to NHWC {tuple(nhwc.shape)} for the model input "
+                 f"'{tensor.name}'")
+    return np.ascontiguousarray(nhwc)
+
+
 def _input_batch(path: Path, key: str, x: np.ndarray, tensor: QTensor) -> np.ndarray:
     """``x`` for the program input ``tensor``: as is in its dtype, float for a float input, quantized with
     its parameters when it has them, integers (token ids, masks) cast to its integer dtype."""
     if x.ndim != len(tensor.shape) or tuple(x.shape[1:]) != tensor.shape[1:] or len(x) == 0 \
-            or not np.issubdtype(x.dtype, np.number):
+            or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DataError(f"'{path}': {key} is {x.dtype}{tuple(x.shape)} but the model input '{tensor.name}' needs "
                         f"numbers shaped [N, {', '.join(map(str, tensor.shape[1:]))}] (the model's own layout)")
+    check_finite(path, key, x)
     if tensor.dtype == "float32":
         # A float-input file (QUANTIZE at its edge) takes real values as they are.
         return x.astype(np.float32)

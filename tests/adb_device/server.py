@@ -52,7 +52,7 @@ class Faults:
         corrupt_push: Flip one byte of every pushed file (a transfer the checksum must catch).
         no_checksum_tools: No ``sha256sum``, ``md5sum`` or ``toybox`` (an old or stripped-down device).
         benchmark: ``"ok"``; ``"missing"`` (no ``/data/local/tmp/benchmark_model``); ``"crash"``
-            (the stand-in dies of SIGSEGV mid-run).
+            (the stand-in dies of SIGSEGV mid-run); ``"quiet"`` (it prints no delegate line).
     """
 
     unauthorized: bool = False

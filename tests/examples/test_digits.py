@@ -1,6 +1,10 @@
 """The built-in example model: it loads, runs, and is as accurate as its training script reported."""
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -70,3 +74,12 @@ def test_fp32_accuracy_matches_training_report() -> None:
     reported = example_metadata()["test_accuracy"]
     assert abs(acc - reported) <= 0.005
     assert acc >= 0.93
+
+
+def test_the_example_needs_no_scikit_learn() -> None:
+    # The data ship as digits_data.npz (benchmarks/make_digits_data.py): loading the example imports no sklearn.
+    code = ("import sys; from edgeopt.pipeline.frontend.load import load; m = load(None); "
+            "assert m.data[0].shape == (540, 1, 8, 8); assert 'sklearn' not in sys.modules, 'sklearn imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr

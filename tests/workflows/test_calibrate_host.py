@@ -85,3 +85,24 @@ def test_float_twin_runs_in_litert() -> None:
     runner = LiteRT(program_to_tflite(twin), kernels="default")
     (y,) = runner.run([np.ones((1, 6, 6, 8), np.float32)])
     assert y.shape == (1, 6, 6, 4) and np.all(np.isfinite(y))
+
+
+def test_calibration_goes_to_the_users_folder_and_shadows_the_builtin_host(
+        calibration: calibrate_host.Calibration) -> None:
+    from typer.testing import CliRunner
+
+    from edgeopt.cli import app
+    from edgeopt.device_profiles import profile_file, user_profile_dir
+
+    builtin = calibrate_host.builtin_profile_path().read_bytes()
+    path = calibrate_host.write_profile(calibrate_host.user_host_profile(), calibration.numbers, "Test CPU 9000",
+                                        "2026-01-01")
+    assert path.parent == user_profile_dir() and calibrate_host.builtin_profile_path().read_bytes() == builtin
+    assert profile_file("host") == (path, True)
+    profile = load_profile("host")
+    assert profile.hardware.soc == "Test CPU 9000" and profile.hardware.core == "Test CPU 9000"
+    assert "Test CPU 9000" in profile.description and profile.hardware.vendor == "Test"
+    listed = CliRunner().invoke(app, ["profiles", "list"])
+    assert "shadows the built-in one of this name" in listed.stdout and str(path) in listed.stdout
+    shown = CliRunner().invoke(app, ["profiles", "show", "host"])
+    assert shown.stdout.startswith(f"# user profile file: {path}") and "# measured on Test CPU 9000" in shown.stdout

@@ -9,17 +9,48 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from edgeopt.errors import DataError
+from edgeopt.errors import DataError, first_line
 from edgeopt.ir import TensorInfo
 
 log = logging.getLogger(__name__)
 
 LABELS = "y"
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def read_checked(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of the .npz at ``path``, read and checked for what needs no model: the format (not a
+    .npy, a zip, not truncated, no pickled arrays) and finite values in every float array but ``y``, so
+    that a bad file fails before the model is loaded. Pass the result to ``load_npz(arrays=...)``.
+
+    Raises:
+        DataError: one line naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    arrays = read_npz(path, ())
+    for key, a in arrays.items():
+        if key != LABELS and np.issubdtype(a.dtype, np.number) and a.ndim and len(a):
+            check_finite(path, key, a)
+    return arrays
+
+
+def _check_magic(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(f"data file '{path}' does not exist" if not path.exists() else
+                        f"data file '{path}' is a folder; give an .npz file")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic == NPY_MAGIC:
+        raise DataError(f"'{path}' is a .npy file (one array); save an .npz: np.savez(path, x=x, y=y)")
+    if magic[:2] != b"PK":
+        raise DataError(f"'{path}' is not an .npz (zip) file ({'empty' if not magic else 'other content'}); "
+                        "save the data with np.savez(path, x=x, y=y)")
 
 
 def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
@@ -28,22 +59,31 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
     Raises:
         DataError: missing or unreadable file, or none of ``keys``.
     """
-    if not path.is_file():
-        raise DataError(f"data file '{path}' does not exist")
+    _check_magic(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"'{path}' is not a readable .npz file: {exc}") from exc
-    if keys and not any(k in arrays for k in keys):
-        raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
-                        "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DataError(f"'{path}' holds pickled (object) arrays, which edgeopt does not load; save numeric "
+                            "arrays: np.savez(path, x=x.astype(np.float32), y=y)") from None
+        raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error, UnicodeDecodeError) as exc:
+        raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
+    _require(path, arrays, keys)
     return arrays
 
 
-def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *,
-             labels: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read the inputs (and ``y`` when ``labels``) from ``path`` and check them against the model's inputs.
+def _require(path: Path, arrays: dict[str, np.ndarray], keys: Sequence[str]) -> None:
+    if keys and not any(k in arrays for k in keys):
+        raise DataError(f"'{path}' has no array {' or '.join(map(repr, keys))} (found: {', '.join(arrays) or 'none'}); "
+                        "save the model inputs as np.savez(path, x=x, y=y), or one array per input name")
+
+
+def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *, labels: bool,
+             arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read the inputs (and ``y`` when ``labels``) from ``path`` (or take ``arrays``, its content already read
+    by ``read_checked``) and check them against the model's inputs.
 
     One model input: the array ``x`` (or one named as the input). Several: one array per input name,
     nothing else but ``y``. Each must be ``[N, *input_shape[1:]]`` with the same N; a float input takes
@@ -61,7 +101,10 @@ def load_npz(path: str | Path, model_inputs: Sequence[TensorInfo], *,
     path = Path(path)
     names = [t.name for t in model_inputs]
     single = len(model_inputs) == 1
-    arrays = read_npz(path, ("x", names[0]) if single else ())  # several: the names are checked below
+    keys = ("x", names[0]) if single else ()  # several: the names are checked below
+    if arrays is None:
+        arrays = read_npz(path, keys)
+    _require(path, arrays, keys)
     if single:
         key = "x" if "x" in arrays else names[0]
         given = {names[0]: arrays[key]}
@@ -93,14 +136,46 @@ def _checked(path: Path, key: str, a: np.ndarray, model_input: TensorInfo) -> np
     if a.ndim != len(expected) + 1 or tuple(a.shape[1:]) != expected:
         raise DataError(f"'{path}': {key} has shape {tuple(a.shape)} but the model input '{model_input.name}' "
                         f"needs [N{', ' if dims else ''}{dims}]")
-    if not np.issubdtype(a.dtype, np.number) or len(a) == 0:
-        raise DataError(f"'{path}': {key} must be a non-empty numeric array, got {a.dtype} with {len(a)} samples")
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating) or len(a) == 0:
+        raise DataError(f"'{path}': {key} must be a non-empty array of real numbers, got {a.dtype} with {len(a)} "
+                        "samples")
     if model_input.is_float:
+        check_finite(path, key, a)
         return a.astype(np.float32)
     if not np.issubdtype(a.dtype, np.integer):
         raise DataError(f"'{path}': {key} is {a.dtype} but the model input '{model_input.name}' is "
                         f"{model_input.dtype} (token ids, masks): save integers")
     return a.astype(model_input.dtype)
+
+
+def check_finite(path: Path, key: str, a: np.ndarray) -> None:
+    """Refuse NaN and Inf (and values beyond float32) in the float array ``a``.
+
+    Raises:
+        DataError: how many values are not finite and the first sample holding one.
+    """
+    if not np.issubdtype(a.dtype, np.floating):
+        return
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(a.astype(np.float32))
+    if bad.any():
+        first = int(np.argmax(bad.reshape(len(a), -1).any(1)))
+        raise DataError(f"'{path}': {key} holds {int(bad.sum())} NaN/Inf value(s) (or beyond float32), the first in "
+                        f"sample {first}; replace or drop those samples")
+
+
+def check_labels(path: str | Path, y: np.ndarray | None, classes: int) -> None:
+    """Refuse labels outside ``[0, classes)``: top-1 would be scored against classes the model cannot output.
+
+    Raises:
+        DataError: the label range found and the model's output size.
+    """
+    if y is None or not len(y):
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        raise DataError(f"'{path}': labels y range over {low}..{high} but the model's first output has {classes} "
+                        f"classes (0..{classes - 1}); give class indices of that output")
 
 
 def _structured(names: Sequence[str], arrays: Sequence[np.ndarray]) -> np.ndarray:

@@ -65,11 +65,12 @@ class LoadedModel:
         """User data ``[N, ...]`` laid out as the graph's input wants it."""
         return x if self.data_layout is None else np.ascontiguousarray(x.transpose(self.data_layout))
 
-    def read_data(self, path: str | Path, labels: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+    def read_data(self, path: str | Path, labels: bool = True,
+                  arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The inputs of an ``.npz`` file (laid out as the user's model file takes them, e.g. NHWC for a
         .tflite) in the graph's layout, and the labels (``frontend.data.load_npz``: one array, or one per
-        input name)."""
-        x, y = load_npz(path, self.data_inputs, labels=labels)
+        input name); ``arrays``: the file's content when it was read already (``data.read_checked``)."""
+        x, y = load_npz(path, self.data_inputs, labels=labels, arrays=arrays)
         return self.to_graph_layout(x), y
 
 
@@ -179,6 +180,26 @@ def _load_entry_point(spec: str, input_shape: InputShape | None) -> LoadedModel:
     if example is None:
         raise ModelLoadError(f"entry point '{spec}' gave no example input; pass --input-shape, e.g. 1,3,32,32")
     return _from_onnx(export_torch(module.eval(), example), func_name, None)
+
+
+def load_module(module: Any, example: Any, name: str | None = None) -> LoadedModel:
+    """An ``nn.Module`` in memory (``edgeopt.deploy(module, ..., example_input=...)``) as a LoadedModel.
+
+    Args:
+        module: the torch module (exported in eval mode).
+        example: one example input tensor, or a tuple of them for several inputs.
+        name: the model's name (default: the module's class name).
+
+    Raises:
+        ModelLoadError: not an nn.Module, or the exporter failed.
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        raise ModelLoadError(f"expected an nn.Module, got {type(module).__name__}")
+    example = example if isinstance(example, tuple) else (example,)
+    name = name or type(module).__name__
+    return _from_onnx(export_torch(module.eval(), *example), name, None)
 
 
 def _one_shape(input_shape: InputShape, spec: str) -> tuple[int, ...]:

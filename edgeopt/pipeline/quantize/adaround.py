@@ -88,6 +88,7 @@ import numpy as np
 from edgeopt.errors import InternalError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, input_arrays, weight_out_axis
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.progress import counter
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
 log = logging.getLogger(__name__)
@@ -226,6 +227,7 @@ def adaround(qgraph: QuantizedGraph, calib_x: np.ndarray, config: AdaRoundConfig
     results = []
     rng = np.random.default_rng(config.seed)
     gather_seconds = 0.0
+    tick = counter("AdaRound (layers)", len(layers))
     with _torch_threads(config.threads):
         for group in _cache_groups(graph, layers, len(x), config.positions, config.cache_bytes):
             start = time.perf_counter()
@@ -246,6 +248,7 @@ def adaround(qgraph: QuantizedGraph, calib_x: np.ndarray, config: AdaRoundConfig
                 results.append(LayerResult(node.name, *result, time.perf_counter() - start, flipped,
                                            result[1] >= result[0]))
                 log.info("adaround %s: mse %.3g → %.3g in %d iterations", node.name, *result)
+                tick(len(results))
     return AdaRoundResult(graph.replace(initializers=weights), encodings, tuple(results), gather_seconds)
 
 

@@ -18,7 +18,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-from edgeopt.errors import RegistryError, UnsupportedOpError
+from edgeopt.errors import OptionError, UnsupportedOpError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, TensorInfo, topological_order
 from edgeopt.pipeline.calibrate import TensorStats
 from edgeopt.pipeline.optimize.fuse_activation import activation_kind
@@ -76,7 +76,7 @@ def precision_plan(graph: Graph, precision: Precision = "w8a8",
     Raises:
         UnsupportedOpError: an override asks for int16 on a node without a 16x8 lowering, or a dtype
             or precision is unknown.
-        RegistryError: an override names neither a node nor an op type of ``graph``.
+        OptionError: an override names neither a node nor an op type of ``graph``.
     """
     if precision not in PRECISIONS:
         raise UnsupportedOpError("precision", precision, f"unknown precision (known: {', '.join(PRECISIONS)})")
@@ -102,7 +102,7 @@ def check_override_names(graph: Graph, overrides: Mapping[str, str]) -> None:
     otherwise leave the precision it asked for silently unapplied).
 
     Raises:
-        RegistryError: naming the override, the graph's op types and the node names closest to it.
+        OptionError: naming the override, the graph's op types and the node names closest to it.
     """
     names = [n.name for n in graph.nodes]
     ops = sorted({n.op for n in graph.nodes})
@@ -112,7 +112,7 @@ def check_override_names(graph: Graph, overrides: Mapping[str, str]) -> None:
         close = difflib.get_close_matches(key, [*names, *ops], n=3)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         # Node names are the optimized graph's: folded BatchNormalization and fused Relu/Clip nodes are gone.
-        raise RegistryError(f"precision override '{key}' names no node or op type of the optimized graph "
+        raise OptionError(f"precision override '{key}' names no node or op type of the optimized graph "
                             f"'{graph.name}' (op types: {', '.join(ops)}; batch norms and activations fused into "
                             f"their producer have no node of their own){hint}")
 

@@ -24,6 +24,7 @@ from edgeopt.errors import DataError
 from edgeopt.ir import Graph, Node, QParams, QuantizedGraph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
+from edgeopt.progress import counter
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 
 DEFAULT_SAMPLES = 64
@@ -67,6 +68,7 @@ def sensitivity_of(qgraph: QuantizedGraph, x: np.ndarray, *, samples: int = DEFA
     signal = 0.0
     noise = np.zeros(len(probes))
     agree = np.zeros(len(probes))
+    tick = counter("sensitivity (probe runs: layers x samples)", len(probes) * len(x))
     for i in range(0, len(x), chunk):
         part = x[i:i + chunk]
         fed = dict(zip(full.input_names, input_arrays(part, full.input_names)))
@@ -78,6 +80,7 @@ def sensitivity_of(qgraph: QuantizedGraph, x: np.ndarray, *, samples: int = DEFA
             got = probe.outputs(values)
             noise[j] += float(np.sum((_flat(got) - ref) ** 2))
             agree[j] += int(np.sum(_top1(reference[0]) == _top1(got[0])))
+            tick(len(probes) * i + (j + 1) * len(part))
     results = [LayerSensitivity(p.node, p.kind, _db(signal, noise[j]), float(agree[j] / len(x) * 100))
                for j, p in enumerate(probes)]
     return sorted(results, key=lambda r: r.sqnr_db)

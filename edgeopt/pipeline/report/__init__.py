@@ -3,7 +3,7 @@ rendering (a rich table) of report.json's dict."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from rich.table import Table
 
 from edgeopt.device_profiles import DeviceProfile
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
+from edgeopt.pipeline.report.measured import measured_rows, render_measured
 from edgeopt.pipeline.report.placement import placement_section, render_placement
 from edgeopt.qprogram import Placement, QProgram, op_mode
 from edgeopt.runtimes.cost import CostReport
@@ -45,7 +46,9 @@ class Report:
         precision: the program's precisions (``report.precision.precision_summary``).
         sensitivity: each layer quantized alone, when measured.
         recipe: the automatic recipe's sections (``RecipeResult.report``), when it ran.
-        measured: what the Android device measured, when one did.
+        measured: what a measuring target (host, adb) measured, when one did.
+        equalization: per-channel weight ranges before and after cross-layer equalization
+            (``report.equalization.equalization_section``), when the recipe tried it.
     """
 
     model: str
@@ -62,6 +65,7 @@ class Report:
     sensitivity: tuple[LayerSensitivity, ...] | None = None
     recipe: Mapping[str, Any] | None = None
     measured: Mapping[str, Any] | None = None
+    equalization: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict:
         """The JSON-ready dict written to report.json, its keys in report.json's order."""
@@ -92,6 +96,8 @@ class Report:
         if self.sensitivity is not None:
             out["sensitivity"] = [r.to_json() for r in self.sensitivity]
         out.update(self.recipe or {})
+        if self.equalization is not None:
+            out["equalization"] = dict(self.equalization)
         if self.measured is not None:
             out["measured"] = dict(self.measured)
         return out
@@ -121,13 +127,8 @@ def render(report: dict, console: Console) -> None:
                             ("energy_mj", "energy mJ/inference (estimate)", "{:.4f}")):
         table.add_row(label, fmt.format(report[key]["fp32"]), fmt.format(report[key]["int8"]))
     measured = report.get("measured")
-    if measured:
-        where = measured["target"]
-        table.add_row(f"latency ms (measured, {where})", "-", f"{measured['latency_ms']['int8']:.3f}")
-        table.add_row(f"fps (measured, {where})", "-", f"{measured['fps']['int8']:.1f}")
-        if "energy_mj" in measured:
-            energy = measured["energy_mj"]
-            table.add_row("energy mJ/inference (fuel gauge)", "-", f"{energy['int8']:.4f} ± {energy['uncertainty']:.4f}")
+    for row in measured_rows(measured) if measured else ():
+        table.add_row(*row)
     sizes = report["size_bytes"]
     table.add_row(".tflite size KiB", f"{sizes['fp32_tflite'] / 1024:.1f}", f"{sizes['int8_tflite'] / 1024:.1f}")
     console.print(table)
@@ -137,43 +138,9 @@ def render(report: dict, console: Console) -> None:
         console.print(f"int8 - fp32 top-1: {acc['int8'] - acc['fp32']:+.2f} points; "
                       f"int8 agrees with fp32 on {acc['agreement']:.2f} % of samples")
     if measured:
-        for d in measured["delegates"]:
-            console.print(f"delegate {d['name']}: {d['replaced']} of {d['total'] or '?'} nodes on the accelerator")
-        for warning in measured.get("energy_mj", {}).get("warnings", []):
-            console.print(f"[yellow]energy warning:[/] {warning}")
+        render_measured(measured, console)
     if "placement" in report:
         render_placement(report["placement"], console)
+    pad = max(map(len, report["artifacts"]), default=0)
     for key, path in report["artifacts"].items():
-        console.print(f"  {key:10s} {path}")
-
-
-def render_comparison(reports: list[dict], console: Console) -> None:
-    """Print deployed models side by side (int8 figures; measured ones where a target measured them)."""
-    table = Table(title=f"edgeopt compare on {reports[0]['device']}")
-    table.add_column("")
-    for r in reports:
-        table.add_column(r["model"], justify="right")
-
-    def row(label: str, get: Callable[[dict], float | None], fmt: str) -> None:
-        values = [get(r) for r in reports]
-        if any(v is not None for v in values):
-            table.add_row(label, *("-" if v is None else fmt.format(v) for v in values))
-
-    row("top-1 % fp32", lambda r: (r["accuracy"] or {}).get("fp32"), "{:.2f}")
-    row("top-1 % int8", lambda r: (r["accuracy"] or {}).get("int8"), "{:.2f}")
-    row("latency ms int8 (estimate)", lambda r: r["latency_ms"]["int8"], "{:.3f}")
-    row("fps int8 (estimate)", lambda r: r["fps"]["int8"], "{:.1f}")
-    row("energy mJ int8 (estimate)", lambda r: r["energy_mj"]["int8"], "{:.4f}")
-    row("latency ms int8 (measured)", lambda r: r.get("measured", {}).get("latency_ms", {}).get("int8"), "{:.3f}")
-    row("fps int8 (measured)", lambda r: r.get("measured", {}).get("fps", {}).get("int8"), "{:.1f}")
-    row("energy mJ int8 (measured)", lambda r: r.get("measured", {}).get("energy_mj", {}).get("int8"), "{:.4f}")
-    row("MACs", lambda r: r["macs"], "{:,}")
-    row("params", lambda r: r["params"], "{:,}")
-    row(".tflite KiB", lambda r: r["size_bytes"]["int8_tflite"] / 1024, "{:.1f}")
-    console.print(table)
-    base = reports[0]
-    for other in reports[1:]:
-        key = "measured" if "measured" in base and "measured" in other else None
-        fps = (base[key] if key else base)["fps"]["int8"], (other[key] if key else other)["fps"]["int8"]
-        console.print(f"{other['model']} runs {fps[1] / fps[0]:.2f}x the fps of {base['model']} "
-                      f"({'measured' if key else 'estimated'})")
+        console.print(f"  {key:{pad}s} {path}", highlight=False)

@@ -3,7 +3,8 @@ precision promoted at what latency price."""
 from __future__ import annotations
 
 from rich.console import Console
-from rich.table import Table
+
+from edgeopt.pipeline.report.tables import fitted_table
 
 SHOWN_PROMOTIONS = 8
 
@@ -17,23 +18,18 @@ def render_recipe(report: dict, console: Console) -> None:
     budget = report["recipe_budget"]
     screening = budget.get("screening")
     metric = "int8 top-1 %" if budget["metric"] == "top1" else "int8 agree %"
-    table = Table(title=f"automatic recipe (max drop {budget['max_drop']:g} points of fp32 {budget['fp32']:.2f})")
-    table.add_column("step", no_wrap=True)
-    table.add_column(metric if screening is None else f"{metric} ({screening['samples']})", justify="right")
-    if screening is not None:
-        table.add_column(f"all {screening['total']}", justify="right")
-    table.add_column("drop", justify="right")
-    table.add_column("est. ms", justify="right")
-    table.add_column("s", justify="right")
-    table.add_column("kept")
+    rows = []
     for s in steps:
         mark = " *" if s["step"] == budget["chosen"] else ""
         latency = "" if s.get("latency_ms") is None else f"{s['latency_ms']:.3f}"
         everyone = [] if screening is None else [
             f"{s['int8_all']:.2f}" if "int8_all" in s else f"{screening['int8_all']:.2f}" if mark else ""]
-        table.add_row(s["step"] + mark, f"{s['int8']:.2f}", *everyone, f"{s['drop']:+.2f}", latency,
-                      f"{s['seconds']:.1f}", "adopted" if s.get("adopted", True) else "dropped")
-    console.print(table)
+        rows.append([s["step"] + mark, f"{s['int8']:.2f}", *everyone, f"{s['drop']:+.2f}", latency,
+                     f"{s['seconds']:.1f}", "adopted" if s.get("adopted", True) else "dropped"])
+    headers = ["step", metric if screening is None else f"{metric} ({screening['samples']})",
+               *([] if screening is None else [f"all {screening['total']}"]), "drop", "est. ms", "s", "kept"]
+    console.print(fitted_table(f"automatic recipe (max drop {budget['max_drop']:g} points of fp32 {budget['fp32']:.2f})",
+                          headers, rows, console.width))
     outcome = "met" if budget["met"] else "[yellow]missed[/] (kept the best step)"
     console.print(f"budget {outcome}: chosen step '{budget['chosen']}' (*)")
     if screening is not None:

@@ -164,17 +164,25 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class DelegateReport:
-    """One "Replacing N out of M node(s) with delegate (NAME)" line: what the accelerator really took."""
+    """What a delegate really took, from one "Replacing N out of M node(s) with delegate (NAME)" line
+    (``replaced``/``total`` known) or, where the tool printed none (recent ``benchmark_model`` logs it only
+    at VERBOSE), from its "Explicitly applied NAME delegate, and the model graph will be completely /
+    partially executed …" or "Though NAME delegate is explicitly applied, … will not be executed" line
+    (``executes`` ``"all"``, ``"part"`` or ``"none"``; ``partitions``: its delegate kernels).
+    """
 
     delegate: str
-    replaced: int
+    replaced: int | None
     total: int | None
     partitions: int | None
+    executes: str | None = None
 
     @property
     def complete(self) -> bool | None:
-        """Whether every node went to the delegate (None when the tool did not print the total)."""
-        return None if self.total is None else self.replaced == self.total
+        """Whether every node went to the delegate (None when the tool did not say)."""
+        if self.executes is not None:
+            return self.executes == "all"
+        return None if self.total is None or self.replaced is None else self.replaced == self.total
 
 
 @dataclass(frozen=True)
@@ -272,12 +280,25 @@ _DELEGATE_LINE = (r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(
                   r"(?:, yielding (\d+) partitions)?")
 
 
+_APPLIED_LINE = (r"Explicitly applied (\S+) delegate, and the model graph will be (completely|partially) executed by "
+                 r"the delegate(?: w/ (\d+) delegate kernels)?|Though (\S+) delegate is explicitly applied, the "
+                 r"model graph will not be executed by the delegate")
+
+
 @OUTPUT_PARSERS.register("delegate")
 def _delegate(text: str) -> dict[str, Any]:
     reports = tuple(
-        DelegateReport(name, int(replaced), int(total) if total else None, int(parts) if parts else None)
+        DelegateReport(name, int(replaced), int(total) if total else None, int(parts) if parts else None,
+                       None if not total else "all" if replaced == total else "part")
         for replaced, total, name, parts in re.findall(_DELEGATE_LINE, text)
     )
+    if not reports:  # benchmark_tflite_model.cc's summary of each delegate it applied
+        reports = tuple(
+            DelegateReport(unused, None, None, 0, "none") if unused else
+            DelegateReport(name, None, None, int(kernels) if kernels else 1 if how == "completely" else None,
+                           "all" if how == "completely" else "part")
+            for name, how, kernels, unused in re.findall(_APPLIED_LINE, text)
+        )
     return {"delegates": reports} if reports else {}
 
 

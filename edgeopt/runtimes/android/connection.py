@@ -326,6 +326,11 @@ def _handshake(serial: str, make: Callable[[], AdbDevice], signers: list[_Signer
         raise DeviceUnavailableError("offline", f"{serial} is offline: it accepted the connection but did not complete "
                                 f"the ADB handshake within {timeout_s:g} s; reconnect it (or restart adbd by "
                                 "toggling USB debugging) and retry") from err
+    except (adb_errors.InvalidCommandError, adb_errors.InvalidResponseError, adb_errors.InvalidChecksumError,
+            struct.error) as err:
+        device.close()
+        raise DeviceUnavailableError("offline", f"{serial} does not speak ADB (its answer to the handshake was not "
+                                "an ADB packet); check the port (adbd listens on 5555 by default)") from err
     except (TimeoutError, OSError) as err:
         device.close()
         why = "no answer" if isinstance(err, TimeoutError) else (err.strerror or first_line(err))

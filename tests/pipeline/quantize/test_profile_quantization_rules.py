@@ -133,11 +133,11 @@ def test_asymmetric_weights_and_float_io_are_refused_by_key(model_path: Path, tm
     asym = _profile(tmp_path, "asym", "[quantization.defaults.params]\nis_quantized = true\nis_symmetric = true",
                     "[quantization.defaults.params]\nis_quantized = true\nis_symmetric = false")
     with pytest.raises(ProfileError, match=r"quantization\.defaults\.params\.is_symmetric = false"):
-        _deploy(model_path, asym, tmp_path)
+        _deploy(model_path, asym, tmp_path / "out")
     float_in = _profile(tmp_path, "float_in", "[quantization.model_input]\nis_input_quantized = true",
                         "[quantization.model_input]\nis_input_quantized = false")
     with pytest.raises(ProfileError, match=r"model_input\.is_input_quantized = false"):
-        _deploy(model_path, float_in, tmp_path)
+        _deploy(model_path, float_in, tmp_path / "out")
 
 
 def test_w4_weights_need_a_4_bit_kernel(model_path: Path, tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ def test_w4_weights_need_a_4_bit_kernel(model_path: Path, tmp_path: Path) -> Non
 def test_symmetric_activations_have_zero_point_0_or_are_reported(model_path: Path, tmp_path: Path) -> None:
     sym = _profile(tmp_path, "sym", "[quantization.defaults.ops]\nis_output_quantized = true\nis_symmetric = false",
                    "[quantization.defaults.ops]\nis_output_quantized = true\nis_symmetric = true")
-    result = _deploy(model_path, sym, tmp_path)
+    result = _deploy(model_path, sym, tmp_path / "out")
     program = result.program
     for op in program.ops:
         if op.kind in ("CONV_2D", "TRANSPOSE_CONV", "ADD", "MEAN"):

@@ -18,7 +18,7 @@ from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitivity_of, sqnr_db
-from edgeopt.pipeline.report.sensitivity import sensitivity_svg
+from edgeopt.pipeline.report.plots import sensitivity_svg
 from edgeopt.pipeline.target import Target
 from tests.builders.onnx_models import two_conv_model
 
@@ -70,13 +70,18 @@ def test_sqnr_db():
 def test_svg_is_xml_with_one_bar_per_entry():
     layers = [LayerSensitivity(f"n<{i}>&", "weights" if i % 2 else "activation", float(i * 7 - 5), 90.0)
               for i in range(25)] + [LayerSensitivity("exact", "weights", math.inf, 100.0)]
-    root = ET.fromstring(sensitivity_svg(layers[:3] + [layers[-1]]))
+    root = ET.fromstring(sensitivity_svg([r.to_json() for r in layers[:3] + [layers[-1]]]))
     assert root.tag == f"{SVG}svg"
-    assert len([r for r in root.iter(f"{SVG}rect") if r.get("class") == "bar"]) == 4
-    many = ET.fromstring(sensitivity_svg(layers))
-    bars = [r for r in many.iter(f"{SVG}rect") if r.get("class") == "bar"]
-    assert len(bars) == 20  # the 20 lowest SQNR only
+    assert len(_bars(root)) == 4
+    many = ET.fromstring(sensitivity_svg([r.to_json() for r in layers]))
+    assert len(_bars(many)) == 20  # the 20 lowest SQNR only
     assert "n<0>& (activation)" in [t.text for t in many.iter(f"{SVG}text")]
+    assert "n<24>& (weights)" not in [t.text for t in many.iter(f"{SVG}text")]
+
+
+def _bars(root: ET.Element) -> list[ET.Element]:
+    """The bars of a sensitivity plot: matplotlib writes each as a group with the id the plot gave it."""
+    return [g for g in root.iter(f"{SVG}g") if (g.get("id") or "").startswith("bar-") and g.find(f"{SVG}path") is not None]
 
 
 def test_cli_sensitivity_flag_writes_report_entries_and_plot(tmp_path: Path):
@@ -92,6 +97,5 @@ def test_cli_sensitivity_flag_writes_report_entries_and_plot(tmp_path: Path):
     assert entries[0] == {**entries[0], "node": "conv1", "kind": "activation"}
     assert set(entries[0]) == {"node", "kind", "sqnr_db", "agreement"}
     assert report["artifacts"]["sensitivity_svg"] == str(out / "sensitivity.svg")
-    bars = [r for r in ET.parse(out / "sensitivity.svg").getroot().iter(f"{SVG}rect") if r.get("class") == "bar"]
-    assert len(bars) == min(20, len(entries))
+    assert len(_bars(ET.parse(out / "sensitivity.svg").getroot())) == min(20, len(entries))
     assert "most sensitive layers" in result.output and "conv1" in result.output

@@ -23,6 +23,7 @@ from tests.builders.programs import chain_program
 
 from edgeopt.errors import DeviceError, RegistryError, exit_code
 from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.android import (
     BENCHMARK_TOOLS,
     AdbConnection,
@@ -302,8 +303,10 @@ def test_benchmark_runs_litert_on_the_device_and_parses(make_device, adb_key: Pa
     assert result.inference is not None and result.inference.count >= 20
     assert result.inference.min_us <= result.inference_avg_us <= result.inference.max_us
     assert result.warmup is not None and result.init_us > 0 and result.memory_overall_mb is not None
-    (delegate,) = result.delegates
-    assert (delegate.delegate, delegate.complete) == ("TfLiteXNNPackDelegate", True)
+    (delegate,) = result.delegates  # what XNNPACK really took of the chain (not its int8 AVERAGE_POOL_2D)
+    truth = LiteRT(model_file, kernels="default").delegation()
+    assert (delegate.delegate, delegate.replaced, delegate.total, delegate.partitions, delegate.complete) == (
+        "TfLiteXNNPackDelegate", truth.replaced, truth.total, truth.partitions, False)
     assert 0 < result.timed_seconds < 5 and result.fps > 0
 
 
@@ -532,6 +535,26 @@ def test_parse_two_delegates_and_all_same_stats() -> None:
         ("TfLiteNnapiDelegate", 5, 64, False), ("TfLiteXNNPackDelegate", 59, 62, False)]
     assert (r.warmup.count, r.warmup.avg_us, r.warmup.min_us, r.warmup.max_us) == (3, 1200, 1200, 1200)
     assert r.inference.percentile("p50") == 1195
+
+
+APPLIED_ONLY = """INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
+INFO: XNNPACK delegate created.
+INFO: Created TensorFlow Lite delegate for NNAPI.
+INFO: Explicitly applied XNNPACK delegate, and the model graph will be partially executed by the delegate w/ 3 delegate kernels.
+INFO: Though NNAPI delegate is explicitly applied, the model graph will not be executed by the delegate.
+INFO: Inference timings in us: Init: 5000, First inference: 900, Warmup (avg): 900, Inference (avg): 850
+"""
+
+
+def test_parse_recent_benchmark_model_that_logs_no_replacing_line() -> None:
+    """Recent builds log "Replacing N out of M" only at VERBOSE; their "Explicitly applied" summary still says
+    whether a delegate took all, part or none of the graph."""
+    r = parse_output("benchmark_model", APPLIED_ONLY)
+    assert [(d.delegate, d.replaced, d.partitions, d.executes, d.complete) for d in r.delegates] == [
+        ("XNNPACK", None, 3, "part", False), ("NNAPI", None, 0, "none", False)]
+    full = parse_output("benchmark_model", APPLIED_ONLY.replace(
+        "partially executed by the delegate w/ 3 delegate kernels", "completely executed by the delegate"))
+    assert (full.delegates[0].executes, full.delegates[0].partitions, full.delegates[0].complete) == ("all", 1, True)
 
 
 @pytest.mark.parametrize(("text", "avg_ms", "cpu", "peak"), [(ORT_CLASSIC, 1.35012, 87, 40181760),
