@@ -15,8 +15,14 @@ from edgeopt.api import compress  # the public API, as users call it
 from edgeopt.cli import app
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.compress.layers import graph_macs
-from edgeopt.pipeline.compress.ratio_selection import (METHODS, Choice, choose, compress_to_target, kept_count,
-                                                       score_table)
+from edgeopt.pipeline.compress.ratio_selection import (
+    METHODS,
+    Choice,
+    choose,
+    compress_to_target,
+    kept_count,
+    score_table,
+)
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import quantize_input
 from edgeopt.pipeline.frontend.load import load
