@@ -102,34 +102,52 @@ def distill(student: Graph, teacher: Graph, x: np.ndarray, *, epochs: int = 5, b
     model, reference = FloatGraphModule(fold_batch_norm(student)), FloatGraphModule(fold_batch_norm(teacher)).eval()
     data = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     generator = torch.Generator().manual_seed(0)
-    targets = None
-    if not augment:
+    targets = None if augment else outputs_of(reference, data, batch)
+
+    def batches(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if targets is not None:
+            return data[idx], targets[idx]
+        inputs = augmented(data[idx], generator)
         with torch.no_grad():
-            targets = torch.cat([reference(data[i:i + batch]) for i in range(0, len(data), batch)])
-    steps = epochs * math.ceil(len(data) / batch)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+            return inputs, reference(inputs)
+
+    fit_outputs(model, batches, len(data), epochs=epochs, batch=batch, lr=lr, what="distillation", progress=progress)
+    return model.to_graph()
+
+
+def outputs_of(module: nn.Module, data: torch.Tensor, batch: int) -> torch.Tensor:
+    """``module``'s outputs on ``data``, computed ``batch`` samples at a time without gradients."""
+    with torch.no_grad():
+        return torch.cat([module(data[i:i + batch]) for i in range(0, len(data), batch)])
+
+
+def fit_outputs(student: nn.Module, batches: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], n: int, *,
+                epochs: int, batch: int, lr: float, what: str, progress: Callable[[str], None] | None) -> None:
+    """Train ``student``'s parameters that require gradients to reproduce wanted outputs: Adam with a cosine
+    learning rate (to 0 over all steps) on the mean squared error of the first output.
+
+    Each epoch draws a fresh permutation of the ``n`` samples; ``batches(indices)`` gives each step's inputs
+    and wanted outputs. After each epoch, the mean loss is logged and told to ``progress`` as ``what``'s epoch.
+    """
+    params = [p for p in student.parameters() if p.requires_grad]
+    steps = epochs * math.ceil(n / batch)
+    opt = torch.optim.Adam(params, lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
     start = time.perf_counter()
     for epoch in range(epochs):
-        order = torch.randperm(len(data))
+        order = torch.randperm(n)
         total = 0.0
-        for i in range(0, len(data), batch):
+        for i in range(0, n, batch):
             idx = order[i:i + batch]
-            if targets is None:
-                inputs = augmented(data[idx], generator)
-                with torch.no_grad():
-                    wanted = reference(inputs)
-            else:
-                inputs, wanted = data[idx], targets[idx]
-            loss = torch.mean((model(inputs) - wanted) ** 2)
+            inputs, wanted = batches(idx)
+            out = student(inputs)
+            loss = torch.mean(((out[0] if isinstance(out, tuple) else out) - wanted) ** 2)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        message = f"distillation epoch {epoch + 1}/{epochs}: loss {total / len(data):.4g} " \
-                  f"({time.perf_counter() - start:.0f} s)"
+        message = f"{what} epoch {epoch + 1}/{epochs}: loss {total / n:.4g} ({time.perf_counter() - start:.0f} s)"
         log.info(message)
         if progress:
             progress(message)
-    return model.to_graph()

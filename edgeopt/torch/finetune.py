@@ -12,9 +12,6 @@ a float Graph with the trained weights, which the recipe quantizes again with th
 """
 from __future__ import annotations
 
-import logging
-import math
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -22,10 +19,8 @@ import torch
 
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.target import Target
-from edgeopt.torch.distill import FloatGraphModule
+from edgeopt.torch.distill import FloatGraphModule, fit_outputs, outputs_of
 from edgeopt.torch.quantsim import QuantSimModule
-
-log = logging.getLogger(__name__)
 
 
 def finetune_quantized(qgraph: QuantizedGraph, teacher: Graph, x: np.ndarray, target: Target, *,
@@ -55,32 +50,10 @@ def finetune_quantized(qgraph: QuantizedGraph, teacher: Graph, x: np.ndarray, ta
         student.load_encodings(qgraph)
         reference = FloatGraphModule(teacher).eval()
         data = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-        with torch.no_grad():
-            targets = torch.cat([reference(data[i:i + batch]) for i in range(0, len(data), batch)])
-        steps = epochs * math.ceil(len(data) / batch)
-        params = [p for p in student.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-        start = time.perf_counter()
+        targets = outputs_of(reference, data, batch)
         student.train()
-        for epoch in range(epochs):
-            order = torch.randperm(len(data))
-            total = 0.0
-            for i in range(0, len(data), batch):
-                idx = order[i:i + batch]
-                out = student(data[idx])
-                out = out[0] if isinstance(out, tuple) else out
-                loss = torch.mean((out - targets[idx]) ** 2)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-            message = f"quantization-aware fine-tuning epoch {epoch + 1}/{epochs}: loss {total / len(data):.4g} " \
-                      f"({time.perf_counter() - start:.0f} s)"
-            log.info(message)
-            if progress:
-                progress(message)
+        fit_outputs(student, lambda idx: (data[idx], targets[idx]), len(data), epochs=epochs, batch=batch, lr=lr,
+                    what="quantization-aware fine-tuning", progress=progress)
         return student.current_graph()
     finally:
         torch.set_num_threads(previous)
