@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+CHECKPOINTS = {20: "12fca82f", 32: "d509ac18"}  # file-name hashes in ../shared/data/models/resnet_cifar10
+
 
 class BasicBlock(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int) -> None:
@@ -52,3 +54,23 @@ def load_checkpoint(path: Path, depth: int) -> CifarResNet:
     state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
     return model.eval()
+
+
+def write_resnet_files(folder: Path, depth: int, calib_size: int, samples: int | None = None
+                       ) -> tuple[Path, Path, Path]:
+    """Export ResNet-``depth``'s checkpoint from ../shared/data to ``folder/resnet{depth}.onnx`` and write
+    CIFAR-10 test1000 (``x``, ``y``; the first ``samples``) and ``calib_size`` training images (``x``) beside it
+    as ``test.npz`` and ``calib.npz``. Exits 0 (a skip) when the data is absent. Returns the three paths."""
+    import numpy as np
+    from shared_data import cifar10_nchw, require
+
+    from edgeopt.pipeline.frontend.load import export_torch
+
+    ckpt, test, calib = require(f"models/resnet_cifar10/resnet{depth}-{CHECKPOINTS[depth]}.th",
+                                "cifar10/test1000_lossless.npz", "cifar10/calib_train5000_lossless.npz")
+    model = folder / f"resnet{depth}.onnx"
+    model.write_bytes(export_torch(load_checkpoint(ckpt, depth), torch.zeros(1, 3, 32, 32)).SerializeToString())
+    x, y = cifar10_nchw(test, samples)
+    np.savez(folder / "test.npz", x=x, y=y)
+    np.savez(folder / "calib.npz", x=cifar10_nchw(calib, calib_size)[0])
+    return model, folder / "test.npz", folder / "calib.npz"

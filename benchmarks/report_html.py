@@ -42,17 +42,9 @@ print(json.dumps({"import_s": imported - start, "render_s": done - imported, "cp
 """
 
 def _resnet20(tmp: Path, samples: int) -> tuple[Path, Path, Path]:
-    from cifar_resnet import load_checkpoint
-    from shared_data import cifar10_nchw
+    from cifar_resnet import write_resnet_files
 
-    ckpt, test, calib = require("models/resnet_cifar10/resnet20-12fca82f.th", "cifar10/test1000_lossless.npz",
-                                "cifar10/calib_train5000_lossless.npz")
-    model = tmp / "resnet20.onnx"
-    model.write_bytes(export_torch(load_checkpoint(ckpt, 20), torch.zeros(1, 3, 32, 32)).SerializeToString())
-    x, y = cifar10_nchw(test)
-    np.savez(tmp / "test.npz", x=x[:samples], y=y[:samples])
-    np.savez(tmp / "calib.npz", x=cifar10_nchw(calib, 1000)[0])
-    return model, tmp / "test.npz", tmp / "calib.npz"
+    return write_resnet_files(tmp, 20, 1000, samples)
 
 
 def _efficientnet_lite0(tmp: Path, samples: int) -> tuple[Path, Path, Path]:

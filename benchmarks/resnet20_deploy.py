@@ -15,15 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar_resnet import load_checkpoint  # noqa: E402
-from shared_data import cifar10_nchw, require  # noqa: E402
+from cifar_resnet import write_resnet_files  # noqa: E402
 
 from edgeopt.workflows.deploy import deploy  # noqa: E402
-from edgeopt.pipeline.frontend.load import export_torch  # noqa: E402
 
 
 def main() -> None:
@@ -31,17 +26,11 @@ def main() -> None:
     parser.add_argument("--calib-size", type=int, default=1000)
     parser.add_argument("--device", default="arm-cortex-a78-xnnpack")
     args = parser.parse_args()
-    ckpt, test, calib = require("models/resnet_cifar10/resnet20-12fca82f.th", "cifar10/test1000_lossless.npz",
-                                "cifar10/calib_train5000_lossless.npz")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        onnx_path = tmp / "resnet20.onnx"
-        onnx_path.write_bytes(export_torch(load_checkpoint(ckpt, 20), torch.zeros(1, 3, 32, 32)).SerializeToString())
-        x, y = cifar10_nchw(test)
-        np.savez(tmp / "test.npz", x=x, y=y)
-        np.savez(tmp / "calib.npz", x=cifar10_nchw(calib, args.calib_size)[0])
+        onnx_path, test, calib = write_resnet_files(tmp, 20, args.calib_size)
         start = time.perf_counter()
-        result = deploy(str(onnx_path), args.device, data=tmp / "test.npz", calib=tmp / "calib.npz",
+        result = deploy(str(onnx_path), args.device, data=test, calib=calib,
                         out=tmp / "out", calib_size=args.calib_size)
         elapsed = time.perf_counter() - start
     acc = result.report["accuracy"]

@@ -18,16 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cifar_resnet import load_checkpoint
-from shared_data import cifar10_nchw, require
+from cifar_resnet import write_resnet_files
 
 from edgeopt.device_profiles import list_profiles
-from edgeopt.pipeline.frontend.load import export_torch
 from edgeopt.pipeline.report.sweep import render_sweep
 from edgeopt.workflows.sweep import sweep
 
@@ -45,18 +41,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the Ray sweep's folder here")
     parser.add_argument("--skip-in-process", action="store_true", help="only the Ray run")
     args = parser.parse_args()
-    ckpt, test, calib = require("models/resnet_cifar10/resnet20-12fca82f.th", "cifar10/test1000_lossless.npz",
-                                "cifar10/calib_train5000_lossless.npz")
     combos = {"devices": args.devices.split(","), "precisions": args.precisions.split(","),
               "recipes": args.recipes.split(",")}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        model = tmp / "resnet20.onnx"
-        model.write_bytes(export_torch(load_checkpoint(ckpt, 20), torch.zeros(1, 3, 32, 32)).SerializeToString())
-        x, y = cifar10_nchw(test)
-        np.savez(tmp / "test.npz", x=x, y=y)
-        np.savez(tmp / "calib.npz", x=cifar10_nchw(calib, args.calib_size)[0])
-        shared = {"data": tmp / "test.npz", "calib": tmp / "calib.npz", "calib_size": args.calib_size}
+        model, test, calib = write_resnet_files(tmp, 20, args.calib_size)
+        shared = {"data": test, "calib": calib, "calib_size": args.calib_size}
         walls = {}
         if not args.skip_in_process:
             start = time.perf_counter()
