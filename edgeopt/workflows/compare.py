@@ -6,17 +6,22 @@ read, so that a model whose data does not fit stops the run at once, named in on
 deploys to ``OUT/<index>-<name>`` as ``deploy`` would (on the host target, every model's files are then
 timed together, taking turns, so that the ratios between models do not hang on when each was timed),
 and the side-by-side summary, every row with its ratio to the first model, is written to
-``OUT/compare.json``.
+``OUT/compare.json``. ``OUT`` is checked first: it may hold only an earlier compare's files, and that
+compare's model folders this one did not make are removed once every model is deployed. Each model's
+folder is swapped in as a set (``fileio.write_set``); ``OUT`` as a whole is not: an interrupt between two
+models leaves the new folders of the models deployed so far beside the earlier run's others.
 """
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import DataError, ModelLoadError
-from edgeopt.fileio import atomic_write_text
+from edgeopt.fileio import atomic_write_text, check_output_dir
 from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.report import dumps
 from edgeopt.pipeline.report.comparison import comparison
@@ -30,6 +35,9 @@ from edgeopt.workflows.deploy import (
     deploy_with,
 )
 from edgeopt.workflows.measure import measure_together_on_host, parse_target, preflight
+
+SUMMARY_FILES = ("compare.json", "report.html")
+MODEL_FOLDER = re.compile(r"\d+-.+")
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ def compare(models: list[str], device: str, *, out: str | Path | None = None, pr
         raise DataError("compare needs at least two models, the base (uncompressed) one first")
     shared = DeployOptions(device, **options)
     root = Path(out) if out is not None else Path("edgeopt-out") / "compare"
+    folders = [f"{i}-{Path(spec).stem.replace(':', '-')}" for i, spec in enumerate(models)]
+    check_output_dir(root, {*SUMMARY_FILES, *folders, *_earlier_model_folders(root)})
     where = parse_target(shared.target)
     preflight(where, benchmark_binary=Path(shared.benchmark_binary) if shared.benchmark_binary else None)
     for spec in models:
@@ -72,20 +82,29 @@ def compare(models: list[str], device: str, *, out: str | Path | None = None, pr
     # on the host, every model's files are timed together below rather than model after model
     each = replace(shared, target="emulate") if where.kind == "host" else shared
     with reporting(progress):  # the stages' counts reach ``progress``; the lambdas below carry stage names
-        for i, spec in enumerate(models):
-            folder = root / f"{i}-{Path(spec).stem.replace(':', '-')}"
+        for spec, name in zip(models, folders):
+            folder = root / name
             step = (lambda s, name=Path(spec).stem: progress(f"{name}: {s}")) if progress else None
             results.append(deploy_with(spec, replace(each, out=folder), step))
     if where.kind == "host":
         if progress:
             progress("timing every model on the host")
         results = _measured_together(results, shared)
+    for stale in set(_earlier_model_folders(root)) - set(folders):  # an earlier compare's further models
+        shutil.rmtree(root / stale)
     summary = comparison([r.report for r in results], [str(r.out_dir) for r in results])
     path = root / "compare.json"
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
     atomic_write_text(root / "report.html", compare_html([r.report for r in results],
                                                          [r.out_dir / "report.html" for r in results], root))
     return Comparison(results, summary, path)
+
+
+def _earlier_model_folders(root: Path) -> list[str]:
+    """The per-model folders (``<index>-<name>`` holding a report.json) an earlier compare left in ``root``."""
+    if not root.is_dir():
+        return []
+    return [p.name for p in root.iterdir() if MODEL_FOLDER.match(p.name) and (p / ARTIFACTS["report"]).is_file()]
 
 
 def _measured_together(results: list[DeployResult], options: DeployOptions) -> list[DeployResult]:

@@ -98,3 +98,18 @@ def test_compare_checks_every_models_data_before_deploying_the_first(tmp_path: P
                                       str(tmp_path / "cmp")])
     assert_one_line_error(result, 5, "four_channels.onnx", "needs [N, 4,")
     assert not (tmp_path / "cmp").exists()
+
+
+def test_compare_replaces_an_earlier_compare_and_refuses_other_files(tmp_path: Path) -> None:
+    from edgeopt.errors import OutputError
+
+    wide, narrow, data = _two_models(tmp_path)
+    out = tmp_path / "cmp"
+    compare([str(wide), str(narrow), str(wide)], "arm-cortex-a78-xnnpack", out=out, data=data)
+    assert (out / "2-wide" / "report.json").is_file()
+    compare([str(narrow), str(wide)], "arm-cortex-a78-xnnpack", out=out, data=data)
+    assert sorted(p.name for p in out.iterdir()) == ["0-narrow", "1-wide", "compare.json", "report.html"]
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="notes.txt"):
+        compare([str(wide), str(narrow)], "arm-cortex-a78-xnnpack", out=out, data=data)
+    assert (out / "notes.txt").read_text() == "mine" and (out / "0-narrow").is_dir()
