@@ -4,8 +4,8 @@
 - ``.npy``: one array of model-ready inputs, memory-mapped (no labels);
 - an image folder: a class-per-folder tree (``root/<class>/<image>``, classes numbered in sorted order as
   ImageNet's and torchvision's ``ImageFolder``), a flat folder of images (no labels), or a ``.txt`` list of
-  ``path label`` lines (paths relative to the list's folder; labels optional), each image preprocessed by a
-  ``Preprocess`` (``frontend.preprocess``);
+  ``path label`` (or ``path, label``) lines (paths relative to the list's folder; labels optional), each
+  image preprocessed by a ``Preprocess`` (``frontend.preprocess``);
 - a Python entry point ``package.module:function`` or ``path/to/file.py:function``: a function of no
   arguments returning an iterable of ``(x, y)`` or ``x`` batches (numpy arrays or anything ``np.asarray``
   takes, e.g. torch tensors; several inputs: a dict of arrays by input name). It is called again for
@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from edgeopt.pipeline.frontend.preprocess import Preprocess, parse_preprocess
 
 BATCH = 64
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"})
+LIST_LINE = re.compile(r"^(.*?)\s*[,\s]\s*(-?\d+)$")  # "path label" or "path, label"
 RawBatch = tuple[np.ndarray | dict[str, np.ndarray], np.ndarray | None]
 
 
@@ -296,7 +298,8 @@ def _images(folder: Path) -> list[Path]:
 
 
 def _image_list(path: Path) -> list[tuple[Path, int | None]]:
-    """``path label`` lines (``#`` comments and blank lines skipped); paths relative to the list's folder."""
+    """``path label`` (or ``path, label``) lines (``#`` comments and blank lines skipped); paths relative to the
+    list's folder."""
     if not path.is_file():
         raise DataError(f"image list '{path}' does not exist")
     items: list[tuple[Path, int | None]] = []
@@ -304,12 +307,11 @@ def _image_list(path: Path) -> list[tuple[Path, int | None]]:
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.rsplit(None, 1)
-        labelled = len(parts) == 2 and parts[1].lstrip("-").isdigit()
-        image = path.parent / (parts[0] if labelled else line)
+        labelled = LIST_LINE.match(line)
+        image = path.parent / (labelled.group(1) if labelled else line)
         if not image.is_file():
             raise DataError(f"'{path}' line {number}: image '{image}' does not exist (paths are relative to the list)")
-        items.append((image, int(parts[1]) if labelled else None))
+        items.append((image, int(labelled.group(2)) if labelled else None))
     if not items:
         raise DataError(f"image list '{path}' names no images; write one 'path label' line per image")
     if len({label is None for _, label in items}) > 1:

@@ -85,9 +85,9 @@ def test_tree_list_and_flat_folder(tmp_path: Path):
     x, y = read_all(open_source(tmp_path / "tree", gray), info, labels=True)
     assert x.shape == (6, 1, 4, 4) and y.tolist() == [0, 0, 0, 1, 1, 1]
     np.testing.assert_array_equal(x[4, 0], images[("dog", 1)])
-    (tmp_path / "list.txt").write_text("tree/dog/2.png 7\n\n# a comment\ntree/cat/0.png 3\n")
+    (tmp_path / "list.txt").write_text("tree/dog/2.png 7\n\n# a comment\ntree/cat/0.png 3\ntree/cat/1.png, 4\n")
     x, y = read_all(open_source(tmp_path / "list.txt", gray), info, labels=True)
-    assert y.tolist() == [7, 3] and np.array_equal(x[0, 0], images[("dog", 2)])
+    assert y.tolist() == [7, 3, 4] and np.array_equal(x[0, 0], images[("dog", 2)])
     x, y = read_all(open_source(tmp_path / "tree" / "cat", gray), info, labels=True)
     assert len(x) == 3 and y is None
     batches = list(checked_batches(open_source(tmp_path / "tree", gray), info, labels=True, size=4))
