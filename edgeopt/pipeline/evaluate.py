@@ -17,6 +17,11 @@ from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from edgeopt.runtimes.reference.executor import run_program
 
+# Samples per executor run: the executor holds a batch's live tensors, its kernels' wider accumulators and
+# im2col buffers (float32 in a float island): EfficientNet-Lite0's first 112x112x32 activation alone is
+# 411 MB as float32 for 256 images. 64 keeps that a quarter as large and still splits over the cores.
+INT8_BATCH = 64
+
 
 def run_float(graph: Graph, x: np.ndarray, batch: int = 256) -> np.ndarray:
     """The float Graph's first output on ``x`` (ONNX Runtime; several inputs: ``ir.input_arrays``), run
@@ -50,7 +55,7 @@ def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.nd
     return y.transpose(np.argsort(perm)) if perm else y
 
 
-def run_int8(program: QProgram, x: np.ndarray, batch: int = 256) -> np.ndarray:
+def run_int8(program: QProgram, x: np.ndarray, batch: int = INT8_BATCH) -> np.ndarray:
     """The program's first output, dequantized, on ``x``, run in the integer reference executor ``batch``
     samples at a time (progress: ``int8 inference``)."""
     starts = track(range(0, len(x), batch), "int8 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
@@ -59,7 +64,7 @@ def run_int8(program: QProgram, x: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, np.ndarray | None]], *,
-          check: Callable[[np.ndarray], None] | None = None, batch: int = 256) -> dict:
+          check: Callable[[np.ndarray], None] | None = None, batch: int = INT8_BATCH) -> dict:
     """Top-1 of the float graph and of the int8 program (with labels; else top-1 agreement of int8 with fp32)
     on the first output, over ``batches`` of inputs and labels read one at a time: only counts are kept, so
     memory does not grow with the number of samples (progress: ``evaluate (samples)``).

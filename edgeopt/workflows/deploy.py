@@ -212,9 +212,10 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     resolved = target.check(graph)  # fails fast, before calibration
     classes = int(np.prod(loaded.graph.outputs[0].shape[1:]))
     data = given.get(str(options.data))
-    # Without the recipe only a head of the data is held (calibration's fallback, sensitivity); the
-    # accuracy streams over all of it (_accuracy).
-    head = None if options.max_drop is not None else max(options.calib_size, DEFAULT_SAMPLES)
+    # Without the recipe only a head of the data is held (sensitivity's samples, calibration's when no
+    # --calib is given); the accuracy streams over all of it (evaluate.score).
+    head = (None if options.max_drop is not None
+            else DEFAULT_SAMPLES if options.calib is not None else max(options.calib_size, DEFAULT_SAMPLES))
     x, y = (loaded.read_data(data, limit=head) if data is not None else loaded.data or (None, None))
     if data is not None:
         check_labels(options.data, y, classes)
