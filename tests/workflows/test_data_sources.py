@@ -3,6 +3,7 @@ the same accuracy as the equivalent .npz (the built-in example's test split, wri
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from typer.testing import CliRunner
 
 from edgeopt.cli import app
 from edgeopt.examples import digits
+from edgeopt.pipeline import evaluate
+from edgeopt.runtimes.reference import executor
 from edgeopt.workflows.deploy import deploy
 from edgeopt.workflows.emulate import emulate
 
@@ -45,6 +48,15 @@ def digit_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "        x, y = npz['x'], npz['y']\n"
         "    for i in range(0, len(x), 100):\n"
         "        yield x[i:i + 100], y[i:i + 100]\n")
+    (root / "tracked_reader.py").write_text(
+        "from pathlib import Path\n\nimport numpy as np\n\nEVENTS = []\n\n\n"
+        "def batches():\n"
+        "    EVENTS.append('call')\n"
+        "    with np.load(Path(__file__).parent / 'test.npz') as npz:\n"
+        "        x, y = npz['x'], npz['y']\n"
+        "    for i in range(0, len(x), 27):\n"
+        "        EVENTS.append('yield')\n"
+        "        yield x[i:i + 27], y[i:i + 27]\n")
     return root
 
 
@@ -83,3 +95,21 @@ def test_emulate_reads_an_image_folder(digit_files: Path, tmp_path: Path):
     from_npz = emulate(tflite, digit_files / "test.npz", device=PROFILE)
     from_tree = emulate(tflite, digit_files / "tree", device=PROFILE, preprocess=DIGITS)
     assert from_tree.n == from_npz.n == 540 and from_tree.top1 == from_npz.top1
+
+
+def test_deploy_streams_the_evaluation_data(digit_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Deploy scores each of the 20 batches before it reads the next: the data are never one array."""
+    monkeypatch.syspath_prepend(str(digit_files))
+    monkeypatch.delitem(sys.modules, "tracked_reader", raising=False)
+    import tracked_reader  # the module the entry point will import
+
+    def run_program(*args, **kwargs):
+        tracked_reader.EVENTS.append("run")
+        return executor.run_program(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "run_program", run_program)
+    got = _accuracy("tracked_reader:batches", tmp_path / "out", calib=str(digit_files / "test.npz"))
+    assert got["n"] == 540
+    events = tracked_reader.EVENTS
+    scoring = events[len(events) - events[::-1].index("call"):]  # the last pass: evaluation
+    assert scoring.count("yield") == 20 and ["yield", "yield"] not in [scoring[i:i + 2] for i in range(len(scoring))]
