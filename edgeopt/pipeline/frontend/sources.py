@@ -47,13 +47,10 @@ RawBatch = tuple[np.ndarray | dict[str, np.ndarray], np.ndarray | None]
 
 class DataSource:
     """Batches of model inputs (one array, or a dict by input name) and their labels (or None), read when
-    asked; ``len`` is the sample count where the source knows it (None: an entry point)."""
+    asked; ``length`` is the sample count where the source knows it (None: an entry point)."""
 
     name: str
     """The source as the user gave it, for messages."""
-
-    def __len__(self) -> int:
-        return self.length or 0
 
     @property
     def length(self) -> int | None:
