@@ -1,13 +1,13 @@
 """edgeopt: optimize, quantize, convert and emulate models for phones and edge devices.
 
-The Python API (``QuantSim``, ``compress``, ``deploy``, ``equalize``) lives in ``edgeopt.api``; it is imported on
+The Python API (``QuantSim``, ``compress``, ``deploy``, ``equalize``, ``sweep``) lives in ``edgeopt.api``; it is imported on
 first use so that the CLI does not pay for importing torch.
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["QuantSim", "compress", "deploy", "equalize"]
+__all__ = ["QuantSim", "compress", "deploy", "equalize", "sweep"]
 
 
 def __getattr__(name: str) -> Any:

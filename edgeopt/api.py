@@ -1,5 +1,5 @@
 """The Python API in one call each: ``edgeopt.equalize``, ``edgeopt.QuantSim``, ``edgeopt.deploy``,
-``edgeopt.compress``."""
+``edgeopt.compress``, ``edgeopt.sweep``."""
 from __future__ import annotations
 
 import os
@@ -16,8 +16,9 @@ from edgeopt.torch.quantsim import QuantSim
 from edgeopt.workflows import deploy as deploy_workflow
 from edgeopt.workflows.compress import compress
 from edgeopt.workflows.deploy import DeployResult
+from edgeopt.workflows.sweep import sweep
 
-__all__ = ["QuantSim", "compress", "deploy", "equalize"]
+__all__ = ["QuantSim", "compress", "deploy", "equalize", "sweep"]
 
 
 def deploy(model: QuantSim | QuantizedGraph | nn.Module | str | None, device: str, *,

@@ -197,6 +197,10 @@ def deploy(
     recipe_samples: Annotated[int, typer.Option(min=0, help="The automatic recipe scores each step on this many samples "
                                                      "of --data (0: all) and confirms a step within budget on all "
                                                      "of them.")] = 500,
+    tune_data: Annotated[Path | None, typer.Option(help="Automatic recipe: select its steps on this .npz (x, "
+                                                       "optionally y) and report accuracy on all of --data, held "
+                                                       "out; default: select on the first half of --data, hold out "
+                                                       "the second.")] = None,
     sensitivity: Annotated[bool, typer.Option("--sensitivity", help="Also measure each layer's weights and output "
                                                                     "activation quantized alone (output SQNR, "
                                                                     "top-1 agreement); writes sensitivity.svg.")]
@@ -218,7 +222,8 @@ def deploy(
                             benchmark_binary=benchmark_binary, precision=precision.value if precision else None,
                             precision_overrides=_parse_overrides(override or []),
                             weight_bits=int(weight_bits.value), max_drop=max_drop, recipe_samples=recipe_samples,
-                            sensitivity=sensitivity, measure=_measure_options(runs, min_seconds, threads))
+                            tune_data=tune_data, sensitivity=sensitivity,
+                            measure=_measure_options(runs, min_seconds, threads))
 
     def work() -> Any:
         with ConsoleProgress(err_console, "deploy") as progress:
@@ -516,3 +521,52 @@ def _render_compress(report: dict, cached: bool) -> None:
                   f"params {report['params_before']:,} -> {report['params_after']:,}; fp32 {metric}, output SQNR "
                   f"{final['sqnr_db']:.1f} dB on {ev['n']} samples; "
                   f"score table {'reused from cache' if cached else 'computed'}", highlight=False)
+
+
+@app.command()
+def sweep(
+    model: Annotated[str | None, typer.Argument(help="A model as for deploy (omit it for the built-in example).")]
+    = None,
+    devices: Annotated[str | None, typer.Option(help="Device profiles, comma-separated names or .toml paths "
+                                                     "(default: every built-in profile).")] = None,
+    precisions: Annotated[str, typer.Option(help="Comma-separated: w8a8, w8a16.")] = "w8a8,w8a16",
+    recipes: Annotated[str, typer.Option(help="Comma-separated: minmax (a plain deploy), auto (the automatic "
+                                              "recipe with --max-drop).")] = "minmax",
+    max_drop: Annotated[float, typer.Option(help="The auto recipe's budget: points of accuracy below fp32.")] = 1.0,
+    data: Annotated[Path | None, typer.Option(help=".npz with x and y, shared by every combination.")] = None,
+    calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration.")] = None,
+    calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 500,
+    recipe_samples: Annotated[int, typer.Option(help="The auto recipe scores each step on this many samples of "
+                                                     "--data (0: all).")] = 500,
+    input_shape: InputShapeOpt = None,
+    ray: Annotated[bool | None, typer.Option("--ray/--no-ray", help="Run the combinations on Ray (default: when it "
+                                                                    "is installed) or one by one here.")] = None,
+    address: Annotated[str | None, typer.Option(help="A Ray cluster to run on (ray.init's address, e.g. HEAD:6379 "
+                                                     "or auto); default: a local Ray started here.")] = None,
+    workers: Annotated[int | None, typer.Option(help="CPUs of the local Ray, one combination each (default: "
+                                                     "this machine's).")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder: one subfolder per combination, sweep.json, "
+                                           "report.html.")] = Path("edgeopt-out/sweep"),
+    debug: DebugOpt = False,
+) -> None:
+    """Deploy MODEL for every device x precision x recipe (on Ray when installed) and compare the results."""
+    from edgeopt.device_profiles import list_profiles
+    from edgeopt.pipeline.report.sweep import render_sweep
+    from edgeopt.workflows.sweep import sweep as run_sweep
+
+    def names(text: str) -> list[str]:
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    def work() -> Any:
+        with ConsoleProgress(err_console, "sweep") as progress:
+            return run_sweep(model, names(devices) if devices is not None else list_profiles(), names(precisions),
+                             names(recipes), out=out, data=data, calib=calib,
+                             input_shape=_parse_input_shapes(input_shape or []), calib_size=calib_size,
+                             max_drop=max_drop, recipe_samples=recipe_samples, use_ray=ray, address=address,
+                             workers=workers, progress=progress)
+
+    result = _guard(debug, work)
+    render_sweep(result.report, console)
+    failures = [r for r in result.rows if r["status"] != "ok"]
+    if len(failures) == len(result.rows):
+        raise typer.Exit(failures[0]["exit_code"])

@@ -207,6 +207,7 @@ OPS: Mapping[str, OpKind] = MappingProxyType({
     "BROADCAST_TO": _kind(_INT8_FLOAT, "", "x, shape (int32 [rank]) (numpy broadcasting; copies values)"),
     "SELECT_V2": _kind("float32", "", "condition bool, x, y float32 (numpy broadcasting)"),
     "SPACE_TO_DEPTH": _kind(_INT8_FLOAT, "", "x[N,H,W,C]", "block_size"),
+    "MINIMUM": _kind(_INT8_FLOAT, "", "a, b (numpy broadcasting; int8: a, b and the output share one encoding)"),
     "EQUAL": _kind("int8", "", "a, b int32/bool (numpy broadcasting) -> bool (masks such as ids == 0)"),
 })
 """Every op kind a program may hold, by TFLite builtin name: the closed table the registries are checked against."""

@@ -43,6 +43,10 @@ class ParamQuantizer(Section):
     is_symmetric: bool | None = None
     bitwidth: Literal[4, 8, 16, 32] | None = None
     """Storage width; AIMET leaves it to the kernel, TFLite fixes biases at 32."""
+    device_is_symmetric: bool | None = None
+    """The device's own weight symmetry where a TFLite program cannot follow it (SNPE's DSP: asymmetric,
+    ``false``): the program carries ``is_symmetric``'s weights, and the report states both schemes and
+    what the difference costs in weight SQNR (``pipeline.quantize.weight_scheme``)."""
 
 
 class Defaults(Section):

@@ -49,6 +49,7 @@ from edgeopt.pipeline.quantize.profile_rules import (
 )
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
+from edgeopt.pipeline.quantize.weight_range import mse_weight_scale
 from edgeopt.qprogram import Placement, QProgram
 
 
@@ -75,6 +76,8 @@ class Target:
             ``supported_kernels`` entry).
         precision_overrides: node name or ONNX op type → ``"int8"``/``"int16"``/``"float"``, on top.
         range_method: activation range setting, one of ``quantize.range_setting.RANGE_METHODS``.
+        weight_range_method: ``"minmax"`` or ``"mse"`` (``quantize.weight_range``: the per-tensor weight
+            scale of least squared error; per-channel weights keep min/max).
     """
 
     profile: DeviceProfile
@@ -82,6 +85,7 @@ class Target:
     precision: Precision | None = None
     precision_overrides: Mapping[str, ActivationDtype] = field(default_factory=dict)
     range_method: str = "minmax"
+    weight_range_method: str = "minmax"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision_overrides", MappingProxyType(dict(self.precision_overrides)))
@@ -170,6 +174,8 @@ class Target:
         per_channel = self.rules.per_channel(node.op)
         if not per_channel:
             w_q = per_tensor_weight(node.op, weight, w_q)
+            if self.weight_range_method == "mse":
+                w_q = mse_weight_scale(weight, w_q, *self.weight_range)
         if input_q is None or bias is None:
             return w_q
         return weight_qparams_for_bias(w_q, input_q, bias, one_scale=not per_channel)

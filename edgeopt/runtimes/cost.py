@@ -141,6 +141,7 @@ def elementwise_multiply_macs(op: QOp, program: QProgram) -> int:
     "SELECT_V2",
     "SPACE_TO_DEPTH",
     "EQUAL",
+    "MINIMUM",
 )
 def no_macs(op: QOp, program: QProgram) -> int:
     """Elementwise, pooling and data-movement ops (GATHER's table lookups, CAST's conversions too): no MACs;

@@ -4,7 +4,10 @@ Hinton et al. 2015, "Distilling the knowledge in a neural network": the student 
 reproduce the teacher's (uncompressed) outputs on unlabelled inputs, here by the mean squared error of
 the logits (equivalent to distillation at a high temperature), with Adam and a cosine learning rate.
 Only the weights and biases of Conv, Gemm and MatMul nodes train; both graphs run as torch modules
-built from the IR's own ops (``edgeopt.torch.ops``). Batch norms are folded into their convs first
+built from the IR's own ops (``edgeopt.torch.ops``). With ``augment``, every batch is seen through a random
+horizontal flip and a random translation of up to an eighth of its height and width (zero fill), and
+the teacher's targets are computed on that same view, so a few hundred calibration images give many
+distinct training inputs (the usual CIFAR/ImageNet augmentations, which need no labels). Batch norms are folded into their convs first
 (``fold_batch_norm``, exact), so there are no running statistics left to re-estimate: the folded
 biases train instead. The result is a Graph with the same nodes and new weight values.
 """
@@ -68,8 +71,21 @@ class FloatGraphModule(nn.Module):
         return self.graph.replace(initializers=inits)
 
 
+def augmented(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``x`` (N, C, H, W) with each sample flipped left-right with probability 1/2 and shifted by up to
+    H/8 rows and W/8 columns (zero fill), the flips and shifts drawn from ``generator``."""
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    ph, pw = max(1, h // 8), max(1, w // 8)
+    padded = torch.nn.functional.pad(x, (pw, pw, ph, ph))
+    dy = torch.randint(0, 2 * ph + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pw + 1, (n,), generator=generator)
+    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
 def distill(student: Graph, teacher: Graph, x: np.ndarray, *, epochs: int = 5, batch: int = 64,
-            lr: float = 1e-4, progress: Callable[[str], None] | None = None) -> Graph:
+            lr: float = 1e-4, augment: bool = False, progress: Callable[[str], None] | None = None) -> Graph:
     """Fine-tune ``student`` to reproduce ``teacher``'s first output on the unlabelled inputs ``x``.
 
     Args:
@@ -79,13 +95,17 @@ def distill(student: Graph, teacher: Graph, x: np.ndarray, *, epochs: int = 5, b
         epochs: passes over ``x``.
         batch: samples per step.
         lr: Adam's initial learning rate (cosine-annealed to 0).
+        augment: train on randomly flipped and shifted views of ``x`` (``augmented``); needs NCHW images.
         progress: told the epoch and the loss after each epoch.
     """
     torch.manual_seed(0)
     model, reference = FloatGraphModule(fold_batch_norm(student)), FloatGraphModule(fold_batch_norm(teacher)).eval()
     data = torch.from_numpy(np.ascontiguousarray(x, np.float32))
-    with torch.no_grad():
-        targets = torch.cat([reference(data[i:i + batch]) for i in range(0, len(data), batch)])
+    generator = torch.Generator().manual_seed(0)
+    targets = None
+    if not augment:
+        with torch.no_grad():
+            targets = torch.cat([reference(data[i:i + batch]) for i in range(0, len(data), batch)])
     steps = epochs * math.ceil(len(data) / batch)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
@@ -95,7 +115,13 @@ def distill(student: Graph, teacher: Graph, x: np.ndarray, *, epochs: int = 5, b
         total = 0.0
         for i in range(0, len(data), batch):
             idx = order[i:i + batch]
-            loss = torch.mean((model(data[idx]) - targets[idx]) ** 2)
+            if targets is None:
+                inputs = augmented(data[idx], generator)
+                with torch.no_grad():
+                    wanted = reference(inputs)
+            else:
+                inputs, wanted = data[idx], targets[idx]
+            loss = torch.mean((model(inputs) - wanted) ** 2)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -104,6 +104,14 @@ def mul(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Ten
     return x[0] * x[1]
 
 
+@_op("Min")
+def minimum(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
+    out = x[0]
+    for other in x[1:]:
+        out = torch.minimum(out, other)
+    return out
+
+
 @_op("Relu")
 def relu(node: Node, x: Sequence[torch.Tensor | None], graph: Graph) -> torch.Tensor:
     return torch.relu(x[0])

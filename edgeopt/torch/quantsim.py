@@ -63,7 +63,13 @@ from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import DEFAULT_PASSES, optimize
 from edgeopt.pipeline.quantize.encodings import bias_qparams, weight_qparams
 from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
-from edgeopt.pipeline.quantize.spec import CONSTANT_OPERAND_OPS, FIXED_OUTPUT, SHARED_SCALE_OPS, WEIGHTED_OPS
+from edgeopt.pipeline.quantize.spec import (
+    CONSTANT_OPERAND_OPS,
+    FIXED_OUTPUT,
+    SHARED_OPERAND_OPS,
+    SHARED_SCALE_OPS,
+    WEIGHTED_OPS,
+)
 from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
 from edgeopt.torch.integer import INTEGER_OPS
@@ -253,7 +259,7 @@ class QuantSimModule(nn.Module):
             return fake_quant_bias(value, self.activation_scale(node.inputs[0]),
                                    self.weight_q[self.keys[node.inputs[1]]].current_scale(w),
                                    "int32" if q is None else q.dtype)
-        if node.op in CONSTANT_OPERAND_OPS:
+        if node.op in CONSTANT_OPERAND_OPS or node.op in SHARED_OPERAND_OPS:
             q = self.encodings[name]
             # np.asarray: numpy returns a scalar, not an array, for a rank-0 constant
             return torch.from_numpy(np.asarray(q.dequantize(q.quantize(value.detach().cpu().numpy())))).to(value.device)

@@ -76,6 +76,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
              calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
              finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
+             finetune_augment: bool = False, channel_multiple: int | None = None,
              progress: Callable[[str], None] | None = None,
              preprocess: str | Path | Mapping[str, Any] | None = None) -> CompressResult:
     """Compress ``model`` to ``target_macs`` (a fraction of its MACs), or to ``target_latency`` (a fraction
@@ -92,6 +93,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         ratios: candidate fractions of a layer's MACs to keep.
         finetune_epochs: epochs of label-free distillation from the uncompressed model (0: none), on the
             first ``finetune_size`` samples of the calibration file (or of ``data``).
+        finetune_augment: distil on random flips and shifts of those samples (NCHW images).
+        channel_multiple: kept channel counts and SVD ranks are multiples of it (a kernel's channel
+            block); None: ``device``'s int8 ``channel_granularity`` when a device is given, else 1.
         progress: called with the name of each stage as it starts; if it also has ``count(task, done,
             total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
         preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
@@ -102,13 +106,15 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     """
     with reporting(progress):
         return _compress(model, target_macs, out, target_latency, device, methods, data, calib, calib_size,
-                         eval_size, ratios, input_shape, finetune_epochs, finetune_size, progress, preprocess)
+                         eval_size, ratios, input_shape, finetune_epochs, finetune_size, finetune_augment,
+                         channel_multiple, progress, preprocess)
 
 
 def _compress(model: str | None, target_macs: float | None, out: str | Path, target_latency: float | None,
               device: str | None, methods: Sequence[str], data: str | Path | None, calib: str | Path | None,
               calib_size: int, eval_size: int, ratios: Sequence[float], input_shape: tuple[int, ...] | None,
-              finetune_epochs: int, finetune_size: int, progress: Callable[[str], None] | None,
+              finetune_epochs: int, finetune_size: int, finetune_augment: bool, channel_multiple: int | None,
+              progress: Callable[[str], None] | None,
               preprocess: str | Path | Mapping[str, Any] | None) -> CompressResult:
     if (target_macs is None) == (target_latency is None):
         raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
@@ -134,17 +140,20 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     pool = _calibration(given.get(str(calib)), loaded, x, max(calib_size, finetune_size if finetune_epochs else 0))
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
-    price = None
-    if target_latency is not None:
-        price = latency_pricer(Target(load_profile(device)), calib_x)
-    key = _key(graph, [*methods, f"device={device if price else ''}"], ratios, calib_x, eval_x, eval_y)
+    profile = load_profile(device) if device is not None else None
+    multiple = channel_multiple or 1
+    if channel_multiple is None and profile is not None:
+        multiple = (profile.performance.channel_granularity or {}).get("int8", 1)
+    price = latency_pricer(Target(profile), calib_x) if target_latency is not None else None
+    key = _key(graph, [*methods, f"device={device if price else ''}", f"multiple={multiple}"], ratios,
+               calib_x, eval_x, eval_y)
     table, cached = _cached_table(out / TABLE_FILE, key)
     if table is None:
         say("scoring layers")
-        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price,
+        table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price, multiple=multiple,
                             progress=lambda i, n: report_count("scoring (layer, method, ratio) candidates", i, n))
     say("applying the chosen ratios")
-    compressed, choices = compress_to_target(graph, table, target, calib_x, price=price)
+    compressed, choices = compress_to_target(graph, table, target, calib_x, price=price, multiple=multiple)
     rows = _rows(graph, compressed, choices, table)
     base_logits = outputs(graph, eval_x)
     final = score(outputs(compressed, eval_x), base_logits, eval_y)
@@ -152,17 +161,18 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     if finetune_epochs > 0:
         from edgeopt.torch.distill import distill
 
-        compressed = distill(compressed, graph, pool[:finetune_size], epochs=finetune_epochs, progress=say)
+        compressed = distill(compressed, graph, pool[:finetune_size], epochs=finetune_epochs,
+                             augment=finetune_augment, progress=say)
         finetuned = score(outputs(compressed, eval_x), base_logits, eval_y)
     report = {
         "model": loaded.name, "target_macs": target_macs, "target_latency": target_latency, "device": device,
-        "methods": list(methods), "ratios": list(ratios),
+        "methods": list(methods), "ratios": list(ratios), "channel_multiple": multiple,
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
         "eval": {"n": len(eval_x), "labels": eval_y is not None, "base": asdict(table.base),
                  "compressed": asdict(final), "finetuned": None if finetuned is None else asdict(finetuned)},
-        "finetune": {"epochs": finetune_epochs,
+        "finetune": {"epochs": finetune_epochs, "augment": finetune_augment,
                      "samples": int(min(finetune_size, len(pool))) if finetune_epochs else 0},
         "calibration_samples": len(calib_x),
         "layers": [asdict(r) for r in rows], "skipped": table.skipped, "score_table": table.to_json(),

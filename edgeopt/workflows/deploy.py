@@ -41,6 +41,7 @@ from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
 from edgeopt.pipeline.quantize.range_setting import RANGE_METHODS
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitive_data, sensitivity_of
+from edgeopt.pipeline.quantize.weight_scheme import weight_scheme
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
 from edgeopt.pipeline.report.collapse import collapse_warning
 from edgeopt.pipeline.report.equalization import equalization_section
@@ -101,8 +102,12 @@ class DeployOptions:
             ``supported_kernels`` must allow it (``quantize.profile_checks``).
         max_drop: run the automatic recipe (``workflows.recipe``) until int8 accuracy on ``data`` is
             within this many points of fp32 (``range_method`` is then the recipe's choice).
-        recipe_samples: the recipe scores each step on this many samples of ``data`` (0: all) and confirms
-            a step within budget on all of them.
+        recipe_samples: the recipe scores each step on this many samples of its tuning split (0: all) and
+            confirms a step within budget (or within the screen's sampling error of it) on all of them.
+        tune_data: .npz (``x``, optionally ``y``) the recipe selects its steps on; all of ``data`` is then
+            held out. Without it the recipe selects on the first half of ``data`` (``TUNE_FRACTION``) and
+            the report gives the chosen program's accuracy on the second half (``recipe_budget.held_out``)
+            beside the accuracy on all of ``data``.
         sensitivity: also measure each layer's quantization alone (``pipeline.quantize.sensitivity``) on the
             first samples of ``data`` (or of the calibration set): report's ``sensitivity``,
             ``sensitivity.svg``; when the recipe reached mixed precision, its own measurement (of the step
@@ -126,6 +131,7 @@ class DeployOptions:
     weight_bits: int = 8
     max_drop: float | None = None
     recipe_samples: int = SCREEN_SAMPLES
+    tune_data: str | Path | None = None
     sensitivity: bool = False
     measure: MeasureOptions = field(default_factory=MeasureOptions)
 
@@ -201,7 +207,7 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     if options.out is not None:
         check_output_dir(options.out, ARTIFACTS.values())
     # The data sources' format (and an .npz's values) are checked before the model is loaded (shapes need it).
-    given = open_sources([options.data, options.calib], options.preprocess)
+    given = open_sources([options.data, options.calib, options.tune_data], options.preprocess)
     preflight(where, benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
     step("load")
     loaded = _load(model, options.input_shape)
@@ -225,7 +231,11 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     else:
         calib_x, calib_source = _calibration_set(loaded, given.get(str(options.calib)), x, options.calib_size)
         if options.max_drop is not None:
-            recipe = _automatic_recipe(graph, calib_x, x, y, target, resolved, options.max_drop,
+            tune = None
+            if options.tune_data is not None:
+                tune = loaded.read_data(given[str(options.tune_data)])
+                check_labels(options.tune_data, tune[1], int(np.prod(loaded.graph.outputs[0].shape[1:])))
+            recipe = _automatic_recipe(graph, calib_x, x, y, tune, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
             qgraph = recipe.qgraph
         else:
@@ -248,7 +258,7 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         step("sensitivity")
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
     step("emulate")
-    int8_out = recipe.int8_out if recipe is not None else None  # the recipe ran this very program on x
+    int8_out = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
     if data is not None and recipe is None:
         accuracy = score(loaded.graph, shipped.program, loaded.data_batches(data),
                          check=lambda labels: check_labels(options.data, labels, classes))
@@ -314,9 +324,15 @@ def _load(model: ModelSpec, input_shape: InputShape | None) -> LoadedModel:
     return load(model, input_shape)
 
 
+TUNE_FRACTION = 0.5
+"""Without ``--tune-data``, the recipe selects on this leading fraction of ``--data`` and the rest is held out."""
+
+
 def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y: np.ndarray | None,
-                      target: Target, resolved: ResolvedPlan, max_drop: float, screen: int,
-                      step: Progress) -> RecipeResult:
+                      tune: tuple[np.ndarray, np.ndarray | None] | None, target: Target, resolved: ResolvedPlan,
+                      max_drop: float, screen: int, step: Progress) -> RecipeResult:
+    """The recipe, selecting on ``tune`` (``--tune-data``) with all of ``x`` held out, or on the first
+    ``TUNE_FRACTION`` of ``x`` with the rest held out (all of it when ``x`` has a single sample)."""
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
     tried = itertools.count(1)  # the recipe stops at the first step within budget: no total to show
@@ -324,8 +340,32 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
     def numbered(stage: str) -> None:
         step(f"recipe step {next(tried)}: {stage.removeprefix('recipe: ')}")
 
-    return run_recipe(graph, calib_x, x, y, target=target, max_drop=max_drop, base_plan=resolved.plan,
-                      screen_samples=screen, progress=numbered)
+    if tune is not None:
+        tune_x, tune_y = tune
+        holdout, tuned_on, held = (x, y), f"all {len(tune_x)} --tune-data samples", f"all {len(x)} --data samples"
+    elif len(x) > 1:
+        n = max(1, int(len(x) * TUNE_FRACTION))
+        tune_x, tune_y = x[:n], None if y is None else y[:n]
+        holdout = (x[n:], None if y is None else y[n:])
+        tuned_on, held = f"the first {n} of {len(x)} --data samples", f"the last {len(x) - n} --data samples"
+    else:
+        tune_x, tune_y, holdout = x, y, None
+        tuned_on, held = f"all {len(x)} --data samples (too few to hold any out)", ""
+    return run_recipe(graph, calib_x, tune_x, tune_y, target=target, max_drop=max_drop, base_plan=resolved.plan,
+                      screen_samples=screen, holdout=holdout, tuned_on=tuned_on, holdout_source=held,
+                      progress=numbered)
+
+
+def _recipe_outputs(recipe: RecipeResult | None, tuned_elsewhere: bool) -> np.ndarray | None:
+    """The chosen program's outputs on all of ``--data`` as the recipe computed them: the held-out part
+    (everything, with ``--tune-data``), after the tuning part (without)."""
+    if recipe is None:
+        return None
+    if recipe.held_out is None:
+        return recipe.int8_out
+    if tuned_elsewhere:
+        return recipe.held_out.int8_out
+    return np.concatenate([recipe.int8_out, recipe.held_out.int8_out])
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,
@@ -344,9 +384,11 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
     source = precision_source(GIVEN_IN_MEMORY if given else resolved.source, target.precision_overrides,
                               recipe.config.promoted if recipe is not None else (),
                               set(float_nodes(shipped.program)) - planned_float)
-    return precision_summary(shipped.program, target.precision or f"w{default.param}a{default.activation}",
-                             resolved.fallbacks, source,
-                             [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
+    summary = precision_summary(shipped.program, target.precision or f"w{default.param}a{default.activation}",
+                                resolved.fallbacks, source,
+                                [*symmetric_exceptions(shipped.qgraph, target.rules), *shipped.unfused])
+    weights = weight_scheme(shipped.qgraph, target.rules)  # the device's weight grid is not the shipped one
+    return summary if weights is None else {**summary, "weights": weights}
 
 
 def _calibration_set(loaded: LoadedModel, calib: DataSource | None, x: np.ndarray | None,

@@ -14,7 +14,8 @@ from edgeopt.cli import app
 from edgeopt.device_profiles import list_profiles, load_profile
 from edgeopt.errors import ProfileError
 
-SHIPPED = ("arm-cortex-a78-xnnpack", "arm-ethos-u55-vela", "google-coral-edgetpu", "host", "snapdragon-8-gen-2-htp")
+SHIPPED = ("arm-cortex-a78-xnnpack", "arm-ethos-u55-vela", "google-coral-edgetpu", "host", "snapdragon-845-hexagon-dsp",
+           "snapdragon-8-gen-2-htp")
 # A float literal (1.0, 2e9, 3.2e-12): every such value in a shipped profile is a measured or sourced number.
 FLOAT = re.compile(r"\d\.\d|\d[eE][-+]?\d")
 

@@ -15,7 +15,14 @@ from edgeopt.api import compress  # the public API, as users call it
 from edgeopt.cli import app
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.compress.layers import graph_macs
-from edgeopt.pipeline.compress.ratio_selection import METHODS, choose, score_table
+from edgeopt.pipeline.compress.ratio_selection import (
+    METHODS,
+    Choice,
+    choose,
+    compress_to_target,
+    kept_count,
+    score_table,
+)
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import quantize_input
 from edgeopt.pipeline.frontend.load import load
@@ -142,3 +149,21 @@ def test_latency_target_needs_a_device(files: Path) -> None:
     result = CliRunner().invoke(app, ["compress", str(files / "model.onnx"), "--target-latency", "0.5",
                                       "--calib", str(files / "calib.npz"), "--out", str(files / "e2")])
     assert_one_line_error(result, 5, "needs --device")
+
+
+def test_candidates_respect_the_channel_multiple() -> None:
+    graph, x = tiny_resnet_graph(), data(16)
+    t = score_table(graph, METHODS, (0.2, 0.3, 0.5, 0.6, 0.75), x, x, multiple=4)
+    assert t.entries
+    for e in t.entries:
+        count = kept_count(graph, Choice(e.layer, e.method, e.ratio), 4)
+        assert count % 4 == 0, (e, count)
+    counts = [(e.layer, e.method, kept_count(graph, Choice(e.layer, e.method, e.ratio), 4)) for e in t.entries]
+    assert len(counts) == len(set(counts))  # ratios giving the same count are scored once
+    compressed, choices = compress_to_target(graph, t, 0.6, x, multiple=4)
+    widths = {n.name: compressed.shape(n.inputs[1]) for n in compressed.nodes if n.op == "Conv"}
+    assert choices
+    for c in choices:  # a pruned layer's input channels, an SVD's rank: multiples of 4
+        width = widths[c.layer][1] if c.method == "prune" else widths[f"{c.layer}.svd0"][0]
+        assert width % 4 == 0, (c, width)
+    assert abs(graph_macs(compressed) / graph_macs(graph) - 0.6) <= 0.02  # whole blocks: within 2 %, either side

@@ -19,7 +19,7 @@ from tests.builders.onnx_models import conv_bn_relu6
 from tests.builders.target import spec_target
 
 ALL_STEPS = ["min/max", "+ CLE", "+ bias correction", "ranges: percentile", "ranges: mse", "ranges: sqnr",
-             "+ AdaRound"]
+             "+ AdaRound", "+ fine-tuning"]
 
 
 def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> None:
@@ -39,8 +39,30 @@ def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> Non
     assert report["recipe_budget"]["latency_ms"] == report["recipe"][0]["latency_ms"]
     assert "recipe_mixed_precision" not in report
     assert report["recipe_budget"]["met"] and report["recipe_budget"]["chosen"] == "min/max"
-    assert report["accuracy"]["int8"] == pytest.approx(report["recipe"][0]["int8"])  # the recipe's own run
-    assert "automatic recipe" in result.output
+    # Selected on the first half of --data; the second half is held out; all of --data is both halves.
+    budget = report["recipe_budget"]
+    assert budget["tuned_on"] == "the first 16 of 32 --data samples"
+    assert budget["held_out"]["source"] == "the last 16 --data samples" and budget["held_out"]["samples"] == 16
+    both = (report["recipe"][0]["int8"] + budget["held_out"]["int8"]) / 2
+    assert report["accuracy"]["int8"] == pytest.approx(both)  # the recipe's own runs
+    assert "automatic recipe" in result.output and "not selected on" in result.output
+
+
+def test_tune_data_holds_out_all_of_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    model = tmp_path / "small.onnx"
+    model.write_bytes(conv_bn_relu6(rng).SerializeToString())
+    np.savez(tmp_path / "data.npz", x=rng.normal(size=(24, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 10, 24))
+    np.savez(tmp_path / "tune.npz", x=rng.normal(size=(8, 3, 8, 8)).astype(np.float32), y=rng.integers(0, 10, 8))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["deploy", str(model), "--data", str(tmp_path / "data.npz"), "--tune-data",
+                                      str(tmp_path / "tune.npz"), "--out", str(out), "--max-drop", "100"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    budget = report["recipe_budget"]
+    assert budget["tuned_on"] == "all 8 --tune-data samples" and budget["held_out"]["samples"] == 24
+    assert report["accuracy"]["int8"] == pytest.approx(budget["held_out"]["int8"])
 
 
 def test_impossible_budget_tries_every_step_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,6 +9,11 @@
    taken until the budget is met; the last move's ratio is then interpolated so the model lands on the
    budget rather than below it.
 3. **Application**: prunings first (each re-fit against the uncompressed model), then decompositions.
+
+With ``multiple`` > 1 (a kernel's channel block, e.g. 16 for XNNPACK's int8 output-channel tiles on
+this host), every count that compression decides (a pruned layer's kept input channels, an SVD's rank)
+is rounded to a multiple of it: 16 channels pruned to 11 run as slowly as 16, so the table offers only
+counts that can save time, and candidate ratios giving the same count are scored once.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from edgeopt.pipeline.compress.channel_groups import TiedChannels, channels
 from edgeopt.pipeline.compress.channel_pruning import (input_channel_drops, prune_input_channels, prune_reason,
                                                       tied_layers)
 from edgeopt.pipeline.compress.layers import graph_macs, node_by_name, node_macs, outputs
-from edgeopt.pipeline.compress.svd import decompose, rank_for_ratio, svd_kind
+from edgeopt.pipeline.compress.svd import decompose, full_rank, rank_for_ratio, svd_kind
 
 log = logging.getLogger(__name__)
 
@@ -101,21 +106,37 @@ def score(logits: np.ndarray, base_logits: np.ndarray, labels: np.ndarray | None
     return Score(min(sqnr, 200.0), agreement, top1)
 
 
-def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: Graph | None = None
-                   ) -> tuple[Graph, tuple[str, ...]]:
+def rounded_count(count: float, multiple: int, limit: int) -> int:
+    """``count`` rounded to the nearest multiple of ``multiple`` (at least one multiple, at most ``limit``;
+    ``limit`` itself when it is below ``multiple``)."""
+    return min(limit, max(multiple, round(count / multiple) * multiple))
+
+
+def kept_count(graph: Graph, choice: Choice, multiple: int = 1, reference: Graph | None = None) -> int:
+    """The channel count ``choice`` keeps: its SVD rank, or a pruning's input channels (counted on
+    ``reference``, the uncompressed model, when given), a multiple of ``multiple``."""
+    node = node_by_name(graph, choice.layer)
+    if choice.method == "svd":
+        rank = rank_for_ratio(graph, node, choice.ratio, node_macs(graph, node))
+        return rounded_count(rank, multiple, full_rank(graph, node))
+    c = channels(graph, node.inputs[0])
+    original = channels(reference, node.inputs[0]) if reference is not None else c
+    return min(c, rounded_count(choice.ratio * original, multiple, original))
+
+
+def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: Graph | None = None,
+                   multiple: int = 1) -> tuple[Graph, tuple[str, ...]]:
     """``graph`` with one layer compressed as ``choice`` says (pruning re-fits on ``calib``), and the other
-    layers whose input channels that pruning also cut.
+    layers whose input channels that pruning also cut. Kept counts are multiples of ``multiple``.
 
     Raises:
         TiedChannels: pruning that layer's input channels is impossible.
         ValueError: the layer cannot be decomposed.
     """
     node = node_by_name(graph, choice.layer)
+    keep = kept_count(graph, choice, multiple, reference)
     if choice.method == "svd":
-        return decompose(graph, node.name, rank_for_ratio(graph, node, choice.ratio, node_macs(graph, node))), ()
-    c = channels(graph, node.inputs[0])
-    original = channels(reference, node.inputs[0]) if reference is not None else c
-    keep = min(c, max(1, round(choice.ratio * original)))
+        return decompose(graph, node.name, keep), ()
     drops = input_channel_drops(graph, node.name, keep, calib)
     return (prune_input_channels(graph, node.name, keep, calib, reference, drops=drops),
             tied_layers(graph, node.name, drops))
@@ -124,7 +145,7 @@ def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: G
 def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], calib: np.ndarray,
                 x: np.ndarray, labels: np.ndarray | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                price: Callable[[Graph], float] | None = None) -> ScoreTable:
+                price: Callable[[Graph], float] | None = None, multiple: int = 1) -> ScoreTable:
     """Score every compressible layer of ``graph`` alone, by each method, at each ratio.
 
     Args:
@@ -135,6 +156,8 @@ def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], c
         x: evaluation inputs; ``labels`` their classes, when known.
         progress: called with (done, total) after each candidate.
         price: a model's latency (e.g. ``latency.latency_pricer``); each entry is priced with it too.
+        multiple: kept channel counts and ranks are multiples of it; ratios giving the same count are
+            scored once (the first).
     """
     base_logits = outputs(graph, x)
     table = ScoreTable(graph_macs(graph), score(base_logits, base_logits, labels),
@@ -145,14 +168,15 @@ def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], c
         for method in methods:
             reason = _reason(graph, node, method)
             if reason is None:
-                jobs += [Choice(node.name, method, r) for r in ratios]
+                counts = {kept_count(graph, Choice(node.name, method, r), multiple): r for r in reversed(ratios)}
+                jobs += [Choice(node.name, method, r) for r in ratios if r in counts.values()]
             else:
                 reasons.append(f"{method}: {reason}")
         if reasons and node_macs(graph, node) and not any(j.layer == node.name for j in jobs):
             table.skipped[node.name] = "; ".join(reasons)
     for i, job in enumerate(jobs):
         try:
-            compressed, tied = compress_layer(graph, job, calib)
+            compressed, tied = compress_layer(graph, job, calib, multiple=multiple)
         except TiedChannels as exc:
             table.skipped.setdefault(job.layer, f"{job.method}: {exc}")
             continue
@@ -226,18 +250,33 @@ def choose(table: ScoreTable, target_cost: float, priced: bool = False) -> list[
     return list(choices.values())
 
 
-def apply(graph: Graph, choices: Sequence[Choice], calib: np.ndarray) -> Graph:
-    """``graph`` with every choice applied: prunings in graph order (re-fit against ``graph``), then SVDs."""
+def apply(graph: Graph, choices: Sequence[Choice], calib: np.ndarray, multiple: int = 1,
+          memo: dict[tuple, Graph] | None = None) -> Graph:
+    """``graph`` with every choice applied: prunings in graph order (re-fit against ``graph``), then SVDs;
+    kept counts are multiples of ``multiple``.
+
+    ``memo`` (kept across calls on the same graph and data) holds the model after each prefix of the
+    ordered choices, keyed by the layers, methods and kept counts: successive rounds of
+    ``compress_to_target`` that differ late in the order redo only the steps after the difference.
+    """
     order = {n.name: i for i, n in enumerate(graph.nodes)}
     compressed = graph
+    key: tuple = ()
     for c in sorted(choices, key=lambda c: (c.method != "prune", order[c.layer])):
-        compressed, _ = compress_layer(compressed, c, calib, reference=graph)
+        key += ((c.layer, c.method, kept_count(compressed, c, multiple, reference=graph)),)
+        if memo is not None and key in memo:
+            compressed = memo[key]
+            continue
+        compressed, _ = compress_layer(compressed, c, calib, reference=graph, multiple=multiple)
+        if memo is not None:
+            memo[key] = compressed
     return compressed
 
 
 def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np.ndarray,
                        rounds: int = 6, tolerance: float = 0.02,
-                       price: Callable[[Graph], float] | None = None) -> tuple[Graph, list[Choice]]:
+                       price: Callable[[Graph], float] | None = None, multiple: int = 1
+                       ) -> tuple[Graph, list[Choice]]:
     """Choose and apply ratios so the model keeps ``target`` (a fraction) of its MACs, or of its latency
     when ``price`` (the pricer the table was priced with) is given.
 
@@ -248,6 +287,8 @@ def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np
     on a narrow residual stream can be several percent of the MACs; when no round lands in that window,
     the closest result over the target is topped up by decomposing one more layer (SVD moves in single
     ranks) just enough. The closest result not over the target is kept (the closest over it when none is).
+    ``multiple``: as for ``score_table`` (the table should have been scored with the same); counts then
+    move in whole blocks and the window may not be reached.
     """
     priced = price is not None
     measure = price or graph_macs
@@ -256,9 +297,10 @@ def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np
     want = base - goal
     ask = want
     results: list[tuple[float, Graph, list[Choice]]] = []
+    memo: dict[tuple, Graph] = {}
     for _ in range(rounds):
         choices = choose(table, base - ask, priced)
-        compressed = apply(graph, choices, calib)
+        compressed = apply(graph, choices, calib, multiple, memo)
         cost = measure(compressed)
         results.append((cost, compressed, choices))
         log.info("target %.4g, asked %.4g: %.4g", goal, base - ask, cost)
@@ -273,7 +315,7 @@ def compress_to_target(graph: Graph, table: ScoreTable, target: float, calib: np
             cost, _, choices = min(over, key=lambda r: r[0])
             topped = _top_up(table, choices, cost - goal + tolerance * base / 2, priced)  # aim inside the window
             if topped is not None:
-                compressed = apply(graph, topped, calib)
+                compressed = apply(graph, topped, calib, multiple, memo)
                 results.append((measure(compressed), compressed, topped))
     under = [r for r in results if r[0] <= goal]
     _, compressed, choices = max(under, key=lambda r: r[0]) if under else min(results, key=lambda r: r[0])

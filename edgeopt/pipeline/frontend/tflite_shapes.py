@@ -186,7 +186,7 @@ def _batch_matmul(op: QOp, program: QProgram) -> Shape:
     return (*batch, rows, cols)
 
 
-@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "DIV")
+@OUTPUT_SHAPES.register("ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "DIV", "MINIMUM")
 def _broadcast(op: QOp, program: QProgram) -> Shape:
     return _broadcast_shapes(_shape(program, op, 0), _shape(program, op, 1))
 

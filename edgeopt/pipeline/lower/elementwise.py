@@ -1,5 +1,5 @@
 """Lowerings of the elementwise ops and activations: Add, Sub, Mul (numpy broadcasting, constant
-operands), Relu, Clip, HardSwish, HardSigmoid, Sigmoid, Tanh.
+operands), Min (of an activation and a constant), Relu, Clip, HardSwish, HardSigmoid, Sigmoid, Tanh.
 
 Broadcasting: ONNX aligns shapes to the right. A constant operand is aligned to the output's rank and,
 for a 4-D output, permuted to NHWC like the activations, so the TFLite kernels broadcast it the same
@@ -58,6 +58,22 @@ def lower_binary(node: Node, ctx: LowerContext) -> None:
     a, b = (_operand(node, ctx, t, out_rank) for t in node.inputs)
     y = ctx.activation(node.outputs[0], node)
     ctx.emit(BINARY_KINDS[node.op], [a, b], [y], node, fused_activation_function=fused_activation(node))
+
+
+@LOWERINGS.register("Min")
+def lower_min(node: Node, ctx: LowerContext) -> None:
+    """Min of an activation and a constant → MINIMUM (numpy broadcasting), the constant quantized on the
+    activation's encoding, which the output shares (``quantize.spec.SHARED_OPERAND_OPS``).
+
+    Raises:
+        UnsupportedOpError: not two inputs, input 0 a constant, or input 1 an activation.
+    """
+    if len(node.inputs) != 2 or ctx.is_const(node.inputs[0]) or not ctx.is_const(node.inputs[1]):
+        raise UnsupportedOpError("Min", node.name, "only the Min of an activation (input 0) and a constant "
+                                 "(input 1) is lowered; reorder the inputs or compute the minimum another way")
+    out_rank = len(ctx.src_shape(node.outputs[0]))
+    a, b = (_operand(node, ctx, t, out_rank) for t in node.inputs)
+    ctx.emit("MINIMUM", [a, b], [ctx.activation(node.outputs[0], node)], node)
 
 
 @LOWERINGS.register("Relu")

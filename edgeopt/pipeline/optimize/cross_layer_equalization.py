@@ -21,6 +21,12 @@ exact in general. Policies (``relu6=``):
   on that channel and ``clip(z, 0, 6 s)`` equals ``clip(z, 0, 6)`` for every ``s >= U_i / 6``, so ``s_i``
   is clamped to that bound; channels with ``U_i > 6`` (or unbounded input) keep ``s_i = 1``. Float
   outputs are preserved exactly (up to float rounding) for every input.
+* ``"clip"``: the ReLU6 of every pair becomes a ReLU followed by a per-channel ceiling, an ONNX ``Min``
+  with the constant ``6 / S_i`` (``S_i``: the product of the scales channel ``i`` was divided by), lowered
+  to TFLite's MINIMUM. Then ``W2 s * min(relu(z / s), 6 / s) = W2 relu6(z)``: exact for every input, and
+  channels are scaled as freely as across a ReLU. The price is one MINIMUM per scaled ReLU6 (an
+  elementwise op the cost model charges for its bytes), and the ReLU's output, which the MINIMUM reads,
+  is quantized over its unclipped range. A pair whose scales all stay 1 keeps its ReLU6.
 * ``"relu"`` (the paper's choice for MobileNetV2): ReLU6 becomes ReLU on the pairs that are scaled, then
   scaling is free. Outputs change wherever a pre-activation exceeded 6.
 * ``"skip"``: AIMET's current behaviour, no scaling across ReLU6.
@@ -41,11 +47,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeopt.ir import Graph, Node, weight_out_axis
+from edgeopt.ir import Graph, Node, TensorInfo, weight_out_axis
 from edgeopt.pipeline.optimize import PASSES
 
 ACTIVATIONS = (None, "Relu", "Relu6")
-RELU6_POLICIES = ("exact", "relu", "skip")
+RELU6_POLICIES = ("exact", "clip", "relu", "skip")
+RELU6_CEILING = 6.0
 HIGH_BIAS_SIGMAS = 3.0
 
 
@@ -119,6 +126,7 @@ class _Weights:
         self.beta: dict[str, np.ndarray] = {}
         self.gamma: dict[str, np.ndarray] = {}
         self.activation: dict[str, str | None] = {}
+        self.ceiling: dict[str, np.ndarray] = {}  # "clip": per-channel ceiling of a ReLU6 turned ReLU
 
     def load(self, name: str) -> None:
         if name in self.w:
@@ -142,6 +150,8 @@ class _Weights:
         if name in self.beta:
             self.beta[name] = self.beta[name] / s
             self.gamma[name] = self.gamma[name] / s
+        if name in self.ceiling:
+            self.ceiling[name] = self.ceiling[name] / s
 
     def scale_input(self, name: str, s: np.ndarray) -> None:
         node = self.nodes[name]
@@ -184,7 +194,8 @@ def cross_layer_equalization(graph: Graph, *, relu6: str = "exact", absorb_high_
 
     Args:
         graph: a float graph, batch norms folded and activations fused.
-        relu6: how to treat a ReLU6 between the two layers: "exact", "relu" or "skip" (module docstring).
+        relu6: how to treat a ReLU6 between the two layers: "exact", "clip", "relu" or "skip" (module
+            docstring).
         absorb_high_bias: move ``max(0, beta - 3 gamma)`` into the next layer where batch-norm
             statistics are recorded.
         tol: stop when every scale of an iteration is within ``tol`` of 1 (relative).
@@ -194,7 +205,7 @@ def cross_layer_equalization(graph: Graph, *, relu6: str = "exact", absorb_high_
         A new graph with new weight and bias initializers (``<node>.weight_cle`` / ``<node>.bias_cle``).
 
     Raises:
-        ValueError: ``relu6`` is not one of "exact", "relu", "skip".
+        ValueError: ``relu6`` is not one of "exact", "clip", "relu", "skip".
     """
     if relu6 not in RELU6_POLICIES:
         raise ValueError(f"relu6 must be one of {RELU6_POLICIES}, not {relu6!r}")
@@ -205,8 +216,10 @@ def cross_layer_equalization(graph: Graph, *, relu6: str = "exact", absorb_high_
     for first, second in pairs:
         weights.load(first.name)
         weights.load(second.name)
-        if relu6 == "relu" and weights.activation[first.name] == "Relu6":
+        if relu6 in ("relu", "clip") and weights.activation[first.name] == "Relu6":
             weights.activation[first.name] = "Relu"
+            if relu6 == "clip":
+                weights.ceiling[first.name] = np.full(weights.b[first.name].shape, RELU6_CEILING)
     for _ in range(max_iterations):
         worst = 0.0
         for first, second in pairs:
@@ -223,7 +236,8 @@ def cross_layer_equalization(graph: Graph, *, relu6: str = "exact", absorb_high_
 
 
 def _absorb_high_bias(weights: _Weights, first: Node, second: Node, graph: Graph) -> None:
-    if first.name not in weights.beta or weights.activation[first.name] not in (None, "Relu"):
+    if first.name not in weights.beta or weights.activation[first.name] not in (None, "Relu") \
+            or first.name in weights.ceiling:  # min(relu(z - c) + c, C) is not min(relu(z), C)
         return
     if any(second.attrs.get("pads", ())) or second.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return
@@ -244,12 +258,15 @@ def _absorb_high_bias(weights: _Weights, first: Node, second: Node, graph: Graph
 
 
 def _rebuild(graph: Graph, weights: _Weights) -> Graph:
-    inits = dict(graph.initializers)
+    inits, tensors = dict(graph.initializers), dict(graph.tensors)
     nodes = []
     for node in graph.nodes:
         if node.name not in weights.w:
             nodes.append(node)
             continue
+        ceiling = weights.ceiling.get(node.name)
+        if ceiling is not None and np.allclose(ceiling, RELU6_CEILING, rtol=1e-6):
+            weights.activation[node.name], ceiling = "Relu6", None  # never scaled: the ReLU6 stays
         w_name, b_name = f"{node.name}.weight_cle", f"{node.name}.bias_cle"
         inits[w_name] = weights.w[node.name].astype(np.float32)
         inits[b_name] = weights.b[node.name].astype(np.float32)
@@ -259,6 +276,17 @@ def _rebuild(graph: Graph, weights: _Weights) -> Graph:
                      "bn_gamma": tuple(map(float, weights.gamma[node.name]))}
         if weights.activation[node.name] is not None:
             attrs["fused_activation"] = weights.activation[node.name]
-        nodes.append(node.with_(inputs=(node.inputs[0], w_name, b_name), attrs=attrs))
-    return graph.replace(nodes=tuple(nodes), initializers=inits).without_unused_initializers()
+        if ceiling is None:
+            nodes.append(node.with_(inputs=(node.inputs[0], w_name, b_name), attrs=attrs))
+            continue
+        # "clip": relu(W1 x / s) then min with 6 / S per channel, written where the ReLU6 wrote.
+        out = node.outputs[0]
+        unclipped, c_name = f"{out}/unclipped", f"{node.name}.relu6_ceiling"
+        rank = len(graph.shape(out))
+        inits[c_name] = ceiling.astype(np.float32).reshape((1, -1) + (1,) * (rank - 2))
+        tensors[unclipped] = TensorInfo(unclipped, graph.shape(out))
+        nodes.append(node.with_(inputs=(node.inputs[0], w_name, b_name), outputs=(unclipped, *node.outputs[1:]),
+                                attrs=attrs))
+        nodes.append(Node("Min", f"{node.name}/relu6_ceiling", (unclipped, c_name), (out,)))
+    return graph.replace(nodes=tuple(nodes), initializers=inits, tensors=tensors).without_unused_initializers()
 

@@ -7,10 +7,18 @@ outputs (where it meets integer ops, at the island's QUANTIZE/DEQUANTIZE) and is
 and the QDQ writer leaves unquantized. Use it on ``apply_precision``'s result:
 ``keep_in_float(apply_precision(qgraph, stats, plan), plan)``. ``float_node_names`` says which nodes of a
 quantized graph run in float32 islands (read by the lowering and the QDQ writer).
+
+Refinements of the int8 graph change its float weights for int8's sake: bias correction subtracts the
+mean error of the int8 weights from each bias, AdaRound replaces each weight by its chosen grid values.
+A node sent to float after them must not keep that state (a float layer with a bias corrected for
+int8 weights it no longer has is off by that correction): ``with_float_weights`` gives the float nodes
+back the constant operands of the float graph the refinements started from.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.quantize.spec import TABLE_OPS
@@ -35,6 +43,51 @@ def keep_in_float(qgraph: QuantizedGraph, plan: Mapping[str, str] | Iterable[str
     if names <= qgraph.float_nodes:
         return qgraph
     return QuantizedGraph(qgraph.graph, qgraph.encodings, qgraph.float_nodes | names)
+
+
+def with_float_weights(qgraph: QuantizedGraph, graph: Graph) -> QuantizedGraph:
+    """``qgraph`` with each of its float nodes reading the constant operands (weights, biases) that the
+    node of the same name has in ``graph``, the float graph before any int8-only refinement.
+
+    Args:
+        qgraph: a quantized graph whose ``float_nodes`` are set (``keep_in_float``), possibly bias-corrected
+            or AdaRounded.
+        graph: the float graph ``qgraph`` was quantized from (after the float passes such as equalization,
+            which keep the float function).
+
+    Returns:
+        ``qgraph`` itself when no float node's constants differ; else a copy whose float nodes read the
+        float graph's constants (added to its initializers; the int8-refined ones they replace are dropped
+        where nothing else reads them).
+    """
+    originals = {n.name: n for n in graph.nodes}
+    g = qgraph.graph
+    inits, enc, nodes, changed = dict(g.initializers), dict(qgraph.encodings), [], False
+    for node in g.nodes:
+        original = originals.get(node.name)
+        if node.name not in qgraph.float_nodes or original is None or original.op != node.op \
+                or len(original.inputs) != len(node.inputs):
+            nodes.append(node)
+            continue
+        inputs = list(node.inputs)
+        for i, (mine, theirs) in enumerate(zip(node.inputs, original.inputs)):
+            if mine not in g.initializers or theirs not in graph.initializers:
+                continue
+            value = graph.initializers[theirs]
+            if mine == theirs and np.array_equal(g.initializers[mine], value):
+                continue
+            # AdaRound keeps a weight's name and changes its values: the float value needs a name of its own.
+            name = theirs if theirs not in g.initializers or np.array_equal(g.initializers[theirs], value) \
+                else f"{theirs}/float"
+            inputs[i], inits[name] = name, value
+            if mine in qgraph.encodings:  # unused in float, but the lowering's int8 half may read them
+                enc[name] = qgraph.encodings[mine]
+        changed |= tuple(inputs) != node.inputs
+        nodes.append(node.with_(inputs=tuple(inputs)))
+    if not changed:
+        return qgraph
+    new_graph = g.replace(nodes=tuple(nodes), initializers=inits).without_unused_initializers()
+    return QuantizedGraph(new_graph, enc, qgraph.float_nodes)
 
 
 # Ops TFLite has no int8 kernel for: always a float island (``lower.float_island``). A Div left after

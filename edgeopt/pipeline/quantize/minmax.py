@@ -16,6 +16,7 @@ from edgeopt.pipeline.quantize.shared_ranges import unify_concat_ranges
 from edgeopt.pipeline.quantize.spec import (
     CONSTANT_OPERAND_OPS,
     FIXED_OUTPUT,
+    SHARED_OPERAND_OPS,
     SHARED_SCALE_OPS,
     TABLE_OPS,
     WEIGHTED_OPS,
@@ -57,6 +58,9 @@ def quantize_minmax(graph: Graph, stats: Mapping[str, TensorStats], *, weight_bi
         else:
             for out in node.outputs:
                 enc[out] = _from_stats(stats, out)
+        if node.op in SHARED_OPERAND_OPS and node.inputs[0] in enc:
+            for name in filter(graph.initializers.__contains__, node.inputs[1:]):
+                enc[name] = enc[node.inputs[0]]
         if node.op in CONSTANT_OPERAND_OPS:
             for name in filter(graph.initializers.__contains__, node.inputs):
                 enc[name] = activation_qparams(graph.initializers[name].min(), graph.initializers[name].max())

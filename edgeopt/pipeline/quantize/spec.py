@@ -21,6 +21,7 @@ SHARED_SCALE_OPS: frozenset[str] = frozenset({
     "Gather",  # TFLite's GATHER copies values: an embedding row keeps its table's encoding
     "Expand",  # BROADCAST_TO copies values
     "ReduceMax", "DepthToSpace", "SpaceToDepth",  # REDUCE_MAX, DEPTH_TO_SPACE, SPACE_TO_DEPTH copy values
+    "Min",  # MINIMUM compares raw values: its operands share the output's encoding (SHARED_OPERAND_OPS)
 })
 # Means whose TFLite int8 form (MEAN) can requantize: a QDQ file's own output encoding for them is kept
 # (``frontend.qdq_onnx``), and the lowering writes MEAN instead of AVERAGE_POOL_2D when it differs from the
@@ -39,3 +40,6 @@ FIXED_OUTPUT: Mapping[str, QParams] = MappingProxyType({
 TABLE_OPS: frozenset[str] = frozenset({"Gather"})
 # Constant operands of these ops become int8 per-tensor tensors over their own range, as the converter writes.
 CONSTANT_OPERAND_OPS: frozenset[str] = frozenset({"Add", "Sub", "Mul"})
+# Constant operands of these ops take the encoding of their activation operand (input 0): TFLite's int8
+# MINIMUM compares raw values, so both operands and the output must share one encoding.
+SHARED_OPERAND_OPS: frozenset[str] = frozenset({"Min"})

@@ -47,9 +47,21 @@ def deploy_html(report: Mapping[str, Any], svgs: Mapping[str, str] | None = None
 def compare_html(reports: Sequence[Mapping[str, Any]], pages: Sequence[Path], out_dir: Path) -> str:
     """The page of a compare: accuracy against fps and energy for every model, and a sortable table linking
     to each model's own page (``pages``, written under ``out_dir``)."""
-    links = [str(p.relative_to(out_dir)) if p.is_relative_to(out_dir) else str(p) for p in pages]
+    links = [_relative(p, out_dir) for p in pages]
     return _environment().get_template("compare.html").render(
         reports=reports, links=links, plot=Markup(plots.compare_svg(reports)))
+
+
+def sweep_html(report: Mapping[str, Any], out_dir: Path) -> str:
+    """The page of a sweep (its sweep.json dict, written under ``out_dir``): accuracy against latency for every
+    combination, and a sortable table linking each combination's own page, failed ones with their error."""
+    links = {r["name"]: _relative(Path(r["html"]), out_dir) for r in report["combinations"] if r.get("html")}
+    return _environment().get_template("sweep.html").render(
+        r=report, links=links, plot=Markup(plots.sweep_svg(report["combinations"])))
+
+
+def _relative(page: Path, out_dir: Path) -> str:
+    return str(page.relative_to(out_dir)) if page.is_relative_to(out_dir) else str(page)
 
 
 def compress_html(report: Mapping[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any, ParamSpec
 
 import matplotlib
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 P = ParamSpec("P")
 SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "edgeopt", "font.size": 9, "axes.titlesize": 10,
@@ -25,6 +26,7 @@ UNIT_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2",
 MAX_BARS = 20
 SQNR_CAP = 80.0  # dB; higher (near-lossless) compression points are drawn at the cap
 SHOWN_OP_TYPES = 12
+PRECISION_MARKERS = {"w8a8": "o", "w8a16": "s"}
 
 
 def to_svg(fig: Figure) -> str:
@@ -230,3 +232,55 @@ def compress_svg(entries: Sequence[Mapping[str, Any]], columns: int = 4) -> str:
     fig.supylabel(f"output SQNR (dB, capped at {SQNR_CAP:g})", fontsize=8)
     fig.suptitle("Compression: score against ratio, each layer alone", fontsize=10)
     return to_svg(fig)
+
+
+@_styled
+def sweep_svg(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Accuracy against estimated latency (log scale) for the combinations of a sweep (sweep.json's
+    ``combinations``): colour by device, marker by precision (w8a16's squares larger and under w8a8's circles,
+    so a profile that ran both alike shows both), filled for the ``minmax`` recipe and hollow for ``auto``, with
+    the fp32 accuracy as a dashed line. Failed combinations and those without accuracy are not drawn; point
+    ``i`` (of the drawn ones, in the rows' order) has the SVG id ``point-<i>``."""
+    drawn = [r for r in rows if r["status"] == "ok" and r.get("accuracy")]
+    devices = list(dict.fromkeys(r["device"] for r in drawn))
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    for i, r in enumerate(drawn):
+        color = UNIT_COLORS[devices.index(r["device"]) % len(UNIT_COLORS)]
+        square = r["precision"] != "w8a8"
+        point = ax.plot([r["latency_ms"]], [r["accuracy"]["int8"]], marker=PRECISION_MARKERS.get(r["precision"], "D"),
+                        markersize=11 if square else 7, linestyle="none", markeredgewidth=1.5,
+                        zorder=2 if square else 3, **_filled_or_hollow(color, r["recipe"] == "minmax"))[0]
+        point.set_gid(f"point-{i}")
+    if drawn:
+        ax.axhline(drawn[0]["accuracy"]["fp32"], color="#333", linestyle="--", linewidth=0.8,
+                   label=f"fp32 {drawn[0]['accuracy']['fp32']:.2f}")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:g}" if _mantissa(value) in (2, 5) else ""))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+    for j, device in enumerate(devices):
+        ax.plot([], [], color=UNIT_COLORS[j % len(UNIT_COLORS)], linewidth=6, label=device)
+    for precision in dict.fromkeys(r["precision"] for r in drawn):
+        ax.plot([], [], marker=PRECISION_MARKERS.get(precision, "D"), color="#555", linestyle="none", label=precision)
+    if any(r["recipe"] == "auto" for r in drawn):
+        ax.plot([], [], marker="o", linestyle="none", label="auto recipe", **_filled_or_hollow("#555", False))
+    metric = next((r["accuracy"]["metric"] for r in drawn), "top1")
+    ax.set_ylabel("int8 top-1 %" if metric == "top1" else "int8 agreement %")
+    ax.set_xlabel("estimated latency (ms, int8, log scale; the profile's cost model)")
+    ax.margins(0.15)
+    if drawn:
+        ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    ax.set_title(f"Accuracy against latency: {len(drawn)} of {len(rows)} combinations"
+                 + ("" if len(drawn) == len(rows) else " (failed or without accuracy: not drawn)"))
+    return to_svg(fig)
+
+
+def _filled_or_hollow(color: str, filled: bool) -> dict[str, str]:
+    """A marker filled with ``color`` (white edge: visible over a same-colour marker under it), or hollow."""
+    return {"markerfacecolor": color, "markeredgecolor": "white"} if filled else \
+        {"markerfacecolor": "white", "markeredgecolor": color}
+
+
+def _mantissa(value: float) -> int:
+    return round(value / 10 ** math.floor(math.log10(value)))

@@ -105,6 +105,14 @@ def render_precision(report: dict, console: Console) -> None:
         return
     console.print(f"precision {section['mode']} ({section.get('source', 'given')}): {section['summary']}",
                   highlight=False)
+    weights = section.get("weights")
+    if weights is not None:
+        sqnr = weights.get("sqnr_db")
+        cost = "" if sqnr is None else (f"; weight SQNR median {sqnr['device_median']:.1f} dB on the device's grid, "
+                                        f"{sqnr['shipped_median']:.1f} dB shipped (worst layer "
+                                        f"-{sqnr['worst_layer_loss']:.1f} dB)")
+        console.print(f"weights: the device uses {weights['device']}, the files carry {weights['shipped']}; "
+                      f"accuracy is the shipped program's{cost}", highlight=False)
     if section["int8_fallbacks"]:
         table = Table(title="asked for int16, kept int8")
         for column in ("node", "op", "why"):

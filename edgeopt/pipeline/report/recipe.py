@@ -36,6 +36,12 @@ def render_recipe(report: dict, console: Console) -> None:
         console.print(f"steps scored on the first {screening['samples']} of {screening['total']} samples (fp32 "
                       f"{screening['fp32']:.2f} there); a step within budget there, and the chosen step, also on "
                       f"all {screening['total']} (fp32 {screening['fp32_all']:.2f})")
+    if budget.get("tuned_on"):
+        console.print(f"steps selected on {budget['tuned_on']}")
+    held = budget.get("held_out")
+    if held is not None:
+        console.print(f"chosen step on {held['source']}, not selected on: int8 {held['int8']:.2f}, fp32 "
+                      f"{held['fp32']:.2f} (drop {held['drop']:.2f})")
     _render_mixed_precision(report.get("recipe_mixed_precision"), console)
 
 

@@ -75,7 +75,7 @@ def _ranges(g: Graph, name: str, axis: int) -> np.ndarray:
     return w.max(axis=tuple(i for i in range(w.ndim) if i != axis))
 
 
-@pytest.mark.parametrize("act,relu6", [(nn.ReLU, "exact"), (nn.ReLU6, "exact"), (nn.ReLU6, "skip")])
+@pytest.mark.parametrize("act,relu6", [(nn.ReLU, "exact"), (nn.ReLU6, "exact"), (nn.ReLU6, "skip"), (nn.ReLU6, "clip")])
 def test_cle_preserves_float_outputs(act: type[nn.Module], relu6: str) -> None:
     g = _graph(_Separable(act, imbalance=100.0))
     out = cross_layer_equalization(g, relu6=relu6, absorb_high_bias=False)
@@ -105,7 +105,7 @@ def test_cle_relu6_policies() -> None:
     np.testing.assert_allclose(_ranges(skipped, dw, 0), _ranges(g, dw, 0), rtol=1e-6)
     assert "Relu6" not in [n.attrs.get("fused_activation") for n in as_relu.nodes[1:3]]
     with pytest.raises(ValueError, match="relu6"):
-        cross_layer_equalization(g, relu6="clip")
+        cross_layer_equalization(g, relu6="bogus")
 
 
 def test_cle_exact_relu6_scales_channels_that_never_saturate() -> None:

@@ -1,5 +1,5 @@
 """TFLite writers for the elementwise and activation ops: ADD, SUB, MUL, RELU, RELU6, RELU_N1_TO_1,
-HARD_SWISH, LOGISTIC, TANH (int8, or float32 in a float island).
+HARD_SWISH, LOGISTIC, TANH, MINIMUM (int8, or float32 in a float island).
 
 Versions follow ``tensorflow/lite/tools/versioning/op_version.cc``: int8 raises ADD, SUB, MUL, RELU,
 RELU6, LOGISTIC and TANH to version 2; SUB with a broadcast beyond 4-D is version 3; MUL whose rescale
@@ -10,7 +10,15 @@ from __future__ import annotations
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 
-from edgeopt.pipeline.emit.tflite.options import OP_WRITERS, OpEncoding, activation, int8_version, option, reads_int8
+from edgeopt.pipeline.emit.tflite.options import (
+    OP_WRITERS,
+    OpEncoding,
+    activation,
+    int8_version,
+    option,
+    reads_int8,
+    require_same_encoding,
+)
 from edgeopt.qprogram import QOp, QProgram
 
 _UNARY = {
@@ -74,3 +82,12 @@ def _prelu(op: QOp, program: QProgram) -> OpEncoding:
 def _unary(op: QOp, program: QProgram) -> OpEncoding:
     version = 2 if reads_int8(program, op) and op.kind not in _SINGLE_VERSION else 1
     return OpEncoding(_UNARY[op.kind], version, schema.BuiltinOptions.NONE, None)
+
+
+@OP_WRITERS.register("MINIMUM")
+def _minimum(op: QOp, program: QProgram) -> OpEncoding:
+    """MaximumMinimumOptions (no fields); version 2 on int8 data, 1 on float32 (op_version.cc; 3 and 4 are
+    broadcasts beyond 4-D and int16, which the programs here do not write)."""
+    require_same_encoding(op, program)
+    return OpEncoding(schema.BuiltinOperator.MINIMUM, int8_version(program, op),
+                      schema.BuiltinOptions.MaximumMinimumOptions, schema.MaximumMinimumOptionsT())
