@@ -77,6 +77,13 @@ OverrideOpt = Annotated[list[str] | None, typer.Option(
          "on top of --precision; repeatable, a name wins over an op type: --override Softmax=float "
          "--override conv1=int16.")]
 KeepOpt = Annotated[bool, typer.Option(help="Leave the pushed files on the device.")]
+DATA_HELP = (" An .npz (x: model-ready inputs, or one array per input name; y: labels), an .npy of inputs, an "
+             "image folder (class-per-folder or flat) or .txt list of 'path label' lines (see --preprocess), or "
+             "module:function / file.py:function returning batches x or (x, y).")
+PreprocessOpt = Annotated[str | None, typer.Option(
+    help="How images of an image-folder --data/--calib become samples: key=value,... (resize=256 shorter side, "
+         "crop=224, scale=1/255, offset, mean=[..], std=[..], order=rgb|bgr|gray, layout=nchw|nhwc, "
+         "dtype=float32|uint8|int8) or a .toml file with those keys.")]
 InputShapeOpt = Annotated[list[str] | None, typer.Option(
     "--input-shape", metavar="[NAME=]SHAPE",
     help="Input shape, e.g. 1,3,32,32; for a model with several inputs one NAME=SHAPE per input, repeated or "
@@ -169,11 +176,10 @@ def deploy(
              "or package.module:function returning an nn.Module. Omit it to run the built-in example.")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
     = "arm-cortex-a78-xnnpack",
-    data: Annotated[Path | None, typer.Option(help=".npz with x (model-ready inputs; several inputs: one array per "
-                                                   "input name) and y (labels).")] = None,
-    calib: Annotated[Path | None, typer.Option(help=".npz with x (or one array per input name) for calibration "
-                                                    "(default: a slice of --data).")]
+    data: Annotated[Path | None, typer.Option(help="Data to measure accuracy on." + DATA_HELP)] = None,
+    calib: Annotated[Path | None, typer.Option(help="Calibration data, as --data (default: a slice of --data).")]
     = None,
+    preprocess: PreprocessOpt = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (default ./edgeopt-out/<model name>).")] = None,
     input_shape: InputShapeOpt = None,
     calib_size: Annotated[int, typer.Option(min=1, help="Use at most this many calibration samples.")] = 500,
@@ -210,7 +216,8 @@ def deploy(
     from edgeopt.pipeline.report.sensitivity import render_sensitivity
 
     shape = _parse_input_shapes(input_shape or [])
-    options = DeployOptions(device, data=data, calib=calib, out=out, input_shape=shape, calib_size=calib_size,
+    options = DeployOptions(device, data=data, calib=calib, preprocess=preprocess, out=out, input_shape=shape,
+                            calib_size=calib_size,
                             range_method=range_method.value, target=target, keep=keep,
                             benchmark_binary=benchmark_binary, precision=precision.value if precision else None,
                             precision_overrides=_parse_overrides(override or []),
@@ -265,7 +272,9 @@ def emulate(
     model: Annotated[Path, typer.Argument(help="An int8 .tflite file, made by edgeopt or any converter "
                                                   "(float32 input and output around int8 ops too).")],
     data: Annotated[Path, typer.Option(help=".npz with x (model dtype, or real values to quantize; several "
-                                            "inputs: one array per input name) and optional labels y.")],
+                                            "inputs: one array per input name) and optional labels y; or another "
+                                            "source, as deploy's --data.")],
+    preprocess: PreprocessOpt = None,
     save_outputs: Annotated[Path | None, typer.Option(help="Write the raw outputs to this .npz.")] = None,
     rounding: Annotated[RoundingChoice | None, typer.Option(help="Requantization rounding (default: the "
                                                                  "profile's).")] = None,
@@ -276,7 +285,8 @@ def emulate(
     from edgeopt.workflows.emulate import emulate as run_emulate
 
     result = _guard(debug, lambda: run_emulate(model, data, device=device, save_outputs=save_outputs,
-                                               rounding=rounding.value if rounding else None))
+                                               rounding=rounding.value if rounding else None,
+                                               preprocess=preprocess))
     for note in result.notes:
         err_console.print(f"note: {note}", highlight=False, soft_wrap=True)
     console.print(f"{result.program.name}: {result.n} samples, {len(result.program.ops)} ops, "
@@ -378,8 +388,9 @@ def compare(
                                                      "uncompressed one first.")],
     device: Annotated[str, typer.Option("--device", "-d", help="Device profile name or path to a .toml.")]
     = "arm-cortex-a78-xnnpack",
-    data: Annotated[Path | None, typer.Option(help=".npz with x and y, shared by all models.")] = None,
-    calib: Annotated[Path | None, typer.Option(help=".npz with x for calibration.")] = None,
+    data: Annotated[Path | None, typer.Option(help="Data shared by all models." + DATA_HELP)] = None,
+    calib: Annotated[Path | None, typer.Option(help="Calibration data, as --data.")] = None,
+    preprocess: PreprocessOpt = None,
     out: Annotated[Path | None, typer.Option(help="Parent output folder: one folder per model and compare.json "
                                                   "(default ./edgeopt-out/compare).")] = None,
     input_shape: InputShapeOpt = None,
@@ -401,7 +412,8 @@ def compare(
 
     if len(models) < 2:
         raise typer.BadParameter("give at least two models to compare")
-    options = {"data": data, "calib": calib, "input_shape": _parse_input_shapes(input_shape or []),
+    options = {"data": data, "calib": calib, "preprocess": preprocess,
+               "input_shape": _parse_input_shapes(input_shape or []),
                "precision": precision.value if precision else None, "range_method": range_method.value,
                "precision_overrides": _parse_overrides(override or []), "max_drop": max_drop, "target": target,
                "keep": keep, "benchmark_binary": benchmark_binary,
@@ -454,10 +466,11 @@ def compress(
     = None,
     method: Annotated[str, typer.Option(help="Compression methods, comma-separated: svd (spatial and weight SVD), "
                                              "prune (channel pruning with reconstruction).")] = "svd,prune",
-    data: Annotated[Path | None, typer.Option(help=".npz with x and optional labels y: layers are scored on it "
-                                                   "(top-1 with labels, else agreement/SQNR).")] = None,
-    calib: Annotated[Path | None, typer.Option(help=".npz with x for pruning's re-fit (default: a slice of "
+    data: Annotated[Path | None, typer.Option(help="Data layers are scored on (top-1 with labels, else "
+                                                   "agreement/SQNR)." + DATA_HELP)] = None,
+    calib: Annotated[Path | None, typer.Option(help="Data for pruning's re-fit, as --data (default: a slice of "
                                                     "--data).")] = None,
+    preprocess: PreprocessOpt = None,
     calib_size: Annotated[int, typer.Option(help="Use at most this many calibration samples.")] = 128,
     eval_size: Annotated[int, typer.Option(help="Score layers on at most this many samples of --data.")] = 256,
     finetune_epochs: Annotated[int, typer.Option(help="Epochs of label-free distillation from the uncompressed "
@@ -479,7 +492,7 @@ def compress(
                                 methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=_parse_input_shapes(input_shape or []),
                                 finetune_epochs=finetune_epochs, finetune_size=finetune_size,
-                                progress=progress)
+                                progress=progress, preprocess=preprocess)
 
     result = _guard(debug, work)
     _render_compress(result.report, result.table_cached)

@@ -89,8 +89,8 @@ def _bad_data(folder: Path, kind: str) -> Path:
     path = folder / "bad.npz"
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 3, 8, 8)).astype(np.float32)
-    if kind == "npy":
-        np.save(folder / "x.npy", x)
+    if kind == "npy":  # a .npy of pickled objects (a .npy of numbers is a data source)
+        np.save(folder / "x.npy", np.array([{"a": 1}] * 8, dtype=object), allow_pickle=True)
         return folder / "x.npy"
     if kind == "text":
         path.write_text("x,y\n1,2\n")
@@ -120,7 +120,7 @@ def _bad_data(folder: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize(("kind", "needle"), [
-    ("npy", "is a .npy file"), ("text", "is not an .npz (zip) file"), ("pickled", "pickled (object) arrays"),
+    ("npy", "pickled or corrupt"), ("text", "is not an .npz (zip) file"), ("pickled", "pickled (object) arrays"),
     ("pickle_file", "is not an .npz (zip) file"), ("truncated", "corrupt or truncated"), ("empty_file", "empty"),
     ("nan", "NaN/Inf"), ("inf", "NaN/Inf"), ("empty", "non-empty"), ("complex", "real numbers"),
     ("shape", "has shape (8, 2, 8, 8)"), ("labels", "labels y range over 0..12"),

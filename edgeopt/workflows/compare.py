@@ -23,6 +23,7 @@ from typing import Any
 from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_text, check_output_dir
 from edgeopt.pipeline.frontend.load import load
+from edgeopt.pipeline.frontend.sources import BATCH, open_sources
 from edgeopt.pipeline.report import dumps
 from edgeopt.pipeline.report.comparison import comparison
 from edgeopt.pipeline.report.html import compare_html
@@ -128,9 +129,11 @@ def check_data_fits(spec: str, options: DeployOptions) -> None:
     """
     try:
         loaded = load(spec, options.input_shape)
+        given = open_sources([options.data, options.calib], options.preprocess)
+        # The first batch of each is checked here; deploy checks every batch as it reads it.
         if options.data is not None:
-            loaded.read_data(options.data)
+            loaded.read_data(given[str(options.data)], limit=BATCH)
         if options.calib is not None:
-            loaded.read_data(options.calib, labels=False)
+            loaded.read_data(given[str(options.calib)], labels=False, limit=BATCH)
     except (DataError, ModelLoadError) as err:
         raise type(err)(f"model '{spec}': {err}") from err

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from edgeopt.pipeline.compress.ratio_selection import (DEFAULT_RATIOS, METHODS, 
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
+from edgeopt.pipeline.frontend.sources import DataSource, open_sources
 from edgeopt.pipeline.report.html import compress_html
 from edgeopt.pipeline.report.plots import compress_svg
 from edgeopt.pipeline.target import Target
@@ -75,7 +77,8 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
              finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
              finetune_augment: bool = False, channel_multiple: int | None = None,
-             progress: Callable[[str], None] | None = None) -> CompressResult:
+             progress: Callable[[str], None] | None = None,
+             preprocess: str | Path | Mapping[str, Any] | None = None) -> CompressResult:
     """Compress ``model`` to ``target_macs`` (a fraction of its MACs), or to ``target_latency`` (a fraction
     of its int8 latency on ``device``, priced by the profile's cost model), and write the results into ``out``.
 
@@ -84,8 +87,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         target_macs: the fraction of the model's MACs to keep, in (0, 1].
         out: the output folder.
         methods: among ``"svd"`` and ``"prune"``; each layer gets the one that scores best per MAC.
-        data: .npz with ``x`` and optional labels ``y``: the evaluation set (its first ``eval_size``).
-        calib: .npz with ``x`` for pruning's re-fit (default: the start of ``data``).
+        data: the evaluation set (its first ``eval_size``), a data source (``frontend.sources``: an .npz with
+            ``x`` and optional labels ``y``, an image folder, an entry point ...); only the samples used are read.
+        calib: the data for pruning's re-fit, as ``data`` (default: the start of ``data``).
         ratios: candidate fractions of a layer's MACs to keep.
         finetune_epochs: epochs of label-free distillation from the uncompressed model (0: none), on the
             first ``finetune_size`` samples of the calibration file (or of ``data``).
@@ -94,6 +98,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
             block); None: ``device``'s int8 ``channel_granularity`` when a device is given, else 1.
         progress: called with the name of each stage as it starts; if it also has ``count(task, done,
             total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
+        preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
 
     Raises:
         DataError: no calibration data, or a target or method out of range.
@@ -102,14 +107,15 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     with reporting(progress):
         return _compress(model, target_macs, out, target_latency, device, methods, data, calib, calib_size,
                          eval_size, ratios, input_shape, finetune_epochs, finetune_size, finetune_augment,
-                         channel_multiple, progress)
+                         channel_multiple, progress, preprocess)
 
 
 def _compress(model: str | None, target_macs: float | None, out: str | Path, target_latency: float | None,
               device: str | None, methods: Sequence[str], data: str | Path | None, calib: str | Path | None,
               calib_size: int, eval_size: int, ratios: Sequence[float], input_shape: tuple[int, ...] | None,
               finetune_epochs: int, finetune_size: int, finetune_augment: bool, channel_multiple: int | None,
-              progress: Callable[[str], None] | None) -> CompressResult:
+              progress: Callable[[str], None] | None,
+              preprocess: str | Path | Mapping[str, Any] | None) -> CompressResult:
     if (target_macs is None) == (target_latency is None):
         raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
     option, target = ("--target-macs", target_macs) if target_latency is None else ("--target-latency", target_latency)
@@ -121,14 +127,17 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     if unknown or not methods:
         raise DataError(f"unknown compression method(s) {', '.join(unknown) or '(none)'}; use svd, prune or svd,prune")
     out = check_output_dir(out, OUTPUT_FILES)
+    given = open_sources([data, calib], preprocess)
     say = progress or (lambda s: None)
     say("loading")
     loaded = load(model, input_shape)
     graph = loaded.graph
-    x, y = loaded.read_data(data) if data is not None else (None, None)
+    # Only the samples some step uses are read (scoring, calibration, distillation), however large the source.
+    used = max(eval_size, calib_size, finetune_size if finetune_epochs else 0)
+    x, y = loaded.read_data(given[str(data)], limit=used) if data is not None else (None, None)
     if data is not None:
         check_labels(data, y, int(np.prod(graph.outputs[0].shape[1:])))
-    pool = _calibration(calib, loaded, x)
+    pool = _calibration(given.get(str(calib)), loaded, x, max(calib_size, finetune_size if finetune_epochs else 0))
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
     profile = load_profile(device) if device is not None else None
@@ -177,9 +186,9 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     return CompressResult(compressed, choices, table, cached, rows, report, out)
 
 
-def _calibration(calib: str | Path | None, loaded: LoadedModel, x: np.ndarray | None) -> np.ndarray:
+def _calibration(calib: DataSource | None, loaded: LoadedModel, x: np.ndarray | None, used: int) -> np.ndarray:
     if calib is not None:
-        return loaded.read_data(calib, labels=False)[0]
+        return loaded.read_data(calib, labels=False, limit=used)[0]
     if loaded.calib is not None:
         return loaded.calib
     if x is None:

@@ -27,10 +27,11 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.pipeline.evaluate import run_float, run_int8, top1
-from edgeopt.pipeline.frontend.data import check_labels, read_checked
+from edgeopt.pipeline.evaluate import run_float, run_int8, score, top1
+from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
+from edgeopt.pipeline.frontend.sources import DataSource, open_sources
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
@@ -39,7 +40,7 @@ from edgeopt.pipeline.quantize.precision import ActivationDtype, Precision
 from edgeopt.pipeline.quantize.profile_checks import symmetric_exceptions
 from edgeopt.pipeline.quantize.profile_rules import ResolvedPlan
 from edgeopt.pipeline.quantize.range_setting import RANGE_METHODS
-from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitive_data, sensitivity_of
+from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES, LayerSensitivity, sensitive_data, sensitivity_of
 from edgeopt.pipeline.quantize.weight_scheme import weight_scheme
 from edgeopt.pipeline.report import Calibration, Report, dumps, float_nodes
 from edgeopt.pipeline.report.collapse import collapse_warning
@@ -77,8 +78,12 @@ class DeployOptions:
 
     Attributes:
         device: a device profile name or the path of a profile .toml.
-        data: .npz with ``x`` and optionally ``y`` to measure accuracy on.
-        calib: .npz with ``x`` for calibration (default: the first ``calib_size`` samples of ``data``).
+        data: the data to measure accuracy on (``frontend.sources``: an .npz with ``x`` and optionally ``y``,
+            an .npy, an image folder or list, a ``module:function`` entry point); it is read in batches,
+            never held whole, unless ``max_drop`` runs the recipe.
+        calib: the calibration data, as ``data`` (default: the first ``calib_size`` samples of ``data``).
+        preprocess: how the images of an image-folder source become samples
+            (``frontend.preprocess.parse_preprocess``: ``resize=256,crop=224,...`` or a .toml file).
         out: output directory (default ``./edgeopt-out/<model name>``).
         input_shape: input shape for entry points / ONNX inputs with unknown dimensions; for a model with
             several inputs, shapes by input name (``{"input_ids": (1, 128), ...}``).
@@ -113,6 +118,7 @@ class DeployOptions:
     device: str
     data: str | Path | None = None
     calib: str | Path | None = None
+    preprocess: str | Path | Mapping[str, Any] | None = None
     out: str | Path | None = None
     input_shape: InputShape | None = None
     calib_size: int = DEFAULT_CALIB_SIZE
@@ -200,8 +206,8 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
                     options.precision_overrides, options.range_method)
     if options.out is not None:
         check_output_dir(options.out, ARTIFACTS.values())
-    # The data files' format and values are checked before the model is loaded (their shapes need it).
-    given = {str(f): read_checked(f) for f in (options.data, options.calib, options.tune_data) if f is not None}
+    # The data sources' format (and an .npz's values) are checked before the model is loaded (shapes need it).
+    given = open_sources([options.data, options.calib, options.tune_data], options.preprocess)
     preflight(where, benchmark_binary=Path(options.benchmark_binary) if options.benchmark_binary else None)
     step("load")
     loaded = _load(model, options.input_shape)
@@ -210,20 +216,24 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     graph = optimize(loaded.graph)
     check_lowerable(graph)
     resolved = target.check(graph)  # fails fast, before calibration
-    x, y = (loaded.read_data(options.data, arrays=given[str(options.data)]) if options.data is not None
-            else loaded.data or (None, None))
-    if options.data is not None:
-        check_labels(options.data, y, int(np.prod(loaded.graph.outputs[0].shape[1:])))
+    classes = int(np.prod(loaded.graph.outputs[0].shape[1:]))
+    data = given.get(str(options.data))
+    # Without the recipe only a head of the data is held (sensitivity's samples, calibration's when no
+    # --calib is given); the accuracy streams over all of it (evaluate.score).
+    head = (None if options.max_drop is not None
+            else DEFAULT_SAMPLES if options.calib is not None else max(options.calib_size, DEFAULT_SAMPLES))
+    x, y = (loaded.read_data(data, limit=head) if data is not None else loaded.data or (None, None))
+    if data is not None:
+        check_labels(options.data, y, classes)
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
     else:
-        calib_x, calib_source = _calibration_set(loaded, options.calib, given.get(str(options.calib)), x,
-                                                 options.calib_size)
+        calib_x, calib_source = _calibration_set(loaded, given.get(str(options.calib)), x, options.calib_size)
         if options.max_drop is not None:
             tune = None
             if options.tune_data is not None:
-                tune = loaded.read_data(options.tune_data, arrays=given[str(options.tune_data)])
+                tune = loaded.read_data(given[str(options.tune_data)])
                 check_labels(options.tune_data, tune[1], int(np.prod(loaded.graph.outputs[0].shape[1:])))
             recipe = _automatic_recipe(graph, calib_x, x, y, tune, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
@@ -249,7 +259,11 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
     step("emulate")
     int8_out = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
-    accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
+    if data is not None and recipe is None:
+        accuracy = score(loaded.graph, shipped.program, loaded.data_batches(data),
+                         check=lambda labels: check_labels(options.data, labels, classes))
+    else:
+        accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
     if accuracy is not None:
         accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
@@ -377,11 +391,11 @@ def _precision(target: Target, resolved: ResolvedPlan, planned_float: frozenset[
     return summary if weights is None else {**summary, "weights": weights}
 
 
-def _calibration_set(loaded: LoadedModel, calib: str | Path | None, arrays: dict[str, np.ndarray] | None,
-                     x: np.ndarray | None, calib_size: int) -> tuple[np.ndarray, str]:
+def _calibration_set(loaded: LoadedModel, calib: DataSource | None, x: np.ndarray | None,
+                     calib_size: int) -> tuple[np.ndarray, str]:
     if calib is not None:
-        calib_x, _ = loaded.read_data(calib, labels=False, arrays=arrays)
-        return calib_x[:calib_size], str(calib)
+        calib_x, _ = loaded.read_data(calib, labels=False, limit=calib_size)
+        return calib_x, calib.name
     if loaded.calib is not None:
         return loaded.calib[:calib_size], "the example's training split"
     if x is None:

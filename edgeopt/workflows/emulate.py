@@ -12,8 +12,10 @@ rounding mode chosen (the device profile's unless overridden).
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +23,7 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_bytes, check_output_file
 from edgeopt.pipeline.frontend.data import check_finite, check_labels, read_npz
+from edgeopt.pipeline.frontend.sources import open_source, source_arrays
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.qprogram import QProgram, QTensor, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
@@ -45,7 +48,8 @@ class EmulateResult:
 
 
 def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Rounding | None = None,
-            save_outputs: str | Path | None = None) -> EmulateResult:
+            save_outputs: str | Path | None = None,
+            preprocess: str | Path | Mapping[str, Any] | None = None) -> EmulateResult:
     """Run the int8 ``.tflite`` ``model`` on the ``x`` of ``data`` in the integer reference executor.
 
     Args:
@@ -53,11 +57,13 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
             int8 ops too).
         data: ``.npz`` with ``x`` (in the model input's own dtype, used as is, or real values, quantized
             with the input tensor's scale and zero point; for a float32 input, real values fed as float32;
-            NCHW for an NHWC input is transposed) and optional integer labels ``y``.
+            NCHW for an NHWC input is transposed) and optional integer labels ``y``; or another data source
+            (``frontend.sources``: an .npy, an image folder or list, an entry point), read whole.
         device: device profile name or path: its rounding (unless ``rounding`` is given) and cost model.
         rounding: ``"single"`` or ``"double"`` requantization rounding, overriding the profile's.
         save_outputs: where to write the raw outputs as ``.npz`` (``output_0``, ... in output order, and
             each under its tensor name), atomically.
+        preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
 
     Raises:
         ModelLoadError: missing, corrupt or float model.
@@ -74,7 +80,7 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
     program = tflite_to_program(path.read_bytes(), path.name, rounding or profile.runtime.requantization_rounding)
     cost = estimate(program, profile)
     notes: list[str] = []
-    x, y = _load_data(Path(data), program, notes)
+    x, y = _load_data(Path(data), program, notes, preprocess)
     check_labels(data, y, int(np.prod(program.tensor(program.outputs[0]).shape[1:])))
     outputs = _run(program, x)
     top1 = None
@@ -85,11 +91,14 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
     return EmulateResult(program, outputs, len(x[0]), top1, cost, profile.name, tuple(notes))
 
 
-def _load_data(path: Path, program: QProgram, notes: list[str]) -> tuple[list[np.ndarray], np.ndarray | None]:
+def _load_data(path: Path, program: QProgram, notes: list[str], preprocess: str | Path | Mapping[str, Any] | None
+               ) -> tuple[list[np.ndarray], np.ndarray | None]:
     """The model-dtype input batches (one per program input: ``x`` for a single input, else one array per
-    input name) and the labels from ``path``; a transposition is added to ``notes``."""
+    input name) and the labels from ``path`` (an .npz, or another data source); a transposition is added to
+    ``notes``."""
     keys = ["x"] if len(program.inputs) == 1 else list(program.inputs)
-    arrays = read_npz(path, keys if len(keys) > 1 else ["x", program.inputs[0]])
+    arrays = (read_npz(path, keys if len(keys) > 1 else ["x", program.inputs[0]])
+              if path.suffix == ".npz" and preprocess is None else source_arrays(open_source(path, preprocess)))
     if len(keys) == 1 and "x" not in arrays:
         keys = [program.inputs[0]]
     missing = [k for k in keys if k not in arrays]

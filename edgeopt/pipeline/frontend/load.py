@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,15 @@ from edgeopt.errors import ModelLoadError, first_line
 from edgeopt.ir import Graph, TensorInfo
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.batch_norm_stats import batch_norm_stats, with_stats
-from edgeopt.pipeline.frontend.data import load_npz
 from edgeopt.pipeline.frontend.onnx import InputShape, onnx_to_graph
+from edgeopt.pipeline.frontend.sources import (
+    BATCH,
+    ArraySource,
+    DataSource,
+    checked_batches,
+    open_source,
+    read_all,
+)
 from edgeopt.pipeline.frontend.tflite_float import NCHW_FROM_NHWC, tflite_to_graph
 
 log = logging.getLogger(__name__)
@@ -65,13 +72,23 @@ class LoadedModel:
         """User data ``[N, ...]`` laid out as the graph's input wants it."""
         return x if self.data_layout is None else np.ascontiguousarray(x.transpose(self.data_layout))
 
-    def read_data(self, path: str | Path, labels: bool = True,
-                  arrays: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The inputs of an ``.npz`` file (laid out as the user's model file takes them, e.g. NHWC for a
-        .tflite) in the graph's layout, and the labels (``frontend.data.load_npz``: one array, or one per
-        input name); ``arrays``: the file's content when it was read already (``data.read_checked``)."""
-        x, y = load_npz(path, self.data_inputs, labels=labels, arrays=arrays)
+    def read_data(self, path: str | Path | DataSource, labels: bool = True,
+                  arrays: dict[str, np.ndarray] | None = None, limit: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The inputs of a data source (``frontend.sources``: an ``.npz`` file, an image folder ...; laid out
+        as the user's model file takes them, e.g. NHWC for a .tflite) in the graph's layout, and the labels
+        (``frontend.data.load_npz``: one array, or one per input name); ``arrays``: an ``.npz`` file's content
+        when it was read already (``data.read_checked``); ``limit``: read only the first samples."""
+        if arrays is not None:
+            path = ArraySource(str(path), arrays)
+        x, y = read_all(open_source(path), self.data_inputs, labels=labels, limit=limit)
         return self.to_graph_layout(x), y
+
+    def data_batches(self, source: DataSource, labels: bool = True, size: int = BATCH
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """The source's batches, checked (``sources.checked_batches``) and in the graph's layout."""
+        for x, y in checked_batches(source, self.data_inputs, labels=labels, size=size):
+            yield self.to_graph_layout(x), y
 
 
 def load(spec: str | None, input_shape: InputShape | None = None) -> LoadedModel:

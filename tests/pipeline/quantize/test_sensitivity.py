@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import weakref
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from edgeopt.ir import Graph
 from edgeopt.pipeline.calibrate import calibrate
 from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.optimize import optimize
+from edgeopt.pipeline.quantize import sensitivity
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity, sensitivity_of, sqnr_db
 from edgeopt.pipeline.report.plots import sensitivity_svg
 from edgeopt.pipeline.target import Target
@@ -45,6 +47,28 @@ def test_huge_activation_range_ranks_most_sensitive(tmp_path: Path):
     kinds = {(r.node, r.kind) for r in layers}
     assert {("conv1", "weights"), ("conv2", "weights"), ("fc", "weights"), ("fc", "activation")} <= kinds
     assert all(0 <= r.agreement <= 100 for r in layers)
+
+
+def test_probe_groups_and_chunks_bound_sessions_not_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """One probe session at a time, and the samples in several chunks, give the very numbers of one pass."""
+    graph = _graph(tmp_path, two_conv_model(np.random.default_rng(0), huge_bias=1000.0))
+    x = _x()
+    qgraph = Target(load_profile("arm-cortex-a78-xnnpack")).quantize(graph, calibrate(graph, x))
+    reference = sensitivity_of(qgraph, x)
+    live, most = set(), [0]
+    made = sensitivity._Probe.__init__
+
+    def counted(self, *args, **kwargs):
+        made(self, *args, **kwargs)
+        live.add(id(self))
+        most[0] = max(most[0], len(live))
+        weakref.finalize(self, live.discard, id(self))
+
+    monkeypatch.setattr(sensitivity._Probe, "__init__", counted)
+    monkeypatch.setattr(sensitivity, "PROBE_SESSIONS", 1)
+    monkeypatch.setattr(sensitivity, "CHUNK_BYTES", 1)  # one sample per chunk
+    assert sensitivity_of(qgraph, x) == reference
+    assert most[0] == 1 < len(reference)
 
 
 def test_weights_alone_follow_the_profile_per_tensor_rule(tmp_path: Path):

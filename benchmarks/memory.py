@@ -1,0 +1,99 @@
+"""Peak resident memory of deploy, the every-step recipe and the sensitivity analysis on EfficientNet-Lite0, as the
+number of evaluation samples grows (issue 17's goal: flat in the number of samples, the recipe under 3 GB).
+
+    python benchmarks/memory.py [--cases deploy,sensitivity,recipe] [--samples 200,1300,10000] [--work DIR]
+
+Each (case, samples) runs in its own child process (``--child``), which runs ``edgeopt.deploy`` from the ONNX
+file and the image sources to the written artifacts and prints its own peak resident set
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and wall time; the parent prints one row per run.
+
+Data as a user keeps it: ImageNet val1300's JPEGs through an image list (``list.txt`` of ``path label``
+lines; the 10,000 case repeats the 1,300 paths, so it costs nothing on disk), preprocessed by deploy's image
+source (shorter side 256, centre crop 224, EfficientNet-Lite's ``(x - 127) / 128``); calibration on the 200
+``calib_samples`` images (a flat folder). Cases: ``deploy`` (calibrate, quantize, emulate, score every
+sample), ``sensitivity`` (deploy --sensitivity), ``recipe`` (deploy --max-drop -100: a budget never met, so
+every step runs, each screened on 500 samples). The machine is shared: each row also prints the 1-minute load
+average. Skips (exit 0) when ../shared/data is absent.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shared_data import DATA, require
+
+PREPROCESS = "resize=256,crop=224,offset=-127,std=128"
+DEVICE = "arm-cortex-a78-xnnpack"
+CASES = {"deploy": {}, "sensitivity": {"sensitivity": True}, "recipe": {"max_drop": -100.0, "recipe_samples": 500}}
+
+
+def _prepare(work: Path, samples: list[int]) -> Path:
+    """EfficientNet-Lite0 as ONNX and one image list per sample count, in ``work`` (kept between runs)."""
+    work.mkdir(parents=True, exist_ok=True)
+    model = work / "efficientnet_lite0.onnx"
+    if not model.exists():
+        import torch
+        from imagenet import efficientnet_lite0
+
+        from edgeopt.pipeline.frontend.load import export_torch
+
+        model.write_bytes(export_torch(efficientnet_lite0(), torch.zeros(1, 3, 224, 224)).SerializeToString())
+    root = DATA / "imagenet"
+    lines = [ln.split(",") for ln in (root / "dataset.txt").read_text().splitlines() if ln.strip()]
+    entries = [f"{root / 'val1300' / Path(name.strip()).name} {int(label)}" for name, label in lines]
+    for n in samples:
+        repeated = (entries * (n // len(entries) + 1))[:n]
+        (work / f"val{n}.txt").write_text("\n".join(repeated) + "\n")
+    return model
+
+
+def _child(case: str, n: int, work: Path) -> None:
+    from edgeopt.workflows.deploy import deploy
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        result = deploy(str(work / "efficientnet_lite0.onnx"), DEVICE, data=str(work / f"val{n}.txt"),
+                        calib=str(DATA / "imagenet" / "calib_samples"), preprocess=PREPROCESS, out=out,
+                        **CASES[case])
+    accuracy = result.report["accuracy"]
+    print(json.dumps({"case": case, "samples": n, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                      "wall_s": time.perf_counter() - start, "fp32": accuracy["fp32"], "int8": accuracy["int8"],
+                      "n": accuracy["n"], "load": os.getloadavg()[0]}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default="deploy,sensitivity,recipe")
+    parser.add_argument("--samples", default="200,1300,10000")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeopt-memory")
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "SAMPLES"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], int(args.child[1]), args.work)
+        return
+    require("imagenet/val1300", "imagenet/calib_samples", "imagenet/dataset.txt")
+    samples = [int(s) for s in args.samples.split(",")]
+    _prepare(args.work, samples)
+    print(f"{'case':12} {'samples':>8} {'peak MB':>9} {'wall s':>8} {'fp32 %':>7} {'int8 %':>7} {'load':>5}")
+    for case in args.cases.split(","):
+        for n in samples:
+            run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--child", case, str(n)],
+                                 capture_output=True, text=True, check=False)
+            if run.returncode != 0:
+                print(f"{case:12} {n:>8} failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
+                continue
+            row = json.loads(run.stdout.strip().splitlines()[-1])
+            print(f"{case:12} {n:>8} {row['peak_mb']:>9.0f} {row['wall_s']:>8.1f} {row['fp32']:>7.2f} "
+                  f"{row['int8']:>7.2f} {row['load']:>5.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
