@@ -3,7 +3,8 @@
 ``atomic_write_bytes``: a file appears whole under its final name or not at all. ``write_set``: an
 output folder is built in a hidden folder beside it and swapped in at the end, so an interrupt at any
 moment leaves the folder's earlier set or the new one, never a mix, and no file of an earlier run that
-the new one did not make. ``check_output_dir`` / ``check_output_file`` refuse a location that cannot
+the new one did not make; ``replaced_as_a_set`` does the same for a folder written in several steps.
+``check_output_dir`` / ``check_output_file`` refuse a location that cannot
 hold the results before any work is done.
 """
 from __future__ import annotations
@@ -158,6 +159,41 @@ def write_set(out_dir: str | os.PathLike[str], files: Mapping[str, bytes], owned
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return out_dir
+
+
+@contextmanager
+def replaced_as_a_set(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Let the block write ``out_dir`` afresh in several steps, and keep it only if the block completes.
+
+    For a folder ``write_set`` cannot build in one go (``compare``: a folder per model, each written by
+    ``deploy``, then the summary). The earlier folder, if any, is renamed aside to a hidden sibling first;
+    when the block completes it is removed, and when the block fails or is interrupted the new folder is
+    removed and the earlier one renamed back (SIGINT held meanwhile). So an error or Ctrl-C at any moment
+    leaves the earlier set or the new one; only a killed process can leave the new folder half written
+    (the earlier one then lies beside it as ``.NAME.*.old``). Check the folder with ``check_output_dir``
+    first: everything in it is replaced.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old"))
+        os.replace(out_dir, old)
+    out_dir.mkdir()
+    done = len(_committed)
+    try:
+        yield out_dir
+    except BaseException:
+        with _sigint_held():
+            del _committed[done:]  # the folders swapped in inside ``out_dir`` are gone with it
+            shutil.rmtree(out_dir, ignore_errors=True)
+            if old is not None:
+                os.replace(old, out_dir)
+        raise
+    del _committed[done:]
+    _committed.append(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_file(path: Path, blob: bytes) -> None:

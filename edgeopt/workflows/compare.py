@@ -6,22 +6,20 @@ read, so that a model whose data does not fit stops the run at once, named in on
 deploys to ``OUT/<index>-<name>`` as ``deploy`` would (on the host target, every model's files are then
 timed together, taking turns, so that the ratios between models do not hang on when each was timed),
 and the side-by-side summary, every row with its ratio to the first model, is written to
-``OUT/compare.json``. ``OUT`` is checked first: it may hold only an earlier compare's files, and that
-compare's model folders this one did not make are removed once every model is deployed. Each model's
-folder is swapped in as a set (``fileio.write_set``); ``OUT`` as a whole is not: an interrupt between two
-models leaves the new folders of the models deployed so far beside the earlier run's others.
+``OUT/compare.json``. ``OUT`` is checked first (it may hold only an earlier compare's files) and is
+replaced as a set (``fileio.replaced_as_a_set``): an error or Ctrl-C at any moment leaves the earlier
+compare's folder or this one's, never a mix.
 """
 from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from edgeopt.errors import DataError, ModelLoadError
-from edgeopt.fileio import atomic_write_text, check_output_dir
+from edgeopt.fileio import atomic_write_text, check_output_dir, replaced_as_a_set
 from edgeopt.pipeline.frontend.load import load
 from edgeopt.pipeline.frontend.sources import BATCH, open_sources
 from edgeopt.pipeline.report import dumps
@@ -82,22 +80,19 @@ def compare(models: list[str], device: str, *, out: str | Path | None = None, pr
     results = []
     # on the host, every model's files are timed together below rather than model after model
     each = replace(shared, target="emulate") if where.kind == "host" else shared
-    with reporting(progress):  # the stages' counts reach ``progress``; the lambdas below carry stage names
+    with replaced_as_a_set(root), reporting(progress):  # the counts reach ``progress``; the lambdas, stage names
         for spec, name in zip(models, folders):
-            folder = root / name
             step = (lambda s, name=Path(spec).stem: progress(f"{name}: {s}")) if progress else None
-            results.append(deploy_with(spec, replace(each, out=folder), step))
-    if where.kind == "host":
-        if progress:
-            progress("timing every model on the host")
-        results = _measured_together(results, shared)
-    for stale in set(_earlier_model_folders(root)) - set(folders):  # an earlier compare's further models
-        shutil.rmtree(root / stale)
-    summary = comparison([r.report for r in results], [str(r.out_dir) for r in results])
-    path = root / "compare.json"
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
-    atomic_write_text(root / "report.html", compare_html([r.report for r in results],
-                                                         [r.out_dir / "report.html" for r in results], root))
+            results.append(deploy_with(spec, replace(each, out=root / name), step))
+        if where.kind == "host":
+            if progress:
+                progress("timing every model on the host")
+            results = _measured_together(results, shared)
+        summary = comparison([r.report for r in results], [str(r.out_dir) for r in results])
+        path = root / "compare.json"
+        atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(root / "report.html", compare_html([r.report for r in results],
+                                                             [r.out_dir / "report.html" for r in results], root))
     return Comparison(results, summary, path)
 
 

@@ -100,7 +100,9 @@ def test_compare_checks_every_models_data_before_deploying_the_first(tmp_path: P
     assert not (tmp_path / "cmp").exists()
 
 
-def test_compare_replaces_an_earlier_compare_and_refuses_other_files(tmp_path: Path) -> None:
+def test_compare_replaces_an_earlier_compare_and_refuses_other_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                     ) -> None:
+    import edgeopt.workflows.compare as compare_module
     from edgeopt.errors import OutputError
 
     wide, narrow, data = _two_models(tmp_path)
@@ -109,6 +111,20 @@ def test_compare_replaces_an_earlier_compare_and_refuses_other_files(tmp_path: P
     assert (out / "2-wide" / "report.json").is_file()
     compare([str(narrow), str(wide)], "arm-cortex-a78-xnnpack", out=out, data=data)
     assert sorted(p.name for p in out.iterdir()) == ["0-narrow", "1-wide", "compare.json", "report.html"]
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
+    real = compare_module.deploy_with
+
+    def interrupted_at_the_second(spec, options, step=None):  # Ctrl-C while the second model deploys
+        if options.out.name.startswith("1-"):
+            raise KeyboardInterrupt
+        return real(spec, options, step)
+
+    monkeypatch.setattr(compare_module, "deploy_with", interrupted_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        compare([str(wide), str(narrow), str(narrow)], "arm-cortex-a78-xnnpack", out=out, data=data)
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before  # the earlier set, untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".cmp.")]
+    monkeypatch.undo()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match="notes.txt"):
         compare([str(wide), str(narrow)], "arm-cortex-a78-xnnpack", out=out, data=data)
