@@ -432,8 +432,8 @@ def int16_energy(profile: DeviceProfile, peak_int16_macs_per_s: float) -> tuple[
     else:
         power, pair = energy.int8_mac_j * perf.peak_int8_macs_per_s, "int8_mac_j x peak_int8_macs_per_s"
     mac_j = power / peak_int16_macs_per_s
-    comment = (f"ESTIMATE. The power this profile assumed ({pair} before calibration: {power:.3g} W) over the "
-               f"measured int16 (16x8) rate: {mac_j:.3g} J per MAC.")
+    comment = (f"ESTIMATE. The power this profile assumed for 16x8 ({pair} before this calibration: "
+               f"{power:.3g} W) over the measured int16 (16x8) rate: {mac_j:.3g} J per MAC.")
     return mac_j, comment
 
 

@@ -144,6 +144,6 @@ def test_calibrated_host_profile_holds_only_this_machines_performance(tmp_path: 
     assert comments == [measured] * len(calibrate_host.PERFORMANCE_KEYS)
     assert "69.4 ms" not in text
     energy = text.split("\n[energy]\n")[1].split("\n[")[0]
-    assert "ESTIMATE. The power this profile assumed (int16_mac_j x peak_int16_macs_per_s" in energy
+    assert "ESTIMATE. The power this profile assumed for 16x8 (int16_mac_j x peak_int16_macs_per_s" in energy
     power = builtin.energy.int16_mac_j * builtin.performance.peak_int16_macs_per_s
     assert profile.energy.int16_mac_j == pytest.approx(power / result.numbers.peak_int16_macs_per_s, 1e-3)
