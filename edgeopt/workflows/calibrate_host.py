@@ -1,20 +1,25 @@
 """``edgeopt profiles calibrate host``: measure this machine's roofline numbers with LiteRT micro-benchmarks.
 
-Each benchmark is a small program built here (a QProgram written by edgeopt's own TFLite writer, int8 or
-float32), run with LiteRT's default kernels (XNNPACK) on one thread, as ``LiteRT.time_inference`` times
+Each benchmark is a small program built here (a QProgram written by edgeopt's own TFLite writer, int8,
+16x8 or float32), run with LiteRT's default kernels (XNNPACK) on one thread, as ``LiteRT.time_inference`` times
 a deployed model; the median of the timed runs is kept. The programs and what they pin down:
 
 - a chain of ``n`` tiny ADDs for ``n`` in a few lengths: the slope of time against ``n`` is the per-op
   overhead (the intercept is the cost of one ``invoke``, which the cost model does not price);
 - one large ADD at a few sizes: bytes moved over time is the sustained memory bandwidth;
 - a large 3x3 CONV_2D, int8 and float32: MACs over time is the peak MAC rate per dtype;
+- CONV_2Ds in 16x8 (int16 activations with zero point 0, int8 per-channel weights, int64 biases, as
+  edgeopt writes w8a16 programs; LiteRT runs them on its builtin kernels, XNNPACK has none): the
+  ``peak_int16_macs_per_s``;
 - a 3x3 DEPTHWISE_CONV_2D, int8 and float32: its MAC rate, which XNNPACK reaches far less of than a
   dense convolution's (few MACs per byte, no reduction over channels), kept as a per-kind rate.
 
 Each large program is priced with ``time = work / rate + per_op_overhead``, so every rate is fitted
 after the overhead is subtracted. The numbers are written into a device profile's performance keys,
 each with a comment ``measured on <CPU> by edgeopt profiles calibrate host on <date>``, and the
-``[hardware]`` keys name this CPU. By default the profile is ``host.toml`` in the user's config folder
+``[hardware]`` keys name this CPU. ``energy.int16_mac_j``, which the schema pairs with the int16 rate, stays
+an ESTIMATE: the power the profile already assumed for 16x8 work (its ``int16_mac_j`` times its
+``peak_int16_macs_per_s``; the int8 pair when it has none) over the rate measured here. By default the profile is ``host.toml`` in the user's config folder
 (started from the built-in ``host``), which shadows the built-in one; the installed package is not written.
 """
 from __future__ import annotations
@@ -28,7 +33,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -39,20 +44,26 @@ from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.qprogram import QOp, QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 
-Dtype = Literal["int8", "float32"]
+if TYPE_CHECKING:
+    from edgeopt.device_profiles.schema import DeviceProfile
+
+Dtype = Literal["int8", "int16", "float32"]
 FLOAT_BYTES = 4
 # Keys of the profile's performance section that the calibration measures, in the order written.
 PERFORMANCE_KEYS = (
     "peak_int8_macs_per_s",
     "peak_fp32_macs_per_s",
+    "peak_int16_macs_per_s",
     "memory_bandwidth_bytes_per_s",
     "per_op_overhead_s",
     "channel_granularity",
     "op_macs_per_s",
     "output_elements_per_s",
 )
-# The cost model's name of each benchmark dtype.
+# The cost model's name of each benchmark dtype with the full set of benchmarks (16x8 has its convolutions only).
 PRECISION = {"int8": "int8", "float32": "fp32"}
+# Scale of the 16x8 benchmarks' int16 activations (symmetric, zero point 0; timing ignores values).
+INT16_SCALE = 0.05 / 256
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,14 @@ class Sizes:
     """Problem sizes of the micro-benchmarks; ``QUICK`` is for tests, ``FULL`` for a real calibration.
 
     ``dense`` lists CONV_2D shapes (H=W, Ci, Co, K) for a KxK SAME stride-1 convolution; ``depthwise``
-    lists (H=W, C) for a 3x3 DEPTHWISE_CONV_2D; ``add_elements`` the element counts of the large ADDs;
+    lists (H=W, C) for a 3x3 DEPTHWISE_CONV_2D; ``dense_int16`` the CONV_2D shapes timed in 16x8
+    (LiteRT's builtin kernel, tens of times slower than XNNPACK's int8); ``add_elements`` the element counts of the large ADDs;
     ``chain_lengths`` the lengths of the chains of 8-element ADDs.
     """
 
     dense: tuple[tuple[int, int, int, int], ...]
     depthwise: tuple[tuple[int, int], ...]
+    dense_int16: tuple[tuple[int, int, int, int], ...]
     add_elements: tuple[int, ...]
     chain_lengths: tuple[int, ...]
     runs: int
@@ -80,9 +93,12 @@ FULL = Sizes(
            (20, 96, 96, 3), (40, 16, 96, 1), (40, 96, 24, 1), (20, 144, 32, 1), (10, 384, 64, 1),
            (10, 64, 384, 1), (20, 48, 48, 1)),
     depthwise=((112, 32), (56, 96), (28, 144), (14, 384), (7, 960)),
+    # 174 M MACs in all: about 0.1 s a run at the built-in profile's 1.67e9 MAC/s.
+    dense_int16=((56, 64, 64, 3), (20, 96, 96, 3), (28, 24, 24, 3), (40, 16, 96, 1), (10, 384, 64, 1)),
     add_elements=(1 << 18, 1 << 20, 1 << 22),
     chain_lengths=(1, 16, 64, 128), runs=30, warmup=5)
-QUICK = Sizes(dense=((8, 16, 16, 3), (8, 24, 8, 1)), depthwise=((8, 16),), add_elements=(1 << 14, 1 << 16),
+QUICK = Sizes(dense=((8, 16, 16, 3), (8, 24, 8, 1)), depthwise=((8, 16),), dense_int16=((8, 16, 16, 3), (8, 24, 8, 1)),
+              add_elements=(1 << 14, 1 << 16),
               chain_lengths=(1, 4, 8), runs=3, warmup=1)
 # Channel multiples tried for the dense kernels: 1 (no rounding) up to an AMX tile row of 64 int8 bytes.
 GRANULARITIES = (1, 4, 8, 16, 32, 64)
@@ -104,7 +120,7 @@ class Measurement:
 
 @dataclass(frozen=True)
 class HostNumbers:
-    """The fitted numbers: the profile's four performance keys, the optional refinements, the invoke cost.
+    """The fitted numbers: the profile's five performance keys, the optional refinements, the invoke cost.
 
     ``channel_granularity``, ``op_macs_per_s`` and ``output_elements_per_s`` are the optional
     performance keys of the same names (see ``edgeopt.device_profiles.schema.Performance``), keyed by
@@ -113,6 +129,7 @@ class HostNumbers:
 
     peak_int8_macs_per_s: float
     peak_fp32_macs_per_s: float
+    peak_int16_macs_per_s: float
     memory_bandwidth_bytes_per_s: float
     per_op_overhead_s: float
     channel_granularity: dict[str, int]
@@ -151,7 +168,11 @@ def cpu_model() -> str:
 
 
 class _Builder:
-    """Grows one int8 or float32 program; int8 tensors get fixed, valid encodings (timing ignores values)."""
+    """Grows one int8, 16x8 or float32 program; quantized tensors get fixed, valid encodings (timing ignores values).
+
+    In 16x8 (``dtype`` int16) activations are int16 with zero point 0, weights int8 per-channel and biases
+    int64, as ``pipeline.lower`` writes a w8a16 program.
+    """
 
     def __init__(self, name: str, dtype: Dtype, rng: np.random.Generator) -> None:
         self.name, self.dtype, self.rng = name, dtype, rng
@@ -159,18 +180,20 @@ class _Builder:
         self.ops: list[QOp] = []
 
     def activation(self, name: str, shape: tuple[int, ...]) -> str:
-        qparams = QParams(np.array([0.05]), np.array([0])) if self.dtype == "int8" else None
+        scale = {"int8": 0.05, "int16": INT16_SCALE}.get(self.dtype)
+        qparams = QParams(np.array([scale]), np.array([0])) if scale is not None else None
         self.tensors[name] = QTensor(name, shape, self.dtype, qparams)
         return name
 
     def weights(self, name: str, shape: tuple[int, ...], axis: int) -> tuple[str, str]:
         channels = shape[axis]
-        if self.dtype == "int8":
+        if self.dtype in ("int8", "int16"):
             w_scale = np.full(channels, 0.01, np.float32)
             self.tensors[name] = QTensor(name, shape, "int8", QParams(w_scale, np.zeros(channels), axis=axis),
                                          self.rng.integers(-127, 128, shape))
-            bias_q = QParams(w_scale * np.float32(0.05), np.zeros(channels), dtype="int32", axis=0)
-            self.tensors[name + "/bias"] = QTensor(name + "/bias", (channels,), "int32", bias_q,
+            x_scale, bias_dtype = (0.05, "int32") if self.dtype == "int8" else (INT16_SCALE, "int64")
+            bias_q = QParams(w_scale * np.float32(x_scale), np.zeros(channels), dtype=bias_dtype, axis=0)
+            self.tensors[name + "/bias"] = QTensor(name + "/bias", (channels,), bias_dtype, bias_q,
                                                    self.rng.integers(-1000, 1000, channels))
         else:
             self.tensors[name] = QTensor(name, shape, "float32", None, self.rng.standard_normal(shape) * 0.1)
@@ -222,13 +245,17 @@ def time_program(program: QProgram, runs: int, warmup: int) -> float:
     runner = LiteRT(program_to_tflite(program), kernels="default", num_threads=1)
     spec = runner.input_details[0]
     rng = np.random.default_rng(0)
-    x = rng.integers(-128, 128, spec.shape).astype(spec.dtype) if spec.dtype == np.int8 \
-        else rng.standard_normal(spec.shape).astype(spec.dtype)
+    if np.issubdtype(spec.dtype, np.integer):
+        info = np.iinfo(spec.dtype)
+        x = rng.integers(info.min, info.max, spec.shape, endpoint=True).astype(spec.dtype)
+    else:
+        x = rng.standard_normal(spec.shape).astype(spec.dtype)
     return statistics.median(runner.time_inference([x], runs=runs, warmup=warmup))
 
 
 def run_benchmarks(sizes: Sizes = FULL) -> list[Measurement]:
-    """Build and time every micro-benchmark at ``sizes``, int8 and float32 (the chains in float32 only).
+    """Build and time every micro-benchmark at ``sizes``, int8 and float32 (the chains in float32 only),
+    and the 16x8 convolutions.
 
     Returns:
         One measurement per program.
@@ -252,6 +279,9 @@ def run_benchmarks(sizes: Sizes = FULL) -> list[Measurement]:
         for h, c in sizes.depthwise:
             timed(conv_program(dtype, h, c, c, 3, depthwise=True), name="depthwise", dtype=dtype, ops=1,
                   macs=h * h * c * 9, bytes=0, out_elements=h * h * c)
+    for h, cin, cout, k in sizes.dense_int16:
+        timed(conv_program("int16", h, cin, cout, k), name="conv", dtype="int16", ops=1,
+              macs=h * h * cin * cout * k * k, bytes=0, out_elements=h * h * cout, channels=(cin, cout))
     return out
 
 
@@ -273,7 +303,8 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
     the float ADDs (bytes), the element rate per dtype over its ADDs. The dense peak and the channel
     granularity (among ``GRANULARITIES``) per dtype are the pair, among the rates the convolutions
     achieved, that predicts the convolutions best (median absolute log error): robust to one
-    convolution that happened to run fast or slow. DEPTHWISE_CONV_2D, which XNNPACK runs far below the
+    convolution that happened to run fast or slow. The 16x8 peak is fitted the same way with neither
+    refinement (the cost model prices 16x8 ops with ``MACs / peak_int16_macs_per_s`` alone). DEPTHWISE_CONV_2D, which XNNPACK runs far below the
     dense peak, gets its median achieved MAC rate per dtype.
 
     Raises:
@@ -300,25 +331,28 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
     element_rate = {PRECISION[d]: max(m.out_elements / net(m) for m in rows("add", d)) for d in PRECISION}
     peak: dict[str, float] = {}
     granularity: dict[str, int] = {}
-    for dtype, precision in PRECISION.items():
-        convs = rows("conv", dtype)
 
+    def dense_fit(convs: list[Measurement], granularities: tuple[int, ...], elements_per_s: float) -> tuple[int, float]:
         def error(g: int, rate: float) -> float:
-            predicted = [max(padded_macs(m.macs, m.channels, g) / rate, m.out_elements / element_rate[precision])
+            predicted = [max(padded_macs(m.macs, m.channels, g) / rate, m.out_elements / elements_per_s)
                          for m in convs]
             return statistics.median(abs(math.log(p / net(m))) for p, m in zip(predicted, convs))
 
         # Candidate peaks are the rates the convolutions achieved; the pair with the least error wins.
-        candidates = [(g, padded_macs(m.macs, m.channels, g) / net(m)) for g in GRANULARITIES for m in convs]
-        granularity[precision], peak[precision] = min(candidates, key=lambda c: error(*c))
+        candidates = [(g, padded_macs(m.macs, m.channels, g) / net(m)) for g in granularities for m in convs]
+        return min(candidates, key=lambda c: error(*c))
+
+    for dtype, precision in PRECISION.items():
+        granularity[precision], peak[precision] = dense_fit(rows("conv", dtype), GRANULARITIES, element_rate[precision])
+    _, peak["int16"] = dense_fit(rows("conv", "int16"), (1,), math.inf)
     depthwise = {PRECISION[d]: statistics.median(m.macs / net(m) for m in rows("depthwise", d)) for d in PRECISION}
     numbers = HostNumbers(
-        peak_int8_macs_per_s=peak["int8"], peak_fp32_macs_per_s=peak["fp32"],
+        peak_int8_macs_per_s=peak["int8"], peak_fp32_macs_per_s=peak["fp32"], peak_int16_macs_per_s=peak["int16"],
         memory_bandwidth_bytes_per_s=bandwidth, per_op_overhead_s=per_op,
         channel_granularity=granularity, op_macs_per_s={"DEPTHWISE_CONV_2D": depthwise},
         output_elements_per_s=element_rate, invoke_overhead_s=invoke,
     )
-    values = [peak["int8"], peak["fp32"], bandwidth, per_op, invoke, *element_rate.values(), *depthwise.values()]
+    values = [*peak.values(), bandwidth, per_op, invoke, *element_rate.values(), *depthwise.values()]
     if not all(math.isfinite(v) and v > 0 for v in values):
         raise ProfileError(f"calibrate host: a fitted number is not positive and finite: {numbers}")
     return numbers
@@ -385,8 +419,28 @@ def user_host_profile() -> Path:
     return user_profile_dir() / "host.toml"
 
 
+def int16_energy(profile: DeviceProfile, peak_int16_macs_per_s: float) -> tuple[float, str]:
+    """``energy.int16_mac_j`` for a measured 16x8 rate, an ESTIMATE, and the comment that says how.
+
+    The power ``profile`` assumes while computing 16x8 (its ``int16_mac_j`` times its
+    ``peak_int16_macs_per_s``; its int8 pair when it prices no 16x8) is kept: joules per MAC are that
+    power over the measured rate.
+    """
+    perf, energy = profile.performance, profile.energy
+    if perf.peak_int16_macs_per_s is not None and energy.int16_mac_j is not None:
+        power, pair = energy.int16_mac_j * perf.peak_int16_macs_per_s, "int16_mac_j x peak_int16_macs_per_s"
+    else:
+        power, pair = energy.int8_mac_j * perf.peak_int8_macs_per_s, "int8_mac_j x peak_int8_macs_per_s"
+    mac_j = power / peak_int16_macs_per_s
+    comment = (f"ESTIMATE. The power this profile assumed for 16x8 ({pair} before this calibration: "
+               f"{power:.3g} W) over the measured int16 (16x8) rate: {mac_j:.3g} J per MAC.")
+    return mac_j, comment
+
+
 def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, template: Path | None = None) -> Path:
     """Write the measured performance keys into the profile at ``path``, validated, atomically.
+
+    ``energy.int16_mac_j`` follows the measured 16x8 rate (``int16_energy``); every other key is kept.
 
     Args:
         path: the profile to update; if it does not exist, it is started from ``template``.
@@ -407,7 +461,9 @@ def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, templat
     except OSError as err:
         raise ProfileError(f"cannot read device profile {source} to update: {err.strerror or err}") from None
     comment = f"measured on {cpu} by edgeopt profiles calibrate host on {date}"
+    mac_j, energy_comment = int16_energy(parse_profile(text, str(source)), numbers.peak_int16_macs_per_s)
     updated = update_performance(text, numbers.performance(), comment)
+    updated = update_performance(updated, {"int16_mac_j": mac_j}, energy_comment, "energy")
     # The hardware the figures belong to is this machine, not the template's.
     vendor = re.sub(r"\((R|TM)\)", "", cpu).split()[0] if cpu.split() else "unknown"
     updated = update_performance(updated, {"vendor": vendor, "core": cpu, "soc": cpu},

@@ -11,9 +11,9 @@ from edgeopt.device_profiles import load_profile
 from edgeopt.errors import ProfileError
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.workflows import calibrate_host
 from edgeopt.runtimes.cost import estimate
 from edgeopt.runtimes.litert import LiteRT
+from edgeopt.workflows import calibrate_host
 
 TEMPLATE = calibrate_host.builtin_profile_path("arm-cortex-a78-xnnpack")
 
@@ -25,14 +25,29 @@ def calibration() -> calibrate_host.Calibration:
 
 def test_fit_gives_positive_finite_plausible_numbers(calibration: calibrate_host.Calibration) -> None:
     n = calibration.numbers
-    for value in (n.peak_int8_macs_per_s, n.peak_fp32_macs_per_s, *n.op_macs_per_s["DEPTHWISE_CONV_2D"].values()):
+    for value in (n.peak_int8_macs_per_s, n.peak_fp32_macs_per_s, n.peak_int16_macs_per_s,
+                  *n.op_macs_per_s["DEPTHWISE_CONV_2D"].values()):
         assert math.isfinite(value) and 1e7 < value < 1e14, value  # 10 MMAC/s .. 100 TMAC/s for one core
     assert 1e8 < n.memory_bandwidth_bytes_per_s < 1e13
     assert all(1e6 < v < 1e12 for v in n.output_elements_per_s.values())
     assert 0 < n.per_op_overhead_s < 1e-3 and 0 < n.invoke_overhead_s < 1e-2
     assert set(n.channel_granularity.values()) <= set(calibrate_host.GRANULARITIES)
     assert calibration.path is None
-    assert {m.dtype for m in calibration.measurements} == {"int8", "float32"}
+    assert {m.dtype for m in calibration.measurements} == {"int8", "int16", "float32"}
+    # LiteRT runs 16x8 on its builtin kernels (XNNPACK has none): far below XNNPACK's int8.
+    assert n.peak_int16_macs_per_s < n.peak_int8_macs_per_s
+
+
+def test_int16_benchmark_is_a_16x8_conv_as_edgeopt_writes_it() -> None:
+    program = calibrate_host.conv_program("int16", 6, 8, 4, 3)
+    x, w, b = (program.tensor(name) for name in program.ops[0].inputs)
+    assert (x.dtype, w.dtype, b.dtype) == ("int16", "int8", "int64")
+    assert int(x.qparams.zero_point[0]) == 0 and w.qparams.axis == 0
+    np.testing.assert_allclose(b.qparams.scale, x.qparams.scale[0] * w.qparams.scale, rtol=1e-6)
+    runner = LiteRT(program_to_tflite(program), kernels="default")
+    assert runner.input_details[0].dtype == np.int16
+    (y,) = runner.run([np.full((1, 6, 6, 8), 1000, np.int16)])
+    assert y.dtype == np.int16 and y.shape == (1, 6, 6, 4)
 
 
 def test_write_profile_updates_only_performance_keys_and_validates(
@@ -42,7 +57,12 @@ def test_write_profile_updates_only_performance_keys_and_validates(
     profile, original = load_profile(str(out)), load_profile(str(TEMPLATE))
     assert profile.performance.peak_int8_macs_per_s == pytest.approx(calibration.numbers.peak_int8_macs_per_s, 1e-3)
     assert profile.performance.channel_granularity == calibration.numbers.channel_granularity
-    assert profile.energy == original.energy and profile.runtime == original.runtime
+    assert profile.runtime == original.runtime
+    assert profile.energy.model_dump(exclude={"int16_mac_j"}) == original.energy.model_dump(exclude={"int16_mac_j"})
+    # The 16x8 energy keeps the template's power (int16_mac_j x peak_int16_macs_per_s) at the measured rate.
+    power = original.energy.int16_mac_j * original.performance.peak_int16_macs_per_s
+    assert profile.performance.peak_int16_macs_per_s == pytest.approx(calibration.numbers.peak_int16_macs_per_s, 1e-3)
+    assert profile.energy.int16_mac_j * profile.performance.peak_int16_macs_per_s == pytest.approx(power, 1e-3)
     text = out.read_text()
     comment = "# measured on Test CPU by edgeopt profiles calibrate host on 2026-01-01"
     assert text.count(comment) == len(calibrate_host.PERFORMANCE_KEYS)
@@ -106,3 +126,24 @@ def test_calibration_goes_to_the_users_folder_and_shadows_the_builtin_host(
     assert "shadows the built-in one of this name" in listed.stdout and str(path) in listed.stdout
     shown = CliRunner().invoke(app, ["profiles", "show", "host"])
     assert shown.stdout.startswith(f"# user profile file: {path}") and "# measured on Test CPU 9000" in shown.stdout
+
+
+def test_calibrated_host_profile_holds_only_this_machines_performance(tmp_path: Path) -> None:
+    out = tmp_path / "host.toml"
+    result = calibrate_host.calibrate(out=out, sizes=calibrate_host.QUICK)
+    builtin = load_profile(str(calibrate_host.builtin_profile_path()))
+    profile = load_profile(str(out))
+    assert profile.performance.peak_int16_macs_per_s == pytest.approx(result.numbers.peak_int16_macs_per_s, 1e-3)
+    assert profile.performance.peak_int16_macs_per_s != builtin.performance.peak_int16_macs_per_s
+    measured = f"# measured on {result.cpu} by edgeopt profiles calibrate host on {result.date}"
+    text = out.read_text()
+    performance = text.split("\n[performance]\n")[1].split("\n[")[0]
+    comments = [line.strip() for line in performance.splitlines() if line.strip().startswith("#")]
+    # Every performance number carries this machine's comment and nothing else (the built-in host's
+    # "measured on Intel(R) Xeon(R) Processor: ... in 69.4 ms" for the int16 rate is gone).
+    assert comments == [measured] * len(calibrate_host.PERFORMANCE_KEYS)
+    assert "69.4 ms" not in text
+    energy = text.split("\n[energy]\n")[1].split("\n[")[0]
+    assert "ESTIMATE. The power this profile assumed for 16x8 (int16_mac_j x peak_int16_macs_per_s" in energy
+    power = builtin.energy.int16_mac_j * builtin.performance.peak_int16_macs_per_s
+    assert profile.energy.int16_mac_j == pytest.approx(power / result.numbers.peak_int16_macs_per_s, 1e-3)
