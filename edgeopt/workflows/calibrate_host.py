@@ -17,10 +17,11 @@ a deployed model; the median of the timed runs is kept. The programs and what th
 Each large program is priced with ``time = work / rate + per_op_overhead``, so every rate is fitted
 after the overhead is subtracted. The numbers are written into a device profile's performance keys,
 each with a comment ``measured on <CPU> by edgeopt profiles calibrate host on <date>``, and the
-``[hardware]`` keys name this CPU. ``energy.int16_mac_j``, which the schema pairs with the int16 rate, stays
-an ESTIMATE: the power the profile already assumed for 16x8 work (its ``int16_mac_j`` times its
-``peak_int16_macs_per_s``; the int8 pair when it has none) over the rate measured here. By default the profile is ``host.toml`` in the user's config folder
-(started from the built-in ``host``), which shadows the built-in one; the installed package is not written.
+``[hardware]`` keys name this CPU. The joules per MAC (``energy.int8_mac_j``, ``fp32_mac_j``,
+``int16_mac_j``) stay ESTIMATES, re-derived so that no figure of another machine is left: the power the
+profile already assumed for that work (its ``<precision>_mac_j`` times its ``peak_<precision>_macs_per_s``)
+over the rate measured here. By default the profile is ``host.toml`` in the user's config folder (started
+from the built-in ``host``), which shadows the built-in one; the installed package is not written.
 """
 from __future__ import annotations
 
@@ -419,28 +420,33 @@ def user_host_profile() -> Path:
     return user_profile_dir() / "host.toml"
 
 
-def int16_energy(profile: DeviceProfile, peak_int16_macs_per_s: float) -> tuple[float, str]:
-    """``energy.int16_mac_j`` for a measured 16x8 rate, an ESTIMATE, and the comment that says how.
+# The energy keys re-derived from the measured rates: (precision in the profile's key names, its name in words).
+MAC_ENERGY = (("int8", "int8"), ("fp32", "fp32"), ("int16", "int16 (16x8)"))
 
-    The power ``profile`` assumes while computing 16x8 (its ``int16_mac_j`` times its
-    ``peak_int16_macs_per_s``; its int8 pair when it prices no 16x8) is kept: joules per MAC are that
-    power over the measured rate.
+
+def mac_energy(profile: DeviceProfile, precision: str, measured_rate: float) -> tuple[float, str]:
+    """``energy.<precision>_mac_j`` for a measured MAC rate, an ESTIMATE, and the comment that says how.
+
+    The power ``profile`` assumes while computing at ``precision`` (its ``<precision>_mac_j`` times its
+    ``peak_<precision>_macs_per_s``; its int8 pair when it prices none) is kept: joules per MAC are that
+    power over the measured rate. Calibrating again keeps the power, so the comment stays true.
     """
     perf, energy = profile.performance, profile.energy
-    if perf.peak_int16_macs_per_s is not None and energy.int16_mac_j is not None:
-        power, pair = energy.int16_mac_j * perf.peak_int16_macs_per_s, "int16_mac_j x peak_int16_macs_per_s"
-    else:
-        power, pair = energy.int8_mac_j * perf.peak_int8_macs_per_s, "int8_mac_j x peak_int8_macs_per_s"
-    mac_j = power / peak_int16_macs_per_s
-    comment = (f"ESTIMATE. The power this profile assumed for 16x8 ({pair} before this calibration: "
-               f"{power:.3g} W) over the measured int16 (16x8) rate: {mac_j:.3g} J per MAC.")
+    key = precision if getattr(energy, f"{precision}_mac_j") is not None and \
+        getattr(perf, f"peak_{precision}_macs_per_s") is not None else "int8"
+    power = getattr(energy, f"{key}_mac_j") * getattr(perf, f"peak_{key}_macs_per_s")
+    mac_j = power / measured_rate
+    words = dict(MAC_ENERGY)[precision]
+    comment = (f"ESTIMATE. The power this profile assumed for {words} ({key}_mac_j x peak_{key}_macs_per_s before "
+               f"this calibration: {power:.3g} W) over the measured {words} rate: {mac_j:.3g} J per MAC.")
     return mac_j, comment
 
 
 def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, template: Path | None = None) -> Path:
     """Write the measured performance keys into the profile at ``path``, validated, atomically.
 
-    ``energy.int16_mac_j`` follows the measured 16x8 rate (``int16_energy``); every other key is kept.
+    ``energy``'s int8, fp32 and int16 joules per MAC follow the measured rates (``mac_energy``); every other
+    key is kept.
 
     Args:
         path: the profile to update; if it does not exist, it is started from ``template``.
@@ -461,9 +467,12 @@ def write_profile(path: Path, numbers: HostNumbers, cpu: str, date: str, templat
     except OSError as err:
         raise ProfileError(f"cannot read device profile {source} to update: {err.strerror or err}") from None
     comment = f"measured on {cpu} by edgeopt profiles calibrate host on {date}"
-    mac_j, energy_comment = int16_energy(parse_profile(text, str(source)), numbers.peak_int16_macs_per_s)
+    template_profile = parse_profile(text, str(source))
     updated = update_performance(text, numbers.performance(), comment)
-    updated = update_performance(updated, {"int16_mac_j": mac_j}, energy_comment, "energy")
+    for precision, _ in MAC_ENERGY:
+        mac_j, energy_comment = mac_energy(template_profile, precision,
+                                           getattr(numbers, f"peak_{precision}_macs_per_s"))
+        updated = update_performance(updated, {f"{precision}_mac_j": mac_j}, energy_comment, "energy")
     # The hardware the figures belong to is this machine, not the template's.
     vendor = re.sub(r"\((R|TM)\)", "", cpu).split()[0] if cpu.split() else "unknown"
     updated = update_performance(updated, {"vendor": vendor, "core": cpu, "soc": cpu},

@@ -58,11 +58,14 @@ def test_write_profile_updates_only_performance_keys_and_validates(
     assert profile.performance.peak_int8_macs_per_s == pytest.approx(calibration.numbers.peak_int8_macs_per_s, 1e-3)
     assert profile.performance.channel_granularity == calibration.numbers.channel_granularity
     assert profile.runtime == original.runtime
-    assert profile.energy.model_dump(exclude={"int16_mac_j"}) == original.energy.model_dump(exclude={"int16_mac_j"})
-    # The 16x8 energy keeps the template's power (int16_mac_j x peak_int16_macs_per_s) at the measured rate.
-    power = original.energy.int16_mac_j * original.performance.peak_int16_macs_per_s
+    per_mac = {"int8_mac_j", "fp32_mac_j", "int16_mac_j"}
+    assert profile.energy.model_dump(exclude=per_mac) == original.energy.model_dump(exclude=per_mac)
+    # Each energy per MAC keeps the template's power (<p>_mac_j x peak_<p>_macs_per_s) at the measured rate.
     assert profile.performance.peak_int16_macs_per_s == pytest.approx(calibration.numbers.peak_int16_macs_per_s, 1e-3)
-    assert profile.energy.int16_mac_j * profile.performance.peak_int16_macs_per_s == pytest.approx(power, 1e-3)
+    for p in ("int8", "fp32", "int16"):
+        power = getattr(original.energy, f"{p}_mac_j") * getattr(original.performance, f"peak_{p}_macs_per_s")
+        measured = getattr(profile.energy, f"{p}_mac_j") * getattr(profile.performance, f"peak_{p}_macs_per_s")
+        assert measured == pytest.approx(power, 1e-3), p
     text = out.read_text()
     comment = "# measured on Test CPU by edgeopt profiles calibrate host on 2026-01-01"
     assert text.count(comment) == len(calibrate_host.PERFORMANCE_KEYS)
@@ -144,6 +147,9 @@ def test_calibrated_host_profile_holds_only_this_machines_performance(tmp_path: 
     assert comments == [measured] * len(calibrate_host.PERFORMANCE_KEYS)
     assert "69.4 ms" not in text
     energy = text.split("\n[energy]\n")[1].split("\n[")[0]
-    assert "ESTIMATE. The power this profile assumed for 16x8 (int16_mac_j x peak_int16_macs_per_s" in energy
-    power = builtin.energy.int16_mac_j * builtin.performance.peak_int16_macs_per_s
-    assert profile.energy.int16_mac_j == pytest.approx(power / result.numbers.peak_int16_macs_per_s, 1e-3)
+    assert "ESTIMATE. The power this profile assumed for int16 (16x8) (int16_mac_j x peak_int16_macs_per_s" in energy
+    assert "Xeon" not in energy and "measured int8 rate: 5.7 pJ" not in energy  # the template's machine is gone
+    for p in ("int8", "fp32", "int16"):
+        power = getattr(builtin.energy, f"{p}_mac_j") * getattr(builtin.performance, f"peak_{p}_macs_per_s")
+        assert getattr(profile.energy, f"{p}_mac_j") == pytest.approx(
+            power / getattr(result.numbers, f"peak_{p}_macs_per_s"), 1e-3), p
