@@ -81,22 +81,22 @@ def _tile(op: QOp, program: QProgram) -> OpEncoding:
     return OpEncoding(schema.BuiltinOperator.TILE, version, schema.BuiltinOptions.TileOptions, schema.TileOptionsT())
 
 
-@OP_WRITERS.register("DEPTH_TO_SPACE")
-def _depth_to_space(op: QOp, program: QProgram) -> OpEncoding:
-    require_same_encoding(op, program)
-    opts = schema.DepthToSpaceOptionsT()
-    opts.blockSize = int(option(op, "block_size"))
-    return OpEncoding(schema.BuiltinOperator.DEPTH_TO_SPACE, int8_version(program, op),
-                      schema.BuiltinOptions.DepthToSpaceOptions, opts)
+def _block_rearrangement(kind: str, operator: int, options_type: int, options_class: type) -> None:
+    """Register the writer of DEPTH_TO_SPACE or SPACE_TO_DEPTH: the same encoding in and out, a block size."""
+
+    def write(op: QOp, program: QProgram) -> OpEncoding:
+        require_same_encoding(op, program)
+        opts = options_class()
+        opts.blockSize = int(option(op, "block_size"))
+        return OpEncoding(operator, int8_version(program, op), options_type, opts)
+
+    OP_WRITERS.register(kind)(write)
 
 
-@OP_WRITERS.register("SPACE_TO_DEPTH")
-def _space_to_depth(op: QOp, program: QProgram) -> OpEncoding:
-    require_same_encoding(op, program)
-    opts = schema.SpaceToDepthOptionsT()
-    opts.blockSize = int(option(op, "block_size"))
-    return OpEncoding(schema.BuiltinOperator.SPACE_TO_DEPTH, int8_version(program, op),
-                      schema.BuiltinOptions.SpaceToDepthOptions, opts)
+_block_rearrangement("DEPTH_TO_SPACE", schema.BuiltinOperator.DEPTH_TO_SPACE,
+                     schema.BuiltinOptions.DepthToSpaceOptions, schema.DepthToSpaceOptionsT)
+_block_rearrangement("SPACE_TO_DEPTH", schema.BuiltinOperator.SPACE_TO_DEPTH,
+                     schema.BuiltinOptions.SpaceToDepthOptions, schema.SpaceToDepthOptionsT)
 
 
 @OP_WRITERS.register("UNPACK")
