@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeopt.cli import app
-from edgeopt.workflows import recipe as recipe_mod
+from edgeopt.workflows.recipe import builder as recipe_builder
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
@@ -110,7 +110,7 @@ def test_a_step_within_budget_on_the_subset_must_also_be_within_budget_on_all_sa
     """min/max's outputs on the samples past the screening subset are made wrong: it passes the screen,
     fails the confirmation, and the recipe goes on to + CLE, which passes both."""
     x = np.random.default_rng(2).normal(size=(48, 3, 8, 8)).astype(np.float32)
-    real, runs = recipe_mod.run_int8, []
+    real, runs = recipe_builder.run_int8, []
 
     def run_int8(program, data):
         out = real(program, data)
@@ -120,7 +120,7 @@ def test_a_step_within_budget_on_the_subset_must_also_be_within_budget_on_all_sa
             out[16:] = -out[16:]  # argmax becomes the old argmin: disagrees with fp32
         return out
 
-    monkeypatch.setattr(recipe_mod, "run_int8", run_int8)
+    monkeypatch.setattr(recipe_builder, "run_int8", run_int8)
     result = _small_recipe(x, max_drop=40.0, screen_samples=16)
     first, second = result.steps[:2]
     assert [s.step for s in result.steps] == ["min/max", "+ CLE"]

@@ -8,7 +8,8 @@ import numpy as np
 from edgeopt.device_profiles import load_profile
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
 from edgeopt.pipeline.target import Target
-from edgeopt.workflows.recipe import RecipeConfig, _cheapest_within_error, run_recipe
+from edgeopt.workflows.recipe import RecipeConfig, run_recipe
+from edgeopt.workflows.recipe.run import _cheapest_within_error
 from tests.builders.per_tensor import collapsing_graph, images
 
 

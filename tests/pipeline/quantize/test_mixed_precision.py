@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from edgeopt.cli import app
 from edgeopt.workflows import deploy as deploy_mod
-from edgeopt.workflows import recipe as recipe_mod
+from edgeopt.workflows.recipe import mixed as recipe_mixed
 from edgeopt.pipeline.quantize.mixed_precision import Promotion, promotion_plan, rank_promotions
 from edgeopt.pipeline.frontend.onnx import onnx_to_graph
 from edgeopt.pipeline.optimize import optimize
@@ -115,7 +115,7 @@ def test_cli_reuses_the_recipe_sensitivity_and_reports_the_promotion(tmp_path: P
         return wrapper
 
     monkeypatch.setattr(deploy_mod, "run_recipe", functools.partial(run_recipe, adaround_config=FAST_ADAROUND))
-    monkeypatch.setattr(recipe_mod, "sensitivity_of", counted(recipe_mod.sensitivity_of))
+    monkeypatch.setattr(recipe_mixed, "sensitivity_of", counted(recipe_mixed.sensitivity_of))
     monkeypatch.setattr(deploy_mod, "sensitivity_of", counted(deploy_mod.sensitivity_of))
     (tmp_path / "m.onnx").write_bytes(planted_model().SerializeToString())
     np.savez(tmp_path / "d.npz", x=planted_data())

@@ -1,0 +1,62 @@
+"""The automatic recipe (``edgeopt deploy --max-drop``): try the post-training techniques in order of
+cost, measure each on the integer program that would ship, stop at the first that meets the budget.
+
+Steps, in order (like AIMET's AutoQuant, but every number comes from the integer executor):
+
+1. ``min/max``: global min/max ranges, nearest-rounded weights (per channel or per tensor, as the
+   profile says).
+2. ``+ CLE``: cross-layer equalization with high-bias absorption (recalibrated afterwards), scaling across
+   a ReLU6 only where it provably changes nothing (``relu6="exact"``).
+3. ``+ CLE across ReLU6`` (only when the graph has a pair joined by a ReLU6): equalization through every
+   ReLU6, whose clip becomes a per-channel MINIMUM (``relu6="clip"``; float outputs unchanged, one more
+   elementwise op per pair, priced by the cost model like any other).
+4. ``+ bias correction``: empirical, on ``BIAS_CORRECTION_SAMPLES`` calibration samples.
+5. ``ranges: percentile``, ``ranges: mse``, ``ranges: sqnr``: activation range setting.
+6. ``weights: mse`` (only when some weight is quantized per tensor): the per-tensor weight scale of least
+   squared error (``quantize.weight_range``).
+7. ``+ AdaRound``: adaptive weight rounding.
+8. ``+ fine-tuning``: quantization-aware fine-tuning of the configuration so far by distillation from the
+   fp32 model on the calibration inputs, no labels (``torch.finetune``); minutes on a CPU, so it comes
+   after every post-training step, and before mixed precision, whose float or int16 layers cost latency
+   on every inference where fine-tuning costs time once.
+9. ``mixed precision: k layers``: the ``k`` layers whose quantization alone costs most (the per-layer
+   sensitivity analysis, ``pipeline.quantize.sensitivity``, of the configuration so far) kept at int16
+   activations where the profile and the 16x8 kernels allow, else in float (``pipeline.quantize.mixed_precision``),
+   ``k`` doubling until every candidate is promoted.
+
+Each technique is adopted into the running configuration only if its accuracy is at least the best so
+far (a step that hurts is reported as dropped), so later steps build on what helped. Layers that mixed
+precision sends to float get back the float graph's weights and biases (``float_plan.with_float_weights``):
+bias correction, AdaRound and fine-tuning change them for int8's sake only. Accuracy is top-1
+on the evaluation data with labels, else top-1 agreement with the float model (fp32 counts as 100).
+The first configuration within ``max_drop`` points of fp32 is returned; when none is, the cheapest of
+the best (below), with one warning. The caller may pass held-out samples (``holdout``; deploy holds out
+the half of ``--data`` it does not tune on, or all of it with ``--tune-data``): the returned program is
+scored on them once, so the reported accuracy is not the one the steps were selected on.
+
+Screening: each step is scored on the first ``screen_samples`` (default ``SCREEN_SAMPLES``) evaluation
+samples, and a step within budget there, or short of it by less than one standard error of the screen
+(``100 sqrt(p (1 - p) / n)`` points: 1.8 at 80 % on 500 samples), is confirmed on all of them before the
+recipe stops or goes on (a confirmed step is reported with both figures). When no step meets the budget,
+the recipe returns, among the steps within one standard error of the most accurate, the one whose
+program has the least estimated latency: it does not pay for float layers with accuracy it cannot
+resolve. The returned configuration is always scored on all samples (``RecipeResult.int8_out``). AIMET's mixed precision
+search works the same way (a cheap phase-1 evaluation, by default SQNR on a few samples, to rank and
+search; the user's full phase-2 evaluation to decide). Scoring dominates the recipe's time
+(EfficientNet-Lite0, 1300 ImageNet images: about 85 s per step on 2 cores, 14 steps), and the steps'
+differences of a few tenths of a point are at the resolution of even 1300 samples (one image is 0.08
+point). Each step also records the estimated latency of its program (the target profile's cost model),
+so the report shows what mixed precision costs in latency.
+
+Every configuration is quantized and shipped through the ``Target`` (``pipeline.target``), as deploy's
+own configuration is: the recipe scores the very program that would ship.
+"""
+from __future__ import annotations
+
+from edgeopt.workflows.recipe.builder import BIAS_CORRECTION_SAMPLES
+from edgeopt.workflows.recipe.results import (FineTuneConfig, HeldOut, MixedPrecision, RecipeConfig, RecipeResult,
+                                              RecipeStep, Screening)
+from edgeopt.workflows.recipe.run import RANGE_STEPS, SCREEN_SAMPLES, run_recipe
+
+__all__ = ["BIAS_CORRECTION_SAMPLES", "RANGE_STEPS", "SCREEN_SAMPLES", "FineTuneConfig", "HeldOut", "MixedPrecision",
+           "RecipeConfig", "RecipeResult", "RecipeStep", "Screening", "run_recipe"]
