@@ -20,6 +20,7 @@ from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate
+from edgeopt.workflows.recipe.paired import PairedDrop, hits, paired_drop
 from edgeopt.workflows.recipe.results import FineTuneConfig, RecipeConfig
 
 BIAS_CORRECTION_SAMPLES = 32
@@ -108,6 +109,19 @@ class Builder:
         """The program's accuracy on the screening samples (or on all of them), and its outputs."""
         out = run_int8(program, self.all_x if every_sample else self.x)
         return self.accuracy(out, every_sample), out
+
+    def score_rest(self, program: QProgram, screen_out: np.ndarray) -> np.ndarray:
+        """The program's outputs on every evaluation sample, given ``screen_out``, its outputs on the screening
+        samples: only the samples past them are run (each sample's outputs do not depend on the others)."""
+        if len(screen_out) == len(self.all_x):
+            return screen_out
+        return np.concatenate([screen_out, run_int8(program, self.all_x[len(screen_out):])])
+
+    def paired(self, out: np.ndarray, every_sample: bool = False) -> PairedDrop:
+        """The drop from fp32 of int8 outputs ``out`` on the screening samples (or on all of them), paired
+        sample by sample with fp32's, and its standard error (``paired``)."""
+        y, fp32 = (self.all_y, self.all_fp32_out) if every_sample else (self.y, self.fp32_out)
+        return paired_drop(hits(fp32, y, fp32), hits(out, y, fp32))
 
     def sampling_error(self, accuracy: float) -> float:
         """One standard error (points) of an accuracy of ``accuracy`` % measured on the screening samples
