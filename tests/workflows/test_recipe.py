@@ -53,6 +53,8 @@ def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> Non
     assert "automatic recipe" in result.output and "not selected on" in result.output
     assert "budget met on the tuning samples" in result.output
     assert "on the tuning and held-out samples together (32)" in result.output
+    html = (out / "report.html").read_text()
+    assert "Budget met on the tuning samples" in html and "on both together (32)" in html
 
 
 def test_tune_data_holds_out_all_of_data(tmp_path: Path) -> None:
