@@ -52,10 +52,11 @@ the recipe returns, among the steps within one standard error of the most accura
 program has the least estimated latency: it does not pay for float layers with accuracy it cannot
 resolve. The returned configuration is always scored on all samples (``RecipeResult.int8_out``). AIMET's mixed precision
 search works the same way (a cheap phase-1 evaluation, by default SQNR on a few samples, to rank and
-search; the user's full phase-2 evaluation to decide). Scoring dominates the recipe's time
-(EfficientNet-Lite0, 1300 ImageNet images: about 85 s per step on 2 cores, 14 steps), and the steps'
-differences of a few tenths of a point are at the resolution of even 1300 samples (one image is 0.08
-point). Each step also records the estimated latency of its program (the target profile's cost model),
+search; the user's full phase-2 evaluation to decide). Scoring and bias correction dominate the
+recipe's time (EfficientNet-Lite0 on a per-tensor target, 650 tuning images, a shared 2-core machine at
+load 6: 67 s for a step scored on the screen alone, about 130 s for one with bias correction confirmed on
+all 650), and the steps' differences of a few tenths of a point are at the resolution of even 1300
+samples (one image is 0.08 point). Each step also records the estimated latency of its program (the target profile's cost model),
 so the report shows what mixed precision costs in latency.
 
 Every configuration is quantized and shipped through the ``Target`` (``pipeline.target``), as deploy's
