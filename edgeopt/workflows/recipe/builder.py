@@ -110,10 +110,10 @@ class Builder:
         shipped = self.target_for(config).ship(qgraph)
         return qgraph, shipped.program, estimate(shipped.program, self.target.profile, shipped.placement).latency_ms
 
-    def score(self, program: QProgram, every_sample: bool = False) -> tuple[float, np.ndarray]:
-        """The program's accuracy on the screening samples (or on all of them), and its outputs."""
-        out = run_int8(program, self.all_x if every_sample else self.x)
-        return self.accuracy(out, every_sample), out
+    def score(self, program: QProgram) -> tuple[float, np.ndarray]:
+        """The program's accuracy on the screening samples, and its outputs there (``score_rest``: the rest)."""
+        out = run_int8(program, self.x)
+        return self.accuracy(out, every_sample=False), out
 
     def score_rest(self, program: QProgram, screen_out: np.ndarray) -> np.ndarray:
         """The program's outputs on every evaluation sample, given ``screen_out``, its outputs on the screening
