@@ -34,7 +34,7 @@ def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> Non
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert [s["step"] for s in report["recipe"]] == ["min/max"]
-    assert set(report["recipe"][0]) == {"step", "int8", "drop", "seconds", "latency_ms", "adopted"}
+    assert set(report["recipe"][0]) == {"step", "int8", "drop", "drop_se", "seconds", "latency_ms", "adopted"}
     assert report["recipe"][0]["adopted"] and report["recipe"][0]["latency_ms"] > 0
     assert report["recipe_budget"]["latency_ms"] == report["recipe"][0]["latency_ms"]
     assert "recipe_mixed_precision" not in report
@@ -45,7 +45,16 @@ def test_recipe_stops_at_min_max_when_it_meets_the_budget(tmp_path: Path) -> Non
     assert budget["held_out"]["source"] == "the last 16 --data samples" and budget["held_out"]["samples"] == 16
     both = (report["recipe"][0]["int8"] + budget["held_out"]["int8"]) / 2
     assert report["accuracy"]["int8"] == pytest.approx(both)  # the recipe's own runs
+    # The budget is judged on the held-out half and on both halves too, each with its paired error.
+    held, combined = budget["held_out"], budget["held_out"]["combined"]
+    assert held["met"] == (held["drop"] <= 100) and held["drop_se"] >= 0
+    assert combined["samples"] == 32 and combined["met"]
+    assert combined["drop"] == pytest.approx(report["accuracy"]["fp32"] - report["accuracy"]["int8"])
     assert "automatic recipe" in result.output and "not selected on" in result.output
+    assert "budget met on the tuning samples" in result.output
+    assert "on the tuning and held-out samples together (32)" in result.output
+    html = (out / "report.html").read_text()
+    assert "Budget met on the tuning samples" in html and "on both together (32)" in html
 
 
 def test_tune_data_holds_out_all_of_data(tmp_path: Path) -> None:
@@ -108,23 +117,26 @@ def test_steps_are_screened_on_a_subset_and_the_chosen_one_scored_on_all() -> No
 def test_a_step_within_budget_on_the_subset_must_also_be_within_budget_on_all_samples(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """min/max's outputs on the samples past the screening subset are made wrong: it passes the screen,
-    fails the confirmation, and the recipe goes on to + CLE, which passes both."""
+    fails the confirmation (which runs only the 32 samples past the screen). + CLE changes nothing in this
+    one-conv net: its program is min/max's, byte for byte, so it is not run again and fails the same way;
+    + bias correction passes both."""
     x = np.random.default_rng(2).normal(size=(48, 3, 8, 8)).astype(np.float32)
     real, runs = recipe_builder.run_int8, []
 
     def run_int8(program, data):
         out = real(program, data)
         runs.append(len(data))
-        if len(data) == 48 and runs.count(48) == 1:  # min/max's confirmation run
-            out = out.copy()
-            out[16:] = -out[16:]  # argmax becomes the old argmin: disagrees with fp32
+        if len(data) == 32 and runs.count(32) == 1:  # min/max's confirmation run, past the screen
+            out = -out  # argmax becomes the old argmin: disagrees with fp32
         return out
 
     monkeypatch.setattr(recipe_builder, "run_int8", run_int8)
     result = _small_recipe(x, max_drop=40.0, screen_samples=16)
-    first, second = result.steps[:2]
-    assert [s.step for s in result.steps] == ["min/max", "+ CLE"]
+    first, same, third = result.steps
+    assert [s.step for s in result.steps] == ["min/max", "+ CLE", "+ bias correction"]
     assert first.drop <= 40.0 and first.confirmed is not None and 100 - first.confirmed > 40.0
-    assert second.confirmed is not None and 100 - second.confirmed <= 40.0
-    assert result.met and result.chosen == "+ CLE"
-    assert result.screening is not None and result.screening.int8_all == second.confirmed
+    assert same.same_as == "min/max" and same.confirmed == first.confirmed
+    assert third.same_as is None and third.confirmed is not None and 100 - third.confirmed <= 40.0
+    assert runs == [16, 32, 16, 32]  # screen and rest for min/max and bias correction; nothing for + CLE
+    assert result.met and result.chosen == "+ bias correction"
+    assert result.screening is not None and result.screening.int8_all == third.confirmed

@@ -24,14 +24,17 @@ def render_recipe(report: dict, console: Console) -> None:
         latency = "" if s.get("latency_ms") is None else f"{s['latency_ms']:.3f}"
         everyone = [] if screening is None else [
             f"{s['int8_all']:.2f}" if "int8_all" in s else f"{screening['int8_all']:.2f}" if mark else ""]
-        rows.append([s["step"] + mark, f"{s['int8']:.2f}", *everyone, f"{s['drop']:+.2f}", latency,
-                     f"{s['seconds']:.1f}", "adopted" if s.get("adopted", True) else "dropped"])
+        se = f" ±{s['drop_se']:.2f}" if "drop_se" in s else ""
+        kept = ("adopted" if s.get("adopted", True) else "dropped") + (f" (= {s['same_as']})" if "same_as" in s else "")
+        rows.append([s["step"] + mark, f"{s['int8']:.2f}", *everyone, f"{s['drop']:+.2f}{se}", latency,
+                     f"{s['seconds']:.1f}", kept])
     headers = ["step", metric if screening is None else f"{metric} ({screening['samples']})",
                *([] if screening is None else [f"all {screening['total']}"]), "drop", "est. ms", "s", "kept"]
     console.print(fitted_table(f"automatic recipe (max drop {budget['max_drop']:g} points of fp32 {budget['fp32']:.2f})",
                           headers, rows, console.width))
     outcome = "met" if budget["met"] else "[yellow]missed[/] (kept the best step)"
-    console.print(f"budget {outcome}: chosen step '{budget['chosen']}' (*)")
+    where = " on the tuning samples" if budget.get("held_out") else ""
+    console.print(f"budget {outcome}{where}: chosen step '{budget['chosen']}' (*)")
     if screening is not None:
         console.print(f"steps scored on the first {screening['samples']} of {screening['total']} samples (fp32 "
                       f"{screening['fp32']:.2f} there); a step within budget there, and the chosen step, also on "
@@ -41,8 +44,23 @@ def render_recipe(report: dict, console: Console) -> None:
     held = budget.get("held_out")
     if held is not None:
         console.print(f"chosen step on {held['source']}, not selected on: int8 {held['int8']:.2f}, fp32 "
-                      f"{held['fp32']:.2f} (drop {held['drop']:.2f})")
+                      f"{held['fp32']:.2f} (drop {held['drop']:.2f}{_se(held)}): {_within(held)}")
+        both = held.get("combined")
+        if both is not None:
+            console.print(f"on the tuning and held-out samples together ({both['samples']}): drop "
+                          f"{both['drop']:.2f}{_se(both)}: {_within(both)}")
     _render_mixed_precision(report.get("recipe_mixed_precision"), console)
+
+
+def _se(entry: dict) -> str:
+    return f" ±{entry['drop_se']:.2f}" if "drop_se" in entry else ""
+
+
+def _within(entry: dict) -> str:
+    """Whether a drop meets the budget, and, when it does not, whether one standard error reaches it."""
+    if entry["met"]:
+        return "within the budget"
+    return "over the budget" + (" (by less than one standard error)" if entry.get("within_error") else "")
 
 
 def _render_mixed_precision(mp: dict | None, console: Console) -> None:

@@ -20,6 +20,7 @@ from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.pipeline.target import Target
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.cost import estimate
+from edgeopt.workflows.recipe.paired import PairedDrop, hits, paired_drop
 from edgeopt.workflows.recipe.results import FineTuneConfig, RecipeConfig
 
 BIAS_CORRECTION_SAMPLES = 32
@@ -44,7 +45,7 @@ class Builder:
         self.fp32_all = top1(self.all_fp32_out, y) if y is not None else 100.0
         self._graphs: dict[str, Graph] = {}
         self._stats: dict[tuple[str, str], dict[str, TensorStats]] = {}
-        self._raw: dict[str, dict[str, TensorStats]] = {}
+        self._raw: dict[tuple[str, bool], dict[str, TensorStats]] = {}  # (cle, with histograms)
         self._int8: dict[RecipeConfig, QuantizedGraph] = {}
 
     def float_graph(self, cle: str) -> Graph:
@@ -66,10 +67,15 @@ class Builder:
         return replace(self.target, weight_range_method=config.weight_range)
 
     def stats(self, cle: str, method: str) -> dict[str, TensorStats]:
+        """The ranges ``method`` sets on the graph equalized with ``cle``. Histograms (half of calibration's
+        time on EfficientNet-Lite0) are collected only for a method that reads them: min/max's ranges are
+        the same without."""
         if (cle, method) not in self._stats:
-            if cle not in self._raw:
-                self._raw[cle] = calibrate(self.float_graph(cle), self.calib_x, histograms=True)
-            self._stats[cle, method] = self.target.set_ranges(self.float_graph(cle), self._raw[cle], method)
+            histograms = method != "minmax"
+            key = (cle, True) if (cle, True) in self._raw or histograms else (cle, False)
+            if key not in self._raw:
+                self._raw[key] = calibrate(self.float_graph(cle), self.calib_x, histograms=histograms)
+            self._stats[cle, method] = self.target.set_ranges(self.float_graph(cle), self._raw[key], method)
         return self._stats[cle, method]
 
     def int8(self, config: RecipeConfig) -> QuantizedGraph:
@@ -104,10 +110,23 @@ class Builder:
         shipped = self.target_for(config).ship(qgraph)
         return qgraph, shipped.program, estimate(shipped.program, self.target.profile, shipped.placement).latency_ms
 
-    def score(self, program: QProgram, every_sample: bool = False) -> tuple[float, np.ndarray]:
-        """The program's accuracy on the screening samples (or on all of them), and its outputs."""
-        out = run_int8(program, self.all_x if every_sample else self.x)
-        return self.accuracy(out, every_sample), out
+    def score(self, program: QProgram) -> tuple[float, np.ndarray]:
+        """The program's accuracy on the screening samples, and its outputs there (``score_rest``: the rest)."""
+        out = run_int8(program, self.x)
+        return self.accuracy(out, every_sample=False), out
+
+    def score_rest(self, program: QProgram, screen_out: np.ndarray) -> np.ndarray:
+        """The program's outputs on every evaluation sample, given ``screen_out``, its outputs on the screening
+        samples: only the samples past them are run (each sample's outputs do not depend on the others)."""
+        if len(screen_out) == len(self.all_x):
+            return screen_out
+        return np.concatenate([screen_out, run_int8(program, self.all_x[len(screen_out):])])
+
+    def paired(self, out: np.ndarray, every_sample: bool = False) -> PairedDrop:
+        """The drop from fp32 of int8 outputs ``out`` on the screening samples (or on all of them), paired
+        sample by sample with fp32's, and its standard error (``paired``)."""
+        y, fp32 = (self.all_y, self.all_fp32_out) if every_sample else (self.y, self.fp32_out)
+        return paired_drop(hits(fp32, y, fp32), hits(out, y, fp32))
 
     def sampling_error(self, accuracy: float) -> float:
         """One standard error (points) of an accuracy of ``accuracy`` % measured on the screening samples

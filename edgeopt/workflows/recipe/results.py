@@ -9,14 +9,17 @@ from edgeopt.ir import QuantizedGraph
 from edgeopt.pipeline.quantize.mixed_precision import Promotion
 from edgeopt.pipeline.quantize.sensitivity import LayerSensitivity
 from edgeopt.qprogram import QProgram
+from edgeopt.workflows.recipe.paired import PairedDrop
 
 
 @dataclass(frozen=True)
 class RecipeStep:
     """One tried configuration: its name, int8 accuracy and drop from fp32 (points) on the screening samples,
     build+eval time, estimated latency, whether later steps build on it (``adopted``; else it is dropped),
-    the layers it promotes, and its int8 accuracy on all samples when it was confirmed there
-    (``confirmed``)."""
+    the layers it promotes, its int8 accuracy on all samples when it was confirmed there
+    (``confirmed``), the standard error of its drop on the screening samples, paired with fp32's
+    (``drop_se``, ``paired``), and, when its program was byte for byte that of an earlier step, that step
+    (``same_as``: its outputs were reused, not recomputed)."""
 
     step: str
     int8: float
@@ -26,6 +29,8 @@ class RecipeStep:
     adopted: bool
     promoted: tuple[Promotion, ...] = ()
     confirmed: float | None = None
+    drop_se: float | None = None
+    same_as: str | None = None
 
     def as_dict(self) -> dict:
         entry = {"step": self.step, "int8": round(self.int8, 4), "drop": round(self.drop, 4),
@@ -36,6 +41,10 @@ class RecipeStep:
             entry["promoted"] = [p.to_json() for p in self.promoted]
         if self.confirmed is not None:
             entry["int8_all"] = round(self.confirmed, 4)
+        if self.drop_se is not None:
+            entry["drop_se"] = round(self.drop_se, 4)
+        if self.same_as is not None:
+            entry["same_as"] = self.same_as
         return entry
 
 
@@ -94,17 +103,28 @@ class Screening:
 @dataclass(frozen=True)
 class HeldOut:
     """The chosen program on samples the recipe did not select on: ``samples`` of them (``source`` says
-    which), fp32 and int8 accuracy there, and the int8 outputs."""
+    which), fp32 and int8 accuracy there, the int8 outputs, the drop there paired with fp32 (``paired``,
+    with its standard error) and the same on the tuning and held-out samples together (``combined``)."""
 
     samples: int
     source: str
     fp32: float
     int8: float
     int8_out: np.ndarray
+    paired: PairedDrop
+    combined: PairedDrop
 
-    def to_json(self) -> dict:
+    def to_json(self, max_drop: float) -> dict:
+        """The report's ``held_out`` entry; ``met``: the drop there within ``max_drop``; ``within_error``: within
+        it plus one standard error; ``combined``: the same on every sample the chosen program ran on."""
         return {"samples": self.samples, "source": self.source, "fp32": round(self.fp32, 4),
-                "int8": round(self.int8, 4), "drop": round(self.fp32 - self.int8, 4)}
+                "int8": round(self.int8, 4), "drop": round(self.fp32 - self.int8, 4),
+                **_verdict(self.paired, max_drop), "combined": {**self.combined.to_json(),
+                                                                **_verdict(self.combined, max_drop)}}
+
+
+def _verdict(drop: PairedDrop, max_drop: float) -> dict:
+    return {"drop_se": round(drop.se, 4), "met": drop.drop <= max_drop, "within_error": drop.drop - drop.se <= max_drop}
 
 
 @dataclass(frozen=True)
@@ -142,7 +162,7 @@ class RecipeResult:
         if self.tuned_on:
             out["recipe_budget"]["tuned_on"] = self.tuned_on
         if self.held_out is not None:
-            out["recipe_budget"]["held_out"] = self.held_out.to_json()
+            out["recipe_budget"]["held_out"] = self.held_out.to_json(self.max_drop)
         if self.screening is not None:
             sc = self.screening
             out["recipe_budget"]["screening"] = {"samples": sc.samples, "total": sc.total, "fp32": round(sc.fp32, 4),

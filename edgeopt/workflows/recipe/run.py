@@ -14,7 +14,9 @@ from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES
 from edgeopt.pipeline.target import Target
 from edgeopt.workflows.recipe.builder import Builder, Built
+from edgeopt.workflows.recipe.digest import program_digest
 from edgeopt.workflows.recipe.mixed import MixedPrecisionStep
+from edgeopt.workflows.recipe.paired import hits, paired_drop
 from edgeopt.workflows.recipe.results import FineTuneConfig, HeldOut, RecipeConfig, RecipeResult, RecipeStep, Screening
 
 log = logging.getLogger(__name__)
@@ -65,29 +67,48 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
     best: tuple[float, str, RecipeConfig, Built] | None = None
     tried: list[tuple[float, str, RecipeConfig, Built]] = []
     chosen: tuple[float, str, RecipeConfig, Built] | None = None
+    screen_outputs: dict[str, np.ndarray] = {}  # each step's outputs on the screening samples
     outputs: dict[str, np.ndarray] = {}  # each step's outputs on every evaluation sample, where known
+    scored: dict[str, str] = {}  # program digest -> the first step that ran that program
 
     def attempt(name: str, config: RecipeConfig, extra_seconds: float = 0.0) -> bool:
         """Build and score ``config``; adopt it if it is the best so far; True when it meets the budget.
 
-        A screened step within the budget plus one standard error of the screen is confirmed on every
-        sample before it is judged (the screen alone would reject steps that meet the budget)."""
+        A step whose program is byte for byte one already scored takes that step's outputs (``same_as``).
+        A screened step whose paired drop (``paired``) is within the budget plus one standard error is
+        confirmed on every sample before it is judged, running only the samples past the screen (the
+        screen alone would reject steps that meet the budget); one further away is rejected on the screen."""
         nonlocal best, chosen
         step_cb(f"recipe: {name}")
         start = time.perf_counter()
         built = builder.build(config)
-        acc, out = builder.score(built[1])
-        met, confirmed = builder.fp32 - acc <= max_drop, None
+        digest = program_digest(built[1])
+        same_as = scored.get(digest)
+        if same_as is None:
+            scored[digest] = name
+            screen_outputs[name] = builder.score(built[1])[1]
+        else:
+            screen_outputs[name] = screen_outputs[same_as]
+            if same_as in outputs:
+                outputs[name] = outputs[same_as]
+        acc = builder.accuracy(screen_outputs[name], every_sample=False)
+        screen = builder.paired(screen_outputs[name])
+        met, confirmed = screen.drop <= max_drop, None
         if not builder.screened:
-            outputs[name] = out
-        elif builder.fp32 - acc <= max_drop + builder.sampling_error(acc):
-            confirmed, outputs[name] = builder.score(built[1], every_sample=True)
-            met = builder.fp32_all - confirmed <= max_drop
+            outputs[name] = screen_outputs[name]
+        elif screen.drop - screen.se <= max_drop:
+            if name not in outputs:
+                outputs[name] = builder.score_rest(built[1], screen_outputs[name])
+            confirmed = builder.accuracy(outputs[name], every_sample=True)
+            met = builder.paired(outputs[name], every_sample=True).drop <= max_drop
+        else:
+            met = False
         adopt = best is None or acc >= best[0]
         steps.append(RecipeStep(name, acc, builder.fp32 - acc, time.perf_counter() - start + extra_seconds,
-                                built[2], adopt, config.promoted, confirmed))
-        log.info("recipe step %s: int8 %.2f (drop %.2f)%s%s", name, acc, builder.fp32 - acc,
-                 "" if confirmed is None else f", {confirmed:.2f} on all samples", "" if adopt else ", dropped")
+                                built[2], adopt, config.promoted, confirmed, screen.se, same_as))
+        log.info("recipe step %s: int8 %.2f (drop %.2f +- %.2f)%s%s%s", name, acc, screen.drop, screen.se,
+                 "" if confirmed is None else f", {confirmed:.2f} on all samples",
+                 "" if same_as is None else f", the program of '{same_as}'", "" if adopt else ", dropped")
         if adopt:
             best = (acc, name, config, built)
         tried.append((acc, name, config, built))
@@ -107,8 +128,8 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
            or attempt("+ CLE", replace(current(), cle="exact"))
            or (builder.crosses_relu6() and attempt("+ CLE across ReLU6", replace(current(), cle="clip")))
            or attempt("+ bias correction", replace(current(), bias_correction=True))
-           or any(attempt(f"ranges: {m}", replace(current(), range_method=m)) for m in RANGE_STEPS)
            or (builder.has_per_tensor_weights() and attempt("weights: mse", replace(current(), weight_range="mse")))
+           or any(attempt(f"ranges: {m}", replace(current(), range_method=m)) for m in RANGE_STEPS)
            or attempt("+ AdaRound", replace(current(), adaround=True))
            or attempt("+ fine-tuning", replace(current(), finetune=True))
            or mixed.run(adopted(), attempt))
@@ -119,7 +140,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         log.warning("the recipe missed the budget: best int8 %.2f is %.2f points below fp32 %.2f (max drop %.2f), "
                     "from step '%s'", acc, builder.fp32 - acc, builder.fp32, max_drop, name)
     if name not in outputs:
-        outputs[name] = builder.score(program, every_sample=True)[1]
+        outputs[name] = builder.score_rest(program, screen_outputs[name])
     screening = None
     if builder.screened:
         int8_all = builder.accuracy(outputs[name], every_sample=True)
@@ -134,9 +155,16 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         else:
             n = len(h_out)
             h_acc, h_ref = float(np.mean(h_fp32.reshape(n, -1).argmax(1) == h_out.reshape(n, -1).argmax(1)) * 100), 100.0
-        held_out = HeldOut(len(h_x), holdout_source, h_ref, h_acc, h_out)
-        log.info("recipe: the chosen step '%s' scores int8 %.2f (fp32 %.2f) on %d held-out samples (%s)", name,
-                 h_acc, h_ref, len(h_x), holdout_source)
+        # Paired drops there, and on the tuning and held-out samples together (the chosen program's outputs on
+        # the tuning samples are known: ``outputs[name]``).
+        t_ref = hits(builder.all_fp32_out, builder.all_y, builder.all_fp32_out)
+        t_int8 = hits(outputs[name], builder.all_y, builder.all_fp32_out)
+        h_ref_hits, h_int8_hits = hits(h_fp32, h_y, h_fp32), hits(h_out, h_y, h_fp32)
+        held_out = HeldOut(len(h_x), holdout_source, h_ref, h_acc, h_out, paired_drop(h_ref_hits, h_int8_hits),
+                           paired_drop(np.concatenate([t_ref, h_ref_hits]), np.concatenate([t_int8, h_int8_hits])))
+        log.info("recipe: the chosen step '%s' scores int8 %.2f (fp32 %.2f, drop %.2f +- %.2f) on %d held-out "
+                 "samples (%s)", name, h_acc, h_ref, held_out.paired.drop, held_out.paired.se, len(h_x),
+                 holdout_source)
     return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if y is not None else
                         "top1_agreement", max_drop, met, name, mixed.seen, outputs[name], screening, held_out,
                         tuned_on)
