@@ -1,6 +1,9 @@
 """CONV_2D: Prepare and the int8, 16x8 and float32 kernels (TFLite ``kernels/conv.cc``).
 
-* int8: ``reference/integer_ops/conv.h`` ``ConvPerChannel`` (``conv_per_channel``).
+* int8: ``reference/integer_ops/conv.h`` ``ConvPerChannel`` (``conv_per_channel``); with a weight zero
+  point (``weights_offset``, per-tensor asymmetric weights) the filter offset of the legacy uint8
+  ``reference/conv.h`` ``Conv`` too, ``(w + weights_offset) * (x + input_offset)``, which LiteRT's int8
+  kernel refuses but a device with asymmetric weights runs.
 * 16x8: the ``int16_t`` overload of ``ConvPerChannel`` (``conv_per_channel_16x8``), which LiteRT 2.3
   runs for int16 inputs under every op resolver: int16 activations with zero point 0, int8 per-channel
   weights, an int64 accumulator ``acc = bias[c] + sum w * x`` (no input offset), then the int64
@@ -24,7 +27,7 @@ import numpy as np
 
 from edgeopt.errors import UnsupportedOpError
 from edgeopt.qprogram import QOp, QProgram, Rounding
-from edgeopt.runtimes.reference.arith.fixedpoint import MAX_PRODUCT, Requantizer, requantize_16
+from edgeopt.runtimes.reference.arith.fixedpoint import MAX_OFFSET_PRODUCT, MAX_PRODUCT, Requantizer, requantize_16
 from edgeopt.runtimes.reference.arith.im2col import (
     BLOCK_ELEMENTS,
     pad_for_windows,
@@ -39,6 +42,8 @@ from edgeopt.runtimes.reference.prepare import (
     io_offsets,
     multipliers,
     symmetric_16x8,
+    symmetric_weights,
+    weights_offset,
     window,
 )
 from edgeopt.runtimes.reference.registry import (
@@ -55,8 +60,10 @@ from edgeopt.runtimes.reference.registry import (
 
 # Sums per matmul: large enough that BLAS (and its threads, when it has several) run at speed.
 MATMUL_ELEMENTS = 1 << 20
-# The most taps whose sums float32 holds exactly: EXACT_DEPTH * MAX_PRODUCT < 2**24.
+# The most taps whose sums float32 holds exactly: EXACT_DEPTH * MAX_PRODUCT < 2**24 (and with a weight
+# offset, EXACT_OFFSET_DEPTH * MAX_OFFSET_PRODUCT < 2**24).
 EXACT_DEPTH = ((1 << 24) - 1) // MAX_PRODUCT
+EXACT_OFFSET_DEPTH = ((1 << 24) - 1) // MAX_OFFSET_PRODUCT
 
 
 @PREPARERS.register("CONV_2D", mode="int8")
@@ -65,7 +72,8 @@ def prepare_conv(op: QOp, program: QProgram) -> Params:
     ``dilation_width_factor``, ``pad_height``, ``pad_width``, ``output_height``, ``output_width``,
     ``input_offset`` (``-input_zp``), ``output_offset`` (``output_zp``), ``output_multiplier`` and
     ``output_shift`` (int32 per output channel, from ``QuantizeMultiplier(double(s_in) *
-    double(s_w[c]) / double(s_out))``), ``activation_min``, ``activation_max``."""
+    double(s_w[c]) / double(s_out))``), ``activation_min``, ``activation_max``, and ``weights_offset``
+    (``-zp_w``) for weights with a non-zero zero point (``prepare.weights_offset``)."""
     in_shape = program.tensor(op.inputs[0]).shape
     co, kh, kw, ci = program.tensor(op.inputs[1]).shape
     if in_shape[3] % ci or co % (in_shape[3] // ci):
@@ -77,6 +85,7 @@ def prepare_conv(op: QOp, program: QProgram) -> Params:
         "output_multiplier": multiplier,
         "output_shift": shift,
         **activation_params(program, op),
+        **weights_offset(program, op),
     }
 
 
@@ -84,6 +93,7 @@ def prepare_conv(op: QOp, program: QProgram) -> Params:
 def prepare_conv_16x8(op: QOp, program: QProgram) -> Params:
     """``conv.cc`` Prepare for int16 input: padding and per-channel multipliers as for int8."""
     check_bias_int64(op, program)
+    symmetric_weights(op, program)
     return {**prepare_conv(op, program), **symmetric_16x8(op, program)}
 
 
@@ -93,8 +103,11 @@ def conv_per_channel(
     """Int8 convolution with per-output-channel requantization (one group; ``_run_conv_int8`` splits groups).
 
     ``acc[n, y, x, c] = bias[c] + sum over (i, j, k) inside the image of
-    w[c, i, j, k] * (in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k] + input_offset)`` in int32, then
-    ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``.
+    (w[c, i, j, k] + weights_offset) * (in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k] + input_offset)`` in
+    int32, then ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``.
+    ``weights_offset`` (``-zp_w``) is 0 for TFLite's symmetric int8 weights and absent from ``p``; with
+    per-tensor asymmetric weights it is the legacy uint8 ``Conv``'s filter offset, and each product is
+    then bounded by ``255 * 255`` instead (parts of at most 258 taps below).
 
     The sum is computed by float32 BLAS matmuls over im2col patches, exactly: every product is an
     integer with ``|w * (x - zp)| <= 128 * 255 = 32640 < 2**15``, so every partial sum of a K-term dot
@@ -123,7 +136,11 @@ def conv_per_channel(
     oh, ow = p["output_height"], p["output_width"]
     depth = kh * kw * ci
     w_mat = w.reshape(co, depth).T.astype(np.float32)
-    step = math.ceil(depth / math.ceil(depth / EXACT_DEPTH))  # the fewest parts, of equal sizes
+    exact_depth = EXACT_DEPTH
+    if offset := p.get("weights_offset", 0):
+        w_mat += offset  # integers in [-255, 255], exact in float32
+        exact_depth = EXACT_OFFSET_DEPTH
+    step = math.ceil(depth / math.ceil(depth / exact_depth))  # the fewest parts, of equal sizes
     parts = [slice(k, k + step) for k in range(0, depth, step)]
     # Per-channel values for a whole output row: the work below is on (rows, OW, Co) blocks.
     bias = tile_channels(bias.astype(np.int32), ow)

@@ -1,6 +1,9 @@
 """DEPTHWISE_CONV_2D: Prepare and the int8, 16x8 and float32 kernels (TFLite ``kernels/depthwise_conv.cc``).
 
-* int8: ``reference/integer_ops/depthwise_conv.h`` ``DepthwiseConvPerChannel``.
+* int8: ``reference/integer_ops/depthwise_conv.h`` ``DepthwiseConvPerChannel``; with a weight zero point
+  (``weights_offset``, per-tensor asymmetric weights) the filter offset of the legacy uint8
+  ``reference/depthwiseconv_uint8.h`` ``DepthwiseConv`` too (LiteRT 2.3's int8 kernel accepts such weights
+  but ignores their zero point: measured, ``tests/runtimes/reference/test_weights_offset.py``).
 * 16x8: its ``int16_t`` overload: int64 accumulator, no input offset, the int64
   ``MultiplyByQuantizedMultiplier`` and the int16 clamp (see ``conv``).
 * float32: ``reference/depthwiseconv_float.h``. A depthwise convolution has few terms per output
@@ -32,6 +35,8 @@ from edgeopt.runtimes.reference.prepare import (
     io_offsets,
     multipliers,
     symmetric_16x8,
+    symmetric_weights,
+    weights_offset,
     window,
 )
 from edgeopt.runtimes.reference.registry import (
@@ -49,8 +54,8 @@ from edgeopt.runtimes.reference.registry import (
 
 @PREPARERS.register("DEPTHWISE_CONV_2D", mode="int8")
 def prepare_depthwise_conv(op: QOp, program: QProgram) -> Params:
-    """``depthwise_conv.cc`` Prepare: ``prepare_conv``'s parameters and ``depth_multiplier``
-    (``out_channels // in_channels``)."""
+    """``depthwise_conv.cc`` Prepare: ``prepare_conv``'s parameters (``weights_offset`` included) and
+    ``depth_multiplier`` (``out_channels // in_channels``)."""
     in_shape = program.tensor(op.inputs[0]).shape
     _, kh, kw, co = program.tensor(op.inputs[1]).shape
     if co % in_shape[3]:
@@ -63,6 +68,7 @@ def prepare_depthwise_conv(op: QOp, program: QProgram) -> Params:
         "output_multiplier": multiplier,
         "output_shift": shift,
         **activation_params(program, op),
+        **weights_offset(program, op),
     }
 
 
@@ -70,6 +76,7 @@ def prepare_depthwise_conv(op: QOp, program: QProgram) -> Params:
 def prepare_depthwise_conv_16x8(op: QOp, program: QProgram) -> Params:
     """``depthwise_conv.cc`` Prepare for int16 input."""
     check_bias_int64(op, program)
+    symmetric_weights(op, program)
     return {**prepare_depthwise_conv(op, program), **symmetric_16x8(op, program)}
 
 
@@ -80,10 +87,11 @@ def depthwise_conv_per_channel(
 
     Output channel ``c = k * depth_multiplier + m`` reads input channel ``k``:
     ``acc[n, y, x, c] = bias[c] + sum over (i, j) inside the image of
-    w[0, i, j, c] * (in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k] + input_offset)``, then
-    ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``.
+    (w[0, i, j, c] + weights_offset) * (in[n, y*sh - ph + i*dh, x*sw - pw + j*dw, k] + input_offset)``,
+    then ``clamp(MultiplyByQuantizedMultiplier(acc, m[c], s[c]) + output_offset, act_min, act_max)``;
+    ``weights_offset`` (``-zp_w``, per-tensor asymmetric weights) is 0 when ``p`` has none.
 
-    The accumulator is numpy int32, as in the C++: each product fits (``|.| <= 32640``) and int32
+    The accumulator is numpy int32, as in the C++: each product fits (``|.| <= 255 * 255``) and int32
     wrap-around is what the C++ accumulator does too, so overflow, if any, also matches (the order of
     the additions does not matter modulo ``2**32``).
 
@@ -106,7 +114,10 @@ def depthwise_conv_per_channel(
     _, kh, kw, co = w.shape
     dh, dw = p["dilation_height_factor"], p["dilation_width_factor"]
     oh, ow = p["output_height"], p["output_width"]
-    taps = [tile_channels(w[0, i, j].astype(np.int32), ow) for i in range(kh) for j in range(kw)]
+    filters = w[0].astype(np.int32)
+    if offset := p.get("weights_offset", 0):
+        filters += offset
+    taps = [tile_channels(filters[i, j], ow) for i in range(kh) for j in range(kw)]
     bias = tile_channels(bias.astype(np.int32), ow)
     requantizer = Requantizer(
         tile_channels(p["output_multiplier"], ow), tile_channels(p["output_shift"], ow), p["output_offset"],

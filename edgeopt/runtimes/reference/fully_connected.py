@@ -1,7 +1,9 @@
 """FULLY_CONNECTED: Prepare and the int8, 16x8 and float32 kernels (TFLite ``kernels/fully_connected.cc``).
 
 int8 and 16x8: ``reference/integer_ops/fully_connected.h`` (its ``int8_t`` and ``int16_t`` overloads;
-16x8 accumulates ``w * x`` in int64 without an input offset, and clamps to int16). float32:
+16x8 accumulates ``w * x`` in int64 without an input offset, and clamps to int16). int8 weights with a
+zero point (``weights_offset``, per-tensor asymmetric) enter as the ``filter_offset`` of that kernel and of
+the legacy uint8 ``reference/fully_connected.h``; LiteRT 2.3's int8 kernel applies it (measured). float32:
 ``reference/fully_connected.h``, a float64 matmul rounded once to float32 (see ``conv``).
 
 The reference kernels requantize the int32 accumulator differently by runtime version, and Prepare
@@ -26,6 +28,7 @@ from edgeopt.ir import frozen_array
 from edgeopt.qprogram import QOp, QProgram, Rounding
 from edgeopt.runtimes.reference.arith.fixedpoint import (
     INT32_MIN,
+    MAX_OFFSET_PRODUCT,
     MAX_PRODUCT,
     int32_accumulator,
     requantize,
@@ -40,6 +43,8 @@ from edgeopt.runtimes.reference.prepare import (
     io_offsets,
     multipliers,
     symmetric_16x8,
+    symmetric_weights,
+    weights_offset,
 )
 from edgeopt.runtimes.reference.registry import (
     F32,
@@ -58,8 +63,10 @@ def prepare_fully_connected(op: QOp, program: QProgram) -> Params:
     """``fully_connected.cc`` Prepare: ``input_offset``, ``output_offset``, ``effective_scale`` (float64 per
     output channel, ``double(s_in) * double(s_w[c]) / double(s_out)``), or, when the program's
     ``fully_connected_requantization`` is ``"fixed_point"``, their ``output_multiplier`` and
-    ``output_shift`` instead, ``activation_min``, ``activation_max``."""
-    return {**io_offsets(program, op), **_requantization(op, program), **activation_params(program, op)}
+    ``output_shift`` instead, ``activation_min``, ``activation_max``, and ``weights_offset`` (``-zp_w``)
+    for weights with a non-zero zero point."""
+    return {**io_offsets(program, op), **_requantization(op, program), **activation_params(program, op),
+            **weights_offset(program, op)}
 
 
 @PREPARERS.register("FULLY_CONNECTED", mode="16x8")
@@ -69,6 +76,7 @@ def prepare_fully_connected_16x8(op: QOp, program: QProgram) -> Params:
     measured by ``tests/runtimes/reference/test_int16.py``), or, for a ``"fixed_point"`` program, their ``QuantizeMultiplier``
     pairs for the int64 ``MultiplyByQuantizedMultiplier`` of ``reference/integer_ops/fully_connected.h``."""
     check_bias_int64(op, program)
+    symmetric_weights(op, program)
     return {**_requantization(op, program), **symmetric_16x8(op, program)}
 
 
@@ -88,7 +96,8 @@ def fully_connected_per_channel(
 ) -> np.ndarray:
     """Int8 matrix product with per-output-channel scales.
 
-    ``acc[b, c] = bias[c] + sum_d w[c, d] * (x[b, d] + input_offset)`` (int32), then, with an
+    ``acc[b, c] = bias[c] + sum_d (w[c, d] + weights_offset) * (x[b, d] + input_offset)`` (int32;
+    ``weights_offset`` is 0 when ``p`` has none), then, with an
     ``effective_scale`` in ``p``: ``clamp(int32(round(double(acc) * effective_scale[c])) +
     output_offset, act_min, act_max)`` with C's ``round`` (half away from zero) and x86's conversion of
     an out-of-range double to int32 (``INT32_MIN``); with ``output_multiplier``/``output_shift``:
@@ -107,10 +116,13 @@ def fully_connected_per_channel(
         int8 output (B, Co).
     """
     xs = x.astype(np.float64) + p["input_offset"]
-    acc = (xs @ w.T.astype(np.float64)).astype(np.int64)
+    w_mat, max_product = w.T.astype(np.float64), MAX_PRODUCT
+    if offset := p.get("weights_offset", 0):
+        w_mat, max_product = w_mat + offset, MAX_OFFSET_PRODUCT
+    acc = (xs @ w_mat).astype(np.int64)
     bias = np.zeros(w.shape[0], dtype=np.int64) if bias is None else bias.astype(np.int64)
     acc += bias
-    acc = int32_accumulator(acc, w.shape[1] * MAX_PRODUCT + int(np.abs(bias).max(initial=0)))
+    acc = int32_accumulator(acc, w.shape[1] * max_product + int(np.abs(bias).max(initial=0)))
     return requantize_fully_connected(acc, p, rounding)
 
 

@@ -112,18 +112,45 @@ def per_tensor(program: QProgram, name: str, op: QOp) -> tuple[np.float32, int]:
 
 def effective_scales(program: QProgram, op: QOp, channels: int) -> np.ndarray:
     """``double(s_in) * double(s_w[c]) / double(s_out)`` per channel, as
-    ``PopulateConvolutionQuantizationParams`` (a per-tensor weight scale is broadcast)."""
+    ``PopulateConvolutionQuantizationParams`` (a per-tensor weight scale is broadcast). The weight's zero
+    point is ``weights_offset``'s to check."""
     s_in, _ = per_tensor(program, op.inputs[0], op)
     s_out, _ = per_tensor(program, op.outputs[0], op)
     w = qparams_of(program, op.inputs[1], op)
-    if np.any(w.zero_point != 0):
-        raise UnsupportedOpError(op.kind, op.source, "int8 weights must have zero point 0")
     if w.scale.size not in (1, channels):
         raise UnsupportedOpError(
             op.kind, op.source, f"{w.scale.size} weight scales for {channels} output channels"
         )
     w_scale = np.broadcast_to(w.scale, (channels,)).astype(np.float64)
     return np.float64(s_in) * w_scale / np.float64(s_out)
+
+
+def weights_offset(program: QProgram, op: QOp) -> Params:
+    """``weights_offset`` (``-zp_w``, TFLite's ``ConvParams``/``DepthwiseParams``/``FullyConnectedParams``
+    field) of an int8 op whose weights have one non-zero zero point, else nothing: the symmetric weights
+    of TFLite's int8 spec take no offset, and their kernels run unchanged.
+
+    A non-zero weight zero point is the per-tensor asymmetric scheme of TFLite's legacy uint8 kernels
+    (``reference_ops::Conv``, ``DepthwiseConv``, ``FullyConnected``: ``acc += (filter_val +
+    filter_offset) * (input_val + input_offset)``), which a device such as SNPE's DSP runs. LiteRT 2.3's
+    int8 kernels (measured): FULLY_CONNECTED applies it, DEPTHWISE_CONV_2D ignores it, CONV_2D refuses it.
+
+    Raises:
+        UnsupportedOpError: weights whose channels have different non-zero zero points (no kernel has that).
+    """
+    zp = qparams_of(program, op.inputs[1], op).zero_point
+    if not np.any(zp):
+        return {}
+    if np.any(zp != zp[0]):
+        raise UnsupportedOpError(op.kind, op.source, "weights with a zero point per channel: give them one zero "
+                                 "point (per tensor) or zero points 0")
+    return {"weights_offset": -int(zp[0])}
+
+
+def symmetric_weights(op: QOp, program: QProgram) -> None:
+    """The 16x8 kernels' contract on weights: zero point 0 (they take no ``weights_offset``)."""
+    if np.any(qparams_of(program, op.inputs[1], op).zero_point):
+        raise UnsupportedOpError(op.kind, op.source, "16x8 mode needs weights with zero point 0")
 
 
 def multipliers(scales: np.ndarray, rounding: Rounding) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,8 @@ BUFFER_ALIGNMENT = 16
 # this placeholder for them, and readers take the larger of the two.
 _PLACEHOLDER_FOR_GREATER_OP_CODES = schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
 
+# The op kinds whose second input is a weight tensor.
+WEIGHTED_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
 # The dtypes a QProgram holds: int8 activations and weights, int32 biases and shape operands, float32
 # islands, and the int16 activations and int64 biases of 16x8 ops.
 _TENSOR_TYPES: Mapping[str, int] = {
@@ -63,7 +65,8 @@ def program_to_tflite(program: QProgram) -> bytes:
         A finished flatbuffer with file identifier ``TFL3``.
 
     Raises:
-        UnsupportedOpError: An op kind has no writer, or an option value has no TFLite encoding.
+        UnsupportedOpError: An op kind has no writer, an option value has no TFLite encoding, or weights
+            have a non-zero zero point (``check_symmetric_weights``).
         InternalError: The program is malformed: a tensor an op uses is not in it, a required option is
             missing, or an op that TFLite runs on raw int8 values changes the encoding.
     """
@@ -109,9 +112,24 @@ def write_tflite(program: QProgram, path: str | os.PathLike[str]) -> Path:
     return atomic_write_bytes(path, program_to_tflite(program))
 
 
+def check_symmetric_weights(op: QOp, program: QProgram) -> None:
+    """Refuse int8 weights with a non-zero zero point (a device's per-tensor asymmetric scheme, which the
+    executor runs): TFLite's int8 spec has weights symmetric, and LiteRT 2.3's int8 kernels refuse them
+    (CONV_2D) or silently ignore the zero point (DEPTHWISE_CONV_2D), so no such file is written."""
+    if op.kind not in WEIGHTED_KINDS:
+        return
+    w = program.tensors[op.inputs[1]]
+    if w.dtype == "int8" and w.qparams is not None and np.any(w.qparams.zero_point):
+        raise UnsupportedOpError(
+            op.kind, op.source, f"weights '{w.name}' have zero point {int(w.qparams.zero_point[0])}; LiteRT's int8 "
+            "kernels take symmetric weights (zero point 0): write the symmetric program (Target.ship) and run "
+            "this one in the integer executor")
+
+
 def _encode_op(op: QOp, program: QProgram) -> OpEncoding:
     if op.kind not in OP_WRITERS:
         raise UnsupportedOpError(op.kind, op.source, "no TFLite writer for it")
+    check_symmetric_weights(op, program)
     for name in filter(None, (*op.inputs, *op.outputs)):
         dtype = program.tensors[name].dtype
         if dtype not in _TENSOR_TYPES:

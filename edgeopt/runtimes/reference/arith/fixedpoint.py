@@ -27,6 +27,8 @@ INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 # Largest |w * (x - zp)| of int8 operands: |w| <= 128 and |x - zp| <= 255.
 MAX_PRODUCT = 128 * 255
+# Largest |(w - zp_w) * (x - zp)| of int8 operands with a weight zero point (``weights_offset``): both <= 255.
+MAX_OFFSET_PRODUCT = 255 * 255
 INT16_MIN, INT16_MAX = -(1 << 15), (1 << 15) - 1
 
 
