@@ -64,18 +64,22 @@ def run_int8(program: QProgram, x: np.ndarray, batch: int = INT8_BATCH) -> np.nd
 
 
 def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, np.ndarray | None]], *,
-          check: Callable[[np.ndarray], None] | None = None, batch: int = INT8_BATCH) -> dict:
+          check: Callable[[np.ndarray], None] | None = None, batch: int = INT8_BATCH,
+          device: QProgram | None = None) -> dict:
     """Top-1 of the float graph and of the int8 program (with labels; else top-1 agreement of int8 with fp32)
     on the first output, over ``batches`` of inputs and labels read one at a time: only counts are kept, so
     memory does not grow with the number of samples (progress: ``evaluate (samples)``).
 
     ``check``: called on each batch's labels (e.g. ``data.check_labels``) before it is scored.
+    ``device``: a second int8 program scored on the same batches (the device's own weight scheme,
+    ``Target.device_program``).
 
     Returns:
-        The report's ``accuracy`` section: ``metric``, ``fp32``, ``int8``, ``agreement`` (with labels) and ``n``.
+        The report's ``accuracy`` section: ``metric``, ``fp32``, ``int8``, ``agreement`` (with labels) and ``n``;
+        with ``device``, ``device_scheme``: its ``int8`` (and ``agreement``, with labels).
     """
     session = OnnxRuntime(graph_to_onnx(graph))
-    n = fp32_right = int8_right = agree = 0
+    n = fp32_right = int8_right = agree = device_right = device_agree = 0
     labelled = True
     tick = counter("evaluate (samples)", None)
     for x, y in batches:
@@ -85,6 +89,10 @@ def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, n
             int8 = dequantize_output(program, run_program(program, program_inputs(program, part))[0])
             int8 = int8.reshape(len(part), -1).argmax(1)
             agree += int(np.sum(fp32 == int8))
+            if device is not None:
+                emulated = dequantize_output(device, run_program(device, program_inputs(device, part))[0])
+                emulated = emulated.reshape(len(part), -1).argmax(1)
+                device_agree += int(np.sum(fp32 == emulated))
             if y is None:
                 labelled = False
             else:
@@ -93,15 +101,21 @@ def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, n
                     check(labels)
                 fp32_right += int(np.sum(fp32 == labels))
                 int8_right += int(np.sum(int8 == labels))
+                if device is not None:
+                    device_right += int(np.sum(emulated == labels))
             n += len(part)
             tick(n)
     if n == 0:
         raise DataError("the evaluation data hold no samples")
     agreement = agree / n * 100
     if not labelled:
-        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agreement, "n": n}
-    return {"metric": "top1", "fp32": fp32_right / n * 100, "int8": int8_right / n * 100, "agreement": agreement,
-            "n": n}
+        out = {"metric": "top1_agreement", "fp32": 100.0, "int8": agreement, "n": n}
+        device_scheme = {"int8": device_agree / n * 100}
+    else:
+        out = {"metric": "top1", "fp32": fp32_right / n * 100, "int8": int8_right / n * 100, "agreement": agreement,
+               "n": n}
+        device_scheme = {"int8": device_right / n * 100, "agreement": device_agree / n * 100}
+    return out if device is None else {**out, "device_scheme": device_scheme}
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:

@@ -8,6 +8,7 @@ recipe scores and what ships carry the same encodings. In the order the pipeline
     stats = target.ranges(graph, calib_x)             # calibrate, range method, symmetric where asked
     qgraph = target.quantize(graph, stats, resolved.plan)
     shipped = target.ship(qgraph)                     # supergroups, lowering, placement, float islands
+    device = target.device_program(shipped)           # the device's own weight scheme, where it differs
 
 ``lower_and_place`` (the last part of ``ship``): ``place`` tags an integer op that no compute unit runs at
 its dtype, but one runs in float32, as a float fallback. Its source node then joins
@@ -50,6 +51,7 @@ from edgeopt.pipeline.quantize.profile_rules import (
 from edgeopt.pipeline.quantize.range_setting import set_ranges
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
 from edgeopt.pipeline.quantize.weight_range import mse_weight_scale
+from edgeopt.pipeline.quantize.weight_scheme import device_weights
 from edgeopt.qprogram import Placement, QProgram
 
 
@@ -222,6 +224,18 @@ class Target:
         qgraph, unfused = honour_supergroups(qgraph, self.rules)
         qgraph, program, placement = lower_and_place(qgraph, self.profile)
         return Shipped(qgraph, tuple(unfused), program, placement)
+
+    def device_program(self, shipped: Shipped) -> QProgram | None:
+        """The program of the device's own weight scheme where the profile records one a ``.tflite`` cannot
+        carry (``params.device_is_symmetric`` unlike ``is_symmetric``: SNPE's asymmetric per-tensor
+        weights), else None: ``shipped``'s graph with ``weight_scheme.device_weights``' encodings, lowered
+        as ``shipped.program`` was (same ops and placement; weights with zero points, which the executor
+        runs and the TFLite writer refuses)."""
+        qgraph = device_weights(shipped.qgraph, self.rules)
+        if qgraph is None:
+            return None
+        return lower(qgraph, rounding=self.rounding).replace(
+            fully_connected_requantization=shipped.program.fully_connected_requantization)
 
 
 def lower_and_place(qgraph: QuantizedGraph, profile: DeviceProfile) -> tuple[QuantizedGraph, QProgram, Placement]:

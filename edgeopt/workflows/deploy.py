@@ -245,6 +245,7 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
             qgraph = target.quantize(graph, stats, resolved.plan)
     step("lower")
     shipped = target.ship(qgraph)
+    device = target.device_program(shipped)  # the device's own weights where no .tflite can carry them
     step("emit")
     files = {
         "fp32_onnx": graph_to_onnx(loaded.graph).SerializeToString(),
@@ -261,9 +262,9 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     int8_out = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
     if data is not None and recipe is None:
         accuracy = score(loaded.graph, shipped.program, loaded.data_batches(data),
-                         check=lambda labels: check_labels(options.data, labels, classes))
+                         check=lambda labels: check_labels(options.data, labels, classes), device=device)
     else:
-        accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out) if x is not None else None
+        accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out, device) if x is not None else None
     if accuracy is not None:
         accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
@@ -414,11 +415,21 @@ def _collapse(accuracy: dict, program: QProgram, target: Target, recipe: bool) -
 
 
 def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
-              int8: np.ndarray | None = None) -> dict:
-    """Top-1 (with labels ``y``) or top-1 agreement of int8 with fp32, on the model's first output."""
+              int8: np.ndarray | None = None, device: QProgram | None = None) -> dict:
+    """Top-1 (with labels ``y``) or top-1 agreement of int8 with fp32, on the model's first output; with
+    ``device`` (the device's own weight scheme), its figures too, under ``device_scheme``."""
     fp32 = run_float(graph, x)
     int8 = run_int8(program, x) if int8 is None else int8
-    agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)
+
+    def agreement(out: np.ndarray) -> float:
+        return float(np.mean(fp32.reshape(len(x), -1).argmax(1) == out.reshape(len(x), -1).argmax(1)) * 100)
+
+    emulated = None if device is None else run_int8(device, x)
     if y is None:
-        return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": len(x)}
-    return {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agree, "n": len(x)}
+        acc = {"metric": "top1_agreement", "fp32": 100.0, "int8": agreement(int8), "n": len(x)}
+        device_scheme = None if emulated is None else {"int8": agreement(emulated)}
+    else:
+        acc = {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agreement(int8),
+               "n": len(x)}
+        device_scheme = None if emulated is None else {"int8": top1(emulated, y), "agreement": agreement(emulated)}
+    return acc if device_scheme is None else {**acc, "device_scheme": device_scheme}

@@ -6,15 +6,30 @@ CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED take weights with zero point 0 on
 symmetric weights (``params.is_symmetric = true``) and says what the device does
 (``params.device_is_symmetric = false``); ``weight_scheme`` then measures, on the weights that ship,
 the weight SQNR of each layer under both grids (min/max, at the profile's granularity), so the report
-states the representation and its cost. The executed accuracy is the shipped program's.
+states the representation and its cost.
+
+``device_weights`` gives the quantized graph of the device's own scheme: every per-tensor int8 weight of a
+Conv, Gemm or MatMul re-encoded on the asymmetric grid (``asymmetric_weight_qparams``), its bias on the new
+weight scale. Its program (``Target.device_program``) carries weights with a zero point, which the integer
+executor runs (``weights_offset``, TFLite's legacy uint8 filter offset) and the TFLite writer refuses;
+``deploy`` reports that program's accuracy beside the shipped one's. Its weights are rounded to nearest from
+the graph's float weights (those AdaRound or fine-tuning left on the symmetric grid are re-rounded), with
+the min/max range SNPE's default quantizer uses; ConvTranspose weights stay symmetric (LiteRT's
+TRANSPOSE_CONV has no filter offset here), and int16 and float layers are left as they are.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from edgeopt.device_profiles.quantization import Quantization
-from edgeopt.ir import QuantizedGraph
+from edgeopt.ir import QParams, QuantizedGraph
+from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
+
+# The weighted ops whose int8 kernels take a weight zero point (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
+OFFSET_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+# The bias stays within half of int32, as ``encodings.weight_qparams_for_bias`` keeps it.
+BIAS_LIMIT = 2.0**30
 
 
 def _sqnr_db(w: np.ndarray, got: np.ndarray) -> float:
@@ -34,6 +49,42 @@ def symmetric_sqnr_db(w: np.ndarray) -> float:
     """Weight SQNR (dB) on one symmetric int8 grid ``max|w| / 127`` (TFLite's, per tensor)."""
     scale = float(np.abs(w).max()) / 127 or 1.0
     return _sqnr_db(w, np.clip(np.round(w / scale), -127, 127) * scale)
+
+
+def asymmetric_weight_qparams(w: np.ndarray, min_scale: float = 0.0) -> QParams:
+    """One int8 grid over ``[min(w, 0), max(w, 0)]`` (SNPE's and TF1's asymmetric 8-bit weights, as int8):
+    scale ``max((hi - lo) / 255, min_scale)`` (1 for all-zero weights), zero point ``round(-128 - lo /
+    scale)``, so that 0 is on the grid and ``real = scale * (q - zero_point)``."""
+    lo, hi = min(float(np.min(w)), 0.0), max(float(np.max(w)), 0.0)
+    scale = float(np.float32(max((hi - lo) / 255, min_scale) or 1.0))
+    return QParams(np.float32(scale), int(np.clip(np.round(-128 - lo / scale), -128, 127)))
+
+
+def device_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGraph | None:
+    """``qgraph`` with the device's weight encodings where its scheme differs from the program's (see the
+    module), else None.
+
+    Each int8 per-tensor weight of a Conv, Gemm or MatMul (not a float or int16 layer) gets
+    ``asymmetric_weight_qparams``, its scale raised where the layer's int32 bias would use more than half
+    of int32; the bias is re-encoded on ``input_scale * weight_scale``.
+    """
+    params = rules.defaults.params
+    if params.device_is_symmetric is None or params.device_is_symmetric == bool(params.is_symmetric):
+        return None
+    g, enc = qgraph.graph, dict(qgraph.encodings)
+    for node in g.nodes:
+        w_name = node.inputs[1] if len(node.inputs) > 1 else ""
+        if node.op not in OFFSET_OPS or node.name in qgraph.float_nodes or w_name not in g.initializers \
+                or w_name not in enc or enc[w_name].per_channel or enc[node.inputs[0]].dtype != "int8":
+            continue
+        input_q = enc[node.inputs[0]]
+        b_name = node.inputs[2] if len(node.inputs) > 2 and node.inputs[2] in g.initializers else ""
+        bias = np.abs(np.asarray(g.initializers[b_name], np.float64)).max(initial=0.0) if b_name else 0.0
+        enc[w_name] = asymmetric_weight_qparams(g.initializers[w_name],
+                                                bias / (float(input_q.scale[0]) * BIAS_LIMIT))
+        if b_name:
+            enc[b_name] = bias_qparams(input_q, enc[w_name])
+    return QuantizedGraph(graph=g, encodings=enc, float_nodes=qgraph.float_nodes)
 
 
 def weight_scheme(qgraph: QuantizedGraph, rules: Quantization) -> dict | None:
@@ -58,7 +109,8 @@ def weight_scheme(qgraph: QuantizedGraph, rules: Quantization) -> dict | None:
         shipped.append(symmetric_sqnr_db(w))
     entry = {"device": "asymmetric 8-bit per tensor (scale and offset)", "shipped": "symmetric int8 per tensor "
              "(zero point 0: LiteRT's int8 kernels take no weight offset)", "layers": len(device),
-             "accuracy_of": "shipped"}
+             "accuracy_of": "shipped", "device_accuracy": "accuracy.device_scheme: the device's asymmetric weights "
+             "run by the integer executor (emulated; no file carries them)"}
     if device:
         loss = np.array(device) - np.array(shipped)
         entry["sqnr_db"] = {"device_median": round(float(np.median(device)), 3),

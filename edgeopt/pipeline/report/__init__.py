@@ -39,7 +39,8 @@ class Report:
         program: the int8 program that ships.
         placement: the program's placement on the profile's compute units.
         cost_int8: the cost model's estimate of ``program``; ``cost_fp32``: of its float32 form.
-        accuracy: fp32 against int8 on the evaluation data (``metric`` top1 or top1_agreement), if any.
+        accuracy: fp32 against int8 on the evaluation data (``metric`` top1 or top1_agreement), if any; on a
+            profile whose device scheme no file carries, ``device_scheme``: that scheme's int8, emulated.
         calibration: the calibration set.
         sizes: artifact key → bytes (``fp32_onnx``, ``onnx``, ``tflite``, ``fp32_tflite``).
         artifacts: artifact key → path.
@@ -123,6 +124,8 @@ def render(report: dict, console: Console) -> None:
     if acc is not None:
         label = "top-1 %" if acc["metric"] == "top1" else "top-1 agreement %"
         table.add_row(f"{label} (n={acc['n']})", f"{acc['fp32']:.2f}", f"{acc['int8']:.2f}")
+        if "device_scheme" in acc:  # the device's own weights, which no shipped file carries
+            table.add_row(f"{label}, device scheme (emulated)", "", f"{acc['device_scheme']['int8']:.2f}")
     for key, label, fmt in (("latency_ms", "latency ms (estimate)", "{:.3f}"), ("fps", "fps (estimate)", "{:.1f}"),
                             ("energy_mj", "energy mJ/inference (estimate)", "{:.4f}")):
         table.add_row(label, fmt.format(report[key]["fp32"]), fmt.format(report[key]["int8"]))
@@ -137,6 +140,10 @@ def render(report: dict, console: Console) -> None:
     if acc is not None and acc["metric"] == "top1":
         console.print(f"int8 - fp32 top-1: {acc['int8'] - acc['fp32']:+.2f} points; "
                       f"int8 agrees with fp32 on {acc['agreement']:.2f} % of samples")
+        if "device_scheme" in acc:
+            console.print(f"device scheme - fp32 top-1: {acc['device_scheme']['int8'] - acc['fp32']:+.2f} points (the "
+                          f"device's asymmetric weights, emulated; no file carries them); int8 is the shipped "
+                          f".tflite's (symmetric weights)", highlight=False)
     if measured:
         render_measured(measured, console)
     if "placement" in report:

@@ -76,4 +76,5 @@ def _accuracy(report: Mapping[str, Any]) -> dict | None:
     if acc is None:
         return None
     return {"label": "top-1 %" if acc["metric"] == "top1" else "top-1 agreement %", "fp32": acc["fp32"],
-            "int8": acc["int8"], "delta": acc["int8"] - acc["fp32"], "agreement": acc.get("agreement"), "n": acc["n"]}
+            "int8": acc["int8"], "delta": acc["int8"] - acc["fp32"], "agreement": acc.get("agreement"), "n": acc["n"],
+            "device_scheme": acc.get("device_scheme")}

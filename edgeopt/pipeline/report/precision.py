@@ -112,7 +112,8 @@ def render_precision(report: dict, console: Console) -> None:
                                         f"{sqnr['shipped_median']:.1f} dB shipped (worst layer "
                                         f"-{sqnr['worst_layer_loss']:.1f} dB)")
         console.print(f"weights: the device uses {weights['device']}, the files carry {weights['shipped']}; "
-                      f"accuracy is the shipped program's{cost}", highlight=False)
+                      f"int8 accuracy is the shipped program's, 'device scheme' the device's weights "
+                      f"emulated{cost}", highlight=False)
     if section["int8_fallbacks"]:
         table = Table(title="asked for int16, kept int8")
         for column in ("node", "op", "why"):

@@ -1,15 +1,31 @@
-"""The report's statement of the device's weight scheme against the shipped one, and the weight-range
-search by MSE for per-tensor weights."""
+"""The report's statement of the device's weight scheme against the shipped one, the program of the
+device's own (asymmetric) weights, and the weight-range search by MSE for per-tensor weights."""
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import pytest
 
 from edgeopt.device_profiles import load_profile
+from edgeopt.errors import UnsupportedOpError
 from edgeopt.ir import QParams
+from edgeopt.pipeline.emit.onnx import quantized_to_onnx
+from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.pipeline.evaluate import run_float, run_int8
 from edgeopt.pipeline.quantize.weight_range import mse_weight_scale
-from edgeopt.pipeline.quantize.weight_scheme import asymmetric_sqnr_db, symmetric_sqnr_db, weight_scheme
+from edgeopt.pipeline.quantize.weight_scheme import (
+    asymmetric_sqnr_db,
+    asymmetric_weight_qparams,
+    device_weights,
+    symmetric_sqnr_db,
+    weight_scheme,
+)
 from edgeopt.pipeline.target import Target
+from edgeopt.runtimes.onnxruntime import OnnxRuntime
+from tests.builders import one_sided
 from tests.builders.per_tensor import collapsing_graph, images
+
+DSP = "snapdragon-845-hexagon-dsp"
 
 
 def test_one_sided_weights_lose_about_6_db_on_the_symmetric_grid() -> None:
@@ -29,7 +45,7 @@ def test_the_dsp_profile_states_its_weight_scheme_and_others_do_not() -> None:
     assert entry is None
     dsp = Target(load_profile("snapdragon-845-hexagon-dsp"))
     entry = weight_scheme(dsp.quantize(graph, dsp.ranges(graph, images(0, 8))), dsp.rules)
-    assert entry["layers"] == 4 and entry["accuracy_of"] == "shipped"
+    assert entry["layers"] == 4 and entry["accuracy_of"] == "shipped" and "device_scheme" in entry["device_accuracy"]
     assert entry["sqnr_db"]["device_median"] >= entry["sqnr_db"]["shipped_median"] - 0.5
 
 
@@ -42,3 +58,65 @@ def test_mse_weight_scale_clips_an_outlier_and_lowers_the_error() -> None:
     assert err(mse) < err(minmax)
     per_channel = QParams(np.full(2, 0.1, np.float32), np.zeros(2), axis=0)
     assert mse_weight_scale(np.ones((2, 3)), per_channel, -127, 127) is per_channel
+
+
+def _sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(ref.astype(np.float64) ** 2) / np.sum((ref - got).astype(np.float64) ** 2)))
+
+
+def test_asymmetric_grid_covers_the_range_with_zero_on_it() -> None:
+    q = asymmetric_weight_qparams(np.array([0.0, 0.5, 2.55]))
+    assert np.isclose(q.scale[0], 0.01) and q.zero_point[0] == -128  # one-sided: all 256 levels above 0
+    q = asymmetric_weight_qparams(np.array([-1.0, 0.275]))
+    assert q.dequantize(q.quantize(np.zeros(1)))[0] == 0 and -128 < q.zero_point[0] < 127
+    assert np.isclose(asymmetric_weight_qparams(np.array([0.0, 1.0]), min_scale=0.1).scale[0], 0.1)
+
+
+@pytest.fixture(scope="module")
+def dsp_one_sided():
+    graph = one_sided.one_sided_graph()
+    target = Target(load_profile(DSP))
+    shipped = target.ship(target.quantize(graph, target.ranges(graph, one_sided.images(0, 64))))
+    return graph, target, shipped, target.device_program(shipped)
+
+
+def test_the_device_program_carries_asymmetric_weights_and_beats_the_shipped_grid(dsp_one_sided) -> None:
+    """One-sided weights: the device's grid (zero point -128, all levels above 0) halves the weight step of
+    the shipped symmetric one; the executor runs it, and the emulated output is closer to float."""
+    graph, _, shipped, device = dsp_one_sided
+    convs = [op for op in device.ops if op.kind == "CONV_2D"]
+    assert len(convs) == 2
+    assert all(int(device.tensor(op.inputs[1]).qparams.zero_point[0]) == -128 for op in convs)
+    assert all(not np.any(shipped.program.tensor(op.inputs[1]).qparams.zero_point) for op in convs)
+    assert [op.kind for op in device.ops] == [op.kind for op in shipped.program.ops]
+    x = one_sided.images(1, 64)
+    fp32 = run_float(graph, x)
+    gain = _sqnr_db(fp32, run_int8(device, x)) - _sqnr_db(fp32, run_int8(shipped.program, x))
+    assert gain >= 1.5, gain
+    program_to_tflite(shipped.program)  # the shipped program is the one a .tflite carries
+    with pytest.raises(UnsupportedOpError, match="zero point -128; LiteRT's int8 kernels take symmetric weights"):
+        program_to_tflite(device)
+
+
+def test_qdq_onnx_of_the_device_weights_matches_the_executor(dsp_one_sided) -> None:
+    """The QDQ model carries the same non-zero weight zero points (one ``QParams.quantize`` for both); ONNX
+    Runtime, requantizing in float, lands within one step of the executor and mostly on it."""
+    graph, target, shipped, device = dsp_one_sided
+    qgraph = device_weights(shipped.qgraph, target.rules)
+    model = quantized_to_onnx(qgraph)
+    zps = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer if i.name.endswith("__zp")}
+    assert zps["w0__zp"] == -128 and zps["w1__zp"] == -128
+    w0 = device.tensor(next(op.inputs[1] for op in device.ops if op.kind == "CONV_2D"))
+    np.testing.assert_array_equal(w0.data, qgraph.encodings["w0"].quantize(graph.initializers["w0"]).transpose(0, 2, 3, 1))
+    x = one_sided.images(2, 64)
+    ort = OnnxRuntime(model).run_batch(x)[0]
+    steps = np.abs(ort - run_int8(device, x)) / device.tensor(device.outputs[0]).qparams.scale[0]
+    assert steps.max() <= 1.001 and np.mean(steps < 1e-3) >= 0.9
+
+
+def test_profiles_whose_files_carry_their_scheme_have_no_device_program() -> None:
+    graph = one_sided.one_sided_graph()
+    for name in ("google-coral-edgetpu", "arm-cortex-a78-xnnpack"):
+        target = Target(load_profile(name))
+        shipped = target.ship(target.quantize(graph, target.ranges(graph, one_sided.images(0, 8))))
+        assert target.device_program(shipped) is None
