@@ -39,6 +39,8 @@ def emulate(
                   f"{result.program.rounding} rounding", highlight=False)
     if result.top1 is not None:
         console.print(f"top-1: {result.top1:.2f} % (n={result.n})", highlight=False)
+    if result.device_top1 is not None:
+        console.print(f"top-1, device scheme (emulated): {result.device_top1:.2f} % (n={result.n})", highlight=False)
     console.print(f"estimate on {result.profile}: {result.cost.latency_ms:.3f} ms, {result.cost.fps:.1f} fps, "
                   f"{result.cost.energy_mj:.4f} mJ/inference, {result.cost.macs} MACs", highlight=False)
     if save_outputs is not None:

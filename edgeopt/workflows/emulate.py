@@ -25,6 +25,7 @@ from edgeopt.fileio import atomic_write_bytes, check_output_file
 from edgeopt.pipeline.frontend.data import check_finite, check_labels, read_npz
 from edgeopt.pipeline.frontend.sources import open_source, source_arrays
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
+from edgeopt.pipeline.quantize.weight_scheme import device_weights_program
 from edgeopt.qprogram import QProgram, QTensor, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
 from edgeopt.runtimes.reference.executor import run_program
@@ -45,6 +46,9 @@ class EmulateResult:
     cost: CostReport
     profile: str
     notes: tuple[str, ...] = ()
+    device_top1: float | None = None
+    """On a profile whose device quantizes weights otherwise than the file (SNPE's asymmetric per-tensor
+    weights): top-1 of the file's weights re-quantized on the device's grid (``device_weights_program``)."""
 
 
 def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Rounding | None = None,
@@ -62,7 +66,7 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
         device: device profile name or path: its rounding (unless ``rounding`` is given) and cost model.
         rounding: ``"single"`` or ``"double"`` requantization rounding, overriding the profile's.
         save_outputs: where to write the raw outputs as ``.npz`` (``output_0``, ... in output order, and
-            each under its tensor name), atomically.
+            each under its tensor name), atomically (the file's own outputs).
         preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
 
     Raises:
@@ -83,12 +87,18 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
     x, y = _load_data(Path(data), program, notes, preprocess)
     check_labels(data, y, int(np.prod(program.tensor(program.outputs[0]).shape[1:])))
     outputs = _run(program, x)
-    top1 = None
+    top1 = device_top1 = None
+    device = device_weights_program(program, profile.quantization)
     if y is not None:
         top1 = float(np.mean(outputs[0].reshape(len(y), -1).argmax(1) == y) * 100.0)
+        if device is not None:
+            device_top1 = float(np.mean(_run(device, x)[0].reshape(len(y), -1).argmax(1) == y) * 100.0)
+            notes.append(f"{profile.name} quantizes weights asymmetrically per tensor, which no .tflite carries: "
+                         f"'device scheme' top-1 is the file's weights re-quantized on that grid (a second "
+                         f"rounding), emulated; top-1 is the file's own")
     if save_outputs is not None:
         atomic_write_bytes(save_outputs, _npz_bytes(program, outputs))
-    return EmulateResult(program, outputs, len(x[0]), top1, cost, profile.name, tuple(notes))
+    return EmulateResult(program, outputs, len(x[0]), top1, cost, profile.name, tuple(notes), device_top1)
 
 
 def _load_data(path: Path, program: QProgram, notes: list[str], preprocess: str | Path | Mapping[str, Any] | None

@@ -1,5 +1,5 @@
-"""deploy on a profile whose device quantizes weights asymmetrically (SNPE's DSP): the .tflite ships
-symmetric weights, and the report gives both accuracies, the shipped program's and the device scheme's
+"""deploy and emulate on a profile whose device quantizes weights asymmetrically (SNPE's DSP): the .tflite
+ships symmetric weights, and both give two accuracies, the shipped program's and the device scheme's
 (emulated), saying which is which."""
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 from rich.console import Console
+from typer.testing import CliRunner
+
+from edgeopt.cli import app
 
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.pipeline.report import render
 from edgeopt.pipeline.report.precision import render_precision
 from edgeopt.workflows.deploy import deploy
+from edgeopt.workflows.emulate import emulate
 from tests.builders import one_sided
 
 
@@ -47,3 +51,13 @@ def test_both_accuracies_are_reported_and_the_tflite_stays_symmetric(tmp_path: P
 
     other = deploy(str(model), "arm-cortex-a78-xnnpack", data=str(data), out=tmp_path / "a78").report
     assert "device_scheme" not in other["accuracy"] and "weights" not in other["precision"]
+
+    # emulate on the written file: the file's own top-1, and its weights on the device's grid
+    tflite = report["artifacts"]["tflite"]
+    result = emulate(tflite, data, device="snapdragon-845-hexagon-dsp")
+    assert result.top1 is not None and result.device_top1 is not None
+    assert any("device scheme" in note for note in result.notes)
+    assert emulate(tflite, data, device="arm-cortex-a78-xnnpack").device_top1 is None
+    out = CliRunner().invoke(app, ["emulate", tflite, "--data", str(data), "--device", "snapdragon-845-hexagon-dsp"],
+                             catch_exceptions=False)
+    assert out.exit_code == 0 and f"top-1, device scheme (emulated): {result.device_top1:.2f} %" in out.output

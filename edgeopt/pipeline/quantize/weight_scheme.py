@@ -16,6 +16,10 @@ executor runs (``weights_offset``, TFLite's legacy uint8 filter offset) and the 
 the graph's float weights (those AdaRound or fine-tuning left on the symmetric grid are re-rounded), with
 the min/max range SNPE's default quantizer uses; ConvTranspose weights stay symmetric (LiteRT's
 TRANSPOSE_CONV has no filter offset here), and int16 and float layers are left as they are.
+
+``device_weights_program`` does the same to a program read from a ``.tflite`` (``emulate``), whose float
+weights are gone: the file's per-tensor int8 weights, dequantized, are rounded once more onto the device's
+grid, which is what the device makes of that file.
 """
 from __future__ import annotations
 
@@ -25,9 +29,11 @@ from edgeopt.device_profiles.quantization import Quantization
 from edgeopt.ir import QParams, QuantizedGraph
 from edgeopt.pipeline.quantize.encodings import bias_qparams
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS
+from edgeopt.qprogram import QProgram, QTensor, op_mode
 
-# The weighted ops whose int8 kernels take a weight zero point (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED).
+# The weighted ops whose int8 kernels take a weight zero point, in the graph and in the program.
 OFFSET_OPS = frozenset({"Conv", "Gemm", "MatMul"})
+OFFSET_KINDS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
 # The bias stays within half of int32, as ``encodings.weight_qparams_for_bias`` keeps it.
 BIAS_LIMIT = 2.0**30
 
@@ -51,6 +57,12 @@ def symmetric_sqnr_db(w: np.ndarray) -> float:
     return _sqnr_db(w, np.clip(np.round(w / scale), -127, 127) * scale)
 
 
+def _differs(rules: Quantization) -> bool:
+    """Whether the device's weight symmetry is recorded and unlike the program's."""
+    params = rules.defaults.params
+    return params.device_is_symmetric is not None and params.device_is_symmetric != bool(params.is_symmetric)
+
+
 def asymmetric_weight_qparams(w: np.ndarray, min_scale: float = 0.0) -> QParams:
     """One int8 grid over ``[min(w, 0), max(w, 0)]`` (SNPE's and TF1's asymmetric 8-bit weights, as int8):
     scale ``max((hi - lo) / 255, min_scale)`` (1 for all-zero weights), zero point ``round(-128 - lo /
@@ -68,8 +80,7 @@ def device_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGrap
     ``asymmetric_weight_qparams``, its scale raised where the layer's int32 bias would use more than half
     of int32; the bias is re-encoded on ``input_scale * weight_scale``.
     """
-    params = rules.defaults.params
-    if params.device_is_symmetric is None or params.device_is_symmetric == bool(params.is_symmetric):
+    if not _differs(rules):
         return None
     g, enc = qgraph.graph, dict(qgraph.encodings)
     for node in g.nodes:
@@ -87,6 +98,40 @@ def device_weights(qgraph: QuantizedGraph, rules: Quantization) -> QuantizedGrap
     return QuantizedGraph(graph=g, encodings=enc, float_nodes=qgraph.float_nodes)
 
 
+def _real(tensor: QTensor) -> np.ndarray:
+    """A quantized constant's real values, in float64."""
+    q = tensor.qparams
+    return (tensor.data.astype(np.float64) - float(q.zero_point[0])) * q.scale.astype(np.float64)
+
+
+def device_weights_program(program: QProgram, rules: Quantization) -> QProgram | None:
+    """``program`` with each symmetric per-tensor int8 weight of its int8 CONV_2D, DEPTHWISE_CONV_2D and
+    FULLY_CONNECTED ops re-quantized on ``asymmetric_weight_qparams``' grid (from the stored integers: a
+    second rounding) and its bias re-encoded on ``input_scale * weight_scale``, where the device's weight
+    scheme differs from the program's; None when it does not, or when no weight is re-encoded."""
+    if not _differs(rules):
+        return None
+    tensors = dict(program.tensors)
+    for op in program.ops:
+        if op.kind not in OFFSET_KINDS or op_mode(op, program) != "int8":
+            continue
+        w = program.tensor(op.inputs[1])
+        if not w.is_constant or w.dtype != "int8" or w.qparams is None or w.qparams.scale.size != 1 \
+                or np.any(w.qparams.zero_point):
+            continue
+        s_in = float(program.tensor(op.inputs[0]).qparams.scale[0])
+        b = program.tensor(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] else None
+        bias = _real(b) if b is not None else np.zeros(1)
+        w_q = asymmetric_weight_qparams(_real(w), float(np.abs(bias).max()) / (s_in * BIAS_LIMIT))
+        tensors[w.name] = QTensor(w.name, w.shape, "int8", w_q, w_q.quantize(_real(w)))
+        if b is not None:
+            b_q = QParams(np.float32(np.float64(s_in) * np.float64(w_q.scale[0])), 0, b.dtype)
+            tensors[b.name] = QTensor(b.name, b.shape, b.dtype, b_q, b_q.quantize(bias))
+    if all(tensors[name] is t for name, t in program.tensors.items()):
+        return None
+    return program.replace(tensors=tensors, ops=tuple(op.with_params({}) for op in program.ops))
+
+
 def weight_scheme(qgraph: QuantizedGraph, rules: Quantization) -> dict | None:
     """The report's ``precision.weights`` entry when the device's weight symmetry differs from the
     program's (``device_is_symmetric`` set and unlike ``is_symmetric``), else None.
@@ -95,8 +140,7 @@ def weight_scheme(qgraph: QuantizedGraph, rules: Quantization) -> dict | None:
     under the device's asymmetric grid and under the shipped symmetric one, and the largest loss of one
     layer.
     """
-    params = rules.defaults.params
-    if params.device_is_symmetric is None or params.device_is_symmetric == bool(params.is_symmetric):
+    if not _differs(rules):
         return None
     g = qgraph.graph
     device, shipped = [], []

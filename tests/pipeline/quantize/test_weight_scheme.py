@@ -17,6 +17,7 @@ from edgeopt.pipeline.quantize.weight_scheme import (
     asymmetric_sqnr_db,
     asymmetric_weight_qparams,
     device_weights,
+    device_weights_program,
     symmetric_sqnr_db,
     weight_scheme,
 )
@@ -120,3 +121,18 @@ def test_profiles_whose_files_carry_their_scheme_have_no_device_program() -> Non
         target = Target(load_profile(name))
         shipped = target.ship(target.quantize(graph, target.ranges(graph, one_sided.images(0, 8))))
         assert target.device_program(shipped) is None
+
+
+def test_a_programs_weights_requantized_on_the_device_grid(dsp_one_sided) -> None:
+    """From a program alone (a .tflite read back): the symmetric per-tensor weights, re-quantized on the
+    asymmetric grid, keep their real values to within the coarser of the two steps, and the result runs."""
+    _, target, shipped, _ = dsp_one_sided
+    device = device_weights_program(shipped.program, target.rules)
+    for op in (op for op in device.ops if op.kind == "CONV_2D"):
+        old, new = shipped.program.tensor(op.inputs[1]), device.tensor(op.inputs[1])
+        assert new.qparams.zero_point[0] == -128 and new.qparams.scale[0] < old.qparams.scale[0]
+        np.testing.assert_allclose(new.qparams.dequantize(new.data), old.qparams.dequantize(old.data),
+                                   atol=float(old.qparams.scale[0]))
+    x = one_sided.images(4, 8)
+    assert run_int8(device, x).shape == run_int8(shipped.program, x).shape
+    assert device_weights_program(shipped.program, Target(load_profile("google-coral-edgetpu")).rules) is None
