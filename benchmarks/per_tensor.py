@@ -3,7 +3,7 @@ recipe, measured on the integer program that would ship.
 
     python benchmarks/per_tensor.py [--models resnet20,efficientnet] [--calib-size 200] [--max-drop 0.5]
                                     [--adaround-iters 300] [--adaround-samples 256] [--finetune-epochs 2]
-                                    [--no-recipe] [--no-chain] [--skip N]
+                                    [--no-recipe] [--no-chain] [--skip N] [--rows N]
 
 For each model: fp32 top-1; then a cumulative chain, each row adding one technique to the row before
 (whether it helped or not), quantized through the profile's ``Target`` and lowered, executed int8 top-1
@@ -19,13 +19,17 @@ standard error, and whether the budget is met there and on both halves together)
 logged with the time as they end.
 
 The device's weights are asymmetric per tensor (SNPE); the shipped .tflite carries symmetric per-tensor
-int8 weights (LiteRT's int8 kernels take weight zero point 0), and every executed accuracy here is that
-shipped program's. The cost of that representation is printed per model: the weight SQNR (dB) of each
-layer under the device's asymmetric 8-bit grid and under the shipped symmetric one (min/max, per
-tensor), and, under the bias-correction row, the QDQ model in ONNX Runtime with the shipped symmetric
-weights and with the device's asymmetric ones (the QDQ format takes a weight zero point; both simulated
-in float between quantize and dequantize, so the two figures compare with each other, not with the
-executed ones).
+int8 weights (LiteRT's int8 kernels take weight zero point 0), and the first accuracy of each row is that
+shipped program's. Each row then gives the device scheme's executed top-1 (``Target.device_program``:
+the same graph with SNPE's asymmetric per-tensor weights, rounded to nearest from the row's float
+weights, run by the integer executor with its weight offset; the row's biases are kept as they are) and
+the output SQNR (dB, against fp32 on the evaluation samples) of the shipped program and of the device
+scheme's. The cost of the representation is also printed per model as the weight SQNR (dB) of each layer
+under the device's asymmetric 8-bit grid and under the shipped symmetric one (min/max, per tensor), and,
+under the bias-correction row, the QDQ model in ONNX Runtime with the shipped symmetric weights and with
+the device's asymmetric ones (bias correction run for each; both simulated in float between quantize and
+dequantize, so the two figures compare with each other, not with the executed ones). ``--rows N`` scores
+only the chain's first N rows (a long model within a CPU budget).
 
 ResNet-20: CIFAR-10 test1000, calibration from the training calibration file. EfficientNet-Lite0:
 ImageNet val1300, calibration from calib_samples (200). Skips (exit 0) when ../shared/data is absent.
@@ -48,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ptq import MODELS  # noqa: E402
 
 from edgeopt.device_profiles import load_profile  # noqa: E402
-from edgeopt.ir import Graph, QParams, QuantizedGraph  # noqa: E402
+from edgeopt.ir import Graph, QuantizedGraph  # noqa: E402
 from edgeopt.pipeline.emit.onnx import quantized_to_onnx  # noqa: E402
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1  # noqa: E402
 from edgeopt.pipeline.frontend.load import export_torch, load  # noqa: E402
@@ -56,9 +60,8 @@ from edgeopt.pipeline.optimize import optimize  # noqa: E402
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization  # noqa: E402
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround  # noqa: E402
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction  # noqa: E402
-from edgeopt.pipeline.quantize.encodings import bias_qparams  # noqa: E402
 from edgeopt.pipeline.quantize.spec import WEIGHTED_OPS  # noqa: E402
-from edgeopt.pipeline.quantize.weight_scheme import asymmetric_sqnr_db, symmetric_sqnr_db  # noqa: E402
+from edgeopt.pipeline.quantize.weight_scheme import asymmetric_sqnr_db, device_weights, symmetric_sqnr_db  # noqa: E402
 from edgeopt.pipeline.target import Target  # noqa: E402
 from edgeopt.torch.finetune import finetune_quantized  # noqa: E402
 from edgeopt.workflows.deploy import deploy  # noqa: E402
@@ -83,40 +86,42 @@ def weight_scheme_cost(graph: Graph) -> tuple[float, float, float]:
     return float(np.median(asym)), float(np.median(sym)), float(gap.max())
 
 
-def device_scheme(qgraph: QuantizedGraph) -> QuantizedGraph:
-    """``qgraph`` with every weight on SNPE's asymmetric per-tensor 8-bit grid (as int8: scale ``(max - min)
-    / 255``, zero point ``round(-128 - min / scale)``, the range widened to hold 0) and biases re-encoded."""
-    g, enc = qgraph.graph, dict(qgraph.encodings)
-    for node in g.nodes:
-        if node.op not in WEIGHTED_OPS or node.inputs[1] not in g.initializers or node.name in qgraph.float_nodes:
-            continue
-        w = g.initializers[node.inputs[1]]
-        lo, hi = min(float(w.min()), 0.0), max(float(w.max()), 0.0)
-        scale = np.float32((hi - lo) / 255 or 1.0)
-        enc[node.inputs[1]] = QParams(scale, int(np.clip(np.round(-128 - lo / float(scale)), -128, 127)), "int8")
-        if len(node.inputs) > 2 and node.inputs[2]:
-            enc[node.inputs[2]] = bias_qparams(enc[node.inputs[0]], enc[node.inputs[1]])
-    return QuantizedGraph(g, enc, qgraph.float_nodes)
-
-
 def qdq_top1(qgraph: QuantizedGraph, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 of the QDQ model of ``qgraph`` in ONNX Runtime (float arithmetic between quantize-dequantize)."""
     return top1(OnnxRuntime(quantized_to_onnx(qgraph)).run_batch(x)[0], y)
 
 
-def chain(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, target: Target, ada: AdaRoundConfig,
-          epochs: int, skip: int = 0) -> list[tuple[str, float, float]]:
-    """(row, int8 top-1, seconds) of the cumulative chain (module docstring); the first ``skip`` rows are
-    built but not scored (to resume a run)."""
-    rows: list[tuple[str, float, float]] = []
+def sqnr_db(reference: np.ndarray, got: np.ndarray) -> float:
+    """Output SQNR (dB) of ``got`` against ``reference``."""
+    noise = float(np.sum((reference.astype(np.float64) - got) ** 2))
+    return float(10 * np.log10(float(np.sum(reference.astype(np.float64) ** 2)) / max(noise, 1e-30)))
+
+
+class RowsDone(Exception):
+    """The chain scored the rows ``--rows`` asked for."""
+
+
+def chain(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, fp32: np.ndarray, target: Target,
+          ada: AdaRoundConfig, epochs: int, skip: int = 0, limit: int | None = None) -> list[tuple]:
+    """(row, int8 top-1, seconds, device-scheme top-1, shipped output SQNR, device-scheme output SQNR) of the
+    cumulative chain (module docstring; ``fp32``: the float outputs on ``x``); the first ``skip`` rows are
+    built but not scored (to resume a run), and it stops after ``limit`` rows."""
+    rows: list[tuple] = []
 
     def score(name: str, qgraph: QuantizedGraph, t: Target, seconds: float) -> None:
         if len(rows) < skip:
             rows.append((name, float("nan"), seconds))
             print(f"  {name:32s} (not scored: --skip)", flush=True)
             return
-        rows.append((name, top1(run_int8(t.ship(qgraph).program, x), y), seconds))
-        print(f"  {name:32s} {rows[-1][1]:6.2f} %  {seconds:7.1f} s  (load {os.getloadavg()[0]:.1f})", flush=True)
+        shipped = t.ship(qgraph)
+        out = run_int8(shipped.program, x)
+        device = run_int8(t.device_program(shipped), x)
+        rows.append((name, top1(out, y), seconds, top1(device, y), sqnr_db(fp32, out), sqnr_db(fp32, device)))
+        print(f"  {name:32s} {rows[-1][1]:6.2f} %  {seconds:7.1f} s  device scheme {rows[-1][3]:6.2f} %  "
+              f"output SQNR shipped {rows[-1][4]:5.2f} dB, device {rows[-1][5]:5.2f} dB  "
+              f"(load {os.getloadavg()[0]:.1f})", flush=True)
+        if limit is not None and len(rows) >= limit:
+            raise RowsDone
 
     start = time.perf_counter()
     q = target.quantize(graph, target.ranges(graph, calib_x))
@@ -134,7 +139,7 @@ def chain(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray, targe
     q_bc = empirical_bias_correction(q, calib_x[:BIAS_CORRECTION_SAMPLES])
     score("+ bias correction", q_bc, target, time.perf_counter() - start)
     if len(rows) > skip:
-        device = empirical_bias_correction(device_scheme(q), calib_x[:BIAS_CORRECTION_SAMPLES])
+        device = empirical_bias_correction(device_weights(q, target.rules), calib_x[:BIAS_CORRECTION_SAMPLES])
         print(f"    (QDQ in ONNX Runtime, this row: shipped symmetric weights {qdq_top1(q_bc, x, y):.2f} %, "
               f"device's asymmetric weights {qdq_top1(device, x, y):.2f} %)", flush=True)
     start = time.perf_counter()
@@ -163,6 +168,7 @@ def main() -> None:
     parser.add_argument("--no-recipe", action="store_true")
     parser.add_argument("--no-chain", action="store_true", help="only fp32 and the automatic recipe")
     parser.add_argument("--skip", type=int, default=0, help="build but do not score the chain's first N rows")
+    parser.add_argument("--rows", type=int, default=None, help="score only the chain's first N rows")
     args = parser.parse_args()
     logging.basicConfig(format="    %(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("edgeopt.workflows.recipe").setLevel(logging.INFO)
@@ -181,14 +187,18 @@ def main() -> None:
             onnx_path.write_bytes(export_torch(module, torch.zeros(shape)).SerializeToString())
             graph = optimize(load(str(onnx_path)).graph)
             print(f"\n{title} on {DEVICE} ({len(x)} eval, {len(calib_x)} calib samples)", flush=True)
-            print(f"  {'fp32':32s} {top1(run_float(graph, x), y):6.2f} %")
+            fp32 = run_float(graph, x)
+            print(f"  {'fp32':32s} {top1(fp32, y):6.2f} %")
             a, s, worst = weight_scheme_cost(graph)
             print(f"  weights, median SQNR over layers: device asymmetric {a:.2f} dB, shipped symmetric {s:.2f} dB "
                   f"(worst layer loses {worst:.2f} dB)")
             if not args.no_chain:
-                chain(graph, calib_x, x, y, target,
-                      AdaRoundConfig(iterations=args.adaround_iters, samples=args.adaround_samples),
-                      args.finetune_epochs, args.skip)
+                try:
+                    chain(graph, calib_x, x, y, fp32, target,
+                          AdaRoundConfig(iterations=args.adaround_iters, samples=args.adaround_samples),
+                          args.finetune_epochs, args.skip, args.rows)
+                except RowsDone:
+                    pass
             if args.no_recipe:
                 continue
             np.savez(Path(tmp) / "data.npz", x=x, y=y)
@@ -204,7 +214,9 @@ def main() -> None:
                       f"{'' if step['adopted'] else '  (dropped)'}")
             held = budget["held_out"]
             both = held["combined"]
+            device = result.report["accuracy"].get("device_scheme", {}).get("int8", float("nan"))
             print(f"  {'automatic recipe':32s} {result.report['accuracy']['int8']:6.2f} % on all {len(x)}  "
+                  f"(device scheme {device:.2f} %)  "
                   f"{seconds:7.1f} s  (load {os.getloadavg()[0]:.1f})  budget {args.max_drop} "
                   f"{'met' if budget['met'] else 'missed'} on {budget.get('tuned_on')} by '{budget['chosen']}'; "
                   f"held out ({held['source']}): int8 {held['int8']:.2f} vs fp32 {held['fp32']:.2f}, drop "

@@ -18,7 +18,9 @@ joins them to int8 ops.
 
 ``fused_activation_function`` is one of NONE, RELU, RELU6, RELU_N1_TO_1. Weights are int8 symmetric
 per-channel (axis 0, or 3 for depthwise), biases int32 with scale ``input_scale * weight_scale`` and
-zero point 0, activations int8 asymmetric per-tensor. ``params`` holds what TFLite's Prepare computes
+zero point 0, activations int8 asymmetric per-tensor. A device's own scheme (``Target.device_program``)
+may give CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED per-tensor weights with a zero point, which the
+executor runs (``weights_offset``) and the TFLite writer refuses. ``params`` holds what TFLite's Prepare computes
 from those scales (multipliers, shifts, offsets, clamp bounds); see ``runtimes.reference.prepare``.
 """
 from __future__ import annotations
