@@ -12,6 +12,8 @@ from edgeopt.ir import QParams
 from edgeopt.pipeline.emit.onnx import quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.evaluate import run_float, run_int8
+from edgeopt.pipeline.frontend.onnx import onnx_to_graph
+from edgeopt.pipeline.optimize import optimize
 from edgeopt.pipeline.quantize.weight_range import mse_weight_scale
 from edgeopt.pipeline.quantize.weight_scheme import (
     asymmetric_sqnr_db,
@@ -24,6 +26,7 @@ from edgeopt.pipeline.quantize.weight_scheme import (
 from edgeopt.pipeline.target import Target
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from tests.builders import one_sided
+from tests.builders.onnx_models import model
 from tests.builders.per_tensor import collapsing_graph, images
 
 DSP = "snapdragon-845-hexagon-dsp"
@@ -136,3 +139,36 @@ def test_a_programs_weights_requantized_on_the_device_grid(dsp_one_sided) -> Non
     x = one_sided.images(4, 8)
     assert run_int8(device, x).shape == run_int8(shipped.program, x).shape
     assert device_weights_program(shipped.program, Target(load_profile("google-coral-edgetpu")).rules) is None
+
+
+def _single_op_models() -> dict[str, tuple[onnx.ModelProto, tuple[int, ...]]]:
+    """A depthwise Conv and a Gemm alone, with lopsided weights (negative side shrunk), as ONNX models."""
+    rng = np.random.default_rng(4)
+    dw = rng.normal(0, 0.5, (6, 1, 3, 3))
+    gemm = rng.normal(0, 0.3, (7, 24))
+    dw, gemm = (np.where(w < 0, 0.2 * w, w).astype(np.float32) for w in (dw, gemm))
+    return {
+        "depthwise": (model([onnx.helper.make_node("Conv", ["x", "w"], ["y"], name="dw", group=6,
+                                                             pads=[1, 1, 1, 1])],
+                                      {"w": dw}, [1, 6, 7, 7], [1, 6, 7, 7]), (6, 7, 7)),
+        "gemm": (model([onnx.helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc", transB=1)],
+                                 {"w": gemm, "b": rng.normal(0, 0.2, 7).astype(np.float32)}, [1, 24], [1, 7]), (24,)),
+    }
+
+
+@pytest.mark.parametrize("name", ["depthwise", "gemm"])
+def test_single_ops_with_a_weight_zero_point_match_onnx_runtime_within_one_step(name: str) -> None:
+    """DEPTHWISE_CONV_2D and FULLY_CONNECTED with the device's weights against ONNX Runtime running the QDQ
+    model with the same weight zero points (it requantizes in float): within one step, mostly exact."""
+    proto, shape = _single_op_models()[name]
+    graph = optimize(onnx_to_graph(proto, name))
+    target = Target(load_profile(DSP))
+    rng = np.random.default_rng(5)
+    calib, x = (rng.normal(size=(n, *shape)).astype(np.float32) for n in (32, 200))
+    shipped = target.ship(target.quantize(graph, target.ranges(graph, calib)))
+    device = target.device_program(shipped)
+    (op,) = [op for op in device.ops if op.kind in ("DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
+    assert int(device.tensor(op.inputs[1]).qparams.zero_point[0]) < -60  # lopsided: far from 0
+    ort = OnnxRuntime(quantized_to_onnx(device_weights(shipped.qgraph, target.rules))).run_batch(x)[0]
+    steps = np.abs(ort - run_int8(device, x)) / device.tensor(device.outputs[0]).qparams.scale[0]
+    assert steps.max() <= 1.001 and np.mean(steps < 1e-3) >= 0.95
