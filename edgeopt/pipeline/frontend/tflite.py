@@ -106,6 +106,7 @@ def tflite_to_program(data: bytes, name: str, rounding: Rounding) -> QProgram:
     for i, op in numbered:
         _check_stateless(op, i, parsed.variables)
         _check_kernel(op, i, by_name)
+        _check_weight_zero_point(op, i, by_name)
     _check_dataflow(name, numbered, inputs, outputs, by_name)
     ops = tuple(op for _, op in numbered)
     program = QProgram(
@@ -330,6 +331,24 @@ def _check_kernel(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
         what = "integer kernel" if mode == "int8" else "float32 kernel"
         raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'", f"no {what} in the "
                                  f"emulator yet (it runs: {', '.join(KERNELS.kinds(mode))})")
+
+
+# int8 kernels of LiteRT 2.3 that do not apply a weight zero point: CONV_2D's Prepare refuses it,
+# DEPTHWISE_CONV_2D's kernel ignores it (measured: tests/runtimes/reference/test_weights_offset.py).
+_NO_WEIGHT_OFFSET = {"CONV_2D": "refuses it", "DEPTHWISE_CONV_2D": "silently ignores it"}
+
+
+def _check_weight_zero_point(op: QOp, index: int, tensors: Mapping[str, QTensor]) -> None:
+    """A file whose int8 CONV_2D or DEPTHWISE_CONV_2D weights have a zero point is refused: LiteRT does not
+    compute what it says, so no run of it here could be both right and LiteRT's (the executor applies a
+    weight offset only to programs made here for a device's own scheme, and to FULLY_CONNECTED, as LiteRT)."""
+    if op.kind not in _NO_WEIGHT_OFFSET or len(op.inputs) < 2 or _mode(op, tensors) != "int8":
+        return
+    w = tensors[op.inputs[1]]
+    if w.dtype == "int8" and w.qparams is not None and np.any(w.qparams.zero_point):
+        raise UnsupportedOpError(op.kind, f"operator {index} → '{op.outputs[0]}'",
+                                 f"its int8 weights have zero point {int(w.qparams.zero_point[0])}, which LiteRT's "
+                                 f"int8 {op.kind} {_NO_WEIGHT_OFFSET[op.kind]}; convert with symmetric weights")
 
 
 INDEX_DTYPES = frozenset({"int32", "bool"})

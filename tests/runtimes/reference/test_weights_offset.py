@@ -16,6 +16,7 @@ from tests.runtimes.reference.test_bitexact_litert import RANDOM_PROGRAMS
 
 from edgeopt.errors import EdgeoptError, UnsupportedOpError
 from edgeopt.pipeline.emit.tflite import program_to_tflite
+from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
@@ -112,3 +113,18 @@ def test_litert_int8_kernels_and_the_writer_refuse_or_mishandle_weight_zero_poin
     for program in (fc, dw, conv):
         with pytest.raises(UnsupportedOpError, match="have zero point .*symmetric weights"):
             program_to_tflite(program)
+
+
+def test_reading_files_with_weight_zero_points_follows_litert() -> None:
+    """A .tflite with int8 weight zero points: FULLY_CONNECTED reads and runs as LiteRT runs it; CONV_2D and
+    DEPTHWISE_CONV_2D, which LiteRT refuses or miscomputes, are refused in one line."""
+    rng = np.random.default_rng(9)
+    fc = asymmetric_weights(fully_connected_program(rng, cin=30, cout=6), rng).replace(rounding="double")
+    blob = legacy_tflite(fc, uint8=False)
+    xs = random_inputs(rng, fc, SAMPLES)
+    np.testing.assert_array_equal(run_program(tflite_to_program(blob, "fc", "double"), xs)[0],
+                                  LiteRT(blob, kernels="reference").run(xs)[0])
+    for program in (conv2d_program(rng), conv2d_program(rng, depthwise=True)):
+        blob = legacy_tflite(asymmetric_weights(program, rng), uint8=False)
+        with pytest.raises(UnsupportedOpError, match="weights have zero point .* LiteRT's int8"):
+            tflite_to_program(blob, "conv", "double")
