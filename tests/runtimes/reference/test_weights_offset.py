@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.builders.asymmetric import asymmetric_weights, integer_formula, legacy_tflite
+from tests.builders.asymmetric import WEIGHTED, asymmetric_weights, integer_formula, legacy_tflite
+from tests.builders.int16 import conv_16x8_program, fully_connected_16x8_program
 from tests.builders.programs import conv2d_program, fully_connected_program, random_inputs
 from tests.runtimes.reference.test_bitexact_litert import RANDOM_PROGRAMS
 
 from edgeopt.errors import EdgeoptError, UnsupportedOpError
 from edgeopt.pipeline.emit.tflite import program_to_tflite
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
-from edgeopt.qprogram import QProgram
+from edgeopt.ir import QParams
+from edgeopt.qprogram import QProgram, QTensor
 from edgeopt.runtimes.litert import LiteRT
 from edgeopt.runtimes.reference.executor import run_program
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -128,3 +130,14 @@ def test_reading_files_with_weight_zero_points_follows_litert() -> None:
         blob = legacy_tflite(asymmetric_weights(program, rng), uint8=False)
         with pytest.raises(UnsupportedOpError, match="weights have zero point .* LiteRT's int8"):
             tflite_to_program(blob, "conv", "double")
+
+
+def test_16x8_kernels_refuse_a_weight_zero_point() -> None:
+    """TFLite's 16x8 kernels take no weight offset: a program asking for one is refused, not miscomputed."""
+    rng = np.random.default_rng(11)
+    for program in (conv_16x8_program(rng), conv_16x8_program(rng, depthwise=True), fully_connected_16x8_program(rng)):
+        op = next(op for op in program.ops if op.kind in WEIGHTED)
+        w = program.tensor(op.inputs[1])
+        shifted = QTensor(w.name, w.shape, "int8", QParams(w.qparams.scale, 5, "int8", w.qparams.axis), w.data)
+        with pytest.raises(UnsupportedOpError, match="16x8 mode needs weights with zero point 0"):
+            prepare_program(program.replace(tensors={**program.tensors, w.name: shifted}))
