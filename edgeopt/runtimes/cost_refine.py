@@ -4,9 +4,10 @@ The plain roofline prices every MAC at the peak rate and every byte at the memor
 on a CPU with LiteRT + XNNPACK, three effects dominate the gap to real latency, each an optional key of
 the profile's ``[performance]`` table (absent: the plain roofline):
 
-- ``channel_granularity``: dense kernels (CONV_2D, FULLY_CONNECTED) work on channel blocks (a vector,
-  or an AMX tile row of 64 int8 bytes), so a layer pays for its input and output channels rounded up
-  to the block: a 16-channel int8 convolution costs as much as a 64-channel one on an AMX host.
+- ``channel_granularity``: dense kernels (CONV_2D, FULLY_CONNECTED) work on channel blocks, one per
+  axis (XNNPACK's int8 GEMM on this host: a tile of 16 output channels, a reduction step of 8 input
+  channels), so a layer pays for its output channels rounded up to the output block and its input
+  channels rounded up to the input block: 11 output channels cost what 16 cost, 11 inputs what 16 cost.
 - ``op_macs_per_s``: op kinds that reach a fixed fraction of the peak at best, such as
   DEPTHWISE_CONV_2D (9 MACs per output, no reduction over channels to vectorise), get their own rate.
 - ``output_elements_per_s``: a third roof, the rate at which an op produces its outputs (requantize,
@@ -25,14 +26,17 @@ DENSE_KINDS = frozenset({"CONV_2D", "FULLY_CONNECTED"})
 
 
 def compute_time_s(op: QOp, program: QProgram, macs: int, peak: float, perf: Performance, dtype: str) -> float:
-    """Seconds the op's MACs take: at its kind's measured rate if the profile has one, else at ``peak``,
-    with a dense op's channels rounded up to the profile's granularity for ``dtype``."""
+    """Seconds the op's MACs take: at its kind's measured rate if the profile has one, else at ``peak``.
+
+    A dense op's weight ``w[Co, ..., Ci]`` is priced as ``MACs * ceil(Co / bo) * bo / Co * ceil(Ci / bi) * bi / Ci``
+    with ``(bo, bi)`` the profile's output and input channel blocks for ``dtype``: flat inside a block, one
+    step at each block edge.
+    """
     rate = (perf.op_macs_per_s or {}).get(op.kind, {}).get(dtype, peak)
-    granularity = (perf.channel_granularity or {}).get(dtype, 1)  # type: ignore[call-overload]
-    if op.kind in DENSE_KINDS and granularity > 1 and macs:
+    if op.kind in DENSE_KINDS and macs:
         w = program.tensor(op.inputs[1]).shape
-        for channels in (w[0], w[-1]):
-            macs = macs * (math.ceil(channels / granularity) * granularity) // channels
+        for channels, block in zip((w[0], w[-1]), perf.channel_block(dtype)):
+            macs = macs * (math.ceil(channels / block) * block) // channels
     return macs / rate
 
 
