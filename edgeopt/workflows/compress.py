@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
+from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.errors import DataError
 from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph
@@ -95,7 +97,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
             first ``finetune_size`` samples of the calibration file (or of ``data``).
         finetune_augment: distil on random flips and shifts of those samples (NCHW images).
         channel_multiple: kept channel counts and SVD ranks are multiples of it (a kernel's channel
-            block); None: ``device``'s int8 ``channel_granularity`` when a device is given, else 1.
+            block); None: with a device, ``profile_multiple`` of its int8 channel blocks, else 1.
         progress: called with the name of each stage as it starts; if it also has ``count(task, done,
             total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
         preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
@@ -141,9 +143,7 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
     profile = load_profile(device) if device is not None else None
-    multiple = channel_multiple or 1
-    if channel_multiple is None and profile is not None:
-        multiple = (profile.performance.channel_granularity or {}).get("int8", 1)
+    multiple = channel_multiple or (profile_multiple(profile) if profile is not None else 1)
     price = latency_pricer(Target(profile), calib_x) if target_latency is not None else None
     key = _key(graph, [*methods, f"device={device if price else ''}", f"multiple={multiple}"], ratios,
                calib_x, eval_x, eval_y)
@@ -184,6 +184,15 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
                     "report.html": compress_html(report).encode(),
                     TABLE_FILE: json.dumps({"key": key, "table": table.to_json()}).encode()}, OUTPUT_FILES)
     return CompressResult(compressed, choices, table, cached, rows, report, out)
+
+
+def profile_multiple(profile: DeviceProfile) -> int:
+    """The channel multiple compression rounds to on ``profile``: its int8 output channel block, so that a
+    pruned producer's kept outputs fill whole tiles; the consumer then reads that many input channels,
+    so the multiple is also one of the input block (their least common multiple: 16 for XNNPACK's int8
+    16-output by 8-input GEMM). An SVD's rank is the first factor's outputs and the second's inputs alike.
+    """
+    return math.lcm(*profile.performance.channel_block("int8"))
 
 
 def _calibration(calib: DataSource | None, loaded: LoadedModel, x: np.ndarray | None, used: int) -> np.ndarray:
