@@ -342,7 +342,9 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
     """Fit the cost model's numbers to the measurements.
 
     Each op is priced ``max(MACs / rate, bytes / bandwidth, output elements / element rate) + per-op
-    overhead`` (``edgeopt.runtimes.cost``), and a program adds one ``invoke`` overhead. The overheads
+    overhead`` (``edgeopt.runtimes.cost``), a dense op ``MACs / rate + output elements / element rate``
+    in place of the first and last terms (``runtimes.cost_refine``), and a program adds one ``invoke``
+    overhead. The overheads
     come from a line through the chains' times (slope: per op; intercept: per invoke). The memory roofs
     are the best rates achieved net of the overheads (a roof bounds every op from above): bandwidth over
     the float ADDs (bytes), the element rate per dtype over its ADDs. The output and input channel
@@ -379,13 +381,18 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
     granularity: dict[str, dict[str, int]] = {}
 
     def dense_fit(convs: list[Measurement], blocks: tuple[int, int], elements_per_s: float) -> float:
+        # A dense op is priced MACs / rate + outputs / element rate (runtimes.cost_refine: the GEMM's
+        # requantize-and-store follows its accumulation); the MACs' share of each time is what is fitted.
+        def mac_s(m: Measurement) -> float:
+            return max(net(m) - m.out_elements / elements_per_s, floor)
+
         def error(rate: float) -> float:
-            predicted = [max(padded_macs(m.macs, m.channels, blocks) / rate, m.out_elements / elements_per_s)
+            predicted = [padded_macs(m.macs, m.channels, blocks) / rate + m.out_elements / elements_per_s
                          for m in convs]
             return statistics.median(abs(math.log(p / net(m))) for p, m in zip(predicted, convs))
 
         # Candidate peaks are the rates the convolutions achieved; the one with the least error wins.
-        return min((padded_macs(m.macs, m.channels, blocks) / net(m) for m in convs), key=error)
+        return min((padded_macs(m.macs, m.channels, blocks) / mac_s(m) for m in convs), key=error)
 
     for dtype, precision in PRECISION.items():
         sweeps = {axis: rows(f"sweep_{axis}", dtype) for axis in ("output", "input")}
