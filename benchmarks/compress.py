@@ -4,6 +4,7 @@ int8 top-1 before compression, after it and after label-free fine-tuning; the ra
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
         [--methods svd,prune] [--channel-multiple 8] [--finetune-epochs N] [--no-augment]
         [--latency-device host]   # targets as fractions of the latency priced on that profile
+        [--inner-only]            # never prune a residual stream's tied channel group
 
 Each model is exported to a float .onnx and compressed label-free (layers scored by output SQNR against
 the uncompressed model on calibration images, pruning re-fit on the same images; kept channel counts
@@ -160,7 +161,7 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
                           eval_size=256 if setup.score_x is None else len(setup.score_x),
                           calib=tmp / f"{name}.compress_calib.npz", methods=tuple(args.methods.split(",")),
                           calib_size=len(setup.compress_calib), ratios=tuple(float(r) for r in args.ratios.split(",")),
-                          channel_multiple=args.channel_multiple, progress=_every_tenth(f"  {name} {target:.0%}"))
+                          channel_multiple=args.channel_multiple, prune_groups=not args.inner_only, progress=_every_tenth(f"  {name} {target:.0%}"))
         ratio = result.report["macs_after"] / result.report["macs_before"]
         rows.append((f"compressed {target:.0%}", ratio, deployed(tmp / f"compress-{name}" / "model.compressed.onnx",
                                                                  f"{target}"), time.process_time() - start, result))
@@ -172,7 +173,8 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
             write_onnx(graph_to_onnx(tuned), path)
             rows.append(("  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start, result))
     print(f"\n{setup.title}: device {device}, methods {args.methods}, candidate ratios {args.ratios}, "
-          f"channel multiple {args.channel_multiple}, targets of "
+          f"channel multiple {rows[-1][4].report['channel_multiple'] if rows[-1][4] else args.channel_multiple}, "
+          f"targets of "
           f"{'latency on ' + args.latency_device if args.latency_device else 'MACs'}; label-free re-fit on "
           f"{len(setup.compress_calib)} calibration images, scoring on "
           f"{'the same' if setup.score_x is None else f'{len(setup.score_x)} others'}, distillation {setup.epochs} epochs on "
@@ -201,9 +203,11 @@ def main() -> None:
     parser.add_argument("--targets", default="0.5,0.7")
     parser.add_argument("--methods", default="svd,prune")
     parser.add_argument("--ratios", default="0.25,0.5,0.75", help="candidate fractions of a layer's MACs")
-    parser.add_argument("--channel-multiple", type=int, default=8,
-                        help="kept channels and ranks in multiples of this (XNNPACK int8 here: inputs in blocks "
-                             "of 8, outputs of 16; see compress_layer_timing.py)")
+    parser.add_argument("--channel-multiple", type=int, default=None,
+                        help="kept channels and ranks in multiples of this (default: with --latency-device, that "
+                             "profile's int8 blocks, 16 on this host's XNNPACK; else 1)")
+    parser.add_argument("--inner-only", action="store_true",
+                        help="prune only residual blocks' inner convolutions, never a residual stream's channels")
     parser.add_argument("--finetune-epochs", type=int, default=6, help="ResNet-32 distillation epochs")
     parser.add_argument("--finetune-size", type=int, default=4000, help="ResNet-32 distillation images")
     parser.add_argument("--imagenet-finetune-epochs", type=int, default=2, help="EfficientNet-Lite0 epochs")

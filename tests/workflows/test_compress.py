@@ -188,3 +188,14 @@ def test_default_multiple_follows_the_profiles_channel_blocks(files: Path) -> No
     for c in result.choices:
         width = widths[c.layer][1] if c.method == "prune" else widths[f"{c.layer}.svd0"][0]
         assert width % 4 == 0, (c, width)
+
+
+def test_prune_groups_false_leaves_residual_streams_alone(files: Path) -> None:
+    graph, x = tiny_resnet_graph(), data(16)
+    table = score_table(graph, ("prune",), RATIOS, x, x)
+    assert any(e.tied for e in table.entries) and any(not e.tied for e in table.entries)
+    untied = table.untied()
+    assert untied.entries and all(not e.tied for e in untied.entries)
+    _, choices = compress_to_target(graph, untied, 0.8, x)
+    tied = {e.layer for e in table.entries if e.tied}
+    assert choices and not any(c.layer in tied for c in choices)

@@ -80,6 +80,12 @@ class ScoreTable:
         return cls(data["base_macs"], Score(**data["base"]), entries, dict(data["skipped"]), data["base_latency_ms"],
                    list(data["not_faster"]))
 
+    def untied(self) -> ScoreTable:
+        """The table without the prunings that also cut other layers' inputs (a residual stream's group):
+        only layers whose input channels are theirs alone (a block's inner convolutions) get pruned."""
+        entries = [e for e in self.entries if not (e.method == "prune" and e.tied)]
+        return ScoreTable(self.base_macs, self.base, entries, self.skipped, self.base_latency_ms, self.not_faster)
+
     def base_cost(self, priced: bool) -> float:
         """The uncompressed model's latency (``priced``) or MACs."""
         return self.base_latency_ms if priced else self.base_macs
