@@ -21,7 +21,8 @@ uncompressed model on random flips and shifts of other calibration images) and d
 
 Top-1 (fp32 and int8) is measured by running ``model.fp32.tflite`` and ``model.int8.tflite`` under LiteRT
 with XNNPACK (single rounding: what the profile emulates; the files are the ones timed). Host fps: the
-same files, LiteRT's default kernels (XNNPACK), one thread, median of timed invocations. Estimated fps:
+same files, LiteRT's default kernels (XNNPACK), one thread, median of timed invocations, every file of a
+model timed in turns (5 rounds) so that a load change on the shared machine hits them all alike. Estimated fps:
 the arm-cortex-a78-xnnpack profile's cost model, and the host profile's. Skips (exit 0) when
 ../shared/data is absent.
 """
@@ -94,16 +95,30 @@ MODELS: dict[str, Callable[[argparse.Namespace], Setup]] = {
     "resnet32": _resnet32, "efficientnet_lite0": _efficientnet_lite0}
 
 
-def _run(dep: DeployResult, name: str, x: np.ndarray, y: np.ndarray, runs: int) -> tuple[float, float]:
-    """Top-1 (percent) and host fps (LiteRT XNNPACK, one thread) of the deployed ``name`` .tflite file."""
-    runtime = LiteRT(dep.out_dir / f"model.{name}.tflite", kernels="default", num_threads=1)
-    inputs = quantize_input(dep.program, x) if name == "int8" else x
-    if inputs.shape[1:] != tuple(runtime.input_details[0].shape[1:]):  # the float file reads NHWC too
-        inputs = np.ascontiguousarray(inputs.transpose(0, 2, 3, 1))
-    logits = runtime.run([inputs])[0]
-    top1 = float(np.mean(logits.reshape(len(x), -1).argmax(1) == y) * 100)
-    times = runtime.time_inference([inputs[:1]], runs=runs, warmup=max(5, runs // 10))
-    return top1, 1.0 / statistics.median(times)
+# The files are timed in turns, this many rounds, so that a load change on a shared machine hits them all.
+TIMING_ROUNDS = 5
+
+
+def _top1_and_fps(deps: list[DeployResult], x: np.ndarray, y: np.ndarray, runs: int
+                  ) -> list[dict[str, tuple[float, float]]]:
+    """Per deployed model, ``{"int8": (top-1 %, host fps), "fp32": ...}`` of its .tflite files under LiteRT
+    XNNPACK, one thread; fps is the median over ``TIMING_ROUNDS`` turns of ``runs / TIMING_ROUNDS`` runs."""
+    files = []
+    for dep in deps:
+        for name in ("int8", "fp32"):
+            runtime = LiteRT(dep.out_dir / f"model.{name}.tflite", kernels="default", num_threads=1)
+            inputs = quantize_input(dep.program, x) if name == "int8" else x
+            if inputs.shape[1:] != tuple(runtime.input_details[0].shape[1:]):  # the float file reads NHWC too
+                inputs = np.ascontiguousarray(inputs.transpose(0, 2, 3, 1))
+            logits = runtime.run([inputs])[0]
+            files.append((runtime, inputs[:1], float(np.mean(logits.reshape(len(x), -1).argmax(1) == y) * 100)))
+    times: list[list[float]] = [[] for _ in files]
+    per_round = max(1, runs // TIMING_ROUNDS)
+    for _ in range(TIMING_ROUNDS):
+        for (runtime, one, _), spent in zip(files, times):
+            spent += runtime.time_inference([one], runs=per_round, warmup=max(2, per_round // 10))
+    results = [(top1, 1.0 / statistics.median(t)) for (_, _, top1), t in zip(files, times)]
+    return [{"int8": results[2 * i], "fp32": results[2 * i + 1]} for i in range(len(deps))]
 
 
 def _every_tenth(prefix: str) -> Callable[[str], None]:
@@ -182,9 +197,9 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
     print(f"{'model':16s} {'MACs':>6s} {'fp32':>7s} {'int8':>7s} {'est.fps':>8s} {'est.host':>9s} "
           f"{'host int8':>10s} {'host fp32':>10s} {'CPU s':>7s}")
     base_int8_fps = base_fp32_fps = 1.0
-    for label, ratio, dep, seconds, _ in rows:
-        int8_top1, int8_fps = _run(dep, "int8", x, y, setup.timed_runs)
-        fp32_top1, fp32_fps = _run(dep, "fp32", x, y, setup.timed_runs)
+    measured = _top1_and_fps([row[2] for row in rows], x, y, setup.timed_runs)
+    for (label, ratio, dep, seconds, _), m in zip(rows, measured):
+        (int8_top1, int8_fps), (fp32_top1, fp32_fps) = m["int8"], m["fp32"]
         if label == "uncompressed":
             base_int8_fps, base_fp32_fps = int8_fps, fp32_fps
         est_host = 1000.0 / estimate(dep.program, host).latency_ms
