@@ -108,8 +108,8 @@ FULL = Sizes(
     dense_int16=((56, 64, 64, 3), (20, 96, 96, 3), (28, 24, 24, 3), (40, 16, 96, 1), (10, 384, 64, 1)),
     add_elements=(1 << 18, 1 << 20, 1 << 22),
     chain_lengths=(1, 16, 64, 128), runs=30, warmup=5)
-QUICK = Sizes(dense=((8, 16, 16, 3), (8, 24, 8, 1)), block_sweep=(8, 16, 8), depthwise=((8, 16),), dense_int16=((8, 16, 16, 3), (8, 24, 8, 1)),
-              add_elements=(1 << 14, 1 << 16),
+QUICK = Sizes(dense=((8, 16, 16, 3), (8, 24, 8, 1)), block_sweep=(8, 16, 8), depthwise=((8, 16),),
+              dense_int16=((8, 16, 16, 3), (8, 24, 8, 1)), add_elements=(1 << 14, 1 << 16),
               chain_lengths=(1, 4, 8), runs=3, warmup=1)
 # Channel blocks tried for the dense kernels, per axis: 1 (no rounding) up to 64; a sweep up to C channels
 # tells apart the blocks up to C / 2 (two steps at least).
@@ -344,8 +344,7 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
     Each op is priced ``max(MACs / rate, bytes / bandwidth, output elements / element rate) + per-op
     overhead`` (``edgeopt.runtimes.cost``), a dense op ``MACs / rate + output elements / element rate``
     in place of the first and last terms (``runtimes.cost_refine``), and a program adds one ``invoke``
-    overhead. The overheads
-    come from a line through the chains' times (slope: per op; intercept: per invoke). The memory roofs
+    overhead. The overheads come from a line through the chains' times (slope: per op; intercept: per invoke). The memory roofs
     are the best rates achieved net of the overheads (a roof bounds every op from above): bandwidth over
     the float ADDs (bytes), the element rate per dtype over its ADDs. The output and input channel
     blocks per dtype are the steps of the two sweeps (``channel_step``). The dense peak per dtype is
