@@ -2,7 +2,7 @@
 int8 top-1 before compression, after it and after label-free fine-tuning; the ratios chosen; host fps.
 
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
-        [--methods svd,prune] [--channel-multiple 8] [--finetune-epochs N] [--no-augment]
+        [--methods svd,prune] [--channel-multiple N] [--finetune-epochs N] [--no-augment]
         [--latency-device host]   # targets as fractions of the latency priced on that profile
         [--inner-only]            # never prune a residual stream's tied channel group
 
