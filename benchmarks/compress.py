@@ -2,8 +2,9 @@
 int8 top-1 before compression, after it and after label-free fine-tuning; the ratios chosen; host fps.
 
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
-        [--methods svd,prune] [--channel-multiple 8] [--finetune-epochs N] [--no-augment]
+        [--methods svd,prune] [--channel-multiple N] [--finetune-epochs N] [--no-augment]
         [--latency-device host]   # targets as fractions of the latency priced on that profile
+        [--inner-only]            # never prune a residual stream's tied channel group
 
 Each model is exported to a float .onnx and compressed label-free (layers scored by output SQNR against
 the uncompressed model on calibration images, pruning re-fit on the same images; kept channel counts
@@ -20,7 +21,8 @@ uncompressed model on random flips and shifts of other calibration images) and d
 
 Top-1 (fp32 and int8) is measured by running ``model.fp32.tflite`` and ``model.int8.tflite`` under LiteRT
 with XNNPACK (single rounding: what the profile emulates; the files are the ones timed). Host fps: the
-same files, LiteRT's default kernels (XNNPACK), one thread, median of timed invocations. Estimated fps:
+same files, LiteRT's default kernels (XNNPACK), one thread, median of timed invocations, every file of a
+model timed in turns (5 rounds) so that a load change on the shared machine hits them all alike. Estimated fps:
 the arm-cortex-a78-xnnpack profile's cost model, and the host profile's. Skips (exit 0) when
 ../shared/data is absent.
 """
@@ -93,16 +95,30 @@ MODELS: dict[str, Callable[[argparse.Namespace], Setup]] = {
     "resnet32": _resnet32, "efficientnet_lite0": _efficientnet_lite0}
 
 
-def _run(dep: DeployResult, name: str, x: np.ndarray, y: np.ndarray, runs: int) -> tuple[float, float]:
-    """Top-1 (percent) and host fps (LiteRT XNNPACK, one thread) of the deployed ``name`` .tflite file."""
-    runtime = LiteRT(dep.out_dir / f"model.{name}.tflite", kernels="default", num_threads=1)
-    inputs = quantize_input(dep.program, x) if name == "int8" else x
-    if inputs.shape[1:] != tuple(runtime.input_details[0].shape[1:]):  # the float file reads NHWC too
-        inputs = np.ascontiguousarray(inputs.transpose(0, 2, 3, 1))
-    logits = runtime.run([inputs])[0]
-    top1 = float(np.mean(logits.reshape(len(x), -1).argmax(1) == y) * 100)
-    times = runtime.time_inference([inputs[:1]], runs=runs, warmup=max(5, runs // 10))
-    return top1, 1.0 / statistics.median(times)
+# The files are timed in turns, this many rounds, so that a load change on a shared machine hits them all.
+TIMING_ROUNDS = 5
+
+
+def _top1_and_fps(deps: list[DeployResult], x: np.ndarray, y: np.ndarray, runs: int
+                  ) -> list[dict[str, tuple[float, float]]]:
+    """Per deployed model, ``{"int8": (top-1 %, host fps), "fp32": ...}`` of its .tflite files under LiteRT
+    XNNPACK, one thread; fps is the median over ``TIMING_ROUNDS`` turns of ``runs / TIMING_ROUNDS`` runs."""
+    files = []
+    for dep in deps:
+        for name in ("int8", "fp32"):
+            runtime = LiteRT(dep.out_dir / f"model.{name}.tflite", kernels="default", num_threads=1)
+            inputs = quantize_input(dep.program, x) if name == "int8" else x
+            if inputs.shape[1:] != tuple(runtime.input_details[0].shape[1:]):  # the float file reads NHWC too
+                inputs = np.ascontiguousarray(inputs.transpose(0, 2, 3, 1))
+            logits = runtime.run([inputs])[0]
+            files.append((runtime, inputs[:1], float(np.mean(logits.reshape(len(x), -1).argmax(1) == y) * 100)))
+    times: list[list[float]] = [[] for _ in files]
+    per_round = max(1, runs // TIMING_ROUNDS)
+    for _ in range(TIMING_ROUNDS):
+        for (runtime, one, _), spent in zip(files, times):
+            spent += runtime.time_inference([one], runs=per_round, warmup=max(2, per_round // 10))
+    results = [(top1, 1.0 / statistics.median(t)) for (_, _, top1), t in zip(files, times)]
+    return [{"int8": results[2 * i], "fp32": results[2 * i + 1]} for i in range(len(deps))]
 
 
 def _every_tenth(prefix: str) -> Callable[[str], None]:
@@ -160,7 +176,7 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
                           eval_size=256 if setup.score_x is None else len(setup.score_x),
                           calib=tmp / f"{name}.compress_calib.npz", methods=tuple(args.methods.split(",")),
                           calib_size=len(setup.compress_calib), ratios=tuple(float(r) for r in args.ratios.split(",")),
-                          channel_multiple=args.channel_multiple, progress=_every_tenth(f"  {name} {target:.0%}"))
+                          channel_multiple=args.channel_multiple, prune_groups=not args.inner_only, progress=_every_tenth(f"  {name} {target:.0%}"))
         ratio = result.report["macs_after"] / result.report["macs_before"]
         rows.append((f"compressed {target:.0%}", ratio, deployed(tmp / f"compress-{name}" / "model.compressed.onnx",
                                                                  f"{target}"), time.process_time() - start, result))
@@ -172,7 +188,8 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
             write_onnx(graph_to_onnx(tuned), path)
             rows.append(("  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start, result))
     print(f"\n{setup.title}: device {device}, methods {args.methods}, candidate ratios {args.ratios}, "
-          f"channel multiple {args.channel_multiple}, targets of "
+          f"channel multiple {rows[-1][4].report['channel_multiple'] if rows[-1][4] else args.channel_multiple}, "
+          f"targets of "
           f"{'latency on ' + args.latency_device if args.latency_device else 'MACs'}; label-free re-fit on "
           f"{len(setup.compress_calib)} calibration images, scoring on "
           f"{'the same' if setup.score_x is None else f'{len(setup.score_x)} others'}, distillation {setup.epochs} epochs on "
@@ -180,9 +197,9 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
     print(f"{'model':16s} {'MACs':>6s} {'fp32':>7s} {'int8':>7s} {'est.fps':>8s} {'est.host':>9s} "
           f"{'host int8':>10s} {'host fp32':>10s} {'CPU s':>7s}")
     base_int8_fps = base_fp32_fps = 1.0
-    for label, ratio, dep, seconds, _ in rows:
-        int8_top1, int8_fps = _run(dep, "int8", x, y, setup.timed_runs)
-        fp32_top1, fp32_fps = _run(dep, "fp32", x, y, setup.timed_runs)
+    measured = _top1_and_fps([row[2] for row in rows], x, y, setup.timed_runs)
+    for (label, ratio, dep, seconds, _), m in zip(rows, measured):
+        (int8_top1, int8_fps), (fp32_top1, fp32_fps) = m["int8"], m["fp32"]
         if label == "uncompressed":
             base_int8_fps, base_fp32_fps = int8_fps, fp32_fps
         est_host = 1000.0 / estimate(dep.program, host).latency_ms
@@ -201,10 +218,13 @@ def main() -> None:
     parser.add_argument("--targets", default="0.5,0.7")
     parser.add_argument("--methods", default="svd,prune")
     parser.add_argument("--ratios", default="0.25,0.5,0.75", help="candidate fractions of a layer's MACs")
-    parser.add_argument("--channel-multiple", type=int, default=8,
-                        help="kept channels and ranks in multiples of this (XNNPACK int8 here: inputs in blocks "
-                             "of 8, outputs of 16; see compress_layer_timing.py)")
-    parser.add_argument("--finetune-epochs", type=int, default=6, help="ResNet-32 distillation epochs")
+    parser.add_argument("--channel-multiple", type=int, default=None,
+                        help="kept channels and ranks in multiples of this (default: with --latency-device, that "
+                             "profile's int8 blocks, 16 on this host's XNNPACK; else 1)")
+    parser.add_argument("--inner-only", action="store_true",
+                        help="prune only residual blocks' inner convolutions, never a residual stream's channels")
+    parser.add_argument("--finetune-epochs", type=int, default=24,
+                        help="ResNet-32 distillation epochs (24: about 9-10 CPU-minutes at 50 %% MACs)")
     parser.add_argument("--finetune-size", type=int, default=4000, help="ResNet-32 distillation images")
     parser.add_argument("--imagenet-finetune-epochs", type=int, default=2, help="EfficientNet-Lite0 epochs")
     parser.add_argument("--lr", type=float, default=1e-4)

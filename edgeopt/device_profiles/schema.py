@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgeopt.device_profiles.base import NonEmpty, Positive, PositiveInt, Section
 from edgeopt.device_profiles.compute_units import (ComputeUnit, Crossing, FallbackOrder, OpRule, UnitEnergy,
@@ -45,6 +45,16 @@ class Runtime(Section):
     """How the runtime's kernels round when requantizing: ``"single"`` or ``"double"`` (gemmlowp)."""
 
 
+class ChannelBlock(Section):
+    """The channel blocks a dense kernel (CONV_2D, FULLY_CONNECTED) works in: it runs a layer's output and
+    input channels rounded up to a multiple of these (XNNPACK's int8 GEMM here: 16 outputs by 8 inputs)."""
+
+    output: PositiveInt
+    """Output channels are padded up to a multiple of this (the kernel's tile of outputs)."""
+    input: PositiveInt
+    """Input channels are padded up to a multiple of this (the kernel's reduction step)."""
+
+
 class Performance(Section):
     """Roofline parameters of the cost model (``edgeopt.runtimes.cost``)."""
 
@@ -59,14 +69,28 @@ class Performance(Section):
     """DRAM bandwidth the runtime's threads can sustain (not the SoC's theoretical peak)."""
     per_op_overhead_s: Positive
     """Fixed cost of dispatching one op, paid on top of its roofline time."""
-    channel_granularity: dict[Dtype, PositiveInt] | None = None
-    """Optional refinement measured by ``profiles calibrate host``: channel counts are padded up to a
-    multiple of this by the kernels, per dtype."""
+    channel_granularity: dict[Dtype, ChannelBlock] | None = None
+    """Optional refinement measured by ``profiles calibrate host``: the output and input channel blocks of
+    the dense kernels per dtype, ``{ int8 = { output = 16, input = 8 } }``; a single number (the form
+    before December 2026) is one block for both axes."""
     op_macs_per_s: dict[str, dict[str, Positive]] | None = None
     """Optional refinement measured by ``profiles calibrate host``: MAC rates of particular op kinds
     (e.g. DEPTHWISE_CONV_2D), which reach less of the peak than a dense convolution."""
     output_elements_per_s: dict[Dtype, Positive] | None = None
     """Optional refinement measured by ``profiles calibrate host``: output elements written per second."""
+
+    @field_validator("channel_granularity", mode="before")
+    @classmethod
+    def _one_block_for_both_axes(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: {"output": v, "input": v} if isinstance(v, int) and not isinstance(v, bool) else v
+                    for k, v in value.items()}
+        return value
+
+    def channel_block(self, dtype: str) -> tuple[int, int]:
+        """``(output, input)`` channel blocks of the dense kernels for ``dtype``; (1, 1) when not measured."""
+        block = (self.channel_granularity or {}).get(dtype)  # type: ignore[call-overload]
+        return (block.output, block.input) if block is not None else (1, 1)
 
 
 class Energy(Section):

@@ -7,7 +7,11 @@ a deployed model; the median of the timed runs is kept. The programs and what th
 - a chain of ``n`` tiny ADDs for ``n`` in a few lengths: the slope of time against ``n`` is the per-op
   overhead (the intercept is the cost of one ``invoke``, which the cost model does not price);
 - one large ADD at a few sizes: bytes moved over time is the sustained memory bandwidth;
-- a large 3x3 CONV_2D, int8 and float32: MACs over time is the peak MAC rate per dtype;
+- a 3x3 CONV_2D swept over its output channels (inputs fixed), then over its input channels (outputs
+  fixed), int8 and float32: where its time steps is the kernel's channel block on each axis
+  (``channel_granularity``, e.g. XNNPACK's int8 GEMM tile of 16 outputs and reduction step of 8 inputs);
+- 3x3 and 1x1 CONV_2Ds of small CNNs' shapes, int8 and float32: MACs (channels rounded up to the
+  measured blocks) over time is the peak MAC rate per dtype;
 - CONV_2Ds in 16x8 (int16 activations with zero point 0, int8 per-channel weights, int64 biases, as
   edgeopt writes w8a16 programs; LiteRT runs them on its builtin kernels, XNNPACK has none): the
   ``peak_int16_macs_per_s``;
@@ -71,13 +75,16 @@ INT16_SCALE = 0.05 / 256
 class Sizes:
     """Problem sizes of the micro-benchmarks; ``QUICK`` is for tests, ``FULL`` for a real calibration.
 
-    ``dense`` lists CONV_2D shapes (H=W, Ci, Co, K) for a KxK SAME stride-1 convolution; ``depthwise``
+    ``dense`` lists CONV_2D shapes (H=W, Ci, Co, K) for a KxK SAME stride-1 convolution; ``block_sweep``
+    is (H=W, fixed channels, largest swept count) of the 3x3 CONV_2Ds swept one channel at a time, on
+    each axis, for the channel blocks; ``depthwise``
     lists (H=W, C) for a 3x3 DEPTHWISE_CONV_2D; ``dense_int16`` the CONV_2D shapes timed in 16x8
     (LiteRT's builtin kernel, tens of times slower than XNNPACK's int8); ``add_elements`` the element counts of the large ADDs;
     ``chain_lengths`` the lengths of the chains of 8-element ADDs.
     """
 
     dense: tuple[tuple[int, int, int, int], ...]
+    block_sweep: tuple[int, int, int]
     depthwise: tuple[tuple[int, int], ...]
     dense_int16: tuple[tuple[int, int, int, int], ...]
     add_elements: tuple[int, ...]
@@ -93,21 +100,30 @@ FULL = Sizes(
     dense=((56, 64, 64, 3), (32, 16, 16, 3), (16, 32, 32, 3), (8, 64, 64, 3), (32, 3, 16, 3), (28, 24, 24, 3),
            (20, 96, 96, 3), (40, 16, 96, 1), (40, 96, 24, 1), (20, 144, 32, 1), (10, 384, 64, 1),
            (10, 64, 384, 1), (20, 48, 48, 1)),
+    # 64 outputs x 64 inputs at 32x32 is 37.7 M MACs: tens of microseconds in int8, a step of 16
+    # channels a quarter of that, well above the spread of a median of 30 runs.
+    block_sweep=(32, 64, 64),
     depthwise=((112, 32), (56, 96), (28, 144), (14, 384), (7, 960)),
     # 174 M MACs in all: about 0.1 s a run at the built-in profile's 1.67e9 MAC/s.
     dense_int16=((56, 64, 64, 3), (20, 96, 96, 3), (28, 24, 24, 3), (40, 16, 96, 1), (10, 384, 64, 1)),
     add_elements=(1 << 18, 1 << 20, 1 << 22),
     chain_lengths=(1, 16, 64, 128), runs=30, warmup=5)
-QUICK = Sizes(dense=((8, 16, 16, 3), (8, 24, 8, 1)), depthwise=((8, 16),), dense_int16=((8, 16, 16, 3), (8, 24, 8, 1)),
-              add_elements=(1 << 14, 1 << 16),
+QUICK = Sizes(dense=((8, 16, 16, 3), (8, 24, 8, 1)), block_sweep=(8, 16, 8), depthwise=((8, 16),),
+              dense_int16=((8, 16, 16, 3), (8, 24, 8, 1)), add_elements=(1 << 14, 1 << 16),
               chain_lengths=(1, 4, 8), runs=3, warmup=1)
-# Channel multiples tried for the dense kernels: 1 (no rounding) up to an AMX tile row of 64 int8 bytes.
-GRANULARITIES = (1, 4, 8, 16, 32, 64)
+# Channel blocks tried for the dense kernels, per axis: 1 (no rounding) up to 64; a sweep up to C channels
+# tells apart the blocks up to C / 2 (two steps at least).
+GRANULARITIES = (1, 2, 4, 8, 16, 32, 64)
+# Fits of the channel sweep this close (median absolute log error, about 1 %) are a tie.
+STEP_TIE = 0.01
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One timed micro-benchmark and the work it does; ``channels`` is (Ci, Co) of a dense op, else ()."""
+    """One timed micro-benchmark and the work it does; ``channels`` is (Ci, Co) of a dense op, else ().
+
+    ``name`` is ``conv`` for the dense shapes, ``sweep_output`` / ``sweep_input`` for the block sweeps.
+    """
 
     name: str
     dtype: Dtype
@@ -133,7 +149,7 @@ class HostNumbers:
     peak_int16_macs_per_s: float
     memory_bandwidth_bytes_per_s: float
     per_op_overhead_s: float
-    channel_granularity: dict[str, int]
+    channel_granularity: dict[str, dict[str, int]]
     op_macs_per_s: dict[str, dict[str, float]]
     output_elements_per_s: dict[str, float]
     invoke_overhead_s: float
@@ -277,6 +293,12 @@ def run_benchmarks(sizes: Sizes = FULL) -> list[Measurement]:
         for h, cin, cout, k in sizes.dense:
             timed(conv_program(dtype, h, cin, cout, k), name="conv", dtype=dtype, ops=1,
                   macs=h * h * cin * cout * k * k, bytes=0, out_elements=h * h * cout, channels=(cin, cout))
+        h, fixed, largest = sizes.block_sweep
+        for axis in ("output", "input"):
+            for count in range(1, largest + 1):
+                cin, cout = (fixed, count) if axis == "output" else (count, fixed)
+                timed(conv_program(dtype, h, cin, cout, 3), name=f"sweep_{axis}", dtype=dtype, ops=1,
+                      macs=h * h * cin * cout * 9, bytes=0, out_elements=h * h * cout, channels=(cin, cout))
         for h, c in sizes.depthwise:
             timed(conv_program(dtype, h, c, c, 3, depthwise=True), name="depthwise", dtype=dtype, ops=1,
                   macs=h * h * c * 9, bytes=0, out_elements=h * h * c)
@@ -286,25 +308,49 @@ def run_benchmarks(sizes: Sizes = FULL) -> list[Measurement]:
     return out
 
 
-def padded_macs(macs: int, channels: tuple[int, ...], granularity: int) -> float:
-    """MACs of a dense op whose input and output channels are rounded up to ``granularity``."""
-    scale = 1.0
-    for c in channels:
-        scale *= math.ceil(c / granularity) * granularity / c
-    return macs * scale
+def padded_macs(macs: int, channels: tuple[int, int], blocks: tuple[int, int]) -> float:
+    """MACs of a dense op with ``channels`` (Ci, Co) whose output channels are rounded up to ``blocks[0]``
+    and input channels to ``blocks[1]`` (the cost model's ``channel_block`` order: output, input)."""
+    (cin, cout), (out_block, in_block) = channels, blocks
+    return macs * (math.ceil(cout / out_block) * out_block / cout) * (math.ceil(cin / in_block) * in_block / cin)
+
+
+def channel_step(counts: list[int], seconds: list[float], candidates: tuple[int, ...] = GRANULARITIES) -> int:
+    """The channel block of a kernel timed at each of ``counts`` channels on one axis (``seconds``).
+
+    Each candidate block ``b`` (at most half the largest count, so that it steps twice) predicts
+    ``t = a + k * ceil(c / b) * b``, a staircase flat inside a block; ``a`` and ``k`` are fitted by least
+    squares. The block whose staircase fits best (median absolute log error, robust to a run that a
+    loaded machine slowed) wins; the smallest block within ``STEP_TIE`` of that error wins over it, so a
+    flat or straight line (no step to see) is block 1.
+    """
+    counts_a, times = np.asarray(counts, float), np.asarray(seconds, float)
+
+    def error(block: int) -> float:
+        padded = np.ceil(counts_a / block) * block
+        slope, intercept = np.polyfit(padded, times, 1)
+        predicted = np.maximum(intercept + slope * padded, 1e-12)
+        return float(np.median(np.abs(np.log(predicted / times))))
+
+    usable = [b for b in candidates if 2 * b <= max(counts)] or [1]
+    errors = {b: error(b) for b in usable}
+    best = min(errors.values())
+    return min(b for b in usable if errors[b] <= best + STEP_TIE)
 
 
 def fit(measurements: list[Measurement]) -> HostNumbers:
     """Fit the cost model's numbers to the measurements.
 
     Each op is priced ``max(MACs / rate, bytes / bandwidth, output elements / element rate) + per-op
-    overhead`` (``edgeopt.runtimes.cost``), and a program adds one ``invoke`` overhead. The overheads
-    come from a line through the chains' times (slope: per op; intercept: per invoke). The memory roofs
+    overhead`` (``edgeopt.runtimes.cost``), a dense op ``MACs / rate + output elements / element rate``
+    in place of the first and last terms (``runtimes.cost_refine``), and a program adds one ``invoke``
+    overhead. The overheads come from a line through the chains' times (slope: per op; intercept: per invoke). The memory roofs
     are the best rates achieved net of the overheads (a roof bounds every op from above): bandwidth over
-    the float ADDs (bytes), the element rate per dtype over its ADDs. The dense peak and the channel
-    granularity (among ``GRANULARITIES``) per dtype are the pair, among the rates the convolutions
-    achieved, that predicts the convolutions best (median absolute log error): robust to one
-    convolution that happened to run fast or slow. The 16x8 peak is fitted the same way with neither
+    the float ADDs (bytes), the element rate per dtype over its ADDs. The output and input channel
+    blocks per dtype are the steps of the two sweeps (``channel_step``). The dense peak per dtype is
+    the rate, among those the convolutions achieved with their channels rounded up to those blocks,
+    that predicts the convolutions best (median absolute log error): robust to one convolution that
+    happened to run fast or slow. The 16x8 peak is fitted the same way with neither
     refinement (the cost model prices 16x8 ops with ``MACs / peak_int16_macs_per_s`` alone). DEPTHWISE_CONV_2D, which XNNPACK runs far below the
     dense peak, gets its median achieved MAC rate per dtype.
 
@@ -331,21 +377,30 @@ def fit(measurements: list[Measurement]) -> HostNumbers:
     bandwidth = max(m.bytes / net(m) for m in rows("add", "float32"))
     element_rate = {PRECISION[d]: max(m.out_elements / net(m) for m in rows("add", d)) for d in PRECISION}
     peak: dict[str, float] = {}
-    granularity: dict[str, int] = {}
+    granularity: dict[str, dict[str, int]] = {}
 
-    def dense_fit(convs: list[Measurement], granularities: tuple[int, ...], elements_per_s: float) -> tuple[int, float]:
-        def error(g: int, rate: float) -> float:
-            predicted = [max(padded_macs(m.macs, m.channels, g) / rate, m.out_elements / elements_per_s)
+    def dense_fit(convs: list[Measurement], blocks: tuple[int, int], elements_per_s: float) -> float:
+        # A dense op is priced MACs / rate + outputs / element rate (runtimes.cost_refine: the GEMM's
+        # requantize-and-store follows its accumulation); the MACs' share of each time is what is fitted.
+        def mac_s(m: Measurement) -> float:
+            return max(net(m) - m.out_elements / elements_per_s, floor)
+
+        def error(rate: float) -> float:
+            predicted = [padded_macs(m.macs, m.channels, blocks) / rate + m.out_elements / elements_per_s
                          for m in convs]
             return statistics.median(abs(math.log(p / net(m))) for p, m in zip(predicted, convs))
 
-        # Candidate peaks are the rates the convolutions achieved; the pair with the least error wins.
-        candidates = [(g, padded_macs(m.macs, m.channels, g) / net(m)) for g in granularities for m in convs]
-        return min(candidates, key=lambda c: error(*c))
+        # Candidate peaks are the rates the convolutions achieved; the one with the least error wins.
+        return min((padded_macs(m.macs, m.channels, blocks) / mac_s(m) for m in convs), key=error)
 
     for dtype, precision in PRECISION.items():
-        granularity[precision], peak[precision] = dense_fit(rows("conv", dtype), GRANULARITIES, element_rate[precision])
-    _, peak["int16"] = dense_fit(rows("conv", "int16"), (1,), math.inf)
+        sweeps = {axis: rows(f"sweep_{axis}", dtype) for axis in ("output", "input")}
+        granularity[precision] = {
+            axis: channel_step([m.channels[1 if axis == "output" else 0] for m in found], [m.seconds for m in found])
+            for axis, found in sweeps.items()}
+        blocks = (granularity[precision]["output"], granularity[precision]["input"])
+        peak[precision] = dense_fit(rows("conv", dtype), blocks, element_rate[precision])
+    peak["int16"] = dense_fit(rows("conv", "int16"), (1, 1), math.inf)
     depthwise = {PRECISION[d]: statistics.median(m.macs / net(m) for m in rows("depthwise", d)) for d in PRECISION}
     numbers = HostNumbers(
         peak_int8_macs_per_s=peak["int8"], peak_fp32_macs_per_s=peak["fp32"], peak_int16_macs_per_s=peak["int16"],

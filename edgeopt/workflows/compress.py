@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgeopt.device_profiles import load_profile
+from edgeopt.device_profiles.schema import DeviceProfile
 from edgeopt.errors import DataError
 from edgeopt.fileio import check_output_dir, write_set
 from edgeopt.ir import Graph
@@ -76,7 +78,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
              calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
              finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
-             finetune_augment: bool = False, channel_multiple: int | None = None,
+             finetune_augment: bool = False, channel_multiple: int | None = None, prune_groups: bool = True,
              progress: Callable[[str], None] | None = None,
              preprocess: str | Path | Mapping[str, Any] | None = None) -> CompressResult:
     """Compress ``model`` to ``target_macs`` (a fraction of its MACs), or to ``target_latency`` (a fraction
@@ -95,7 +97,9 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
             first ``finetune_size`` samples of the calibration file (or of ``data``).
         finetune_augment: distil on random flips and shifts of those samples (NCHW images).
         channel_multiple: kept channel counts and SVD ranks are multiples of it (a kernel's channel
-            block); None: ``device``'s int8 ``channel_granularity`` when a device is given, else 1.
+            block); None: with a device, ``profile_multiple`` of its int8 channel blocks, else 1.
+        prune_groups: False to prune only layers whose input channels are their own (a residual block's
+            inner convolutions), never a group of tied channels (a residual stream); the table is the same.
         progress: called with the name of each stage as it starts; if it also has ``count(task, done,
             total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
         preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
@@ -107,14 +111,14 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
     with reporting(progress):
         return _compress(model, target_macs, out, target_latency, device, methods, data, calib, calib_size,
                          eval_size, ratios, input_shape, finetune_epochs, finetune_size, finetune_augment,
-                         channel_multiple, progress, preprocess)
+                         channel_multiple, prune_groups, progress, preprocess)
 
 
 def _compress(model: str | None, target_macs: float | None, out: str | Path, target_latency: float | None,
               device: str | None, methods: Sequence[str], data: str | Path | None, calib: str | Path | None,
               calib_size: int, eval_size: int, ratios: Sequence[float], input_shape: tuple[int, ...] | None,
               finetune_epochs: int, finetune_size: int, finetune_augment: bool, channel_multiple: int | None,
-              progress: Callable[[str], None] | None,
+              prune_groups: bool, progress: Callable[[str], None] | None,
               preprocess: str | Path | Mapping[str, Any] | None) -> CompressResult:
     if (target_macs is None) == (target_latency is None):
         raise DataError("give one target: --target-macs R or --target-latency R --device PROFILE (R a fraction)")
@@ -141,9 +145,7 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
     calib_x = pool[:calib_size]
     eval_x, eval_y = (x[:eval_size], None if y is None else y[:eval_size]) if x is not None else (calib_x, None)
     profile = load_profile(device) if device is not None else None
-    multiple = channel_multiple or 1
-    if channel_multiple is None and profile is not None:
-        multiple = (profile.performance.channel_granularity or {}).get("int8", 1)
+    multiple = channel_multiple or (profile_multiple(profile) if profile is not None else 1)
     price = latency_pricer(Target(profile), calib_x) if target_latency is not None else None
     key = _key(graph, [*methods, f"device={device if price else ''}", f"multiple={multiple}"], ratios,
                calib_x, eval_x, eval_y)
@@ -153,7 +155,8 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
         table = score_table(graph, methods, ratios, calib_x, eval_x, eval_y, price=price, multiple=multiple,
                             progress=lambda i, n: report_count("scoring (layer, method, ratio) candidates", i, n))
     say("applying the chosen ratios")
-    compressed, choices = compress_to_target(graph, table, target, calib_x, price=price, multiple=multiple)
+    compressed, choices = compress_to_target(graph, table if prune_groups else table.untied(), target, calib_x,
+                                             price=price, multiple=multiple)
     rows = _rows(graph, compressed, choices, table)
     base_logits = outputs(graph, eval_x)
     final = score(outputs(compressed, eval_x), base_logits, eval_y)
@@ -166,7 +169,7 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
         finetuned = score(outputs(compressed, eval_x), base_logits, eval_y)
     report = {
         "model": loaded.name, "target_macs": target_macs, "target_latency": target_latency, "device": device,
-        "methods": list(methods), "ratios": list(ratios), "channel_multiple": multiple,
+        "methods": list(methods), "ratios": list(ratios), "channel_multiple": multiple, "prune_groups": prune_groups,
         "macs_before": graph_macs(graph), "macs_after": graph_macs(compressed),
         "latency_ms_before": table.base_latency_ms, "latency_ms_after": price(compressed) if price else None,
         "params_before": graph_params(graph), "params_after": graph_params(compressed),
@@ -184,6 +187,15 @@ def _compress(model: str | None, target_macs: float | None, out: str | Path, tar
                     "report.html": compress_html(report).encode(),
                     TABLE_FILE: json.dumps({"key": key, "table": table.to_json()}).encode()}, OUTPUT_FILES)
     return CompressResult(compressed, choices, table, cached, rows, report, out)
+
+
+def profile_multiple(profile: DeviceProfile) -> int:
+    """The channel multiple compression rounds to on ``profile``: its int8 output channel block, so that a
+    pruned producer's kept outputs fill whole tiles; the consumer then reads that many input channels,
+    so the multiple is also one of the input block (their least common multiple: 16 for XNNPACK's int8
+    16-output by 8-input GEMM). An SVD's rank is the first factor's outputs and the second's inputs alike.
+    """
+    return math.lcm(*profile.performance.channel_block("int8"))
 
 
 def _calibration(calib: DataSource | None, loaded: LoadedModel, x: np.ndarray | None, used: int) -> np.ndarray:

@@ -31,7 +31,12 @@ def test_fit_gives_positive_finite_plausible_numbers(calibration: calibrate_host
     assert 1e8 < n.memory_bandwidth_bytes_per_s < 1e13
     assert all(1e6 < v < 1e12 for v in n.output_elements_per_s.values())
     assert 0 < n.per_op_overhead_s < 1e-3 and 0 < n.invoke_overhead_s < 1e-2
-    assert set(n.channel_granularity.values()) <= set(calibrate_host.GRANULARITIES)
+    assert set(n.channel_granularity) == {"int8", "fp32"}
+    assert all(set(b) == {"output", "input"} and set(b.values()) <= set(calibrate_host.GRANULARITIES)
+               for b in n.channel_granularity.values())
+    swept = [m for m in calibration.measurements if m.name.startswith("sweep_")]
+    h, fixed, largest = calibrate_host.QUICK.block_sweep
+    assert len(swept) == 2 * 2 * largest  # two dtypes, two axes, every count from 1
     assert calibration.path is None
     assert {m.dtype for m in calibration.measurements} == {"int8", "int16", "float32"}
     # LiteRT runs 16x8 on its builtin kernels (XNNPACK has none): far below XNNPACK's int8.
@@ -56,7 +61,8 @@ def test_write_profile_updates_only_performance_keys_and_validates(
     calibrate_host.write_profile(out, calibration.numbers, "Test CPU", "2026-01-01", template=TEMPLATE)
     profile, original = load_profile(str(out)), load_profile(str(TEMPLATE))
     assert profile.performance.peak_int8_macs_per_s == pytest.approx(calibration.numbers.peak_int8_macs_per_s, 1e-3)
-    assert profile.performance.channel_granularity == calibration.numbers.channel_granularity
+    assert {k: v.model_dump() for k, v in profile.performance.channel_granularity.items()} == \
+        calibration.numbers.channel_granularity
     assert profile.runtime == original.runtime
     per_mac = {"int8_mac_j", "fp32_mac_j", "int16_mac_j"}
     assert profile.energy.model_dump(exclude=per_mac) == original.energy.model_dump(exclude=per_mac)
@@ -88,10 +94,57 @@ def test_write_profile_is_atomic_on_a_bad_profile(calibration: calibrate_host.Ca
         calibrate_host.update_performance("name = 'x'\n", {"per_op_overhead_s": 1e-6}, "c")
 
 
+@pytest.mark.parametrize("block", [1, 4, 8, 16])
+def test_channel_step_finds_a_synthetic_block(block: int) -> None:
+    counts = list(range(1, 65))
+    rng = np.random.default_rng(block)
+    # 20 us fixed, 3 us per block of channels, 3 % multiplicative noise and one run slowed by a loaded machine.
+    seconds = [(20 + 3 * math.ceil(c / block) * block) * 1e-6 * rng.uniform(0.97, 1.03) for c in counts]
+    seconds[40] *= 2
+    assert calibrate_host.channel_step(counts, seconds) == block
+
+
+def test_channel_step_never_claims_a_block_the_sweep_cannot_show() -> None:
+    # A sweep to 8 channels steps twice only for blocks up to 4: a flat line is block 1, not 64.
+    assert calibrate_host.channel_step(list(range(1, 9)), [1e-5] * 8) == 1
+    assert calibrate_host.channel_step(list(range(1, 9)), [1e-5 * math.ceil(c / 4) for c in range(1, 9)]) == 4
+
+
+def test_old_single_channel_granularity_is_one_block_for_both_axes() -> None:
+    text = TEMPLATE.read_text().replace("[performance]", "[performance]\nchannel_granularity = { int8 = 16 }", 1)
+    from edgeopt.device_profiles import parse_profile
+
+    profile = parse_profile(text, "old.toml")
+    assert profile.performance.channel_block("int8") == (16, 16)
+    assert profile.performance.channel_block("fp32") == (1, 1)
+    with pytest.raises(ProfileError, match="input"):
+        parse_profile(text.replace("{ int8 = 16 }", "{ int8 = { output = 16 } }"), "half.toml")
+
+
+def _with_blocks(profile: object, blocks: dict) -> object:
+    return profile.model_copy(update={"performance": profile.performance.model_validate(
+        {**profile.performance.model_dump(), "channel_granularity": blocks})})
+
+
+def test_cost_is_flat_inside_a_block_and_steps_at_its_edge() -> None:
+    profile = _with_blocks(load_profile(str(TEMPLATE)), {"int8": {"output": 16, "input": 8}})
+
+    def compute_s(cin: int, cout: int) -> float:
+        (op,) = estimate(calibrate_host.conv_program("int8", 64, cin, cout, 3), profile).ops
+        return op.time_s
+
+    assert compute_s(32, 9) == pytest.approx(compute_s(32, 16))      # outputs: flat inside a block of 16
+    assert compute_s(32, 17) > 1.5 * compute_s(32, 16)               # ... and a step at its edge
+    assert compute_s(9, 32) == pytest.approx(compute_s(16, 32))      # inputs: flat inside a block of 8
+    assert compute_s(8, 32) < 0.6 * compute_s(9, 32)                 # ... one block fewer below 9
+    assert compute_s(5, 32) == pytest.approx(compute_s(8, 32))
+
+
 def test_refinements_price_channel_blocks_and_depthwise(tmp_path: Path) -> None:
     profile = load_profile(str(TEMPLATE))
-    refined = profile.model_copy(update={"performance": profile.performance.model_copy(update={
-        "channel_granularity": {"int8": 64}, "op_macs_per_s": {"DEPTHWISE_CONV_2D": {"int8": 1e9}}})})
+    refined = _with_blocks(profile, {"int8": 64})  # the single-number form: one block for both axes
+    refined = refined.model_copy(update={"performance": refined.performance.model_copy(update={
+        "op_macs_per_s": {"DEPTHWISE_CONV_2D": {"int8": 1e9}}})})
     narrow = calibrate_host.conv_program("int8", 8, 16, 16, 3)
     wide = calibrate_host.conv_program("int8", 8, 64, 64, 3)
     assert estimate(narrow, refined).ops[0].time_s == pytest.approx(estimate(wide, refined).ops[0].time_s)

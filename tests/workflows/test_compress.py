@@ -140,9 +140,11 @@ def test_latency_target_is_priced_by_the_profile(files: Path) -> None:
                       out=files / "latency", calib=files / "calib.npz", ratios=RATIOS)
     report = result.report
     assert 0.78 <= report["latency_ms_after"] / report["latency_ms_before"] <= 0.8
-    assert all(e.latency_ms is not None for e in result.table.entries)
-    slower = [e for e in result.table.entries if e.method == "svd" and e.latency_ms > report["latency_ms_before"]]
-    assert slower and all(r["method"] == "prune" for r in report["layers"])
+    assert all(e.latency_ms is not None and e.latency_ms < report["latency_ms_before"] for e in result.table.entries)
+    # The slower candidates are priced, listed and never scored.
+    slower = result.table.not_faster
+    assert any(" svd " in s for s in slower) and all(r["method"] == "prune" for r in report["layers"])
+    assert report["score_table"]["not_faster"] == slower
 
 
 def test_latency_target_needs_a_device(files: Path) -> None:
@@ -167,3 +169,33 @@ def test_candidates_respect_the_channel_multiple() -> None:
         width = widths[c.layer][1] if c.method == "prune" else widths[f"{c.layer}.svd0"][0]
         assert width % 4 == 0, (c, width)
     assert abs(graph_macs(compressed) / graph_macs(graph) - 0.6) <= 0.02  # whole blocks: within 2 %, either side
+
+
+def test_default_multiple_follows_the_profiles_channel_blocks(files: Path) -> None:
+    # A profile whose int8 kernels work in 4 output by 2 input channels: kept counts are multiples of 4
+    # (the producer's outputs fill whole tiles; the consumer's inputs, the same count, whole steps).
+    text = (Path(__file__).parents[2] / "edgeopt/device_profiles/arm-cortex-a78-xnnpack.toml").read_text()
+    profile = files / "blocks.toml"
+    profile.write_text(text.replace("[performance]", "[performance]\nchannel_granularity = "
+                                    "{ int8 = { output = 4, input = 2 } }", 1))
+    result = compress(str(files / "model.onnx"), 0.6, device=str(profile), out=files / "blocks",
+                      calib=files / "calib.npz", ratios=RATIOS)
+    assert result.report["channel_multiple"] == 4 and result.choices
+    graph = load(str(files / "model.onnx")).graph
+    for e in result.table.entries:
+        assert kept_count(graph, Choice(e.layer, e.method, e.ratio), 4) % 4 == 0
+    widths = {n.name: result.graph.shape(n.inputs[1]) for n in result.graph.nodes if n.op == "Conv"}
+    for c in result.choices:
+        width = widths[c.layer][1] if c.method == "prune" else widths[f"{c.layer}.svd0"][0]
+        assert width % 4 == 0, (c, width)
+
+
+def test_prune_groups_false_leaves_residual_streams_alone(files: Path) -> None:
+    graph, x = tiny_resnet_graph(), data(16)
+    table = score_table(graph, ("prune",), RATIOS, x, x)
+    assert any(e.tied for e in table.entries) and any(not e.tied for e in table.entries)
+    untied = table.untied()
+    assert untied.entries and all(not e.tied for e in untied.entries)
+    _, choices = compress_to_target(graph, untied, 0.8, x)
+    tied = {e.layer for e in table.entries if e.tied}
+    assert choices and not any(c.layer in tied for c in choices)

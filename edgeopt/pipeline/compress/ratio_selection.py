@@ -68,15 +68,23 @@ class ScoreTable:
     entries: list[Entry] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     base_latency_ms: float | None = None
+    not_faster: list[str] = field(default_factory=list)  # priced candidates no faster than the model, not scored
 
     def to_json(self) -> dict:
         return {"base_macs": self.base_macs, "base": asdict(self.base), "base_latency_ms": self.base_latency_ms,
-                "entries": [asdict(e) for e in self.entries], "skipped": self.skipped}
+                "entries": [asdict(e) for e in self.entries], "skipped": self.skipped, "not_faster": self.not_faster}
 
     @classmethod
     def from_json(cls, data: dict) -> ScoreTable:
         entries = [Entry(**{**e, "score": Score(**e["score"]), "tied": tuple(e["tied"])}) for e in data["entries"]]
-        return cls(data["base_macs"], Score(**data["base"]), entries, dict(data["skipped"]), data["base_latency_ms"])
+        return cls(data["base_macs"], Score(**data["base"]), entries, dict(data["skipped"]), data["base_latency_ms"],
+                   list(data["not_faster"]))
+
+    def untied(self) -> ScoreTable:
+        """The table without the prunings that also cut other layers' inputs (a residual stream's group):
+        only layers whose input channels are theirs alone (a block's inner convolutions) get pruned."""
+        entries = [e for e in self.entries if not (e.method == "prune" and e.tied)]
+        return ScoreTable(self.base_macs, self.base, entries, self.skipped, self.base_latency_ms, self.not_faster)
 
     def base_cost(self, priced: bool) -> float:
         """The uncompressed model's latency (``priced``) or MACs."""
@@ -155,7 +163,9 @@ def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], c
         calib: calibration inputs for pruning's re-fit.
         x: evaluation inputs; ``labels`` their classes, when known.
         progress: called with (done, total) after each candidate.
-        price: a model's latency (e.g. ``latency.latency_pricer``); each entry is priced with it too.
+        price: a model's latency (e.g. ``latency.latency_pricer``); each candidate is priced with it first,
+            and one no faster than the uncompressed model (a decomposition whose extra op and padded
+            channel blocks cost what its MACs save) is listed in ``not_faster`` and not scored.
         multiple: kept channel counts and ranks are multiples of it; ratios giving the same count are
             scored once (the first).
     """
@@ -181,10 +191,12 @@ def score_table(graph: Graph, methods: Sequence[str], ratios: Sequence[float], c
             table.skipped.setdefault(job.layer, f"{job.method}: {exc}")
             continue
         macs = graph_macs(compressed)
-        if macs < table.base_macs:
+        latency = price(compressed) if price else None
+        if latency is not None and latency >= table.base_latency_ms:
+            table.not_faster.append(f"{job.layer} {job.method} {job.ratio:g}")
+        elif macs < table.base_macs:
             table.entries.append(Entry(job.layer, job.method, job.ratio, macs,
-                                       score(outputs(compressed, x), base_logits, labels), tied,
-                                       price(compressed) if price else None))
+                                       score(outputs(compressed, x), base_logits, labels), tied, latency))
         if progress:
             progress(i + 1, len(jobs))
     return table
