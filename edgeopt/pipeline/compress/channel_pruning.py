@@ -42,15 +42,41 @@ def input_channel_drops(graph: Graph, name: str, keep: int, x: np.ndarray) -> di
     """The channels every tensor loses when Conv ``name`` keeps its ``keep`` input channels of largest
     output-contribution energy on the calibration batch ``x`` (empty when it keeps them all).
 
+    When the channels are tied (a residual stream, a concatenation), a channel's score is the sum, over
+    every layer that would lose input channels with it, of the share of that layer's output energy those
+    channels carry: each reader of the group counts, not only ``name``. A channel that cannot be dropped
+    alone scores infinite (kept first).
+
     Raises:
         TiedChannels: the channels are tied to a graph input/output or an op that cannot drop them.
     """
     node = node_by_name(graph, name)
-    if keep >= channels(graph, node.inputs[0]):
+    tensor = node.inputs[0]
+    count = channels(graph, tensor)
+    if keep >= count:
         return {}
-    act = activations(graph, x, [node.inputs[0]])[node.inputs[0]]
-    order = np.argsort(-_channel_energy(graph, node, act), kind="stable")
-    return propagate(graph, node.inputs[0], set(order[keep:].tolist()))
+    closures = [_closure(graph, tensor, c) for c in range(count)]
+    touched = set().union(*(cl for cl in closures if cl is not None))
+    readers = [n for n in graph.nodes if is_end(graph, n) and n.inputs[0] in touched
+               and (n.op != "Conv" or conv_geometry(n))]
+    acts = activations(graph, x, [n.inputs[0] for n in readers])
+    shares = {}
+    for reader in readers:
+        energy = _channel_energy(graph, reader, acts[reader.inputs[0]])
+        shares[reader.inputs[0], reader.name] = energy / max(float(energy.sum()), 1e-30)
+    score = np.array([np.inf if cl is None else sum(float(share[list(cl.get(t, ()))].sum())
+                                                    for (t, _), share in shares.items())
+                      for cl in closures])
+    order = np.argsort(-score, kind="stable")
+    return propagate(graph, tensor, set(order[keep:].tolist()))
+
+
+def _closure(graph: Graph, tensor: str, channel: int) -> dict[str, frozenset[int]] | None:
+    """The channels every tensor loses with ``channel`` of ``tensor`` alone, or None when it cannot go."""
+    try:
+        return propagate(graph, tensor, {channel})
+    except TiedChannels:
+        return None
 
 
 def tied_layers(graph: Graph, name: str, drops: dict[str, frozenset[int]]) -> tuple[str, ...]:
@@ -290,8 +316,12 @@ def _im2col(x: np.ndarray, node: Node, kernel: tuple[int, int]) -> np.ndarray:
 
 
 def _channel_energy(graph: Graph, node: Node, x: np.ndarray) -> np.ndarray:
-    """``||P_c W_c||^2`` per input channel c of Conv ``node`` on its input ``x``."""
+    """``||P_c W_c||^2`` per input channel c of ``node`` on its input ``x``: ``P_c`` the im2col patches of
+    channel c for a Conv; for a Gemm/MatMul, feature c's column, so ``sum(x_c^2) * ||W_c||^2``."""
     w = graph.initializers[node.inputs[1]]
+    if node.op != "Conv":
+        per_input = w if node.op == "Gemm" and node.attrs.get("transB", 0) else w.T   # (outputs, inputs)
+        return np.sum(x.astype(np.float64) ** 2, axis=0) * np.sum(per_input.astype(np.float64) ** 2, axis=0)
     kh, kw = w.shape[2:]
     patches = _im2col(x, node, (kh, kw))
     if len(patches) > MAX_ROWS:

@@ -120,6 +120,16 @@ def test_group_refit_never_does_worse_than_the_cut(keep: int) -> None:
     assert refit > cut + 10
 
 
+@pytest.mark.parametrize("keep", [4, 8, 12])
+def test_a_group_drops_the_same_channels_whichever_reader_is_pruned(keep: int) -> None:
+    # The last stage's stream is read by blocks 3 and 4 (and the classifier): its channels are scored by
+    # every reader's energy, so pruning either block's first conv drops the same channels of the group.
+    graph, x = residual_chain_graph(seed=2), data(8)
+    three = input_channel_drops(graph, "/blocks/blocks.3/conv1/Conv", keep, x)
+    assert len(three["/blocks/blocks.3/Relu_1_output_0"]) == 16 - keep
+    assert three == input_channel_drops(graph, "/blocks/blocks.4/conv1/Conv", keep, x)
+
+
 def test_a_refit_that_does_not_beat_the_cut_keeps_the_cut_weights() -> None:
     # The 6 concat channels of least energy carry almost nothing (cut: output SQNR 144 dB): the ridge term
     # of a least-squares re-fit of mix and se.1 would only add error (110 dB), so both keep their cut weights.
