@@ -78,6 +78,27 @@ def tiny_resnet_graph(exporter: str = "torchscript", seed: int = 0) -> Graph:
     return onnx_to_graph(tiny_resnet(exporter, seed), "tiny_resnet")
 
 
+class ResidualChain(nn.Module):
+    """stem 3→8, five residual blocks on one stream (8, 8, option A to 16, 16, 16), global pooling and a
+    linear classifier: pruning the stream cuts every block's first conv and the classifier, in a chain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, 1, 1, bias=False), _bn(8), nn.ReLU())
+        self.blocks = nn.Sequential(Block(8, 8, 1), Block(8, 8, 1), Block(8, 16, 2), Block(16, 16, 1),
+                                    Block(16, 16, 1))
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(self.blocks(self.stem(x)), 1), 1))
+
+
+def residual_chain_graph(seed: int = 0) -> Graph:
+    """``ResidualChain`` with seeded weights, exported by TorchScript."""
+    torch.manual_seed(seed)
+    return onnx_to_graph(export(ResidualChain().eval(), SHAPE, "torchscript"), "residual_chain")
+
+
 def data(n: int, seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, *SHAPE[1:])).astype(np.float32)
 

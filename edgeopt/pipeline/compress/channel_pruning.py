@@ -8,8 +8,10 @@ The drop is carried through the graph (``channel_groups.propagate``): the produc
 output channels (weight rows, bias, batch-norm statistics), channel-wise ops in between (batch norms,
 activations, depthwise convs with their weights) lose them too, and every other reader of the tied
 tensors loses those input channels. Then each Conv/Gemm that lost input channels is re-fit by least
-squares: its remaining weights and its bias are solved so that, on the calibration data, it reproduces
-its output in the reference (uncompressed) model from the inputs it now sees.
+squares, in graph order: its remaining weights and its bias are solved so that, on the calibration data,
+it reproduces its output in the reference (uncompressed) model from the inputs it sees once the layers
+before it are re-fit. A re-fit that does not beat the cut weights on held-out calibration images is
+dropped (the layer keeps its cut weights).
 """
 from __future__ import annotations
 
@@ -40,15 +42,41 @@ def input_channel_drops(graph: Graph, name: str, keep: int, x: np.ndarray) -> di
     """The channels every tensor loses when Conv ``name`` keeps its ``keep`` input channels of largest
     output-contribution energy on the calibration batch ``x`` (empty when it keeps them all).
 
+    When the channels are tied (a residual stream, a concatenation), a channel's score is the sum, over
+    every layer that would lose input channels with it, of the share of that layer's output energy those
+    channels carry: each reader of the group counts, not only ``name``. A channel that cannot be dropped
+    alone scores infinite (kept first).
+
     Raises:
         TiedChannels: the channels are tied to a graph input/output or an op that cannot drop them.
     """
     node = node_by_name(graph, name)
-    if keep >= channels(graph, node.inputs[0]):
+    tensor = node.inputs[0]
+    count = channels(graph, tensor)
+    if keep >= count:
         return {}
-    act = activations(graph, x, [node.inputs[0]])[node.inputs[0]]
-    order = np.argsort(-_channel_energy(graph, node, act), kind="stable")
-    return propagate(graph, node.inputs[0], set(order[keep:].tolist()))
+    closures = [_closure(graph, tensor, c) for c in range(count)]
+    touched = set().union(*(cl for cl in closures if cl is not None))
+    readers = [n for n in graph.nodes if is_end(graph, n) and n.inputs[0] in touched
+               and (n.op != "Conv" or conv_geometry(n))]
+    acts = activations(graph, x, [n.inputs[0] for n in readers])
+    shares = {}
+    for reader in readers:
+        energy = _channel_energy(graph, reader, acts[reader.inputs[0]])
+        shares[reader.inputs[0], reader.name] = energy / max(float(energy.sum()), 1e-30)
+    score = np.array([np.inf if cl is None else sum(float(share[list(cl.get(t, ()))].sum())
+                                                    for (t, _), share in shares.items())
+                      for cl in closures])
+    order = np.argsort(-score, kind="stable")
+    return propagate(graph, tensor, set(order[keep:].tolist()))
+
+
+def _closure(graph: Graph, tensor: str, channel: int) -> dict[str, frozenset[int]] | None:
+    """The channels every tensor loses with ``channel`` of ``tensor`` alone, or None when it cannot go."""
+    try:
+        return propagate(graph, tensor, {channel})
+    except TiedChannels:
+        return None
 
 
 def tied_layers(graph: Graph, name: str, drops: dict[str, frozenset[int]]) -> tuple[str, ...]:
@@ -182,6 +210,12 @@ def reconstruct(pruned: Graph, before: Graph, reference: Graph, drops: dict[str,
     had in ``before`` (the graph the drops were computed on), else its output in ``before``; its
     remaining output channels only. Convs with a fused activation are left as cut (their
     pre-activation output is not a tensor to fit).
+
+    The layers are re-fit one after another in graph order, each on the inputs it sees once the layers
+    before it are re-fit: a group's layers (a residual stream's readers) feed each other, and a layer
+    fitted to inputs that an upstream re-fit then changes no longer fits them. A layer whose re-fit does
+    not lower its own output error below the cut weights' (on held-out images of ``x``, see ``_refit``)
+    keeps the cut weights.
     """
     sinks = [n for n in pruned.nodes if n.op in ("Conv", "Gemm") and is_end(pruned, n) and drops.get(n.inputs[0])
              and "fused_activation" not in n.attrs and (n.op != "Conv" or conv_geometry(n))]
@@ -191,36 +225,49 @@ def reconstruct(pruned: Graph, before: Graph, reference: Graph, drops: dict[str,
                reference.shape(n.outputs[0]) == before.shape(n.outputs[0]) for n in sinks}
     targets = activations(reference, x, [t for t, ok in use_ref.items() if ok])
     targets.update(activations(before, x, [t for t, ok in use_ref.items() if not ok]))
-    inputs = activations(pruned, x, [n.inputs[0] for n in sinks])
-    inits = dict(pruned.initializers)
-    nodes = list(pruned.nodes)
     rng = np.random.default_rng(0)
     for node in sinks:
         y = np.take(targets[node.outputs[0]], _keep(drops.get(node.outputs[0]),
                                                       targets[node.outputs[0]].shape[1]), axis=1)
-        w, b = _refit(pruned, node, inputs[node.inputs[0]], y, rng)
+        fit = _refit(pruned, node, activations(pruned, x, [node.inputs[0]])[node.inputs[0]], y, rng)
+        if fit is None:
+            continue
+        inits = dict(pruned.initializers)
         w_name, b_name = f"{node.name}.refit_weight", f"{node.name}.refit_bias"
-        inits[w_name], inits[b_name] = w, b
-        nodes[nodes.index(node)] = node.with_(inputs=(node.inputs[0], w_name, b_name))
-    return pruned.replace(nodes=tuple(nodes), initializers=inits).without_unused_initializers()
+        inits[w_name], inits[b_name] = fit
+        nodes = [node.with_(inputs=(node.inputs[0], w_name, b_name)) if n is node else n for n in pruned.nodes]
+        pruned = pruned.replace(nodes=tuple(nodes), initializers=inits).without_unused_initializers()
+    return pruned
 
 
 def _refit(graph: Graph, node: Node, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares weight (in the node's layout) and bias mapping input ``x`` to output ``y``."""
+           ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Least-squares weight (in the node's layout) and bias mapping input ``x`` to output ``y``, or None
+    when a re-fit does not map it closer to ``y`` than the node's own (cut) weight and bias.
+
+    The check is made on held-out images: a re-fit on the even-numbered images of the batch must beat the
+    cut weights on the odd-numbered ones (a fit with about as many unknowns as rows, such as a classifier
+    re-fit on a few dozen images, only learns the batch). The weights returned are fitted on every image.
+    """
     w = graph.initializers[node.inputs[1]]
     if node.op == "Conv":
         patches = _im2col(x, node, w.shape[2:])
         rows = y.transpose(0, 2, 3, 1).reshape(-1, y.shape[1])
     else:
         patches, rows = x.reshape(len(x), -1), y.reshape(len(y), -1)
+    image = np.arange(len(patches)) // (len(patches) // len(x))
     if len(patches) > MAX_ROWS:
         pick = rng.choice(len(patches), MAX_ROWS, replace=False)
-        patches, rows = patches[pick], rows[pick]
+        patches, rows, image = patches[pick], rows[pick], image[pick]
     a = np.concatenate([patches.astype(np.float64), np.ones((len(patches), 1))], axis=1)
-    gram = a.T @ a
-    gram += np.eye(len(gram)) * RIDGE * max(np.trace(gram) / len(gram), 1e-12)
-    sol = np.linalg.solve(gram, a.T @ rows.astype(np.float64))
+    rows = rows.astype(np.float64)
+    held = image % 2 == 1
+    check = (~held, held) if held.any() and not held.all() else (slice(None), slice(None))
+    trial = _least_squares(a[check[0]], rows[check[0]])
+    a_held, rows_held = a[check[1]], rows[check[1]]
+    if np.sum((a_held @ trial - rows_held) ** 2) >= np.sum((a_held @ _as_solution(graph, node) - rows_held) ** 2):
+        return None
+    sol = _least_squares(a, rows)
     weight, bias = sol[:-1].T, sol[-1]              # (outputs, inputs), (outputs,)
     if node.op == "Conv":
         weight = weight.reshape(w.shape)
@@ -230,6 +277,28 @@ def _refit(graph: Graph, node: Node, x: np.ndarray, y: np.ndarray, rng: np.rando
         weight = weight / node.attrs.get("alpha", 1.0)
         bias = bias / node.attrs.get("beta", 1.0)
     return weight.astype(np.float32), bias.astype(np.float32)
+
+
+def _least_squares(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``argmin ||a s - rows||^2 + RIDGE * mean(diag(a^T a)) * ||s||^2``."""
+    gram = a.T @ a
+    gram += np.eye(len(gram)) * RIDGE * max(np.trace(gram) / len(gram), 1e-12)
+    return np.linalg.solve(gram, a.T @ rows)
+
+
+def _as_solution(graph: Graph, node: Node) -> np.ndarray:
+    """The node's own weight and bias as a least-squares solution: ``(inputs + 1, outputs)``, the bias last
+    (Gemm's ``alpha`` and ``beta`` applied)."""
+    w = graph.initializers[node.inputs[1]].astype(np.float64)
+    if node.op == "Conv":
+        weight = w.reshape(w.shape[0], -1)
+    else:
+        weight = (w if node.attrs.get("transB", 0) else w.T) * node.attrs.get("alpha", 1.0)
+    bias = np.asarray(graph.initializers.get(node.inputs[2], 0.0) if len(node.inputs) > 2 else 0.0, np.float64)
+    if node.op == "Gemm":
+        bias = bias * node.attrs.get("beta", 1.0)
+    bias = np.broadcast_to(np.reshape(bias, -1), (weight.shape[0],))
+    return np.concatenate([weight.T, bias[None, :]], axis=0)
 
 
 def _im2col(x: np.ndarray, node: Node, kernel: tuple[int, int]) -> np.ndarray:
@@ -247,8 +316,12 @@ def _im2col(x: np.ndarray, node: Node, kernel: tuple[int, int]) -> np.ndarray:
 
 
 def _channel_energy(graph: Graph, node: Node, x: np.ndarray) -> np.ndarray:
-    """``||P_c W_c||^2`` per input channel c of Conv ``node`` on its input ``x``."""
+    """``||P_c W_c||^2`` per input channel c of ``node`` on its input ``x``: ``P_c`` the im2col patches of
+    channel c for a Conv; for a Gemm/MatMul, feature c's column, so ``sum(x_c^2) * ||W_c||^2``."""
     w = graph.initializers[node.inputs[1]]
+    if node.op != "Conv":
+        per_input = w if node.op == "Gemm" and node.attrs.get("transB", 0) else w.T   # (outputs, inputs)
+        return np.sum(x.astype(np.float64) ** 2, axis=0) * np.sum(per_input.astype(np.float64) ** 2, axis=0)
     kh, kw = w.shape[2:]
     patches = _im2col(x, node, (kh, kw))
     if len(patches) > MAX_ROWS:
