@@ -66,7 +66,8 @@ def propagate(graph: Graph, tensor: str, drop: set[int]) -> dict[str, frozenset[
     """Every tensor's dropped channels once ``drop`` is removed from ``tensor`` (only tensors that lose some).
 
     Raises:
-        TiedChannels: a drop reaches a graph input or output or an op that cannot take it.
+        TiedChannels: a drop reaches a graph input or output or an op that cannot take it, or leaves a
+            tensor with no channel (a narrower stream tied through an option-A shortcut).
     """
     drops: dict[str, set[int]] = {tensor: set(drop)}
     queue = deque([tensor])
@@ -89,6 +90,10 @@ def propagate(graph: Graph, tensor: str, drop: set[int]) -> dict[str, frozenset[
             _rule(graph, producer, t, d, require)
         for consumer in graph.consumers(t):
             _rule(graph, consumer, t, d, require)
+    emptied = next((t for t, d in drops.items() if len(d) >= channels(graph, t)), None)
+    if emptied is not None:
+        raise TiedChannels(f"tensor '{emptied}' would lose all of its {channels(graph, emptied)} channels (a "
+                           "narrower tensor tied to the pruned one): keep more channels")
     return {t: frozenset(d) for t, d in drops.items() if d}
 
 

@@ -120,6 +120,18 @@ def test_group_refit_never_does_worse_than_the_cut(keep: int) -> None:
     assert refit > cut + 10
 
 
+def test_a_drop_that_would_empty_a_tied_tensor_is_refused() -> None:
+    # The last stage's 16 stream channels: 4..11 reach the first stage's 8 through the option-A shortcuts, the
+    # others are its zero padding. Dropping all of 4..11 would leave the first stage's stream no channel (a
+    # tensor ONNX Runtime refuses to run): refused as tied, naming the tensor.
+    graph = residual_chain_graph(seed=2)
+    stream, first = "/blocks/blocks.3/Relu_1_output_0", "/stem/stem.2/Relu_output_0"
+    assert [c for c in range(16) if first in propagate(graph, stream, {c})] == list(range(4, 12))
+    with pytest.raises(TiedChannels, match="would lose all of its 8 channels"):
+        propagate(graph, stream, set(range(4, 12)))
+    assert len(propagate(graph, stream, set(range(4, 11)))[first]) == 7
+
+
 @pytest.mark.parametrize("keep", [4, 8, 12])
 def test_a_group_drops_the_same_channels_whichever_reader_is_pruned(keep: int) -> None:
     # The last stage's stream is read by blocks 3 and 4 (and the classifier): its channels are scored by
