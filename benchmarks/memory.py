@@ -5,7 +5,9 @@ number of evaluation samples grows (issue 17's goal: flat in the number of sampl
 
 Each (case, samples) runs in its own child process (``--child``), which runs ``edgeopt.deploy`` from the ONNX
 file and the image sources to the written artifacts and prints its own peak resident set
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and wall time; the parent prints one row per run.
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and wall time; the parent prints one row per run. With
+``--stages`` each row is followed by the peak resident set of every stage deploy reports (a thread samples
+``/proc/self/statm`` every 20 ms; the stage is the latest name deploy's progress gave): where the memory goes.
 
 Data as a user keeps it: ImageNet val1300's JPEGs through an image list (``list.txt`` of ``path label``
 lines; the 10,000 case repeats the 1,300 paths, so it costs nothing on disk), preprocessed by deploy's image
@@ -24,6 +26,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,18 +58,61 @@ def _prepare(work: Path, samples: list[int]) -> Path:
     return model
 
 
+class StagePeaks:
+    """Deploy's progress reporter that records the peak resident set (MB) and the seconds of each stage, and
+    which counted task (``int8 inference``, AdaRound's layers ...) was running at the stage's peak."""
+
+    def __init__(self) -> None:
+        self.stage, self.task = "start", ""
+        self.peaks: dict[str, tuple[float, str]] = {"start": (0.0, "")}
+        self.seconds = {"start": 0.0}
+        self._page_mb, self._since, self._stop = os.sysconf("SC_PAGE_SIZE") / 2**20, time.perf_counter(), False
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def __call__(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[self.stage] += now - self._since
+        self._since, self.stage, self.task = now, stage, ""
+        self.peaks.setdefault(stage, (0.0, ""))
+        self.seconds.setdefault(stage, 0.0)
+
+    def count(self, task: str, done: int, total: int | None) -> None:
+        """Note the task now running (its counts are not needed)."""
+        self.task = task
+
+    def stop(self) -> list[tuple[str, float, float, str]]:
+        """Stop sampling; (stage, peak MB, seconds, task at the peak) in the order the stages started."""
+        self("end")
+        self._stop = True
+        self._thread.join()
+        return [(name, *self.peaks[name][:1], self.seconds[name], self.peaks[name][1])
+                for name in self.peaks if name != "end"]
+
+    def _sample(self) -> None:
+        with open("/proc/self/statm") as statm:
+            while not self._stop:
+                statm.seek(0)
+                resident = int(statm.read().split()[1]) * self._page_mb
+                stage, task = self.stage, self.task
+                if resident > self.peaks.get(stage, (0.0, ""))[0]:
+                    self.peaks[stage] = (resident, task)
+                time.sleep(0.02)
+
+
 def _child(case: str, n: int, work: Path) -> None:
     from edgeopt.workflows.deploy import deploy
 
     start = time.perf_counter()
+    stages = StagePeaks()
     with tempfile.TemporaryDirectory() as out:
         result = deploy(str(work / "efficientnet_lite0.onnx"), DEVICE, data=str(work / f"val{n}.txt"),
                         calib=str(DATA / "imagenet" / "calib_samples"), preprocess=PREPROCESS, out=out,
-                        **CASES[case])
+                        progress=stages, **CASES[case])
     accuracy = result.report["accuracy"]
     print(json.dumps({"case": case, "samples": n, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "wall_s": time.perf_counter() - start, "fp32": accuracy["fp32"], "int8": accuracy["int8"],
-                      "n": accuracy["n"], "load": os.getloadavg()[0]}))
+                      "n": accuracy["n"], "load": os.getloadavg()[0], "stages": stages.stop()}))
 
 
 def main() -> None:
@@ -74,6 +120,7 @@ def main() -> None:
     parser.add_argument("--cases", default="deploy,sensitivity,recipe")
     parser.add_argument("--samples", default="200,1300,10000")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "edgeopt-memory")
+    parser.add_argument("--stages", action="store_true", help="print each stage's peak resident set too")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "SAMPLES"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -93,6 +140,9 @@ def main() -> None:
             row = json.loads(run.stdout.strip().splitlines()[-1])
             print(f"{case:12} {n:>8} {row['peak_mb']:>9.0f} {row['wall_s']:>8.1f} {row['fp32']:>7.2f} "
                   f"{row['int8']:>7.2f} {row['load']:>5.1f}", flush=True)
+            if args.stages:
+                for stage, peak, seconds, task in row["stages"]:
+                    print(f"    {stage[:44]:44} {peak:>7.0f} MB {seconds:>7.1f} s  at the peak: {task}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 from edgeopt.errors import DataError
 from edgeopt.ir import Graph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.progress import counter, track
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
@@ -23,14 +24,14 @@ from edgeopt.runtimes.reference.executor import run_program
 INT8_BATCH = 64
 
 
-def run_float(graph: Graph, x: np.ndarray, batch: int = 256) -> np.ndarray:
+def run_float(graph: Graph, x: np.ndarray | Samples, batch: int = 256) -> np.ndarray:
     """The float Graph's first output on ``x`` (ONNX Runtime; several inputs: ``ir.input_arrays``), run
-    ``batch`` samples at a time (progress: ``fp32 inference``)."""
+    ``batch`` samples at a time (progress: ``fp32 inference``); ``Samples`` are read a batch at a time."""
     session = OnnxRuntime(graph_to_onnx(graph))
-    if len(x) <= batch:
+    if isinstance(x, np.ndarray) and len(x) <= batch:
         return session.run_batch(x)[0]
-    starts = track(range(0, len(x), batch), "fp32 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
-    return np.concatenate([session.run_batch(x[i:i + batch])[0] for i in starts])
+    chunks = track(as_samples(x).chunks(batch), "fp32 inference (samples)", len(x), len)
+    return np.concatenate([session.run_batch(chunk)[0] for chunk in chunks])
 
 
 def quantize_input(program: QProgram, x: np.ndarray, index: int = 0) -> np.ndarray:
@@ -55,11 +56,11 @@ def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.nd
     return y.transpose(np.argsort(perm)) if perm else y
 
 
-def run_int8(program: QProgram, x: np.ndarray, batch: int = INT8_BATCH) -> np.ndarray:
+def run_int8(program: QProgram, x: np.ndarray | Samples, batch: int = INT8_BATCH) -> np.ndarray:
     """The program's first output, dequantized, on ``x``, run in the integer reference executor ``batch``
-    samples at a time (progress: ``int8 inference``)."""
-    starts = track(range(0, len(x), batch), "int8 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
-    outs = [run_program(program, program_inputs(program, x[i:i + batch]))[0] for i in starts]
+    samples at a time (progress: ``int8 inference``); ``Samples`` are read a batch at a time."""
+    chunks = track(as_samples(x).chunks(batch), "int8 inference (samples)", len(x), len)
+    outs = [run_program(program, program_inputs(program, chunk))[0] for chunk in chunks]
     return dequantize_output(program, np.concatenate(outs))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction
@@ -29,17 +30,25 @@ latency (ms)."""
 
 
 class Builder:
-    """Builds and scores configurations, caching what several steps share (CLE graph, statistics)."""
+    """Builds and scores configurations, caching what several steps share (CLE graph, statistics).
 
-    def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, screen: int,
-                 target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig,
+    Of the evaluation samples only the screening subset's inputs are held (``x``: the first ``screen``);
+    every other pass (confirmations, the all-sample score) reads ``all_x`` in chunks. Outputs (one row of
+    the model's first output a sample) are kept."""
+
+    def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray | Samples, y: np.ndarray | None,
+                 screen: int, target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig,
                  finetune_config: FineTuneConfig) -> None:
         self.graph, self.calib_x, self.target = graph, calib_x, target
         self.base_plan, self.adaround_config, self.finetune_config = dict(base_plan), adaround_config, finetune_config
-        self.all_x, self.all_y, self.all_fp32_out = x, y, run_float(graph, x)
-        self.screened = 0 < screen < len(x)
-        n = screen if self.screened else len(x)
-        self.x, self.y, self.fp32_out = x[:n], None if y is None else y[:n], self.all_fp32_out[:n]
+        self.all_x = as_samples(x, y)
+        self.all_y = self.all_x.labels
+        self.screened = 0 < screen < len(self.all_x)
+        n = screen if self.screened else len(self.all_x)
+        head, rest = self.all_x.split(n)
+        self.x, self.y = self.all_x.head(n), head.labels
+        self.fp32_out = run_float(graph, self.x)
+        self.all_fp32_out = np.concatenate([self.fp32_out, run_float(graph, rest)]) if len(rest) else self.fp32_out
         self.fp32 = top1(self.fp32_out, self.y) if y is not None else 100.0
         self.fp32_all = top1(self.all_fp32_out, y) if y is not None else 100.0
         self._graphs: dict[str, Graph] = {}
@@ -105,7 +114,7 @@ class Builder:
         return qgraph, shipped.program, estimate(shipped.program, self.target.profile, shipped.placement).latency_ms
 
     def score(self, program: QProgram, every_sample: bool = False) -> tuple[float, np.ndarray]:
-        """The program's accuracy on the screening samples (or on all of them), and its outputs."""
+        """The program's accuracy on the screening samples (or on all of them, read in chunks), and its outputs."""
         out = run_int8(program, self.all_x if every_sample else self.x)
         return self.accuracy(out, every_sample), out
 
