@@ -64,6 +64,18 @@ def run_int8(program: QProgram, x: np.ndarray | Samples, batch: int = INT8_BATCH
     return dequantize_output(program, np.concatenate(outs))
 
 
+def run_both(graph: Graph, program: QProgram, x: np.ndarray | Samples, batch: int = INT8_BATCH
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``run_float`` and ``run_int8`` on ``x`` in one pass: each chunk of ``batch`` samples is read once and
+    run by both (progress: ``evaluate (samples)``)."""
+    session = OnnxRuntime(graph_to_onnx(graph))
+    fp32, int8 = [], []
+    for chunk in track(as_samples(x).chunks(batch), "evaluate (samples)", len(x), len):
+        fp32.append(session.run_batch(chunk)[0])
+        int8.append(run_program(program, program_inputs(program, chunk))[0])
+    return np.concatenate(fp32), dequantize_output(program, np.concatenate(int8))
+
+
 def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, np.ndarray | None]], *,
           check: Callable[[np.ndarray], None] | None = None, batch: int = INT8_BATCH) -> dict:
     """Top-1 of the float graph and of the int8 program (with labels; else top-1 agreement of int8 with fp32)

@@ -27,7 +27,7 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.pipeline.evaluate import run_float, run_int8, score, top1
+from edgeopt.pipeline.evaluate import run_both, score, top1
 from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
@@ -262,13 +262,13 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         step("sensitivity")
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
     step("emulate")
-    int8_out = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
+    known = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
     if data is not None and recipe is None:
         accuracy = score(loaded.graph, shipped.program, loaded.data_batches(data),
                          check=lambda labels: check_labels(options.data, labels, classes))
     else:
         evaluated = samples if samples is not None else in_memory(x, y) if x is not None else None
-        accuracy = _accuracy(loaded.graph, shipped.program, evaluated, int8_out) if evaluated is not None else None
+        accuracy = _accuracy(loaded.graph, shipped.program, evaluated, known) if evaluated is not None else None
     if accuracy is not None:
         accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
@@ -360,16 +360,19 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: Samples | None, tune
                       progress=numbered)
 
 
-def _recipe_outputs(recipe: RecipeResult | None, tuned_elsewhere: bool) -> np.ndarray | None:
-    """The chosen program's outputs on all of ``--data`` as the recipe computed them: the held-out part
-    (everything, with ``--tune-data``), after the tuning part (without)."""
-    if recipe is None:
+def _recipe_outputs(recipe: RecipeResult | None, tuned_elsewhere: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The float graph's and the chosen program's outputs on all of ``--data`` as the recipe computed them:
+    the held-out part (everything, with ``--tune-data``), after the tuning part (without)."""
+    if recipe is None or recipe.fp32_out is None or recipe.int8_out is None:
         return None
-    if recipe.held_out is None:
-        return recipe.int8_out
+    held = recipe.held_out
+    if held is None:
+        return recipe.fp32_out, recipe.int8_out
+    if held.fp32_out is None:
+        return None
     if tuned_elsewhere:
-        return recipe.held_out.int8_out
-    return np.concatenate([recipe.int8_out, recipe.held_out.int8_out])
+        return held.fp32_out, held.int8_out
+    return np.concatenate([recipe.fp32_out, held.fp32_out]), np.concatenate([recipe.int8_out, held.int8_out])
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,
@@ -417,12 +420,12 @@ def _collapse(accuracy: dict, program: QProgram, target: Target, recipe: bool) -
                             activation_bits=activation, recipe=recipe)
 
 
-def _accuracy(graph: Graph, program: QProgram, x: Samples, int8: np.ndarray | None = None) -> dict:
+def _accuracy(graph: Graph, program: QProgram, x: Samples, known: tuple[np.ndarray, np.ndarray] | None = None
+              ) -> dict:
     """Top-1 (with ``x``'s labels) or top-1 agreement of int8 with fp32, on the model's first output (the
-    inputs read in chunks; ``int8``: the program's outputs when already known)."""
+    inputs read in chunks; ``known``: the fp32 and int8 outputs when already computed, as the recipe did)."""
     y = x.labels
-    fp32 = run_float(graph, x)
-    int8 = run_int8(program, x) if int8 is None else int8
+    fp32, int8 = run_both(graph, program, x) if known is None else known
     agree = float(np.mean(fp32.reshape(len(x), -1).argmax(1) == int8.reshape(len(x), -1).argmax(1)) * 100)
     if y is None:
         return {"metric": "top1_agreement", "fp32": 100.0, "int8": agree, "n": len(x)}

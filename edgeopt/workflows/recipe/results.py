@@ -94,13 +94,14 @@ class Screening:
 @dataclass(frozen=True)
 class HeldOut:
     """The chosen program on samples the recipe did not select on: ``samples`` of them (``source`` says
-    which), fp32 and int8 accuracy there, and the int8 outputs."""
+    which), fp32 and int8 accuracy there, and the int8 (and fp32) outputs."""
 
     samples: int
     source: str
     fp32: float
     int8: float
     int8_out: np.ndarray
+    fp32_out: np.ndarray | None = None
 
     def to_json(self) -> dict:
         return {"samples": self.samples, "source": self.source, "fp32": round(self.fp32, 4),
@@ -130,6 +131,8 @@ class RecipeResult:
     """The chosen program on the held-out samples, when the caller gave some."""
     tuned_on: str = ""
     """Which samples the recipe selected on (for the report)."""
+    fp32_out: np.ndarray | None = None
+    """The float graph's outputs on all the evaluation data (as ``int8_out``: deploy reuses them)."""
 
     def report(self) -> dict:
         """The report.json sections: ``recipe`` (the steps), ``recipe_budget`` (the outcome) and, when the

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from edgeopt.ir import Graph
-from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.evaluate import run_both, top1
 from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES
@@ -131,18 +131,18 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | Samples, y: np
     if h_x is not None and len(h_x):
         step_cb("recipe: held-out samples")
         h_y = h_x.labels
-        h_fp32, h_out = run_float(graph, h_x), run_int8(program, h_x)
+        h_fp32, h_out = run_both(graph, program, h_x)  # one read of the held-out samples
         if h_y is not None:
             h_acc, h_ref = top1(h_out, h_y), top1(h_fp32, h_y)
         else:
             n = len(h_out)
             h_acc, h_ref = float(np.mean(h_fp32.reshape(n, -1).argmax(1) == h_out.reshape(n, -1).argmax(1)) * 100), 100.0
-        held_out = HeldOut(len(h_x), holdout_source, h_ref, h_acc, h_out)
+        held_out = HeldOut(len(h_x), holdout_source, h_ref, h_acc, h_out, h_fp32)
         log.info("recipe: the chosen step '%s' scores int8 %.2f (fp32 %.2f) on %d held-out samples (%s)", name,
                  h_acc, h_ref, len(h_x), holdout_source)
     return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if builder.all_y is not None else
                         "top1_agreement", max_drop, met, name, mixed.seen, outputs[name], screening, held_out,
-                        tuned_on)
+                        tuned_on, builder.all_fp32_out)
 
 
 def _cheapest_within_error(tried: list[tuple[float, str, RecipeConfig, Built]],
