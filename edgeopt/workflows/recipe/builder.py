@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from edgeopt.ir import Graph, QuantizedGraph
+from edgeopt.memory import release_free_memory
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
 from edgeopt.pipeline.frontend.samples import Samples, as_samples
@@ -105,6 +106,7 @@ class Builder:
         return self._int8[key]
 
     def build(self, config: RecipeConfig) -> Built:
+        release_free_memory()  # what the last configuration's build and scoring freed
         # The plan applies after AdaRound and bias correction, which refine the int8 graph (``int8``).
         plan = {**self.base_plan, **promotion_plan(config.promoted)}
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
@@ -115,6 +117,7 @@ class Builder:
 
     def score(self, program: QProgram, every_sample: bool = False) -> tuple[float, np.ndarray]:
         """The program's accuracy on the screening samples (or on all of them, read in chunks), and its outputs."""
+        release_free_memory()  # what building it freed (AdaRound's and fine-tuning's tensors)
         out = run_int8(program, self.all_x if every_sample else self.x)
         return self.accuracy(out, every_sample), out
 
