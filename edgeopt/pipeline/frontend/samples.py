@@ -50,7 +50,7 @@ class Samples:
                     yield held[0] if len(held) == 1 else np.concatenate(held)
                     held, count = [], 0
         if held:
-            yield np.concatenate(held)
+            yield held[0] if len(held) == 1 else np.concatenate(held)
 
     def head(self, n: int, size: int = BATCH) -> np.ndarray:
         """The first ``n`` samples' inputs (all, when there are fewer) as one array, filled ``size`` samples
