@@ -81,7 +81,7 @@ class DeployOptions:
         device: a device profile name or the path of a profile .toml.
         data: the data to measure accuracy on (``frontend.sources``: an .npz with ``x`` and optionally ``y``,
             an .npy, an image folder or list, a ``module:function`` entry point); it is read in batches,
-            never held whole, unless ``max_drop`` runs the recipe.
+            never held whole (the recipe holds its first ``recipe_samples``, the screening subset).
         calib: the calibration data, as ``data`` (default: the first ``calib_size`` samples of ``data``).
         preprocess: how the images of an image-folder source become samples
             (``frontend.preprocess.parse_preprocess``: ``resize=256,crop=224,...`` or a .toml file).

@@ -50,8 +50,8 @@ class Builder:
         self.x, self.y = self.all_x.head(n), head.labels
         self.fp32_out = run_float(graph, self.x)
         self.all_fp32_out = np.concatenate([self.fp32_out, run_float(graph, rest)]) if len(rest) else self.fp32_out
-        self.fp32 = top1(self.fp32_out, self.y) if y is not None else 100.0
-        self.fp32_all = top1(self.all_fp32_out, y) if y is not None else 100.0
+        self.fp32 = top1(self.fp32_out, self.y) if self.y is not None else 100.0
+        self.fp32_all = top1(self.all_fp32_out, self.all_y) if self.all_y is not None else 100.0
         self._graphs: dict[str, Graph] = {}
         self._stats: dict[tuple[str, str], dict[str, TensorStats]] = {}
         self._raw: dict[str, dict[str, TensorStats]] = {}
