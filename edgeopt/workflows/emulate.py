@@ -22,14 +22,13 @@ import numpy as np
 from edgeopt.device_profiles import load_profile
 from edgeopt.errors import DataError, ModelLoadError
 from edgeopt.fileio import atomic_write_bytes, check_output_file
+from edgeopt.pipeline.evaluate import executor_batch
 from edgeopt.pipeline.frontend.data import LABELS, check_finite, check_labels, read_npz
 from edgeopt.pipeline.frontend.sources import ArraySource, DataSource, open_source, sized_batches
 from edgeopt.pipeline.frontend.tflite import tflite_to_program
 from edgeopt.qprogram import QProgram, QTensor, Rounding
 from edgeopt.runtimes.cost import CostReport, estimate
 from edgeopt.runtimes.reference.executor import run_program
-
-BATCH = 256
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ def emulate(model: str | Path, data: str | Path, *, device: str, rounding: Round
             with the input tensor's scale and zero point; for a float32 input, real values fed as float32;
             NCHW for an NHWC input is transposed) and optional integer labels ``y``; or another data source
             (``frontend.sources``: an .npy, an image folder or list, an entry point). It is read and run
-            ``BATCH`` samples at a time; only the outputs are kept.
+            ``evaluate.executor_batch`` samples at a time; only the outputs are kept.
         device: device profile name or path: its rounding (unless ``rounding`` is given) and cost model.
         rounding: ``"single"`` or ``"double"`` requantization rounding, overriding the profile's.
         save_outputs: where to write the raw outputs as ``.npz`` (``output_0``, ... in output order, and
@@ -97,10 +96,10 @@ def _source(path: Path, program: QProgram, preprocess: str | Path | Mapping[str,
 
 
 def _run(program: QProgram, source: DataSource, notes: list[str]) -> tuple[list[np.ndarray], int, float | None]:
-    """Run the program on the source read ``BATCH`` samples at a time (whole multiples of the program's
-    batch): its outputs (one array per model output), the sample count and top-1 (None without labels); a
-    transposition from NCHW is added to ``notes``. Labels are checked before the run where the source gives
-    them without reading its inputs (``DataSource.labels``), else batch by batch."""
+    """Run the program on the source read ``executor_batch`` samples at a time (whole multiples of the
+    program's batch): its outputs (one array per model output), the sample count and top-1 (None without
+    labels); a transposition from NCHW is added to ``notes``. Labels are checked before the run where the
+    source gives them without reading its inputs (``DataSource.labels``), else batch by batch."""
     name = Path(source.name)
     batch = program.tensor(program.inputs[0]).shape[0] or 1
     classes = int(np.prod(program.tensor(program.outputs[0]).shape[1:]))
@@ -112,7 +111,7 @@ def _run(program: QProgram, source: DataSource, notes: list[str]) -> tuple[list[
     outs: list[list[np.ndarray]] = [[] for _ in program.outputs]
     n = right = 0
     labelled = True
-    for arrays in sized_batches(source, max(BATCH // batch, 1) * batch):
+    for arrays in sized_batches(source, max(executor_batch(program) // batch, 1) * batch):
         xs = _inputs(name, arrays, program, transposed)
         if len(xs[0]) % batch:
             raise DataError(f"'{program.name}' takes batches of {batch}; x holds {n + len(xs[0])} samples")
