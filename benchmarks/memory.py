@@ -1,12 +1,13 @@
 """Peak resident memory of deploy, the every-step recipe and the sensitivity analysis on EfficientNet-Lite0, as the
 number of evaluation samples grows (issue 17's goal: flat in the number of samples, the recipe under 3 GB).
 
-    python benchmarks/memory.py [--cases deploy,sensitivity,recipe] [--samples 200,1300,10000] [--work DIR]
+    python benchmarks/memory.py [--cases deploy,sensitivity,recipe] [--samples 200,1300,10000] [--stages] [--work DIR]
 
 Each (case, samples) runs in its own child process (``--child``), which runs ``edgeopt.deploy`` from the ONNX
 file and the image sources to the written artifacts and prints its own peak resident set
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and wall time; the parent prints one row per run. With
-``--stages`` each row is followed by the peak resident set of every stage deploy reports (a thread samples
+(``resource.getrusage(RUSAGE_SELF).ru_maxrss``) and wall time; the parent prints one row per run (the child's
+stderr, with each stage's line as it ends, passes through). With ``--stages`` each row is followed by the
+peak resident set of every stage deploy reports (a thread samples
 ``/proc/self/statm`` every 20 ms; the stage is the latest name deploy's progress gave): where the memory goes.
 
 Data as a user keeps it: ImageNet val1300's JPEGs through an image list (``list.txt`` of ``path label``
@@ -73,6 +74,9 @@ class StagePeaks:
     def __call__(self, stage: str) -> None:
         now = time.perf_counter()
         self.seconds[self.stage] += now - self._since
+        if self.stage != "start":  # as it ends, so that a run stopped early still shows where it got
+            print(f"  ended {self.stage[:44]:44} {self.peaks[self.stage][0]:>7.0f} MB {self.seconds[self.stage]:>7.1f} s",
+                  file=sys.stderr, flush=True)
         self._since, self.stage, self.task = now, stage, ""
         self.peaks.setdefault(stage, (0.0, ""))
         self.seconds.setdefault(stage, 0.0)
@@ -132,10 +136,11 @@ def main() -> None:
     print(f"{'case':12} {'samples':>8} {'peak MB':>9} {'wall s':>8} {'fp32 %':>7} {'int8 %':>7} {'load':>5}")
     for case in args.cases.split(","):
         for n in samples:
+            # The child's stderr (its stages as they end, with --stages) passes through.
             run = subprocess.run([sys.executable, __file__, "--work", str(args.work), "--child", case, str(n)],
-                                 capture_output=True, text=True, check=False)
+                                 stdout=subprocess.PIPE, text=True, check=False)
             if run.returncode != 0:
-                print(f"{case:12} {n:>8} failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
+                print(f"{case:12} {n:>8} failed (exit {run.returncode}): see its error above")
                 continue
             row = json.loads(run.stdout.strip().splitlines()[-1])
             print(f"{case:12} {n:>8} {row['peak_mb']:>9.0f} {row['wall_s']:>8.1f} {row['fp32']:>7.2f} "
