@@ -5,6 +5,7 @@ A model with several outputs is scored on its first output (the ONNX graph's fir
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -12,25 +13,30 @@ import numpy as np
 from edgeopt.errors import DataError
 from edgeopt.ir import Graph, input_arrays
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
+from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.progress import counter, track
 from edgeopt.qprogram import QProgram
 from edgeopt.runtimes.onnxruntime import OnnxRuntime
 from edgeopt.runtimes.reference.executor import run_program
 
-# Samples per executor run: the executor holds a batch's live tensors, its kernels' wider accumulators and
-# im2col buffers (float32 in a float island): EfficientNet-Lite0's first 112x112x32 activation alone is
-# 411 MB as float32 for 256 images. 64 keeps that a quarter as large and still splits over the cores.
-INT8_BATCH = 64
+EXECUTOR_BYTES = 80 << 20
+"""What the largest tensor of one executor run may take as float32: the executor holds a batch's live
+tensors, its kernels' wider accumulators and im2col blocks (float32 in a float island), all in proportion.
+On EfficientNet-Lite0 (largest tensor 112x112x96) that is 16 samples a run; measured over 200 images with
+every conv in float, the peak above the model was 3.7 GB a run of 200, 1.3 GB of 64 and 0.5 GB of 16, and
+16 was also the fastest (23 s against 42 s for 64; 15 s at every size all-int8)."""
+MAX_EXECUTOR_BATCH = 256
+"""At most this many samples a run: small models gain nothing from larger runs."""
 
 
-def run_float(graph: Graph, x: np.ndarray, batch: int = 256) -> np.ndarray:
+def run_float(graph: Graph, x: np.ndarray | Samples, batch: int = 256) -> np.ndarray:
     """The float Graph's first output on ``x`` (ONNX Runtime; several inputs: ``ir.input_arrays``), run
-    ``batch`` samples at a time (progress: ``fp32 inference``)."""
+    ``batch`` samples at a time (progress: ``fp32 inference``); ``Samples`` are read a batch at a time."""
     session = OnnxRuntime(graph_to_onnx(graph))
-    if len(x) <= batch:
+    if isinstance(x, np.ndarray) and len(x) <= batch:
         return session.run_batch(x)[0]
-    starts = track(range(0, len(x), batch), "fp32 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
-    return np.concatenate([session.run_batch(x[i:i + batch])[0] for i in starts])
+    chunks = track(as_samples(x).chunks(batch), "fp32 inference (samples)", len(x), len)
+    return np.concatenate([session.run_batch(chunk)[0] for chunk in chunks])
 
 
 def quantize_input(program: QProgram, x: np.ndarray, index: int = 0) -> np.ndarray:
@@ -55,30 +61,51 @@ def dequantize_output(program: QProgram, q: np.ndarray, index: int = 0) -> np.nd
     return y.transpose(np.argsort(perm)) if perm else y
 
 
-def run_int8(program: QProgram, x: np.ndarray, batch: int = INT8_BATCH) -> np.ndarray:
+def executor_batch(program: QProgram) -> int:
+    """Samples per executor run: as many as keep the program's largest tensor, as float32, within
+    ``EXECUTOR_BYTES`` (at least 1, at most ``MAX_EXECUTOR_BATCH``)."""
+    largest = max((math.prod(t.shape[1:]) for t in program.tensors.values() if not t.is_constant), default=1)
+    return max(1, min(MAX_EXECUTOR_BATCH, EXECUTOR_BYTES // (4 * max(largest, 1))))
+
+
+def run_int8(program: QProgram, x: np.ndarray | Samples, batch: int | None = None) -> np.ndarray:
     """The program's first output, dequantized, on ``x``, run in the integer reference executor ``batch``
-    samples at a time (progress: ``int8 inference``)."""
-    starts = track(range(0, len(x), batch), "int8 inference (samples)", len(x), lambda i: len(x[i:i + batch]))
-    outs = [run_program(program, program_inputs(program, x[i:i + batch]))[0] for i in starts]
+    samples at a time (default ``executor_batch``; progress: ``int8 inference``); ``Samples`` are read a
+    batch at a time."""
+    chunks = track(as_samples(x).chunks(batch or executor_batch(program)), "int8 inference (samples)", len(x), len)
+    outs = [run_program(program, program_inputs(program, chunk))[0] for chunk in chunks]
     return dequantize_output(program, np.concatenate(outs))
 
 
+def run_both(graph: Graph, program: QProgram, x: np.ndarray | Samples, batch: int | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``run_float`` and ``run_int8`` on ``x`` in one pass: each chunk of ``batch`` samples (default
+    ``executor_batch``) is read once and run by both (progress: ``evaluate (samples)``)."""
+    session = OnnxRuntime(graph_to_onnx(graph))
+    fp32, int8 = [], []
+    for chunk in track(as_samples(x).chunks(batch or executor_batch(program)), "evaluate (samples)", len(x), len):
+        fp32.append(session.run_batch(chunk)[0])
+        int8.append(run_program(program, program_inputs(program, chunk))[0])
+    return np.concatenate(fp32), dequantize_output(program, np.concatenate(int8))
+
+
 def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, np.ndarray | None]], *,
-          check: Callable[[np.ndarray], None] | None = None, batch: int = INT8_BATCH,
+          check: Callable[[np.ndarray], None] | None = None, batch: int | None = None,
           device: QProgram | None = None) -> dict:
     """Top-1 of the float graph and of the int8 program (with labels; else top-1 agreement of int8 with fp32)
     on the first output, over ``batches`` of inputs and labels read one at a time: only counts are kept, so
     memory does not grow with the number of samples (progress: ``evaluate (samples)``).
 
-    ``check``: called on each batch's labels (e.g. ``data.check_labels``) before it is scored.
-    ``device``: a second int8 program scored on the same batches (the device's own weight scheme,
-    ``Target.device_program``).
+    ``check``: called on each batch's labels (e.g. ``data.check_labels``) before it is scored; ``batch``: samples
+    per executor run (default ``executor_batch``). ``device``: a second int8 program scored on the same
+    batches (the device's own weight scheme, ``Target.device_program``).
 
     Returns:
         The report's ``accuracy`` section: ``metric``, ``fp32``, ``int8``, ``agreement`` (with labels) and ``n``;
         with ``device``, ``device_scheme``: its ``int8`` (and ``agreement``, with labels).
     """
     session = OnnxRuntime(graph_to_onnx(graph))
+    batch = batch or executor_batch(program)
     n = fp32_right = int8_right = agree = device_right = device_agree = 0
     labelled = True
     tick = counter("evaluate (samples)", None)

@@ -122,12 +122,16 @@ def outputs_of(module: nn.Module, data: torch.Tensor, batch: int) -> torch.Tenso
 
 
 def fit_outputs(student: nn.Module, batches: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], n: int, *,
-                epochs: int, batch: int, lr: float, what: str, progress: Callable[[str], None] | None) -> None:
+                epochs: int, batch: int, lr: float, what: str, progress: Callable[[str], None] | None,
+                micro_batch: int | None = None) -> None:
     """Train ``student``'s parameters that require gradients to reproduce wanted outputs: Adam with a cosine
     learning rate (to 0 over all steps) on the mean squared error of the first output.
 
     Each epoch draws a fresh permutation of the ``n`` samples; ``batches(indices)`` gives each step's inputs
     and wanted outputs. After each epoch, the mean loss is logged and told to ``progress`` as ``what``'s epoch.
+    ``micro_batch``: run each step's forward and backward passes this many samples at a time and sum their
+    gradients before the step (the same loss and gradient, up to float rounding): memory then holds one
+    micro-batch's activations, not the step's.
     """
     params = [p for p in student.parameters() if p.requires_grad]
     steps = epochs * math.ceil(n / batch)
@@ -139,14 +143,25 @@ def fit_outputs(student: nn.Module, batches: Callable[[torch.Tensor], tuple[torc
         total = 0.0
         for i in range(0, n, batch):
             idx = order[i:i + batch]
-            inputs, wanted = batches(idx)
-            out = student(inputs)
-            loss = torch.mean(((out[0] if isinstance(out, tuple) else out) - wanted) ** 2)
             opt.zero_grad()
-            loss.backward()
+            if micro_batch is None or micro_batch >= len(idx):
+                inputs, wanted = batches(idx)
+                out = student(inputs)
+                loss = torch.mean(((out[0] if isinstance(out, tuple) else out) - wanted) ** 2)
+                loss.backward()
+                total += float(loss.detach()) * len(idx)
+            else:
+                for j in range(0, len(idx), micro_batch):
+                    part = idx[j:j + micro_batch]
+                    inputs, wanted = batches(part)
+                    out = student(inputs)
+                    # The step's mean over all its samples: this part's sum of squares over the step's count.
+                    loss = torch.sum(((out[0] if isinstance(out, tuple) else out) - wanted) ** 2)
+                    loss = loss / (wanted.numel() // len(part) * len(idx))
+                    loss.backward()
+                    total += float(loss.detach()) * len(idx)
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
         message = f"{what} epoch {epoch + 1}/{epochs}: loss {total / n:.4g} ({time.perf_counter() - start:.0f} s)"
         log.info(message)
         if progress:

@@ -12,6 +12,7 @@ a float Graph with the trained weights, which the recipe quantizes again with th
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -21,6 +22,13 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.target import Target
 from edgeopt.torch.distill import FloatGraphModule, fit_outputs, outputs_of
 from edgeopt.torch.quantsim import QuantSimModule
+
+ACTIVATION_BYTES = 1 << 30
+"""What a training step's forward and backward passes may hold; larger batches run in micro-batches."""
+SAVED_PER_ACTIVATION = 8
+"""Bytes autograd holds per activation element of the graph and sample, over 4 (float32): the QuantSim's fake
+quantizers save several tensors each (measured on EfficientNet-Lite0 at 224x224: 194 MB a sample for
+26.5 MB of float32 activations, a factor of 7.3)."""
 
 
 def finetune_quantized(qgraph: QuantizedGraph, teacher: Graph, x: np.ndarray, target: Target, *,
@@ -53,7 +61,14 @@ def finetune_quantized(qgraph: QuantizedGraph, teacher: Graph, x: np.ndarray, ta
         targets = outputs_of(reference, data, batch)
         student.train()
         fit_outputs(student, lambda idx: (data[idx], targets[idx]), len(data), epochs=epochs, batch=batch, lr=lr,
-                    what="quantization-aware fine-tuning", progress=progress)
+                    what="quantization-aware fine-tuning", progress=progress, micro_batch=micro_batch(qgraph.graph))
         return student.current_graph()
     finally:
         torch.set_num_threads(previous)
+
+
+def micro_batch(graph: Graph) -> int:
+    """Samples per forward and backward pass such that autograd holds about ``ACTIVATION_BYTES``: the sum of
+    the graph's activation elements per sample, times 4 bytes and ``SAVED_PER_ACTIVATION``."""
+    per_sample = 4 * SAVED_PER_ACTIVATION * sum(math.prod(graph.shape(n.outputs[0])[1:]) for n in graph.nodes)
+    return max(1, ACTIVATION_BYTES // max(per_sample, 1))

@@ -27,10 +27,11 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.pipeline.evaluate import run_float, run_int8, score, top1
+from edgeopt.pipeline.evaluate import run_both, run_int8, score, top1
 from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
+from edgeopt.pipeline.frontend.samples import Samples, in_memory
 from edgeopt.pipeline.frontend.sources import DataSource, open_sources
 from edgeopt.pipeline.lower import check_lowerable
 from edgeopt.pipeline.optimize import optimize
@@ -80,7 +81,7 @@ class DeployOptions:
         device: a device profile name or the path of a profile .toml.
         data: the data to measure accuracy on (``frontend.sources``: an .npz with ``x`` and optionally ``y``,
             an .npy, an image folder or list, a ``module:function`` entry point); it is read in batches,
-            never held whole, unless ``max_drop`` runs the recipe.
+            never held whole (the recipe holds its first ``recipe_samples``, the screening subset).
         calib: the calibration data, as ``data`` (default: the first ``calib_size`` samples of ``data``).
         preprocess: how the images of an image-folder source become samples
             (``frontend.preprocess.parse_preprocess``: ``resize=256,crop=224,...`` or a .toml file).
@@ -218,13 +219,16 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
     resolved = target.check(graph)  # fails fast, before calibration
     classes = int(np.prod(loaded.graph.outputs[0].shape[1:]))
     data = given.get(str(options.data))
-    # Without the recipe only a head of the data is held (sensitivity's samples, calibration's when no
-    # --calib is given); the accuracy streams over all of it (evaluate.score).
-    head = (None if options.max_drop is not None
-            else DEFAULT_SAMPLES if options.calib is not None else max(options.calib_size, DEFAULT_SAMPLES))
+    # Only a head of the data is held (sensitivity's samples, calibration's when no --calib is given); the
+    # accuracy streams over all of it (evaluate.score), and so does the recipe (Samples, read in chunks).
+    head = DEFAULT_SAMPLES if options.calib is not None else max(options.calib_size, DEFAULT_SAMPLES)
     x, y = (loaded.read_data(data, limit=head) if data is not None else loaded.data or (None, None))
     if data is not None:
         check_labels(options.data, y, classes)
+    samples = None
+    if options.max_drop is not None and x is not None:
+        samples = loaded.samples(data) if data is not None else in_memory(x, y)
+        check_labels(options.data, samples.labels, classes)
     recipe: RecipeResult | None = None
     if isinstance(model, QuantizedGraph):
         calib_x, calib_source, qgraph = np.zeros((0,)), GIVEN_IN_MEMORY, model
@@ -233,9 +237,9 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         if options.max_drop is not None:
             tune = None
             if options.tune_data is not None:
-                tune = loaded.read_data(given[str(options.tune_data)])
-                check_labels(options.tune_data, tune[1], int(np.prod(loaded.graph.outputs[0].shape[1:])))
-            recipe = _automatic_recipe(graph, calib_x, x, y, tune, target, resolved, options.max_drop,
+                tune = loaded.samples(given[str(options.tune_data)])
+                check_labels(options.tune_data, tune.labels, classes)
+            recipe = _automatic_recipe(graph, calib_x, samples, tune, target, resolved, options.max_drop,
                                        options.recipe_samples, step)
             qgraph = recipe.qgraph
         else:
@@ -259,12 +263,14 @@ def _deploy_with(model: ModelSpec, options: DeployOptions, step: Progress) -> De
         step("sensitivity")
         layers = _sensitivity(shipped.qgraph, recipe, x, calib_x)
     step("emulate")
-    int8_out = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
+    known = _recipe_outputs(recipe, options.tune_data is not None)  # the recipe ran this very program on x
     if data is not None and recipe is None:
         accuracy = score(loaded.graph, shipped.program, loaded.data_batches(data),
                          check=lambda labels: check_labels(options.data, labels, classes), device=device)
     else:
-        accuracy = _accuracy(loaded.graph, shipped.program, x, y, int8_out, device) if x is not None else None
+        evaluated = samples if samples is not None else in_memory(x, y) if x is not None else None
+        accuracy = (_accuracy(loaded.graph, shipped.program, evaluated, known, device) if evaluated is not None
+                    else None)
     if accuracy is not None:
         accuracy["collapse"] = _collapse(accuracy, shipped.program, target, recipe is not None)
     cost_int8 = estimate(shipped.program, target.profile, shipped.placement)
@@ -329,11 +335,11 @@ TUNE_FRACTION = 0.5
 """Without ``--tune-data``, the recipe selects on this leading fraction of ``--data`` and the rest is held out."""
 
 
-def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y: np.ndarray | None,
-                      tune: tuple[np.ndarray, np.ndarray | None] | None, target: Target, resolved: ResolvedPlan,
-                      max_drop: float, screen: int, step: Progress) -> RecipeResult:
+def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: Samples | None, tune: Samples | None, target: Target,
+                      resolved: ResolvedPlan, max_drop: float, screen: int, step: Progress) -> RecipeResult:
     """The recipe, selecting on ``tune`` (``--tune-data``) with all of ``x`` held out, or on the first
-    ``TUNE_FRACTION`` of ``x`` with the rest held out (all of it when ``x`` has a single sample)."""
+    ``TUNE_FRACTION`` of ``x`` with the rest held out (all of it when ``x`` has a single sample). The
+    parts are ranges of the sources, read in chunks (``Samples.split``), never copied."""
     if x is None:
         raise DataError("--max-drop needs data to measure accuracy on: pass --data DATA.npz")
     tried = itertools.count(1)  # the recipe stops at the first step within budget: no total to show
@@ -341,32 +347,34 @@ def _automatic_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | None, y
     def numbered(stage: str) -> None:
         step(f"recipe step {next(tried)}: {stage.removeprefix('recipe: ')}")
 
+    holdout: Samples | None
     if tune is not None:
-        tune_x, tune_y = tune
-        holdout, tuned_on, held = (x, y), f"all {len(tune_x)} --tune-data samples", f"all {len(x)} --data samples"
+        holdout, tuned_on, held = x, f"all {len(tune)} --tune-data samples", f"all {len(x)} --data samples"
     elif len(x) > 1:
         n = max(1, int(len(x) * TUNE_FRACTION))
-        tune_x, tune_y = x[:n], None if y is None else y[:n]
-        holdout = (x[n:], None if y is None else y[n:])
+        tune, holdout = x.split(n)
         tuned_on, held = f"the first {n} of {len(x)} --data samples", f"the last {len(x) - n} --data samples"
     else:
-        tune_x, tune_y, holdout = x, y, None
+        tune, holdout = x, None
         tuned_on, held = f"all {len(x)} --data samples (too few to hold any out)", ""
-    return run_recipe(graph, calib_x, tune_x, tune_y, target=target, max_drop=max_drop, base_plan=resolved.plan,
+    return run_recipe(graph, calib_x, tune, None, target=target, max_drop=max_drop, base_plan=resolved.plan,
                       screen_samples=screen, holdout=holdout, tuned_on=tuned_on, holdout_source=held,
                       progress=numbered)
 
 
-def _recipe_outputs(recipe: RecipeResult | None, tuned_elsewhere: bool) -> np.ndarray | None:
-    """The chosen program's outputs on all of ``--data`` as the recipe computed them: the held-out part
-    (everything, with ``--tune-data``), after the tuning part (without)."""
-    if recipe is None:
+def _recipe_outputs(recipe: RecipeResult | None, tuned_elsewhere: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """The float graph's and the chosen program's outputs on all of ``--data`` as the recipe computed them:
+    the held-out part (everything, with ``--tune-data``), after the tuning part (without)."""
+    if recipe is None or recipe.fp32_out is None or recipe.int8_out is None:
         return None
-    if recipe.held_out is None:
-        return recipe.int8_out
+    held = recipe.held_out
+    if held is None:
+        return recipe.fp32_out, recipe.int8_out
+    if held.fp32_out is None:
+        return None
     if tuned_elsewhere:
-        return recipe.held_out.int8_out
-    return np.concatenate([recipe.int8_out, recipe.held_out.int8_out])
+        return held.fp32_out, held.int8_out
+    return np.concatenate([recipe.fp32_out, held.fp32_out]), np.concatenate([recipe.int8_out, held.int8_out])
 
 
 def _sensitivity(qgraph: QuantizedGraph, recipe: RecipeResult | None, x: np.ndarray | None,
@@ -414,12 +422,13 @@ def _collapse(accuracy: dict, program: QProgram, target: Target, recipe: bool) -
                             activation_bits=activation, recipe=recipe)
 
 
-def _accuracy(graph: Graph, program: QProgram, x: np.ndarray, y: np.ndarray | None,
-              int8: np.ndarray | None = None, device: QProgram | None = None) -> dict:
-    """Top-1 (with labels ``y``) or top-1 agreement of int8 with fp32, on the model's first output; with
-    ``device`` (the device's own weight scheme), its figures too, under ``device_scheme``."""
-    fp32 = run_float(graph, x)
-    int8 = run_int8(program, x) if int8 is None else int8
+def _accuracy(graph: Graph, program: QProgram, x: Samples, known: tuple[np.ndarray, np.ndarray] | None = None,
+              device: QProgram | None = None) -> dict:
+    """Top-1 (with ``x``'s labels) or top-1 agreement of int8 with fp32, on the model's first output (the
+    inputs read in chunks; ``known``: the fp32 and int8 outputs when already computed, as the recipe did);
+    with ``device`` (the device's own weight scheme), its figures too, under ``device_scheme``."""
+    y = x.labels
+    fp32, int8 = run_both(graph, program, x) if known is None else known
 
     def agreement(out: np.ndarray) -> float:
         return float(np.mean(fp32.reshape(len(x), -1).argmax(1) == out.reshape(len(x), -1).argmax(1)) * 100)

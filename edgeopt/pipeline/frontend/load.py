@@ -25,6 +25,7 @@ from edgeopt.ir import Graph, TensorInfo
 from edgeopt.pipeline.emit.onnx import graph_to_onnx
 from edgeopt.pipeline.frontend.batch_norm_stats import batch_norm_stats, with_stats
 from edgeopt.pipeline.frontend.onnx import InputShape, onnx_to_graph
+from edgeopt.pipeline.frontend.samples import Samples, source_samples
 from edgeopt.pipeline.frontend.sources import (
     BATCH,
     ArraySource,
@@ -83,6 +84,10 @@ class LoadedModel:
             path = ArraySource(str(path), arrays)
         x, y = read_all(open_source(path), self.data_inputs, labels=labels, limit=limit)
         return self.to_graph_layout(x), y
+
+    def samples(self, source: DataSource, labels: bool = True) -> Samples:
+        """The source's samples in the graph's layout, read in chunks when asked (``frontend.samples``)."""
+        return source_samples(source, self.data_inputs, self.to_graph_layout, labels=labels)
 
     def data_batches(self, source: DataSource, labels: bool = True, size: int = BATCH
                      ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:

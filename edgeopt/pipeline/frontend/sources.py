@@ -61,6 +61,17 @@ class DataSource:
         """Yield the samples in batches of about ``size`` (an entry point's batches as it yields them)."""
         raise NotImplementedError
 
+    def labels(self) -> np.ndarray | None:
+        """Every sample's label (None: unlabelled), read without the inputs where the source can (arrays,
+        image lists); by default from one pass over the batches."""
+        ys = [y for _, y in self.batches()]
+        return None if not ys or ys[0] is None else np.concatenate(ys)
+
+    def part(self, start: int, stop: int) -> DataSource:
+        """Samples ``start`` to ``stop`` as a source of their own; by default the batches from the start,
+        cut to the part (the samples before it are read and dropped)."""
+        return PartSource(self, start, stop)
+
 
 class ArraySource(DataSource):
     """Arrays already in memory or memory-mapped (an ``.npz`` read by ``data.read_checked``, an ``.npy``)."""
@@ -72,6 +83,14 @@ class ArraySource(DataSource):
     def length(self) -> int | None:
         """The first non-label array's sample count."""
         return next((len(a) for k, a in self.arrays.items() if k != LABELS and a.ndim), 0)
+
+    def labels(self) -> np.ndarray | None:
+        """The ``y`` array, if any."""
+        return self.arrays.get(LABELS)
+
+    def part(self, start: int, stop: int) -> DataSource:
+        """Slices of every array (views)."""
+        return ArraySource(self.name, {k: a[start:stop] if a.ndim else a for k, a in self.arrays.items()})
 
     def batches(self, size: int = BATCH) -> Iterator[RawBatch]:
         """Slices of every array (views: a memory-mapped file is read slice by slice)."""
@@ -92,6 +111,15 @@ class ImageSource(DataSource):
     def length(self) -> int | None:
         """The number of images."""
         return len(self.items)
+
+    def labels(self) -> np.ndarray | None:
+        """The class labels of the images (from their folders or the list), no image decoded."""
+        labels = [label for _, label in self.items]
+        return None if not labels or labels[0] is None else np.asarray(labels, np.int64)
+
+    def part(self, start: int, stop: int) -> DataSource:
+        """The images ``start`` to ``stop`` (only they are decoded)."""
+        return ImageSource(self.name, self.items[start:stop], self.preprocess)
 
     def batches(self, size: int = BATCH) -> Iterator[RawBatch]:
         """Decode ``size`` images at a time into one ``[B, ...]`` array (labels: None when unlabelled)."""
@@ -135,6 +163,32 @@ class EntryPointSource(DataSource):
                 raise DataError(f"data entry point '{self.name}' failed while iterating: {first_line(exc)}") from exc
             x, y = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
             yield _array_batch(self.name, x), None if y is None else _as_array(self.name, "y", y)
+
+
+class PartSource(DataSource):
+    """Samples ``start`` to ``stop`` of a source that cannot seek (an entry point): its batches from the
+    start, those before the part dropped, each batch cut to the part."""
+
+    def __init__(self, source: DataSource, start: int, stop: int) -> None:
+        self.name, self.source, self.start, self.stop = source.name, source, start, stop
+
+    @property
+    def length(self) -> int | None:
+        """The part's sample count."""
+        return self.stop - self.start
+
+    def batches(self, size: int = BATCH) -> Iterator[RawBatch]:
+        """The source's batches cut to the part; stops reading at its end."""
+        seen = 0
+        for x, y in self.source.batches(size):
+            n = len(next(iter(x.values())) if isinstance(x, dict) else x)
+            low, high = max(self.start - seen, 0), min(self.stop - seen, n)
+            seen += n
+            if low < high:
+                cut = {k: a[low:high] for k, a in x.items()} if isinstance(x, dict) else x[low:high]
+                yield cut, None if y is None else y[low:high]
+            if seen >= self.stop:
+                return
 
 
 def open_source(spec: str | Path | DataSource, preprocess: str | Path | Mapping[str, Any] | Preprocess | None = None
@@ -231,31 +285,45 @@ def read_all(source: DataSource, model_inputs: Sequence[TensorInfo], *, labels: 
     return np.concatenate(xs), None if ys[0] is None else np.concatenate(ys)
 
 
-def source_arrays(source: DataSource) -> dict[str, np.ndarray]:
-    """Every batch of ``source`` joined, as an ``.npz`` would hold them (``x`` or one array per input name,
-    and ``y`` when labelled), for a reader that takes the whole set and checks it against its model itself.
+def sized_batches(source: DataSource, size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The source's batches as an ``.npz`` would hold them (``x`` or one array per input name, and ``y`` when
+    labelled), cut or joined to ``size`` samples each (the last one shorter), for a reader that checks
+    them against its model itself (``workflows.emulate``); one batch is held at a time.
 
     Raises:
-        DataError: the source holds no samples, or its batches do not hold the same arrays.
+        DataError: the batches do not all hold the same arrays, or not one sample count.
     """
-    if isinstance(source, ArraySource):
-        return source.arrays
-    parts: dict[str, list[np.ndarray]] = {}
-    for x, y in source.batches():
+    held: dict[str, list[np.ndarray]] = {}
+    count = 0
+    for x, y in source.batches(size):
         batch = dict(x) if isinstance(x, dict) else {"x": x}
         if y is not None:
             batch[LABELS] = y
-        if parts and set(batch) != set(parts):
+        if (held or count) and set(batch) != set(held):
             raise DataError(f"'{source.name}': the batches do not all hold the same arrays ({', '.join(sorted(batch))} "
-                            f"after {', '.join(sorted(parts))}); give every batch the same inputs, and labels on all")
-        for key, value in batch.items():
-            parts.setdefault(key, []).append(value)
-    if not parts:
-        raise DataError(f"'{source.name}' holds no samples")
+                            f"after {', '.join(sorted(held))}); give every batch the same inputs, and labels on all")
+        counts = {len(a) for a in batch.values()}
+        if len(counts) != 1:
+            raise DataError(f"'{source.name}': the arrays of a batch hold different sample counts "
+                            f"({', '.join(f'{k}: {len(a)}' for k, a in batch.items())})")
+        n, start = counts.pop(), 0
+        while start < n:
+            take = min(size - count, n - start)
+            for key, value in batch.items():
+                held.setdefault(key, []).append(value[start:start + take])
+            start, count = start + take, count + take
+            if count == size:
+                yield _joined(source.name, held)
+                held, count = {key: [] for key in held}, 0
+    if count:
+        yield _joined(source.name, held)
+
+
+def _joined(name: str, held: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
     try:
-        return {key: np.concatenate(values) for key, values in parts.items()}
+        return {key: parts[0] if len(parts) == 1 else np.concatenate(parts) for key, parts in held.items()}
     except ValueError as exc:
-        raise DataError(f"'{source.name}': the batches do not fit together: {first_line(exc)}") from None
+        raise DataError(f"'{name}': the batches do not fit together: {first_line(exc)}") from None
 
 
 def _memory_mapped(path: Path) -> np.ndarray:

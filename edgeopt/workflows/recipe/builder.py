@@ -8,8 +8,10 @@ from dataclasses import replace
 import numpy as np
 
 from edgeopt.ir import Graph, QuantizedGraph
+from edgeopt.memory import release_free_memory
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
 from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
 from edgeopt.pipeline.quantize.bias_correction import empirical_bias_correction
@@ -30,19 +32,28 @@ latency (ms)."""
 
 
 class Builder:
-    """Builds and scores configurations, caching what several steps share (CLE graph, statistics)."""
+    """Builds and scores configurations, caching what several steps share (CLE graph, statistics).
 
-    def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, screen: int,
-                 target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig,
+    Of the evaluation samples only the screening subset's inputs are held (``x``: the first ``screen``);
+    every other pass (confirmations, the all-sample score) reads ``all_x`` in chunks. Outputs (one row of
+    the model's first output a sample) are kept."""
+
+    def __init__(self, graph: Graph, calib_x: np.ndarray, x: np.ndarray | Samples, y: np.ndarray | None,
+                 screen: int, target: Target, base_plan: Mapping[str, str], adaround_config: AdaRoundConfig,
                  finetune_config: FineTuneConfig) -> None:
         self.graph, self.calib_x, self.target = graph, calib_x, target
         self.base_plan, self.adaround_config, self.finetune_config = dict(base_plan), adaround_config, finetune_config
-        self.all_x, self.all_y, self.all_fp32_out = x, y, run_float(graph, x)
-        self.screened = 0 < screen < len(x)
-        n = screen if self.screened else len(x)
-        self.x, self.y, self.fp32_out = x[:n], None if y is None else y[:n], self.all_fp32_out[:n]
-        self.fp32 = top1(self.fp32_out, self.y) if y is not None else 100.0
-        self.fp32_all = top1(self.all_fp32_out, y) if y is not None else 100.0
+        self.all_x = as_samples(x, y)
+        self.all_y = self.all_x.labels
+        self.screened = 0 < screen < len(self.all_x)
+        n = screen if self.screened else len(self.all_x)
+        head, self.rest = self.all_x.split(n)
+        self.x, self.y = self.all_x.head(n), head.labels
+        self.fp32_out = run_float(graph, self.x)
+        self.all_fp32_out = (np.concatenate([self.fp32_out, run_float(graph, self.rest)]) if len(self.rest)
+                             else self.fp32_out)
+        self.fp32 = top1(self.fp32_out, self.y) if self.y is not None else 100.0
+        self.fp32_all = top1(self.all_fp32_out, self.all_y) if self.all_y is not None else 100.0
         self._graphs: dict[str, Graph] = {}
         self._stats: dict[tuple[str, str], dict[str, TensorStats]] = {}
         self._raw: dict[tuple[str, bool], dict[str, TensorStats]] = {}  # (cle, with histograms)
@@ -102,6 +113,7 @@ class Builder:
         return self._int8[key]
 
     def build(self, config: RecipeConfig) -> Built:
+        release_free_memory()  # what the last configuration's build and scoring freed
         # The plan applies after AdaRound and bias correction, which refine the int8 graph (``int8``).
         plan = {**self.base_plan, **promotion_plan(config.promoted)}
         qgraph = apply_precision(self.int8(config), self.stats(config.cle, config.range_method), plan)
@@ -112,15 +124,17 @@ class Builder:
 
     def score(self, program: QProgram) -> tuple[float, np.ndarray]:
         """The program's accuracy on the screening samples, and its outputs there (``score_rest``: the rest)."""
+        release_free_memory()  # what building it freed (AdaRound's and fine-tuning's tensors)
         out = run_int8(program, self.x)
         return self.accuracy(out, every_sample=False), out
 
     def score_rest(self, program: QProgram, screen_out: np.ndarray) -> np.ndarray:
         """The program's outputs on every evaluation sample, given ``screen_out``, its outputs on the screening
-        samples: only the samples past them are run (each sample's outputs do not depend on the others)."""
-        if len(screen_out) == len(self.all_x):
+        samples: only the samples past them are run, read in chunks (each sample's outputs do not depend on
+        the others)."""
+        if not len(self.rest):
             return screen_out
-        return np.concatenate([screen_out, run_int8(program, self.all_x[len(screen_out):])])
+        return np.concatenate([screen_out, run_int8(program, self.rest)])
 
     def paired(self, out: np.ndarray, every_sample: bool = False) -> PairedDrop:
         """The drop from fp32 of int8 outputs ``out`` on the screening samples (or on all of them), paired

@@ -104,7 +104,8 @@ class Screening:
 class HeldOut:
     """The chosen program on samples the recipe did not select on: ``samples`` of them (``source`` says
     which), fp32 and int8 accuracy there, the int8 outputs, the drop there paired with fp32 (``paired``,
-    with its standard error) and the same on the tuning and held-out samples together (``combined``)."""
+    with its standard error), the same on the tuning and held-out samples together (``combined``), and the
+    fp32 outputs."""
 
     samples: int
     source: str
@@ -113,6 +114,7 @@ class HeldOut:
     int8_out: np.ndarray
     paired: PairedDrop
     combined: PairedDrop
+    fp32_out: np.ndarray | None = None
 
     def to_json(self, max_drop: float) -> dict:
         """The report's ``held_out`` entry; ``met``: the drop there within ``max_drop``; ``within_error``: within
@@ -150,6 +152,8 @@ class RecipeResult:
     """The chosen program on the held-out samples, when the caller gave some."""
     tuned_on: str = ""
     """Which samples the recipe selected on (for the report)."""
+    fp32_out: np.ndarray | None = None
+    """The float graph's outputs on all the evaluation data (as ``int8_out``: deploy reuses them)."""
 
     def report(self) -> dict:
         """The report.json sections: ``recipe`` (the steps), ``recipe_budget`` (the outcome) and, when the

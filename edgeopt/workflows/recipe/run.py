@@ -9,7 +9,8 @@ from dataclasses import replace
 import numpy as np
 
 from edgeopt.ir import Graph
-from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.evaluate import run_both, top1
+from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES
 from edgeopt.pipeline.target import Target
@@ -25,19 +26,20 @@ SCREEN_SAMPLES = 500
 RANGE_STEPS = ("percentile", "mse", "sqnr")
 
 
-def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray | None, *, target: Target,
+def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | Samples, y: np.ndarray | None, *, target: Target,
                max_drop: float, base_plan: Mapping[str, str] | None = None,
                adaround_config: AdaRoundConfig = AdaRoundConfig(),
                finetune_config: FineTuneConfig = FineTuneConfig(),
                sensitivity_samples: int = DEFAULT_SAMPLES, screen_samples: int = SCREEN_SAMPLES,
-               holdout: tuple[np.ndarray, np.ndarray | None] | None = None, tuned_on: str = "",
+               holdout: tuple[np.ndarray, np.ndarray | None] | Samples | None = None, tuned_on: str = "",
                holdout_source: str = "", progress: Callable[[str], None] | None = None) -> RecipeResult:
     """Try the recipe's steps on ``graph`` until the int8 program is within ``max_drop`` of fp32.
 
     Args:
         graph: the optimized float graph (batch norms folded, activations fused).
         calib_x: calibration inputs.
-        x: evaluation inputs; ``y``: their labels, or None to score top-1 agreement with fp32.
+        x: evaluation inputs (an array, or ``Samples`` read in chunks: only the screening subset is held);
+            ``y``: their labels, or None to score top-1 agreement with fp32 (``Samples`` carry their own).
         target: the device's rules: every configuration is quantized (``ranges``, ``quantize``) and shipped
             (``ship``, then priced by the cost model) through it; mixed precision promotes a layer to int16
             where it allows (``int16_allowed``), else to float where a unit runs it so (``float_allowed``).
@@ -49,9 +51,9 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         sensitivity_samples: evaluation samples the mixed-precision step's sensitivity analysis uses.
         screen_samples: how many evaluation samples each step is scored on (0: all); a step within budget
             on them is confirmed on all samples.
-        holdout: inputs and labels (or None) the recipe does not select on: the chosen program is scored
-            on them once, at the end (``RecipeResult.held_out``), so that its reported accuracy is not
-            selected on the samples it is reported on.
+        holdout: inputs and labels (or None), or ``Samples`` (read in chunks), the recipe does not select
+            on: the chosen program is scored on them once, at the end (``RecipeResult.held_out``), so that
+            its reported accuracy is not selected on the samples it is reported on.
         tuned_on, holdout_source: which samples ``x`` and ``holdout`` are, for the report.
         progress: called with each step's name as it starts.
 
@@ -146,10 +148,11 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         int8_all = builder.accuracy(outputs[name], every_sample=True)
         screening = Screening(len(builder.x), len(builder.all_x), builder.fp32, builder.fp32_all, int8_all)
     held_out = None
-    if holdout is not None and len(holdout[0]):
+    h_x = None if holdout is None else holdout if isinstance(holdout, Samples) else as_samples(*holdout)
+    if h_x is not None and len(h_x):
         step_cb("recipe: held-out samples")
-        h_x, h_y = holdout
-        h_fp32, h_out = run_float(graph, h_x), run_int8(program, h_x)
+        h_y = h_x.labels
+        h_fp32, h_out = run_both(graph, program, h_x)  # one read of the held-out samples
         if h_y is not None:
             h_acc, h_ref = top1(h_out, h_y), top1(h_fp32, h_y)
         else:
@@ -161,13 +164,14 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray, y: np.ndarray |
         t_int8 = hits(outputs[name], builder.all_y, builder.all_fp32_out)
         h_ref_hits, h_int8_hits = hits(h_fp32, h_y, h_fp32), hits(h_out, h_y, h_fp32)
         held_out = HeldOut(len(h_x), holdout_source, h_ref, h_acc, h_out, paired_drop(h_ref_hits, h_int8_hits),
-                           paired_drop(np.concatenate([t_ref, h_ref_hits]), np.concatenate([t_int8, h_int8_hits])))
+                           paired_drop(np.concatenate([t_ref, h_ref_hits]), np.concatenate([t_int8, h_int8_hits])),
+                           h_fp32)
         log.info("recipe: the chosen step '%s' scores int8 %.2f (fp32 %.2f, drop %.2f +- %.2f) on %d held-out "
                  "samples (%s)", name, h_acc, h_ref, held_out.paired.drop, held_out.paired.se, len(h_x),
                  holdout_source)
-    return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if y is not None else
+    return RecipeResult(qgraph, program, config, tuple(steps), builder.fp32, "top1" if builder.all_y is not None else
                         "top1_agreement", max_drop, met, name, mixed.seen, outputs[name], screening, held_out,
-                        tuned_on)
+                        tuned_on, builder.all_fp32_out)
 
 
 def _cheapest_within_error(tried: list[tuple[float, str, RecipeConfig, Built]],

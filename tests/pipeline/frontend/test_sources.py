@@ -16,7 +16,7 @@ from edgeopt.pipeline.frontend.sources import (
     open_source,
     open_sources,
     read_all,
-    source_arrays,
+    sized_batches,
 )
 
 RNG = np.random.default_rng(3)
@@ -120,7 +120,7 @@ def test_entry_point_module_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert x.shape == (3, 3) and y.tolist() == [0, 1, 2]
     x, y = read_all(open_source(f"{tmp_path / 'userdata.py'}:unlabelled"), info, labels=True)
     assert x.shape == (2, 3) and y is None
-    assert source_arrays(open_source("userdata:batches"))["y"].tolist() == [0, 1, 2]
+    assert [b["y"].tolist() for b in sized_batches(open_source("userdata:batches"), 2)] == [[0, 1], [2]]
     with pytest.raises(DataError, match="failed: no disk"):
         read_all(open_source("userdata:broken"), info, labels=True)
 
