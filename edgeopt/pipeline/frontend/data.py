@@ -4,6 +4,10 @@ A model with one input reads ``x`` (or the input's own name); a model with sever
 input name. Several inputs become one structured array with a field per input name (``ir.input_arrays``),
 so that every stage counts and slices samples of all inputs at once. Float inputs are read as float32;
 integer inputs (token ids, attention masks) keep the model's declared integer dtype.
+
+The arrays of an ``.npz`` saved with ``np.savez`` (members stored, not compressed) are memory-mapped
+(``read_npz``): a 50,000-image validation set is read a batch at a time by whoever slices it, never held
+whole. Members of ``np.savez_compressed`` files cannot be mapped and are read whole.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ log = logging.getLogger(__name__)
 
 LABELS = "y"
 NPY_MAGIC = b"\x93NUMPY"
+FINITE_CHUNK = 1024  # samples checked for NaN/Inf at a time
 
 
 def read_checked(path: str | Path) -> dict[str, np.ndarray]:
@@ -62,7 +67,9 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
     _check_magic(path)
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+            arrays = {k: _mapped(path, npz.zip.getinfo(f"{k}.npy")) if f"{k}.npy" in npz.zip.namelist() else None
+                      for k in npz.files}
+            arrays = {k: npz[k] if a is None else a for k, a in arrays.items()}
     except ValueError as exc:
         if "allow_pickle" in str(exc):
             raise DataError(f"'{path}' holds pickled (object) arrays, which edgeopt does not load; save numeric "
@@ -72,6 +79,30 @@ def read_npz(path: Path, keys: Sequence[str] = ("x",)) -> dict[str, np.ndarray]:
         raise DataError(f"'{path}' is not a readable .npz file (corrupt or truncated?): {first_line(exc)}") from None
     _require(path, arrays, keys)
     return arrays
+
+
+def _mapped(path: Path, member: zipfile.ZipInfo) -> np.ndarray | None:
+    """The ``.npy`` member of the zip at ``path`` memory-mapped, when it is stored uncompressed and
+    unencrypted and holds a non-empty numeric array; else None (read it whole)."""
+    if member.compress_type != zipfile.ZIP_STORED or member.flag_bits & 1:
+        return None
+    with open(path, "rb") as f:
+        f.seek(member.header_offset)
+        local = f.read(30)  # the local file header: its name and extra field lengths are at bytes 26 and 28
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"member {member.filename}: bad local header")
+        f.seek(member.header_offset + 30 + int.from_bytes(local[26:28], "little")
+               + int.from_bytes(local[28:30], "little"))
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+            np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError("Object arrays cannot be loaded when allow_pickle=False")
+    if not shape or 0 in shape:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
 
 
 def _require(path: Path, arrays: dict[str, np.ndarray], keys: Sequence[str]) -> None:
@@ -156,11 +187,15 @@ def check_finite(path: Path, key: str, a: np.ndarray) -> None:
     """
     if not np.issubdtype(a.dtype, np.floating):
         return
-    with np.errstate(over="ignore"):
-        bad = ~np.isfinite(a.astype(np.float32))
-    if bad.any():
-        first = int(np.argmax(bad.reshape(len(a), -1).any(1)))
-        raise DataError(f"'{path}': {key} holds {int(bad.sum())} NaN/Inf value(s) (or beyond float32), the first in "
+    count, first = 0, None
+    for start in range(0, len(a), FINITE_CHUNK):  # in chunks: ``a`` may be a memory-mapped file
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(np.asarray(a[start:start + FINITE_CHUNK], np.float32))
+        if bad.any():
+            count += int(bad.sum())
+            first = start + int(np.argmax(bad.reshape(len(bad), -1).any(1))) if first is None else first
+    if count:
+        raise DataError(f"'{path}': {key} holds {count} NaN/Inf value(s) (or beyond float32), the first in "
                         f"sample {first}; replace or drop those samples")
 
 

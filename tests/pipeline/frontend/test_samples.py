@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgeopt.errors import DataError
 from edgeopt.ir import TensorInfo
 from edgeopt.pipeline.evaluate import executor_batch
 from edgeopt.pipeline import evaluate
+from edgeopt.pipeline.frontend.data import FINITE_CHUNK, read_checked, read_npz
 from edgeopt.pipeline.frontend.samples import in_memory, source_samples
 from edgeopt.pipeline.frontend.sources import ArraySource, EntryPointSource, PartSource, open_source
 from tests.builders.programs import conv2d_program
@@ -71,3 +73,30 @@ def test_executor_batch_keeps_the_largest_tensor_within_budget(monkeypatch: pyte
     assert executor_batch(program) == 10
     monkeypatch.setattr(evaluate, "EXECUTOR_BYTES", 1)
     assert executor_batch(program) == 1
+
+
+def test_an_npz_saved_uncompressed_is_memory_mapped_and_a_compressed_one_read_whole(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(size=(40, 3, 4, 4)).astype(np.float32)
+    y = np.arange(40) % 10
+    np.savez(tmp_path / "stored.npz", x=x, y=y)
+    np.savez_compressed(tmp_path / "packed.npz", x=x, y=y)
+    stored, packed = read_npz(tmp_path / "stored.npz"), read_npz(tmp_path / "packed.npz")
+    assert isinstance(stored["x"], np.memmap) and isinstance(stored["y"], np.memmap)
+    assert not isinstance(packed["x"], np.memmap)
+    for arrays in (stored, packed):
+        np.testing.assert_array_equal(arrays["x"], x)
+        np.testing.assert_array_equal(arrays["y"], y)
+    # A stored file cut short is refused in one line, as a compressed one is.
+    data = (tmp_path / "stored.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+    with pytest.raises(DataError, match="not a readable .npz"):
+        read_npz(tmp_path / "cut.npz")
+
+
+def test_nan_is_found_in_any_chunk_of_a_mapped_array(tmp_path: Path) -> None:
+    x = np.zeros((2 * FINITE_CHUNK + 5, 2), np.float32)
+    x[FINITE_CHUNK + 3, 1] = np.nan
+    x[2 * FINITE_CHUNK + 1, 0] = np.inf
+    np.savez(tmp_path / "d.npz", x=x)
+    with pytest.raises(DataError, match=f"2 NaN/Inf value\\(s\\).*sample {FINITE_CHUNK + 3}"):
+        read_checked(tmp_path / "d.npz")
