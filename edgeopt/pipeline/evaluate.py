@@ -148,3 +148,8 @@ def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, n
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     """Top-1 accuracy in percent."""
     return float(np.mean(logits.reshape(len(logits), -1).argmax(1) == labels) * 100.0)
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
+    """Top-1 agreement in percent: how often ``logits`` and ``reference`` (e.g. fp32's) pick the same class."""
+    return top1(logits, reference.reshape(len(reference), -1).argmax(1))

@@ -27,7 +27,7 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.emit.float_program import dequantize_program
 from edgeopt.pipeline.emit.onnx import graph_to_onnx, quantized_to_onnx
 from edgeopt.pipeline.emit.tflite import program_to_tflite
-from edgeopt.pipeline.evaluate import run_both, run_int8, score, top1
+from edgeopt.pipeline.evaluate import agreement, run_both, run_int8, score, top1
 from edgeopt.pipeline.frontend.data import check_labels
 from edgeopt.pipeline.frontend.load import LoadedModel, load
 from edgeopt.pipeline.frontend.onnx import InputShape
@@ -429,16 +429,13 @@ def _accuracy(graph: Graph, program: QProgram, x: Samples, known: tuple[np.ndarr
     with ``device`` (the device's own weight scheme), its figures too, under ``device_scheme``."""
     y = x.labels
     fp32, int8 = run_both(graph, program, x) if known is None else known
-
-    def agreement(out: np.ndarray) -> float:
-        return float(np.mean(fp32.reshape(len(x), -1).argmax(1) == out.reshape(len(x), -1).argmax(1)) * 100)
-
     emulated = None if device is None else run_int8(device, x)
     if y is None:
-        acc = {"metric": "top1_agreement", "fp32": 100.0, "int8": agreement(int8), "n": len(x)}
-        device_scheme = None if emulated is None else {"int8": agreement(emulated)}
+        acc = {"metric": "top1_agreement", "fp32": 100.0, "int8": agreement(int8, fp32), "n": len(x)}
+        device_scheme = None if emulated is None else {"int8": agreement(emulated, fp32)}
     else:
-        acc = {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agreement(int8),
+        acc = {"metric": "top1", "fp32": top1(fp32, y), "int8": top1(int8, y), "agreement": agreement(int8, fp32),
                "n": len(x)}
-        device_scheme = None if emulated is None else {"int8": top1(emulated, y), "agreement": agreement(emulated)}
+        device_scheme = None if emulated is None else {"int8": top1(emulated, y),
+                                                       "agreement": agreement(emulated, fp32)}
     return acc if device_scheme is None else {**acc, "device_scheme": device_scheme}

@@ -10,7 +10,7 @@ import numpy as np
 from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.memory import release_free_memory
 from edgeopt.pipeline.calibrate import TensorStats, calibrate
-from edgeopt.pipeline.evaluate import run_float, run_int8, top1
+from edgeopt.pipeline.evaluate import agreement, run_float, run_int8, top1
 from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.pipeline.optimize.cross_layer_equalization import cross_layer_equalization
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig, adaround
@@ -153,7 +153,4 @@ class Builder:
     def accuracy(self, out: np.ndarray, every_sample: bool) -> float:
         """The accuracy of int8 outputs on the screening samples (or on all of them)."""
         y, fp32 = (self.all_y, self.all_fp32_out) if every_sample else (self.y, self.fp32_out)
-        if y is not None:
-            return top1(out, y)
-        n = len(out)
-        return float(np.mean(fp32.reshape(n, -1).argmax(1) == out.reshape(n, -1).argmax(1)) * 100)
+        return top1(out, y) if y is not None else agreement(out, fp32)

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 
 from edgeopt.ir import Graph
-from edgeopt.pipeline.evaluate import run_both, top1
+from edgeopt.pipeline.evaluate import agreement, run_both, top1
 from edgeopt.pipeline.frontend.samples import Samples, as_samples
 from edgeopt.pipeline.quantize.adaround import AdaRoundConfig
 from edgeopt.pipeline.quantize.sensitivity import DEFAULT_SAMPLES
@@ -156,8 +156,7 @@ def run_recipe(graph: Graph, calib_x: np.ndarray, x: np.ndarray | Samples, y: np
         if h_y is not None:
             h_acc, h_ref = top1(h_out, h_y), top1(h_fp32, h_y)
         else:
-            n = len(h_out)
-            h_acc, h_ref = float(np.mean(h_fp32.reshape(n, -1).argmax(1) == h_out.reshape(n, -1).argmax(1)) * 100), 100.0
+            h_acc, h_ref = agreement(h_out, h_fp32), 100.0
         # Paired drops there, and on the tuning and held-out samples together (the chosen program's outputs on
         # the tuning samples are known: ``outputs[name]``).
         t_ref = hits(builder.all_fp32_out, builder.all_y, builder.all_fp32_out)
