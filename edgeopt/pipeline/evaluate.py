@@ -113,12 +113,10 @@ def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, n
         for i in range(0, len(x), batch):
             part = x[i:i + batch]
             fp32 = session.run_batch(part)[0].reshape(len(part), -1).argmax(1)
-            int8 = dequantize_output(program, run_program(program, program_inputs(program, part))[0])
-            int8 = int8.reshape(len(part), -1).argmax(1)
+            int8 = _predicted(program, part)
             agree += int(np.sum(fp32 == int8))
             if device is not None:
-                emulated = dequantize_output(device, run_program(device, program_inputs(device, part))[0])
-                emulated = emulated.reshape(len(part), -1).argmax(1)
+                emulated = _predicted(device, part)
                 device_agree += int(np.sum(fp32 == emulated))
             if y is None:
                 labelled = False
@@ -143,6 +141,12 @@ def score(graph: Graph, program: QProgram, batches: Iterable[tuple[np.ndarray, n
                "n": n}
         device_scheme = {"int8": device_right / n * 100, "agreement": device_agree / n * 100}
     return out if device is None else {**out, "device_scheme": device_scheme}
+
+
+def _predicted(program: QProgram, x: np.ndarray) -> np.ndarray:
+    """The class ``program`` picks for each sample of ``x`` (its first output's argmax)."""
+    out = dequantize_output(program, run_program(program, program_inputs(program, x))[0])
+    return out.reshape(len(x), -1).argmax(1)
 
 
 def top1(logits: np.ndarray, labels: np.ndarray) -> float:
