@@ -6,6 +6,7 @@ from edgeopt.ir import Graph, QuantizedGraph
 from edgeopt.pipeline.lower.context import LOWERINGS, LowerContext, program_perm
 from edgeopt.pipeline.lower.float_island import lowering_of
 from edgeopt.pipeline.lower.movement_pairs import compose_movement
+from edgeopt.pipeline.lower.subsample import subsample_as_depthwise
 from edgeopt.qprogram import QProgram, Rounding
 from edgeopt.registry import import_submodules
 from edgeopt.runtimes.reference.prepare import prepare_program
@@ -49,7 +50,8 @@ def lower(qgraph: QuantizedGraph, rounding: Rounding = "single") -> QProgram:
         ctx.activation(t.name, graph.nodes[0])
     for node in graph.nodes:
         lowering_of(node, ctx)(node, ctx)
-    ops = compose_movement(ctx.ops, ctx.tensors, {t.name for t in graph.outputs})
+    outputs = {t.name for t in graph.outputs}
+    ops = subsample_as_depthwise(compose_movement(ctx.ops, ctx.tensors, outputs), ctx.tensors, outputs)
     used = {t for op in ops for t in op.inputs + op.outputs} | {t.name for t in graph.inputs}
     program = QProgram(
         name=graph.name,
