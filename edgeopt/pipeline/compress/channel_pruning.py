@@ -20,9 +20,8 @@ import numpy as np
 from edgeopt.ir import Graph, Node, TensorInfo
 from edgeopt.pipeline.compress.channel_groups import TiedChannels, channels, is_depthwise, is_end, propagate
 from edgeopt.pipeline.compress.layers import activations, conv_geometry, node_by_name
+from edgeopt.pipeline.compress.refit import MAX_ROWS, im2col, refit_layer
 
-MAX_ROWS = 16384  # least-squares rows (output positions) sampled from the calibration data
-RIDGE = 1e-6      # relative Tikhonov term: keeps the normal equations well posed for dead channels
 
 
 def prune_reason(graph: Graph, node: Node) -> str | None:
@@ -214,7 +213,7 @@ def reconstruct(pruned: Graph, before: Graph, reference: Graph, drops: dict[str,
     The layers are re-fit one after another in graph order, each on the inputs it sees once the layers
     before it are re-fit: a group's layers (a residual stream's readers) feed each other, and a layer
     fitted to inputs that an upstream re-fit then changes no longer fits them. A layer whose re-fit does
-    not lower its own output error below the cut weights' (on held-out images of ``x``, see ``_refit``)
+    not lower its own output error below the cut weights' (on held-out images of ``x``, see ``refit.refit_layer``)
     keeps the cut weights.
     """
     sinks = [n for n in pruned.nodes if n.op in ("Conv", "Gemm") and is_end(pruned, n) and drops.get(n.inputs[0])
@@ -229,90 +228,8 @@ def reconstruct(pruned: Graph, before: Graph, reference: Graph, drops: dict[str,
     for node in sinks:
         y = np.take(targets[node.outputs[0]], _keep(drops.get(node.outputs[0]),
                                                       targets[node.outputs[0]].shape[1]), axis=1)
-        fit = _refit(pruned, node, activations(pruned, x, [node.inputs[0]])[node.inputs[0]], y, rng)
-        if fit is None:
-            continue
-        inits = dict(pruned.initializers)
-        w_name, b_name = f"{node.name}.refit_weight", f"{node.name}.refit_bias"
-        inits[w_name], inits[b_name] = fit
-        nodes = [node.with_(inputs=(node.inputs[0], w_name, b_name)) if n is node else n for n in pruned.nodes]
-        pruned = pruned.replace(nodes=tuple(nodes), initializers=inits).without_unused_initializers()
+        pruned = refit_layer(pruned, node, activations(pruned, x, [node.inputs[0]])[node.inputs[0]], y, rng)
     return pruned
-
-
-def _refit(graph: Graph, node: Node, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
-           ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Least-squares weight (in the node's layout) and bias mapping input ``x`` to output ``y``, or None
-    when a re-fit does not map it closer to ``y`` than the node's own (cut) weight and bias.
-
-    The check is made on held-out images: a re-fit on the even-numbered images of the batch must beat the
-    cut weights on the odd-numbered ones (a fit with about as many unknowns as rows, such as a classifier
-    re-fit on a few dozen images, only learns the batch). The weights returned are fitted on every image.
-    """
-    w = graph.initializers[node.inputs[1]]
-    if node.op == "Conv":
-        patches = _im2col(x, node, w.shape[2:])
-        rows = y.transpose(0, 2, 3, 1).reshape(-1, y.shape[1])
-    else:
-        patches, rows = x.reshape(len(x), -1), y.reshape(len(y), -1)
-    image = np.arange(len(patches)) // (len(patches) // len(x))
-    if len(patches) > MAX_ROWS:
-        pick = rng.choice(len(patches), MAX_ROWS, replace=False)
-        patches, rows, image = patches[pick], rows[pick], image[pick]
-    a = np.concatenate([patches.astype(np.float64), np.ones((len(patches), 1))], axis=1)
-    rows = rows.astype(np.float64)
-    held = image % 2 == 1
-    check = (~held, held) if held.any() and not held.all() else (slice(None), slice(None))
-    trial = _least_squares(a[check[0]], rows[check[0]])
-    a_held, rows_held = a[check[1]], rows[check[1]]
-    if np.sum((a_held @ trial - rows_held) ** 2) >= np.sum((a_held @ _as_solution(graph, node) - rows_held) ** 2):
-        return None
-    sol = _least_squares(a, rows)
-    weight, bias = sol[:-1].T, sol[-1]              # (outputs, inputs), (outputs,)
-    if node.op == "Conv":
-        weight = weight.reshape(w.shape)
-    elif not node.attrs.get("transB", 0):
-        weight = weight.T
-    if node.op == "Gemm":
-        weight = weight / node.attrs.get("alpha", 1.0)
-        bias = bias / node.attrs.get("beta", 1.0)
-    return weight.astype(np.float32), bias.astype(np.float32)
-
-
-def _least_squares(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``argmin ||a s - rows||^2 + RIDGE * mean(diag(a^T a)) * ||s||^2``."""
-    gram = a.T @ a
-    gram += np.eye(len(gram)) * RIDGE * max(np.trace(gram) / len(gram), 1e-12)
-    return np.linalg.solve(gram, a.T @ rows)
-
-
-def _as_solution(graph: Graph, node: Node) -> np.ndarray:
-    """The node's own weight and bias as a least-squares solution: ``(inputs + 1, outputs)``, the bias last
-    (Gemm's ``alpha`` and ``beta`` applied)."""
-    w = graph.initializers[node.inputs[1]].astype(np.float64)
-    if node.op == "Conv":
-        weight = w.reshape(w.shape[0], -1)
-    else:
-        weight = (w if node.attrs.get("transB", 0) else w.T) * node.attrs.get("alpha", 1.0)
-    bias = np.asarray(graph.initializers.get(node.inputs[2], 0.0) if len(node.inputs) > 2 else 0.0, np.float64)
-    if node.op == "Gemm":
-        bias = bias * node.attrs.get("beta", 1.0)
-    bias = np.broadcast_to(np.reshape(bias, -1), (weight.shape[0],))
-    return np.concatenate([weight.T, bias[None, :]], axis=0)
-
-
-def _im2col(x: np.ndarray, node: Node, kernel: tuple[int, int]) -> np.ndarray:
-    """Patches of ``x`` (N, C, H, W) as rows (one per output position), columns ordered (c, ky, kx)."""
-    strides, dilations, pads = conv_geometry(node)
-    kh, kw = kernel
-    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
-    ho = (xp.shape[2] - dilations[0] * (kh - 1) - 1) // strides[0] + 1
-    wo = (xp.shape[3] - dilations[1] * (kw - 1) - 1) // strides[1] + 1
-    cols = [xp[:, :, i * dilations[0]: i * dilations[0] + (ho - 1) * strides[0] + 1: strides[0],
-               j * dilations[1]: j * dilations[1] + (wo - 1) * strides[1] + 1: strides[1]]
-            for i in range(kh) for j in range(kw)]
-    stacked = np.stack(cols, axis=2)                                 # (N, C, KH*KW, Ho, Wo)
-    return stacked.transpose(0, 3, 4, 1, 2).reshape(x.shape[0] * ho * wo, -1)
 
 
 def _channel_energy(graph: Graph, node: Node, x: np.ndarray) -> np.ndarray:
@@ -323,7 +240,7 @@ def _channel_energy(graph: Graph, node: Node, x: np.ndarray) -> np.ndarray:
         per_input = w if node.op == "Gemm" and node.attrs.get("transB", 0) else w.T   # (outputs, inputs)
         return np.sum(x.astype(np.float64) ** 2, axis=0) * np.sum(per_input.astype(np.float64) ** 2, axis=0)
     kh, kw = w.shape[2:]
-    patches = _im2col(x, node, (kh, kw))
+    patches = im2col(x, node, (kh, kw))
     if len(patches) > MAX_ROWS:
         patches = patches[np.random.default_rng(0).choice(len(patches), MAX_ROWS, replace=False)]
     per = patches.reshape(len(patches), w.shape[1], kh * kw)

@@ -8,7 +8,7 @@
    noises do). Starting from the uncompressed model, the move of least added loss per MAC saved is
    taken until the budget is met; the last move's ratio is then interpolated so the model lands on the
    budget rather than below it.
-3. **Application**: prunings first (each re-fit against the uncompressed model), then decompositions.
+3. **Application**: prunings first, then decompositions, each re-fit against the uncompressed model.
 
 With ``multiple`` > 1 (a kernel's channel block, e.g. 16 for XNNPACK's int8 output-channel tiles on
 this host), every count that compression decides (a pruned layer's kept input channels, an SVD's rank)
@@ -29,6 +29,7 @@ from edgeopt.pipeline.compress.channel_groups import TiedChannels, channels
 from edgeopt.pipeline.compress.channel_pruning import (input_channel_drops, prune_input_channels, prune_reason,
                                                       tied_layers)
 from edgeopt.pipeline.compress.layers import graph_macs, node_by_name, node_macs, outputs
+from edgeopt.pipeline.compress.refit import refit_decomposition
 from edgeopt.pipeline.compress.svd import decompose, full_rank, rank_for_ratio, svd_kind
 
 log = logging.getLogger(__name__)
@@ -134,7 +135,8 @@ def kept_count(graph: Graph, choice: Choice, multiple: int = 1, reference: Graph
 
 def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: Graph | None = None,
                    multiple: int = 1) -> tuple[Graph, tuple[str, ...]]:
-    """``graph`` with one layer compressed as ``choice`` says (pruning re-fits on ``calib``), and the other
+    """``graph`` with one layer compressed as ``choice`` says (pruning and SVD re-fit on ``calib`` against
+    ``reference``, the uncompressed model, else ``graph``), and the other
     layers whose input channels that pruning also cut. Kept counts are multiples of ``multiple``.
 
     Raises:
@@ -144,7 +146,8 @@ def compress_layer(graph: Graph, choice: Choice, calib: np.ndarray, reference: G
     node = node_by_name(graph, choice.layer)
     keep = kept_count(graph, choice, multiple, reference)
     if choice.method == "svd":
-        return decompose(graph, node.name, keep), ()
+        decomposed = decompose(graph, node.name, keep)
+        return refit_decomposition(decomposed, graph, reference or graph, node.name, calib), ()
     drops = input_channel_drops(graph, node.name, keep, calib)
     return (prune_input_channels(graph, node.name, keep, calib, reference, drops=drops),
             tied_layers(graph, node.name, drops))
