@@ -4,7 +4,7 @@ int8 top-1 before compression, after it and after label-free fine-tuning; the ra
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
         [--methods svd,prune] [--channel-multiple N] [--finetune-epochs N] [--no-augment]
         [--latency-device host]   # targets as fractions of the latency priced on that profile
-        [--inner-only]            # never prune a residual stream's tied channel group
+        [--prune-groups]          # also prune residual streams' tied channel groups
 
 Each model is exported to a float .onnx and compressed label-free (layers scored by output SQNR against
 the uncompressed model on calibration images, pruning re-fit on the same images; kept channel counts
@@ -176,7 +176,7 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
                           eval_size=256 if setup.score_x is None else len(setup.score_x),
                           calib=tmp / f"{name}.compress_calib.npz", methods=tuple(args.methods.split(",")),
                           calib_size=len(setup.compress_calib), ratios=tuple(float(r) for r in args.ratios.split(",")),
-                          channel_multiple=args.channel_multiple, prune_groups=not args.inner_only, progress=_every_tenth(f"  {name} {target:.0%}"))
+                          channel_multiple=args.channel_multiple, prune_groups=args.prune_groups, progress=_every_tenth(f"  {name} {target:.0%}"))
         ratio = result.report["macs_after"] / result.report["macs_before"]
         rows.append((f"compressed {target:.0%}", ratio, deployed(tmp / f"compress-{name}" / "model.compressed.onnx",
                                                                  f"{target}"), time.process_time() - start, result))
@@ -221,8 +221,8 @@ def main() -> None:
     parser.add_argument("--channel-multiple", type=int, default=None,
                         help="kept channels and ranks in multiples of this (default: with --latency-device, that "
                              "profile's int8 blocks, 16 on this host's XNNPACK; else 1)")
-    parser.add_argument("--inner-only", action="store_true",
-                        help="prune only residual blocks' inner convolutions, never a residual stream's channels")
+    parser.add_argument("--prune-groups", action="store_true",
+                        help="also prune residual streams (tied channel groups) as one move")
     parser.add_argument("--finetune-epochs", type=int, default=24,
                         help="ResNet-32 distillation epochs (24: about 9-10 CPU-minutes at 50 %% MACs)")
     parser.add_argument("--finetune-size", type=int, default=4000, help="ResNet-32 distillation images")

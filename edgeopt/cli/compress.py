@@ -16,7 +16,8 @@ def compress(
     = None,
     target_latency: Annotated[float | None, typer.Option(help="Fraction of the model's int8 latency on --device to "
                                                               "keep, priced by the profile's cost model.")] = None,
-    device: Annotated[str | None, typer.Option("--device", "-d", help="Device profile for --target-latency.")]
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Device profile: prices --target-latency; sets the "
+                                                                 "channel multiple.")]
     = None,
     method: Annotated[str, typer.Option(help="Compression methods, comma-separated: svd (spatial and weight SVD), "
                                              "prune (channel pruning with reconstruction).")] = "svd,prune",
@@ -30,6 +31,11 @@ def compress(
     finetune_epochs: Annotated[int, typer.Option(help="Epochs of label-free distillation from the uncompressed "
                                                       "model on the calibration data (0: none).")] = 0,
     finetune_size: Annotated[int, typer.Option(help="Distil on at most this many calibration samples.")] = 2048,
+    channel_multiple: Annotated[int | None, typer.Option(min=1, help="Kept channels and SVD ranks are multiples of "
+                                                                     "this (default: with --device, its int8 "
+                                                                     "channel blocks, else 1).")] = None,
+    prune_groups: Annotated[bool, typer.Option(help="Also prune residual streams (channels tied across "
+                                                    "layers) as one move.")] = False,
     out: Annotated[Path, typer.Option(help="Output folder: model.compressed.onnx, compress.json and the cached "
                                            "score table.")] = Path("edgeopt-out/compress"),
     input_shape: InputShapeOpt = None,
@@ -46,6 +52,7 @@ def compress(
                                 methods=methods, data=data, calib=calib,
                                 calib_size=calib_size, eval_size=eval_size, input_shape=parse_input_shapes(input_shape or []),
                                 finetune_epochs=finetune_epochs, finetune_size=finetune_size,
+                                channel_multiple=channel_multiple, prune_groups=prune_groups,
                                 progress=progress, preprocess=preprocess)
 
     result = guard(debug, work)

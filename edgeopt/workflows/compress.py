@@ -78,7 +78,7 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
              calib_size: int = DEFAULT_CALIB_SIZE, eval_size: int = DEFAULT_EVAL_SIZE,
              ratios: Sequence[float] = DEFAULT_RATIOS, input_shape: tuple[int, ...] | None = None,
              finetune_epochs: int = 0, finetune_size: int = DEFAULT_FINETUNE_SIZE,
-             finetune_augment: bool = False, channel_multiple: int | None = None, prune_groups: bool = True,
+             finetune_augment: bool = False, channel_multiple: int | None = None, prune_groups: bool = False,
              progress: Callable[[str], None] | None = None,
              preprocess: str | Path | Mapping[str, Any] | None = None) -> CompressResult:
     """Compress ``model`` to ``target_macs`` (a fraction of its MACs), or to ``target_latency`` (a fraction
@@ -98,8 +98,11 @@ def compress(model: str | None, target_macs: float | None = None, *, out: str | 
         finetune_augment: distil on random flips and shifts of those samples (NCHW images).
         channel_multiple: kept channel counts and SVD ranks are multiples of it (a kernel's channel
             block); None: with a device, ``profile_multiple`` of its int8 channel blocks, else 1.
-        prune_groups: False to prune only layers whose input channels are their own (a residual block's
-            inner convolutions), never a group of tied channels (a residual stream); the table is the same.
+        prune_groups: True to also prune groups of tied channels (a residual stream, cut in every reader at
+            once) as one move; by default only layers whose input channels are their own (a residual
+            block's inner convolutions) are pruned. The table is the same either way. Each move is scored
+            alone, and a group's cuts in many layers do not add up with the other moves: on ResNet-32 at
+            50 % of the MACs the selection gave 85.9 % top-1 with groups and 91.4 % without.
         progress: called with the name of each stage as it starts; if it also has ``count(task, done,
             total)`` (``edgeopt.progress.Counter``), that gets the layers scored.
         preprocess: how the images of an image-folder source become samples (``frontend.preprocess``).
