@@ -23,7 +23,6 @@ from edgeopt.pipeline.compress.layers import activations, conv_geometry, node_by
 from edgeopt.pipeline.compress.refit import MAX_ROWS, im2col, refit_layer
 
 
-
 def prune_reason(graph: Graph, node: Node) -> str | None:
     """Why ``node``'s input channels cannot be pruned, or None when they can."""
     if node.op != "Conv" or not is_end(graph, node):
@@ -213,8 +212,8 @@ def reconstruct(pruned: Graph, before: Graph, reference: Graph, drops: dict[str,
     The layers are re-fit one after another in graph order, each on the inputs it sees once the layers
     before it are re-fit: a group's layers (a residual stream's readers) feed each other, and a layer
     fitted to inputs that an upstream re-fit then changes no longer fits them. A layer whose re-fit does
-    not lower its own output error below the cut weights' (on held-out images of ``x``, see ``refit.refit_layer``)
-    keeps the cut weights.
+    not lower its own output error below the cut weights' (on held-out images of ``x``, see
+    ``refit.refit_layer``) keeps the cut weights.
     """
     sinks = [n for n in pruned.nodes if n.op in ("Conv", "Gemm") and is_end(pruned, n) and drops.get(n.inputs[0])
              and "fused_activation" not in n.attrs and (n.op != "Conv" or conv_geometry(n))]
