@@ -3,13 +3,20 @@
 Hinton et al. 2015, "Distilling the knowledge in a neural network": the student (compressed) learns to
 reproduce the teacher's (uncompressed) outputs on unlabelled inputs, here by the mean squared error of
 the logits (equivalent to distillation at a high temperature), with Adam and a cosine learning rate.
-Only the weights and biases of Conv, Gemm and MatMul nodes train; both graphs run as torch modules
-built from the IR's own ops (``edgeopt.torch.ops``). With ``augment``, every batch is seen through a random
-horizontal flip and a random translation of up to an eighth of its height and width (zero fill), and
-the teacher's targets are computed on that same view, so a few hundred calibration images give many
-distinct training inputs (the usual CIFAR/ImageNet augmentations, which need no labels). Batch norms are folded into their convs first
-(``fold_batch_norm``, exact), so there are no running statistics left to re-estimate: the folded
-biases train instead. The result is a Graph with the same nodes and new weight values.
+With ``features`` the student also matches the teacher's residual stream (the outputs of the blocks'
+Adds that both graphs compute at the same shape; Romero et al. 2015, "FitNets"), which tells it where
+its error arises, not only that there is one. Only the weights and biases of Conv, Gemm and MatMul
+nodes train; both graphs run as torch modules built from the IR's own ops (``edgeopt.torch.ops``), on
+channels-last images. With ``augment`` (and ``mix``), every batch is seen through random flips and shifts
+(and mixup or cutmix, ``edgeopt.torch.views``), and the teacher's targets are computed on that same view,
+so a few thousand calibration images give many distinct training inputs without labels. Batch norms are
+folded into their convs first (``fold_batch_norm``, exact), so there are no running statistics left to
+re-estimate: the folded biases train instead. The result is a Graph with the same nodes and new weight
+values.
+
+Defaults (ResNet-32 on CIFAR-10 compressed to 50 % of its MACs, 20 epochs on flips and shifts of 4000
+training images, README "Compression"): Adam at 3e-4 (1e-3 diverges, 1e-4 learns slower), feature
+weight 10 (held-out logit error 3.3 against 4.3 for logits alone after 5 epochs).
 """
 from __future__ import annotations
 
@@ -87,7 +94,7 @@ def residual_stream(student: Graph, teacher: Graph) -> tuple[str, ...]:
 
 
 def distill(student: Graph, teacher: Graph, x: np.ndarray, *, epochs: int = 5, batch: int = 64,
-            lr: float = 1e-4, augment: bool = False, mix: str | None = None, features: float = 0.0,
+            lr: float = 3e-4, augment: bool = False, mix: str | None = None, features: float = 10.0,
             progress: Callable[[str], None] | None = None) -> Graph:
     """Fine-tune ``student`` to reproduce ``teacher``'s first output on the unlabelled inputs ``x``.
 
