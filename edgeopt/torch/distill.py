@@ -14,9 +14,10 @@ folded into their convs first (``fold_batch_norm``, exact), so there are no runn
 re-estimate: the folded biases train instead. The result is a Graph with the same nodes and new weight
 values.
 
-Defaults (ResNet-32 on CIFAR-10 compressed to 50 % of its MACs, 20 epochs on flips and shifts of 4000
-training images, README "Compression"): Adam at 3e-4 (1e-3 diverges, 1e-4 learns slower), feature
-weight 10 (held-out logit error 3.3 against 4.3 for logits alone after 5 epochs).
+Defaults, from ResNet-32 on CIFAR-10 compressed to 50 % of its MACs (README "Compression"): Adam at
+3e-4 (1e-3 diverged, 1e-4 learnt slower); feature weight 10 (after 20 epochs on flips and shifts of
+4000 training images, logit squared error 2.4 on 1000 others against 3.4 for logits alone; weights 1,
+3, 10, 30 after 5 epochs: 3.9, 3.6, 3.3, 3.1); no mix (mixup: 2.6).
 """
 from __future__ import annotations
 
