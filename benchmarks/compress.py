@@ -3,6 +3,7 @@ int8 top-1 before compression, after it and after label-free fine-tuning; the ra
 
     python benchmarks/compress.py [--models resnet32,efficientnet_lite0] [--targets 0.5,0.7]
         [--methods svd,prune] [--channel-multiple N] [--finetune-epochs N] [--no-augment]
+        [--lr LR] [--features W] [--mix none|mixup|cutmix]   # distillation (default: distill's)
         [--latency-device host]   # targets as fractions of the latency priced on that profile
         [--prune-groups]          # also prune residual streams' tied channel groups
 
@@ -10,7 +11,8 @@ Each model is exported to a float .onnx and compressed label-free (layers scored
 the uncompressed model on calibration images, pruning re-fit on the same images; kept channel counts
 and SVD ranks are multiples of ``--channel-multiple``). Each model is deployed (arm-cortex-a78-xnnpack,
 which also writes ``model.fp32.tflite``), then fine-tuned without labels (distillation from the
-uncompressed model on random flips and shifts of other calibration images) and deployed again.
+uncompressed model, logits and residual stream, on random flips and shifts of other calibration images)
+and deployed again.
 
 - ResNet-32: scored and re-fit on 64 CIFAR-10 *training* images, deploy-calibrated on 500 others,
   distilled on ``--finetune-size`` others; evaluated on test1000.
@@ -51,6 +53,7 @@ from edgeopt.pipeline.frontend.load import export_torch, load  # noqa: E402
 from edgeopt.runtimes.cost import estimate  # noqa: E402
 from edgeopt.runtimes.litert import LiteRT  # noqa: E402
 from edgeopt.torch.distill import distill  # noqa: E402
+from edgeopt.torch.views import MIXES  # noqa: E402
 from edgeopt.workflows.compress import CompressResult, compress  # noqa: E402
 from edgeopt.workflows.deploy import DeployResult, deploy  # noqa: E402
 
@@ -148,6 +151,12 @@ def _ratios(result: CompressResult) -> str:
         f"; {skipped} layers never compressible"
 
 
+def _distill_options(args: argparse.Namespace) -> dict[str, object]:
+    """The distillation options given on the command line (the others keep ``distill``'s defaults)."""
+    given = {"lr": args.lr, "features": args.features, "mix": args.mix}
+    return {k: (None if v == "none" else v) for k, v in given.items() if v is not None}
+
+
 def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
     cpu0 = time.process_time()
     setup = MODELS[name](args)
@@ -183,7 +192,7 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
         if setup.epochs:
             start = time.process_time()
             tuned = distill(result.graph, teacher, setup.finetune, epochs=setup.epochs, augment=not args.no_augment,
-                            lr=args.lr, progress=_every_tenth(f"  {name} {target:.0%}"))
+                            progress=_every_tenth(f"  {name} {target:.0%}"), **_distill_options(args))
             path = tmp / f"{name}-finetuned{target}.onnx"
             write_onnx(graph_to_onnx(tuned), path)
             rows.append(("  + fine-tuned", ratio, deployed(path, f"ft{target}"), time.process_time() - start, result))
@@ -192,7 +201,8 @@ def bench(name: str, args: argparse.Namespace, tmp: Path, device: str) -> None:
           f"targets of "
           f"{'latency on ' + args.latency_device if args.latency_device else 'MACs'}; label-free re-fit on "
           f"{len(setup.compress_calib)} calibration images, scoring on "
-          f"{'the same' if setup.score_x is None else f'{len(setup.score_x)} others'}, distillation {setup.epochs} epochs on "
+          f"{'the same' if setup.score_x is None else f'{len(setup.score_x)} others'}, distillation {setup.epochs} epochs "
+          f"({', '.join(f'{k} {v}' for k, v in _distill_options(args).items()) or 'distill defaults'}) on "
           f"{'augmented views of ' if not args.no_augment else ''}{len(setup.finetune)} calibration images")
     print(f"{'model':16s} {'MACs':>6s} {'fp32':>7s} {'int8':>7s} {'est.fps':>8s} {'est.host':>9s} "
           f"{'host int8':>10s} {'host fp32':>10s} {'CPU s':>7s}")
@@ -223,11 +233,15 @@ def main() -> None:
                              "profile's int8 blocks, 16 on this host's XNNPACK; else 1)")
     parser.add_argument("--prune-groups", action="store_true",
                         help="also prune residual streams (tied channel groups) as one move")
-    parser.add_argument("--finetune-epochs", type=int, default=24,
-                        help="ResNet-32 distillation epochs (24: about 9-10 CPU-minutes at 50 %% MACs)")
+    parser.add_argument("--finetune-epochs", type=int, default=20,
+                        help="ResNet-32 distillation epochs (20: about 9 CPU-minutes at 50 %% MACs)")
     parser.add_argument("--finetune-size", type=int, default=4000, help="ResNet-32 distillation images")
     parser.add_argument("--imagenet-finetune-epochs", type=int, default=2, help="EfficientNet-Lite0 epochs")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=None, help="distillation's Adam learning rate (default: distill's)")
+    parser.add_argument("--features", type=float, default=None,
+                        help="weight of residual-stream feature matching in distillation (0: logits alone; default: distill's)")
+    parser.add_argument("--mix", choices=("none", *MIXES), default=None,
+                        help="mix distillation views of two images (default: distill's)")
     parser.add_argument("--no-augment", action="store_true", help="distil on the images as they are")
     parser.add_argument("--device", default="arm-cortex-a78-xnnpack")
     parser.add_argument("--latency-device", default=None,
